@@ -1,0 +1,76 @@
+"""The ``stream-sep`` command: live by default, plus ``separate`` and ``evaluate``.
+
+    stream-sep --input mic --output headphones      live (stream_sep.live)
+    stream-sep separate song.flac -o out/           offline files (stream_sep.separate)
+    stream-sep evaluate --model M --data DIR ...     quality measures (stream_sep.evaluate)
+
+Each subcommand module has ``add_arguments(parser)`` and ``run(args) -> int``. ``main`` turns
+a :class:`UserError` into one line ``stream-sep: error: ...`` and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from stream_sep.errors import UserError
+
+PROG = "stream-sep"
+SUBCOMMANDS = {
+    "separate": ("stream_sep.separate", "separate audio files offline with the same engine"),
+    "evaluate": ("stream_sep.evaluate", "measure separation quality (SDR, SI-SDR, museval)"),
+}
+LIVE_MODULE = "stream_sep.live"
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line and exit status 2."""
+
+    def error(self, message: str):  # noqa: D401 - argparse API
+        raise UserError(f"{message} (see {self.prog} --help)")
+
+
+def get_parser(subcommand: str | None = None) -> argparse.ArgumentParser:
+    if subcommand is None:
+        module = importlib.import_module(LIVE_MODULE)
+        parser = OneLineParser(
+            prog=PROG,
+            description=(
+                "Real-time vocal separation. Live by default; subcommands: "
+                + ", ".join(f"'{name}' ({text})" for name, (_, text) in SUBCOMMANDS.items())
+                + f". See '{PROG} SUBCOMMAND --help'."
+            ),
+        )
+    else:
+        module_name, text = SUBCOMMANDS[subcommand]
+        module = importlib.import_module(module_name)
+        parser = OneLineParser(prog=f"{PROG} {subcommand}", description=text)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more detail to stderr")
+    module.add_arguments(parser)
+    parser.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    subcommand = argv[0] if argv and argv[0] in SUBCOMMANDS else None
+    try:
+        parser = get_parser(subcommand)
+        args = parser.parse_args(argv[1:] if subcommand else argv)
+        logging.basicConfig(
+            level=logging.DEBUG if args.verbose else logging.WARNING,
+            format=f"{PROG}: %(message)s",
+        )
+        return int(args._module.run(args) or 0)
+    except UserError as error:
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

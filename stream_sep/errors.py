@@ -1,0 +1,22 @@
+"""Exceptions that the command line turns into one clear line and exit status 2."""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """A mistake in what the user asked for: a bad value, a missing file, a bad device.
+
+    The CLI prints ``stream-sep: error: <message>`` and exits with status 2; no traceback.
+    """
+
+
+class ModelError(UserError):
+    """A model file that is missing, unreadable, or breaks the model contract."""
+
+
+class AudioFileError(UserError):
+    """An audio file that cannot be read or written."""
+
+
+class DeviceError(UserError):
+    """An audio device that does not exist, is ambiguous, or cannot do what was asked."""

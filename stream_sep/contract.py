@@ -133,7 +133,9 @@ class ModelContract:
         if self.n_fft & (self.n_fft - 1):
             raise ModelError(f"n_fft must be a power of two, got {self.n_fft}")
         if not 1 <= self.hop_length <= self.n_fft:
-            raise ModelError(f"hop_length must be in [1, n_fft={self.n_fft}], got {self.hop_length}")
+            raise ModelError(
+                f"hop_length must be in [1, n_fft={self.n_fft}], got {self.hop_length}"
+            )
         max_window = int(_MAX_WINDOW_SECONDS * self.sample_rate)
         if not self.n_fft <= self.window_samples <= max_window:
             raise ModelError(
@@ -156,7 +158,9 @@ class ModelContract:
             if getattr(self, key) != allowed:
                 raise ModelError(f"{key} must be {allowed!r}, got {getattr(self, key)!r}")
         if not self.sources or any(not s.isidentifier() for s in self.sources):
-            raise ModelError(f"sources must be a comma-separated list of names, got {self.sources!r}")
+            raise ModelError(
+                f"sources must be a comma-separated list of names, got {self.sources!r}"
+            )
         if "vocals" not in self.sources:
             raise ModelError(f"sources must include 'vocals', got {','.join(self.sources)}")
 
@@ -198,7 +202,9 @@ def contract_from_metadata(metadata: Mapping[str, str], origin: str = "model") -
         try:
             ints[field] = int(raw)
         except ValueError:
-            raise ModelError(f"{origin}: metadata {PREFIX}{field} must be an integer, got {raw!r}") from None
+            raise ModelError(
+                f"{origin}: metadata {PREFIX}{field} must be an integer, got {raw!r}"
+            ) from None
     contract = ModelContract(
         version=ints["contract_version"],
         sample_rate=ints["sample_rate"],
@@ -252,4 +258,3 @@ def check_tensor_shape(
 
 def _fmt(shape: tuple[int | None, ...]) -> str:
     return "(" + ", ".join("B" if s is None else str(s) for s in shape) + ")"
-

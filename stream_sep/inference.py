@@ -71,7 +71,9 @@ class SeparationModel:
         expected = (self.contract.window_samples,)
         if audio.ndim != 2 or audio.shape[1:] != expected:
             raise ValueError(f"audio must be (B, {expected[0]}), got {audio.shape}")
-        spectrogram = spectral.to_network_input(np.ascontiguousarray(audio, np.float32), self.contract)
+        spectrogram = spectral.to_network_input(
+            np.ascontiguousarray(audio, np.float32), self.contract
+        )
         output = self.run_network(spectrogram)
         want = (audio.shape[0],) + self.contract.output_shape[1:]
         if output.shape != want:
@@ -113,7 +115,9 @@ def load_model(path: str | os.PathLike | None = None, provider: str = "auto") ->
             data, sess_options=providers.session_options(choice), providers=choice.providers
         )
     except Exception as error:  # onnxruntime raises its own Fail/InvalidGraph/... types
-        raise ModelError(f"{path.name} is not a loadable ONNX model: {_first_line(error)}") from None
+        raise ModelError(
+            f"{path.name} is not a loadable ONNX model: {_first_line(error)}"
+        ) from None
     metadata = session.get_modelmeta().custom_metadata_map
     contract = contract_from_metadata(metadata, origin=path.name)
     _check_graph(session, contract, path.name)
@@ -137,8 +141,12 @@ def _check_graph(session, contract: ModelContract, origin: str) -> None:
     output = next(o for o in outputs if o.name == contract.output_name)
     for role, tensor in (("input", inputs[0]), ("output", output)):
         if tensor.type != "tensor(float)":
-            raise ModelError(f"{origin}: {role} {tensor.name!r} is {tensor.type}, must be tensor(float)")
-    check_tensor_shape(origin, "input", inputs[0].name, tuple(inputs[0].shape), contract.input_shape)
+            raise ModelError(
+                f"{origin}: {role} {tensor.name!r} is {tensor.type}, must be tensor(float)"
+            )
+    check_tensor_shape(
+        origin, "input", inputs[0].name, tuple(inputs[0].shape), contract.input_shape
+    )
     check_tensor_shape(origin, "output", output.name, tuple(output.shape), contract.output_shape)
 
 

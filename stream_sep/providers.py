@@ -105,7 +105,9 @@ def session_options(choice: ProviderChoice):
     options.log_severity_level = 3  # errors only: keep ONNX Runtime's noise off the terminal
     if choice.name == "cpu":
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-        options.intra_op_num_threads = max(1, (cores or 1) - 1) if (cores or 1) > 2 else (cores or 1)
+        options.intra_op_num_threads = (
+            max(1, (cores or 1) - 1) if (cores or 1) > 2 else (cores or 1)
+        )
         options.inter_op_num_threads = 1
     return options
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 
 import numpy as np
+import scipy.fft
 from numpy.lib.stride_tricks import sliding_window_view
 
 from stream_sep.contract import ModelContract
@@ -41,44 +42,86 @@ def synthesis_window(n_fft: int, hop: int) -> np.ndarray:
     return window / denominator
 
 
+@functools.lru_cache(maxsize=8)
+def analysis_window32(n_fft: int) -> np.ndarray:
+    """:func:`analysis_window` as float32 (read-only: it is shared)."""
+    window = analysis_window(n_fft).astype(np.float32)
+    window.flags.writeable = False
+    return window
+
+
+@functools.lru_cache(maxsize=8)
+def synthesis_window32(n_fft: int, hop: int) -> np.ndarray:
+    """:func:`synthesis_window` as float32 (read-only: it is shared)."""
+    window = synthesis_window(n_fft, hop).astype(np.float32)
+    window.flags.writeable = False
+    return window
+
+
 def stft(audio: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
     """Centred STFT of real audio.
 
     audio: (..., samples) float32. Returns (..., frames, n_fft // 2 + 1) complex64 with
     ``frames = 1 + samples // hop``.
     """
+    audio = np.asarray(audio, np.float32)
     pad = [(0, 0)] * (audio.ndim - 1) + [(n_fft // 2, n_fft // 2)]
     padded = np.pad(audio, pad, mode="reflect")
+    # (..., frames, n_fft) strided view: frame t starts at sample t * hop of the padded signal.
     frames = sliding_window_view(padded, n_fft, axis=-1)[..., ::hop, :]
-    window = analysis_window(n_fft).astype(np.float32)
-    return np.fft.rfft(frames * window, n=n_fft, axis=-1).astype(np.complex64)
+    # scipy's real FFT in float32: several times faster than numpy's for this shape.
+    return scipy.fft.rfft(frames * analysis_window32(n_fft), n=n_fft, axis=-1)
 
 
 def istft(spectrum: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
     """Inverse of :func:`stft`.
 
-    spectrum: (..., frames, n_fft // 2 + 1) complex. Returns (..., (frames - 1) * hop)
-    float32.
+    spectrum: (..., frames, n_bins) complex with n_bins <= n_fft // 2 + 1 (missing top bins
+    are zeros, as in Keras' irfft). Returns (..., (frames - 1) * hop) float32.
     """
-    frames = np.fft.irfft(spectrum, n=n_fft, axis=-1)
-    frames *= synthesis_window(n_fft, hop)
-    n_frames = frames.shape[-2]
-    total = n_fft + hop * (n_frames - 1)
-    out = np.zeros(frames.shape[:-2] + (total,), dtype=np.float64)
-    for index in range(n_frames):
-        out[..., index * hop : index * hop + n_fft] += frames[..., index, :]
+    spectrum = np.asarray(spectrum)
+    if spectrum.dtype != np.complex64:
+        spectrum = spectrum.astype(np.complex64)
+    frames = scipy.fft.irfft(spectrum, n=n_fft, axis=-1)
+    frames *= synthesis_window32(n_fft, hop)
+    total = n_fft + hop * (frames.shape[-2] - 1)
+    out = _overlap_add(frames, hop, total)
     half = n_fft // 2
-    return out[..., half : total - half].astype(np.float32)
+    return np.ascontiguousarray(out[..., half : total - half])
 
 
-def to_network_input(audio: np.ndarray, contract: ModelContract) -> np.ndarray:
+def _overlap_add(frames: np.ndarray, hop: int, total: int) -> np.ndarray:
+    """frames: (..., T, n_fft) float32 -> (..., total) float32, frame t added at t * hop."""
+    n_frames, n_fft = frames.shape[-2:]
+    lead = frames.shape[:-2]
+    if n_fft % hop:
+        out = np.zeros(lead + (total,), np.float32)
+        for index in range(n_frames):
+            out[..., index * hop : index * hop + n_fft] += frames[..., index, :]
+        return out
+    parts = n_fft // hop
+    # Each frame is `parts` hop-long pieces; piece j of frame t lands on output slot t + j.
+    slots = np.zeros(lead + (n_frames + parts - 1, hop), np.float32)
+    pieces = frames.reshape(lead + (n_frames, parts, hop))
+    for part in range(parts):
+        slots[..., part : part + n_frames, :] += pieces[..., :, part, :]
+    return slots.reshape(lead + (total,))
+
+
+def to_network_input(
+    audio: np.ndarray, contract: ModelContract, out: np.ndarray | None = None
+) -> np.ndarray:
     """Mixture waveform -> the network's input.
 
     audio: (B, window_samples) float32. Returns (B, frames, n_fft // 2, 2) float32,
-    real/imag, Nyquist bin dropped.
+    real/imag, Nyquist bin dropped; written into ``out`` when given (same shape, float32).
     """
     spectrum = stft(audio, contract.n_fft, contract.hop_length)[..., : contract.n_bins]
-    return np.stack([spectrum.real, spectrum.imag], axis=-1)
+    if out is None:
+        out = np.empty(spectrum.shape + (2,), np.float32)
+    # complex64 is (real, imag) float32 pairs: view `out` as complex and copy once.
+    np.copyto(out.view(np.complex64)[..., 0], spectrum)
+    return out
 
 
 def from_network_output(output: np.ndarray, contract: ModelContract) -> np.ndarray:
@@ -87,10 +130,7 @@ def from_network_output(output: np.ndarray, contract: ModelContract) -> np.ndarr
     output: (B, S, frames, 2F) float32 with real/imag interleaved per bin. Returns
     (B, S, window_samples) float32.
     """
-    batch, n_sources, n_frames, width = output.shape
-    # (B, S, T, 2F) -> (B, S, T, F, 2): the last axis interleaves real and imag of each bin.
-    pairs = output.reshape(batch, n_sources, n_frames, width // 2, 2)
-    spectrum = np.zeros((batch, n_sources, n_frames, width // 2 + 1), dtype=np.complex64)
-    spectrum[..., :-1].real = pairs[..., 0]
-    spectrum[..., :-1].imag = pairs[..., 1]
+    output = np.ascontiguousarray(output, np.float32)
+    # (B, S, T, 2F) float32 -> (B, S, T, F) complex64: interleaved pairs are complex64's layout.
+    spectrum = output.view(np.complex64)
     return istft(spectrum, contract.n_fft, contract.hop_length)

@@ -1,0 +1,452 @@
+"""``stream-sep evaluate``: separation quality on a dataset, the way the field measures it.
+
+For every clip, and for vocals and accompaniment, three measures (see :mod:`stream_sep.metrics`):
+whole-clip SDR (MDX challenge), museval's SiSEC18 median-of-frames SDR, and SI-SDR. Three
+estimates are scored on the same clips:
+
+- ``model``: the model run through the streaming engine (blocking, so no deadline misses),
+  with the delay removed; accompaniment = mixture - vocal estimate (karaoke).
+- ``mixture``: the mixture itself as the estimate of both stems (the floor to beat).
+- ``centre-cancel``: classic L-R karaoke, for stereo mixtures only. The vocal estimate is the
+  mid signal ``(L + R) / 2`` on both channels; the accompaniment estimate is the mixture minus
+  it, ``((L - R) / 2, (R - L) / 2)``, so the two estimates sum to the mixture like the model's.
+
+Offline (the default) uses the settings of ``stream-sep separate``; ``--streaming`` uses the
+live settings (``--hop``, ``--lookahead``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from stream_sep import datasets, metrics
+from stream_sep.errors import ModelError, UserError
+
+log = logging.getLogger(__name__)
+
+STEMS = ("vocals", "accompaniment")
+METHODS = ("model", "mixture", "centre-cancel")
+MEASURES = ("sdr", "museval_sdr", "si_sdr")
+MEASURE_TITLES = {"sdr": "SDR", "museval_sdr": "museval", "si_sdr": "SI-SDR"}
+METHOD_TITLES = {"model": "model", "mixture": "mixture", "centre-cancel": "L-R centre"}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model",
+        metavar="M",
+        help="ONNX separation model (default: the bundled model)",
+    )
+    parser.add_argument("--data", metavar="DIR", required=True, help="the dataset folder")
+    parser.add_argument(
+        "--format",
+        dest="data_format",
+        required=True,
+        choices=datasets.FORMATS,
+        help=(
+            "musdb: <DIR>/{train,test}/<song>/{drums,bass,other,vocals}.wav at 16 kHz, "
+            "mixture.wav optional; musdb-hq: the same at 44.1 kHz; mir1k: stereo "
+            "<singer>_<song>_<clip>.wav|.flac in DIR, channel 0 accompaniment, channel 1 vocals"
+        ),
+    )
+    parser.add_argument(
+        "--split",
+        choices=datasets.SPLITS,
+        help="musdb formats: which split to evaluate (default: test)",
+    )
+    parser.add_argument(
+        "--singers",
+        type=_comma_list,
+        metavar="A,B",
+        help="mir1k: evaluate only these singers (e.g. held-out ones: Ani,Kenshin)",
+    )
+    parser.add_argument(
+        "--limit", type=_positive_int, metavar="N", help="evaluate the first N clips only"
+    )
+    parser.add_argument(
+        "--streaming",
+        action="store_true",
+        help=(
+            "separate as the live engine does, with --hop and --lookahead, instead of with "
+            "the offline settings of 'stream-sep separate'. The engine runs each window "
+            "inline (blocking), which gives exactly the samples of a live run that misses no "
+            "deadline, so the numbers show what the live settings cost in quality, not what "
+            "this machine's speed costs"
+        ),
+    )
+    parser.add_argument(
+        "--hop", type=float, metavar="S", help="--streaming: seconds between windows"
+    )
+    parser.add_argument(
+        "--lookahead",
+        type=float,
+        metavar="S",
+        help="--streaming: seconds of future context after the last sample used",
+    )
+    parser.add_argument(
+        "--provider",
+        default="auto",
+        help="ONNX Runtime execution provider: auto, cpu, cuda, ... (default: auto)",
+    )
+    parser.add_argument(
+        "--no-museval",
+        dest="museval",
+        action="store_false",
+        help="skip museval's SiSEC18 SDR (the slowest measure on long songs)",
+    )
+    parser.add_argument("--json", metavar="FILE", help="also write the full report as JSON")
+
+
+def _comma_list(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected comma-separated names, got {text!r}")
+    return names
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
+def run(args: argparse.Namespace) -> int:
+    if not args.streaming and (args.hop is not None or args.lookahead is not None):
+        raise UserError("--hop and --lookahead apply to --streaming only")
+    json_path = _check_json_path(args.json)
+    refs = datasets.find_clips(args.data, args.data_format, args.split, args.singers, args.limit)
+    from stream_sep.inference import load_model
+
+    model = load_model(args.model, provider=args.provider)
+    options = engine_options(args.streaming, args.hop, args.lookahead)
+    plan = describe_plan(model, options)
+    print(_plan_line(args, model, plan, len(refs)), flush=True)
+    results = []
+    print(_clip_header(), flush=True)
+    for ref in refs:
+        clip = datasets.load_clip(ref)
+        result = evaluate_clip(model, clip, options, use_museval=args.museval)
+        results.append(result)
+        print(_clip_line(result), flush=True)
+    report = build_report(args, model, plan, results)
+    print(format_summary(report["summary"], report["notes"]), flush=True)
+    if json_path is not None:
+        write_json_atomically(json_path, report)
+        print(f"wrote {json_path}", flush=True)
+    return 0
+
+
+# ---------------------------------------------------------------------- estimates
+
+
+def engine_options(
+    streaming: bool, hop: float | None = None, lookahead: float | None = None
+) -> dict:
+    """Engine keyword options for an evaluation run: the defaults of ``stream-sep separate``
+    (hop, lookahead, crossfade, stereo), with ``hop``/``lookahead`` replaced when streaming."""
+    from stream_sep import separate
+
+    parser = argparse.ArgumentParser(add_help=False)
+    separate.add_engine_arguments(parser)
+    options = separate.engine_options(parser.parse_args([]))
+    if streaming:
+        chosen = {"hop": hop, "lookahead": lookahead}
+        options.update({name: value for name, value in chosen.items() if value is not None})
+    return options
+
+
+def estimate_vocals(model, mixture: np.ndarray, sample_rate: int, options: dict) -> np.ndarray:
+    """The model's time-aligned vocal estimate of ``mixture`` through the engine.
+
+    mixture: (channels, samples) float32 -> (channels, samples) float32. The same engine run
+    as ``stream-sep separate`` (blocking, delay removed by feeding ``latency_samples`` of
+    silence after the clip and dropping as many output samples at the start), but without
+    the output guard that ``separate_array`` applies for listening: a -1 dBFS limiter on a
+    loud mixture would change the samples being measured.
+    """
+    from stream_sep.engine import Separator
+
+    channels, samples = mixture.shape
+    with Separator(
+        model, sample_rate, channels, mode="vocals", blocking=True, limit=False, **options
+    ) as separator:
+        delay = separator.latency_samples
+        padded = np.zeros((channels, samples + delay), np.float32)
+        padded[:, :samples] = mixture
+        output = separator.process(padded)
+        failures = separator.stats.model_failures
+    if failures:
+        raise ModelError(f"the model failed on {failures} window(s); see the warning above")
+    return output[:, delay:]
+
+
+def centre_cancel(mixture: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """L-R karaoke of a stereo mixture (2, samples) -> (vocals, accompaniment) estimates.
+
+    vocals = the mid (L + R) / 2 on both channels; accompaniment = mixture - vocals =
+    ((L - R) / 2, (R - L) / 2): whatever is equal in both channels is taken to be voice.
+    """
+    mid = mixture.mean(axis=0, keepdims=True)
+    vocals = np.repeat(mid, 2, axis=0)
+    return vocals, mixture - vocals
+
+
+def describe_plan(model, options: dict) -> dict:
+    """The engine's latency and settings for ``options`` at the model's own rate."""
+    from stream_sep.engine import Separator
+
+    rate = model.contract.sample_rate
+    with Separator(model, rate, 1, blocking=True, limit=False, **options) as separator:
+        return {
+            "hop_seconds": separator.hop_samples / rate,
+            "lookahead_seconds": separator.lookahead_samples / rate,
+            "crossfade_seconds": separator.crossfade_samples / rate,
+            "latency_seconds": separator.latency_seconds,
+            "algorithmic_latency_seconds": (separator.lookahead_samples + separator.hop_samples)
+            / rate,
+        }
+
+
+# ---------------------------------------------------------------------- scoring
+
+
+def score(
+    vocals: np.ndarray,
+    accompaniment: np.ndarray,
+    vocals_estimate: np.ndarray,
+    accompaniment_estimate: np.ndarray,
+    sample_rate: int,
+    use_museval: bool,
+) -> dict[str, dict[str, float]]:
+    """{stem: {measure: dB}} for one estimate pair; all arrays (channels, samples)."""
+    pairs = {
+        "vocals": (vocals, vocals_estimate),
+        "accompaniment": (accompaniment, accompaniment_estimate),
+    }
+    scores = {}
+    for stem, (reference, estimate) in pairs.items():
+        scores[stem] = {
+            "sdr": metrics.sdr(reference, estimate),
+            "museval_sdr": (
+                metrics.museval_sdr(reference, estimate, sample_rate) if use_museval else math.nan
+            ),
+            "si_sdr": metrics.si_sdr(reference, estimate),
+        }
+    return scores
+
+
+def evaluate_clip(model, clip: datasets.Clip, options: dict, use_museval: bool = True) -> dict:
+    """Separate one clip and score the model and the baselines on it."""
+    started = time.perf_counter()
+    vocals_estimate = estimate_vocals(model, clip.mixture, clip.sample_rate, options)
+    separate_seconds = time.perf_counter() - started
+    mixture = clip.mixture.astype(np.float64)
+    estimates = {
+        "model": (vocals_estimate, mixture - vocals_estimate),
+        "mixture": (mixture, mixture),
+    }
+    if clip.channels == 2:
+        estimates["centre-cancel"] = centre_cancel(mixture)
+    started = time.perf_counter()
+    scores = {
+        method: score(clip.vocals, clip.accompaniment, *pair, clip.sample_rate, use_museval)
+        for method, pair in estimates.items()
+    }
+    return {
+        "name": clip.name,
+        "seconds": clip.seconds,
+        "sample_rate": clip.sample_rate,
+        "channels": clip.channels,
+        "separate_seconds": separate_seconds,
+        "score_seconds": time.perf_counter() - started,
+        "scores": scores,
+    }
+
+
+def summarise(results: list[dict]) -> dict:
+    """{method: {stem: {measure: {"mean", "median", "clips"}}}} over the clips that have it."""
+    summary = {}
+    for method in METHODS:
+        per_clip = [result["scores"][method] for result in results if method in result["scores"]]
+        if not per_clip:
+            continue
+        summary[method] = {
+            stem: {
+                measure: _mean_median([scores[stem][measure] for scores in per_clip])
+                for measure in MEASURES
+            }
+            for stem in STEMS
+        }
+    return summary
+
+
+def _mean_median(values: Iterable[float]) -> dict:
+    finite = [value for value in values if math.isfinite(value)]
+    if not finite:
+        return {"mean": None, "median": None, "clips": 0}
+    return {
+        "mean": statistics.fmean(finite),
+        "median": statistics.median(finite),
+        "clips": len(finite),
+    }
+
+
+# ---------------------------------------------------------------------- report
+
+
+def build_report(args: argparse.Namespace, model, plan: dict, results: list[dict]) -> dict:
+    seconds = sum(result["seconds"] for result in results)
+    separating = sum(result["separate_seconds"] for result in results)
+    return {
+        "model": str(model.path),
+        "provider": model.provider,
+        "data": str(args.data),
+        "format": args.data_format,
+        "split": args.split,
+        "singers": args.singers,
+        "mode": "streaming" if args.streaming else "offline",
+        "engine": plan,
+        "museval": bool(args.museval),
+        "clips": results,
+        "audio_seconds": seconds,
+        "separate_seconds": separating,
+        "real_time_factor": separating / seconds if seconds else None,
+        "summary": summarise(results),
+        "notes": _notes(results),
+    }
+
+
+def _notes(results: list[dict]) -> list[str]:
+    notes = []
+    mono = sum(1 for result in results if result["channels"] != 2)
+    if mono:
+        notes.append(
+            f"L-R centre cancellation needs a stereo mixture; {mono} clip(s) have a mono one "
+            "(MIR-1K's mixture is channel 0 + channel 1, so it never applies there)"
+        )
+    return notes
+
+
+def write_json_atomically(path: Path, report: dict) -> None:
+    """Write ``report`` as JSON (NaN/Inf as null) via a temp file in the same folder."""
+    text = json.dumps(_finite(report), indent=2, allow_nan=False)
+    descriptor, temporary = tempfile.mkstemp(
+        prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
+    )
+    try:
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(text + "\n")
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _finite(value):
+    """A copy of a JSON-able structure with non-finite floats replaced by None."""
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _check_json_path(text: str | None) -> Path | None:
+    """Refuse an unwritable --json before any clip is separated, not after."""
+    if text is None:
+        return None
+    path = Path(text)
+    folder = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise UserError(f"--json {text!r} is a directory; give a file name")
+    if not folder.is_dir():
+        raise UserError(f"--json {text!r}: folder {str(folder)!r} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise UserError(f"--json {text!r}: folder {str(folder)!r} is not writable")
+    return path
+
+
+# ---------------------------------------------------------------------- terminal table
+
+
+def _plan_line(args, model, plan: dict, clips: int) -> str:
+    mode = "streaming" if args.streaming else "offline"
+    return (
+        f"{clips} clip(s) from {args.data} ({args.data_format}); model {model.path} on "
+        f"{model.provider}; {mode}: hop {plan['hop_seconds']:.3f} s, lookahead "
+        f"{plan['lookahead_seconds']:.3f} s, algorithmic latency (lookahead + hop) "
+        f"{plan['algorithmic_latency_seconds']:.3f} s, engine delay "
+        f"{plan['latency_seconds']:.3f} s"
+    )
+
+
+_CLIP_COLUMNS = "{:<28} {:>6} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7}"
+
+
+def _clip_header() -> str:
+    top = _CLIP_COLUMNS.format("", "", "vocals", "", "", "accomp", "", "", "")
+    names = [MEASURE_TITLES[measure] for measure in MEASURES]
+    return top + "\n" + _CLIP_COLUMNS.format("clip", "sec", *names, *names, "sep s")
+
+
+def _clip_line(result: dict) -> str:
+    scores = result["scores"]["model"]
+    values = [_db(scores[stem][measure]) for stem in STEMS for measure in MEASURES]
+    return _CLIP_COLUMNS.format(
+        result["name"][:28],
+        f"{result['seconds']:.1f}",
+        *values,
+        f"{result['separate_seconds']:.2f}",
+    )
+
+
+def _db(value: float | None) -> str:
+    if value is None or not math.isfinite(value):
+        return "-"
+    return f"{value:.2f}"
+
+
+def format_summary(summary: dict, notes: list[str]) -> str:
+    """The overall table: method x statistic rows, stem x measure columns, in dB."""
+    columns = "{:<12} {:<7} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>6}"
+    names = [MEASURE_TITLES[measure] for measure in MEASURES]
+    lines = [
+        "",
+        "overall (dB)",
+        columns.format("", "", "vocals", "", "", "accomp", "", "", ""),
+        columns.format("method", "", *names, *names, "clips"),
+    ]
+    for method in METHODS:
+        if method not in summary:
+            lines.append(columns.format(METHOD_TITLES[method], "n/a", *[""] * 7))
+            continue
+        for statistic in ("mean", "median"):
+            cells = [summary[method][stem][measure] for stem in STEMS for measure in MEASURES]
+            count = summary[method]["vocals"]["sdr"]["clips"]
+            lines.append(
+                columns.format(
+                    METHOD_TITLES[method] if statistic == "mean" else "",
+                    statistic,
+                    *[_db(cell[statistic]) for cell in cells],
+                    count if statistic == "mean" else "",
+                )
+            )
+    lines += [f"note: {note}" for note in notes]
+    return "\n".join(lines)

@@ -19,6 +19,13 @@ gain, the output is ``(1 - c (1 - a)) * dry + (g - a) * V``. Karaoke is ``a=1, g
 vocals ``a=0, g=1``, bypass ``a=1, g=1`` (exactly the delayed dry signal). A missing window
 therefore fades to the dry signal over the crossfade, and gains ramp per absolute sample, so
 output does not depend on how the stream is cut into blocks.
+
+Safety (see docs/reliability.md): the mix is multiplied by an output gain that fades in over
+``fade_in`` seconds from ``latency_samples`` (where the delayed signal first arrives) and fades
+out on :meth:`Separator.fade_out`, then passes the :class:`~stream_sep.safety.OutputGuard`
+(peak limiter, NaN guard, hard clip at the ceiling). A window that raises, returns the wrong
+shape or NaN/Inf, or is late plays the dry signal; ``max_consecutive_failures`` such windows
+in a row latch :attr:`Separator.failed` with a :attr:`Separator.failure_reason`.
 """
 
 from __future__ import annotations
@@ -43,6 +50,12 @@ STEREO_CHOICES = ("batch", "mid")
 VOCAL_LEVEL_RANGE = (0.0, 2.0)
 MAX_CHANNELS = 8
 _SLOTS = 6  # windows alive at once: in use (2), computing (1-2), spare
+DEFAULT_FADE_SECONDS = 0.05
+DEFAULT_MAX_CONSECUTIVE_FAILURES = 8
+MIN_CROSSFADE_SECONDS = 0.005  # a fallback always fades; a zero crossfade would click
+DC_OFFSET_LIMIT = 0.05  # |mean| of a window above this is reported as a DC offset
+FULL_SCALE = 0.999  # input samples at or above this are counted as clipped
+_CLOSE_TIMEOUT = 1.0  # seconds close() waits for a busy worker (a hung model is left behind)
 _RESAMPLE_QUALITY = "HQ"
 _RESAMPLE_PAD = 256  # model-rate samples resampled beyond each side of the support
 
@@ -52,10 +65,16 @@ class EngineStats:
     windows_submitted: int = 0
     windows_run: int = 0
     deadline_misses: int = 0
-    windows_skipped: int = 0  # dropped unrun because their deadline had already passed
-    model_failures: int = 0
+    windows_skipped: int = 0  # never started: the worker still held their slot
+    fallback_windows: int = 0  # windows whose support played the dry signal (any cause)
+    consecutive_fallbacks: int = 0  # fallback windows in a row, reset by a used window
+    jobs_dropped: int = 0  # queued jobs the worker discarded unrun (already missed or reset)
+    model_failures: int = 0  # model calls that raised, returned a wrong shape or NaN/Inf
+    nonfinite_model_outputs: int = 0  # of which NaN/Inf estimates
     consecutive_failures: int = 0
     nonfinite_input_samples: int = 0
+    dc_offset_windows: int = 0  # windows whose mean magnitude exceeds DC_OFFSET_LIMIT
+    clipped_input_windows: int = 0  # windows whose newest hop holds full-scale samples
     inference_total_s: float = 0.0
     inference_max_s: float = 0.0
     inference_last_s: float = 0.0
@@ -142,6 +161,8 @@ class Separator:
         ramp_seconds: float = 0.05,
         ceiling_db: float = safety.DEFAULT_CEILING_DB,
         limit: bool = True,
+        fade_in: float | None = None,
+        max_consecutive_failures: int = DEFAULT_MAX_CONSECUTIVE_FAILURES,
     ):
         self.model = model
         self.contract = model.contract
@@ -154,14 +175,34 @@ class Separator:
         self.blocking = bool(blocking)
         self._plan(hop, lookahead, crossfade)
         self._ramp_length = _seconds_to_samples("ramp", ramp_seconds, self.sample_rate)
-        self._limiter = safety.OutputGuard(self.channels, self.sample_rate, ceiling_db)
+        self._limiter = safety.OutputGuard(
+            self.channels, self.sample_rate, ceiling_db, max_block=self.hop_samples
+        )
         self._limit = bool(limit)  # False only for callers that guard the output themselves
+        if fade_in is None:  # offline callers (limit=False) want the signal from sample one
+            fade_in = DEFAULT_FADE_SECONDS if self._limit else 0.0
+        self._fade_in_samples = _seconds_to_samples("fade-in", fade_in, self.sample_rate)
+        self.max_consecutive_failures = _check_failures(max_consecutive_failures)
         self._allocate()
+        self._output_ramp = self._fade_in_ramp()
+        self._fade_request: float | None = None
+        self._targets_changed = False
+        self._failure: tuple | None = None  # (kind, streak, failed in streak, seconds running)
+        self._streak_failed = 0
+        self._running_since = 0.0  # perf_counter() when the current model call started
+        self._last_error = ""
+        if self.sample_rate != self.contract.sample_rate:
+            log.info(
+                "stream at %d Hz, model at %d Hz: resampling with soxr",
+                self.sample_rate,
+                self.contract.sample_rate,
+            )
         self._mode = "karaoke"
         self._vocal_level = 0.0
         self._accompaniment_ramp = _Ramp(0, 1.0, 1.0, 0)
         self._vocal_ramp = _Ramp(0, 0.0, 0.0, 0)
-        self._set_targets(mode, vocal_level, immediate=True)
+        self._set_targets(mode, vocal_level)
+        self._apply_targets(immediate=True)
         self.stats = EngineStats(hop_seconds=self.hop_samples / self.sample_rate)
         self._generation = 0
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
@@ -180,7 +221,9 @@ class Separator:
         self.edge_samples = int(math.ceil(edge_model * rate / model_rate))
         self.hop_samples = _seconds_to_samples("hop", hop, rate)
         self.lookahead_samples = _seconds_to_samples("lookahead", lookahead, rate)
-        self.crossfade_samples = _seconds_to_samples("crossfade", crossfade, rate)
+        self.crossfade_samples = _seconds_to_samples(
+            "crossfade", crossfade, rate, MIN_CROSSFADE_SECONDS
+        )
         if self.hop_samples < 1:
             raise UserError(f"--hop must be at least one sample (1/{rate} s), got {hop!r}")
         if self.lookahead_samples < self.edge_samples:
@@ -231,6 +274,7 @@ class Separator:
         self._gain_g = np.zeros(chunk, np.float64)
         self._dry_coef = np.zeros(chunk, np.float32)
         self._vocal_coef = np.zeros(chunk, np.float32)
+        self._output_gain = np.zeros(chunk, np.float32)
         self._finite = np.zeros((channels, chunk), bool)
         self._positions = np.arange(chunk, dtype=np.float64)
         self._slots = [
@@ -265,6 +309,35 @@ class Separator:
     def limiter(self) -> safety.OutputGuard:
         return self._limiter
 
+    @property
+    def failed(self) -> bool:
+        """True once ``max_consecutive_failures`` windows in a row had no usable estimate
+        (the model raised, returned garbage, hung or cannot keep up). Latched: the stream
+        goes on with the dry signal; a live host should fade out and stop."""
+        return self._failure is not None
+
+    @property
+    def failure_reason(self) -> str:
+        """One line saying why :attr:`failed` is set; empty while it is not."""
+        if self._failure is None:
+            return ""
+        return self._describe_failure(*self._failure)
+
+    @property
+    def faded_out(self) -> bool:
+        """True once a :meth:`fade_out` has finished: every further output sample is 0."""
+        ramp = self._output_ramp
+        return (
+            self._fade_request is None
+            and ramp.end_value == 0.0
+            and self._position >= ramp.start_index + ramp.length
+        )
+
+    @property
+    def queued_jobs(self) -> int:
+        """Windows waiting for the worker; at most the number of slots, by construction."""
+        return self._jobs.qsize()
+
     def set_mode(self, mode: str) -> None:
         self._set_targets(mode, None)
 
@@ -272,12 +345,19 @@ class Separator:
         """Karaoke with the vocals at ``level`` (0 = none, 1 = original); switches to karaoke."""
         self._set_targets("karaoke", level)
 
+    def fade_out(self, seconds: float = DEFAULT_FADE_SECONDS) -> None:
+        """Ramp the output to silence over ``seconds``, starting at the next block. Keep
+        calling :meth:`process` until :attr:`faded_out`, then close the stream."""
+        self._fade_request = float(_seconds_to_samples("fade-out", seconds, self.sample_rate))
+
     def process(self, block: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """block: (channels, n) float32 -> (channels, n) float32, delayed by latency_samples."""
         if block.ndim != 2 or block.shape[0] != self.channels:
             raise ValueError(f"block must be ({self.channels}, n), got {block.shape}")
         if out is None:
             out = np.empty(block.shape, np.float32)
+        if self._targets_changed or self._fade_request is not None:
+            self._apply_requests()
         done, total = 0, block.shape[1]
         while done < total:
             until_window = self.hop_samples - self._position % self.hop_samples
@@ -296,13 +376,24 @@ class Separator:
             slot.decision = 0
             slot.window_index = -1
         self._position = 0
+        self.stats.consecutive_fallbacks = 0
+        self._streak_failed = 0
         self._limiter.reset()
-        self._set_targets(self._mode, self._vocal_level, immediate=True)
+        self._fade_request = None
+        self._output_ramp = self._fade_in_ramp()
+        self._apply_targets(immediate=True)
 
     def close(self) -> None:
+        """Stop the worker thread. A model call that does not return within a second is
+        left behind on its daemon thread rather than blocking the caller."""
         if self._worker is not None:
             self._jobs.put(None)
-            self._worker.join(timeout=5.0)
+            self._worker.join(timeout=_CLOSE_TIMEOUT)
+            if self._worker.is_alive():
+                log.warning(
+                    "the inference worker is still busy after %.1f s; not waiting for it",
+                    _CLOSE_TIMEOUT,
+                )
             self._worker = None
 
     def __enter__(self):
@@ -359,6 +450,7 @@ class Separator:
             slot.window_index = window_index
             slot.decision = -1
             self.stats.windows_skipped += 1
+            self._note_fallback(False)
             return
         end = window_index * self.hop_samples
         self._read_ring(end - self.window_samples, slot.audio)
@@ -392,8 +484,22 @@ class Separator:
         np.multiply(dry, dry_coef, out=out)
         vocals *= vocal_coef
         out += vocals
+        self._apply_output_gain(start, out)
         if self._limit:
             self._limiter.process(out)
+
+    def _apply_output_gain(self, start: int, out: np.ndarray) -> None:
+        """Fade-in / fade-out: out (C, n) *= the output ramp at [start, start + n)."""
+        ramp = self._output_ramp
+        if start >= ramp.start_index + ramp.length or ramp.length <= 0:
+            if ramp.end_value == 0.0:
+                out.fill(0.0)
+            elif ramp.end_value != 1.0:
+                out *= ramp.end_value
+            return
+        gain = self._output_gain[: out.shape[1]]
+        ramp.fill(start, gain, self._positions)
+        out *= gain
 
     def _gather_estimates(self, start: int, n: int, vocals: np.ndarray, coverage: np.ndarray):
         """Add the weighted estimates of every window whose support meets output samples
@@ -420,11 +526,53 @@ class Separator:
         if slot.decision == 0:
             if slot.state == _Slot.READY:
                 slot.decision = 1
+                self.stats.consecutive_fallbacks = 0
+                self._streak_failed = 0
             else:
                 slot.decision = -1
-                if slot.state != _Slot.FAILED:
+                failed = slot.state == _Slot.FAILED
+                if not failed:
                     self.stats.deadline_misses += 1
+                self._note_fallback(failed)
         return slot.decision == 1
+
+    def _note_fallback(self, failed: bool) -> None:
+        """Count a window that plays the dry signal; latch ``failed`` after too many in a row."""
+        stats = self.stats
+        stats.fallback_windows += 1
+        stats.consecutive_fallbacks += 1
+        self._streak_failed += int(failed)
+        if self._failure is None and stats.consecutive_fallbacks >= self.max_consecutive_failures:
+            if self._streak_failed:
+                kind = "errors"
+            elif self._running_for() > 2 * stats.hop_seconds:
+                kind = "hung"
+            else:
+                kind = "slow"
+            running = self._running_for()
+            self._failure = (kind, stats.consecutive_fallbacks, self._streak_failed, running)
+
+    def _running_for(self) -> float:
+        since = self._running_since
+        return time.perf_counter() - since if since else 0.0
+
+    def _describe_failure(self, kind: str, streak: int, failed: int, running: float) -> str:
+        stats = self.stats
+        if kind == "errors":
+            return (
+                f"the model gave no usable estimate for {streak} windows in a row "
+                f"({failed} failed, {streak - failed} late); last error: {self._last_error}"
+            )
+        if kind == "hung":
+            return (
+                f"the model had not returned for {running:.1f} s "
+                f"(a window is due every {stats.hop_seconds:g} s): inference seems hung"
+            )
+        return (
+            f"inference cannot keep up: {streak} windows in a row missed their deadline "
+            f"(mean {stats.inference_mean_s:.3f} s per window, hop {stats.hop_seconds:g} s, "
+            f"load {stats.load:.2f}); use a longer --hop or a lighter model"
+        )
 
     # ------------------------------------------------------------------ inference
     def _work(self) -> None:
@@ -434,19 +582,23 @@ class Separator:
                 return
             if slot.decision == -1 or slot.generation != self._generation:
                 slot.state = _Slot.FREE
-                self.stats.windows_skipped += 1
+                self.stats.jobs_dropped += 1
                 continue
             self._run_slot(slot)
 
     def _run_slot(self, slot: _Slot) -> None:
         slot.state = _Slot.RUNNING
         generation = slot.generation
+        self._check_input(slot.audio)
         started = time.perf_counter()
+        self._running_since = started
         try:
             estimate = self._separate_window(slot.audio)
         except Exception as error:  # the model may fail in any way; the stream must go on
+            self._running_since = 0.0
             self._record_failure(slot, error)
             return
+        self._running_since = 0.0
         elapsed = time.perf_counter() - started
         if generation != self._generation:
             slot.state = _Slot.FREE
@@ -461,11 +613,28 @@ class Separator:
         slot.state = _Slot.READY
 
     def _record_failure(self, slot: _Slot, error: BaseException) -> None:
+        self._last_error = f"{type(error).__name__}: {error}"[:300]
+        if isinstance(error, NonFiniteEstimate):
+            self.stats.nonfinite_model_outputs += 1
         self.stats.model_failures += 1
         self.stats.consecutive_failures += 1
         if self.stats.model_failures == 1:
             log.warning("inference failed, playing the dry signal for that window: %s", error)
         slot.state = _Slot.FAILED
+
+    def _check_input(self, audio: np.ndarray) -> None:
+        """Count (and warn once about) a DC offset or clipped input; audio: (C, W)."""
+        stats = self.stats
+        offset = float(np.abs(audio.mean(axis=1)).max())
+        if offset > DC_OFFSET_LIMIT:
+            stats.dc_offset_windows += 1
+            if stats.dc_offset_windows == 1:
+                log.warning("the input has a DC offset of %.3f; check the source", offset)
+        newest = audio[:, -self.hop_samples :]
+        if float(np.abs(newest).max()) >= FULL_SCALE:
+            stats.clipped_input_windows += 1
+            if stats.clipped_input_windows == 1:
+                log.warning("the input reaches full scale (clipping); lower the input gain")
 
     def _separate_window(self, audio: np.ndarray) -> np.ndarray:
         """(C, W) stream-rate window -> (C or 1, S) vocal estimate over the support."""
@@ -480,7 +649,7 @@ class Separator:
             )
         vocals = sources[:, self._vocals_index]
         if not np.isfinite(vocals).all():
-            raise ValueError("model returned NaN or Inf")
+            raise NonFiniteEstimate("model returned NaN or Inf")
         if self._resample:
             stretch = soxr.resample(
                 vocals[:, self._model_slice].T,
@@ -500,7 +669,7 @@ class Separator:
         return _fit(np.ascontiguousarray(resampled.T), self.contract.window_samples)
 
     # ------------------------------------------------------------------ modes
-    def _set_targets(self, mode: str, vocal_level: float | None, immediate: bool = False) -> None:
+    def _set_targets(self, mode: str, vocal_level: float | None) -> None:
         if mode not in MODES:
             raise UserError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
         if vocal_level is not None:
@@ -511,17 +680,38 @@ class Separator:
                 )
             self._vocal_level = float(vocal_level)
         self._mode = mode
+        # Applied by the next process() call, on the audio thread, at its own position.
+        self._targets_changed = True
+
+    def _apply_requests(self) -> None:
+        if self._targets_changed:
+            self._apply_targets()
+        request = self._fade_request
+        if request is not None:
+            self._fade_request = None
+            now = self._position
+            start = self._output_ramp.value_at(now)
+            self._output_ramp = _Ramp(now, start, 0.0, int(request))
+
+    def _apply_targets(self, immediate: bool = False) -> None:
+        self._targets_changed = False  # before reading the targets: a newer request wins
         accompaniment, vocal = {
             "karaoke": (1.0, self._vocal_level),
             "vocals": (0.0, 1.0),
             "bypass": (1.0, 1.0),
-        }[mode]
-        now = getattr(self, "_position", 0)
+        }[self._mode]
+        now = self._position
         length = 0 if immediate else self._ramp_length
         self._accompaniment_ramp = _Ramp(
             now, self._accompaniment_ramp.value_at(now), accompaniment, length
         )
         self._vocal_ramp = _Ramp(now, self._vocal_ramp.value_at(now), vocal, length)
+
+    def _fade_in_ramp(self) -> _Ramp:
+        """Output gain 0 -> 1 from latency_samples, where the delayed input first arrives."""
+        if self._fade_in_samples <= 0:
+            return _Ramp(0, 1.0, 1.0, 0)
+        return _Ramp(self.latency_samples, 0.0, 1.0, self._fade_in_samples)
 
 
 def _crossfade_weights(hop: int, crossfade: int) -> np.ndarray:
@@ -542,6 +732,16 @@ def _fit(audio: np.ndarray, length: int) -> np.ndarray:
     if audio.shape[1] >= length:
         return audio[:, :length]
     return np.pad(audio, ((0, 0), (0, length - audio.shape[1])))
+
+
+class NonFiniteEstimate(ValueError):
+    """The model returned NaN or Inf for a window: treated like any failed window."""
+
+
+def _check_failures(count) -> int:
+    if not isinstance(count, (int, np.integer)) or isinstance(count, bool) or count < 1:
+        raise UserError(f"max_consecutive_failures must be an integer >= 1, got {count!r}")
+    return int(count)
 
 
 def _check_rate(rate) -> int:

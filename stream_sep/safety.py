@@ -3,11 +3,18 @@
 :class:`OutputGuard` is a peak limiter with instant attack and exponential release, applied
 per sample across channels (the same gain on every channel keeps the stereo image), then a
 hard clip at the ceiling as a last resort and a NaN/Inf guard. Below the ceiling it leaves the
-signal untouched (gain exactly 1), so it costs one peak test per block in normal use.
+signal untouched (gain exactly 1), so it costs one peak test per block in normal use: no
+pumping on music that stays under the ceiling.
 
 The release recursion ``u[n] = max(1 - r[n], beta * u[n-1])`` (``u`` = gain reduction,
 ``r`` = the gain that would just reach the ceiling) is evaluated without a Python loop: in the
 log domain it is a running maximum, ``log u[n] = n log beta + max_k(log a[k] - k log beta)``.
+``beta = exp(-1 / (RELEASE_SECONDS * rate))``: after a peak the reduction decays by 1/e every
+``RELEASE_SECONDS``.
+
+Blocks of any length are processed in pieces of at most ``max_block`` samples with scratch
+buffers allocated once, so the guard's memory does not grow with the block, and the result
+does not depend on how a stream is cut into blocks (the reduction carries over).
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import numpy as np
 
 DEFAULT_CEILING_DB = -1.0
 RELEASE_SECONDS = 0.1
+DEFAULT_MAX_BLOCK = 8192
 _NEGLIGIBLE = 1e-7
 
 
@@ -28,7 +36,13 @@ def db_to_gain(db: float) -> float:
 class OutputGuard:
     """Limit (channels, n) float32 blocks in place to ``ceiling_db`` dBFS."""
 
-    def __init__(self, channels: int, sample_rate: int, ceiling_db: float = DEFAULT_CEILING_DB):
+    def __init__(
+        self,
+        channels: int,
+        sample_rate: int,
+        ceiling_db: float = DEFAULT_CEILING_DB,
+        max_block: int = DEFAULT_MAX_BLOCK,
+    ):
         if not math.isfinite(ceiling_db) or not -40.0 <= ceiling_db <= 0.0:
             raise ValueError(f"ceiling must be in [-40, 0] dBFS, got {ceiling_db!r}")
         self.ceiling_db = ceiling_db
@@ -39,40 +53,74 @@ class OutputGuard:
         self.limited_blocks = 0
         self.nonfinite_samples = 0
         self.max_reduction_db = 0.0
+        self._allocate(max(1, int(max_block)))
+
+    def _allocate(self, size: int) -> None:
+        self._size = size
+        self._magnitude = np.zeros((self.channels, size), np.float32)  # |block|
+        self._peak = np.zeros(size, np.float32)  # max over channels
+        self._index = np.arange(size, dtype=np.float64)
+        self._decay = self._index * self._log_beta  # n log beta
+        self._carried_decay = np.exp((self._index + 1.0) * self._log_beta)
+        self._work = np.zeros(size, np.float64)
+        self._reduction = np.zeros(size, np.float64)
+        self._gain = np.zeros(size, np.float32)
 
     def reset(self) -> None:
         self._carry = 0.0
 
     def process(self, block: np.ndarray) -> np.ndarray:
         """block: (channels, n) float32, modified in place and returned."""
-        n = block.shape[1]
-        if n == 0:
-            return block
-        if not np.isfinite(block).all():
-            self.nonfinite_samples += int(block.size - np.count_nonzero(np.isfinite(block)))
-            np.nan_to_num(block, copy=False, nan=0.0, posinf=self.ceiling, neginf=-self.ceiling)
-        peak = np.abs(block).max(axis=0)  # (n,)
-        if self._carry < _NEGLIGIBLE and float(peak.max()) <= self.ceiling:
-            self._carry = 0.0
-            return block
-        self._limit(block, peak)
-        np.clip(block, -self.ceiling, self.ceiling, out=block)
+        for first in range(0, block.shape[1], self._size):
+            self._process_piece(block[:, first : first + self._size])
         return block
 
+    def _process_piece(self, block: np.ndarray) -> None:
+        """block: (channels, m <= max_block) float32, in place."""
+        m = block.shape[1]
+        magnitude, peak = self._magnitude[:, :m], self._peak[:m]
+        np.abs(block, out=magnitude)
+        np.max(magnitude, axis=0, out=peak)
+        loudest = float(peak.max())
+        if not math.isfinite(loudest):  # NaN propagates through max; Inf is Inf
+            self._replace_nonfinite(block)
+            np.abs(block, out=magnitude)
+            np.max(magnitude, axis=0, out=peak)
+            loudest = float(peak.max())
+        if self._carry < _NEGLIGIBLE and loudest <= self.ceiling:
+            self._carry = 0.0
+            return
+        self._limit(block, peak)
+        np.clip(block, -self.ceiling, self.ceiling, out=block)
+
+    def _replace_nonfinite(self, block: np.ndarray) -> None:
+        """NaN -> 0, +-Inf -> +-ceiling (rare: allocates)."""
+        bad = ~np.isfinite(block)
+        self.nonfinite_samples += int(np.count_nonzero(bad))
+        np.nan_to_num(block, copy=False, nan=0.0, posinf=self.ceiling, neginf=-self.ceiling)
+
     def _limit(self, block: np.ndarray, peak: np.ndarray) -> None:
-        n = block.shape[1]
+        m = block.shape[1]
+        work, reduction, gain = self._work[:m], self._reduction[:m], self._gain[:m]
+        decay = self._decay[:m]
+        # work = a[k] = 1 - min(1, ceiling / peak): the reduction each sample needs alone.
+        np.maximum(peak, 1e-30, out=work)
+        np.divide(self.ceiling, work, out=work)
+        np.minimum(work, 1.0, out=work)
+        np.subtract(1.0, work, out=work)
         with np.errstate(divide="ignore"):
-            needed = 1.0 - np.minimum(1.0, self.ceiling / np.maximum(peak, 1e-30))  # a[k]
-            index = np.arange(n, dtype=np.float64)
-            running = np.maximum.accumulate(np.log(needed) - index * self._log_beta)
-        reduction = np.exp(running + index * self._log_beta)
+            np.log(work, out=work)  # log 0 = -inf: samples that need no reduction
+        work -= decay
+        np.maximum.accumulate(work, out=reduction)
+        reduction += decay
+        np.exp(reduction, out=reduction)
         if self._carry > 0.0:
-            carried = self._carry * np.exp((index + 1.0) * self._log_beta)
-            np.maximum(reduction, carried, out=reduction)
-        gain = (1.0 - reduction).astype(np.float32)
+            np.multiply(self._carried_decay[:m], self._carry, out=work)
+            np.maximum(reduction, work, out=reduction)
+        np.subtract(1.0, reduction, out=gain)
         block *= gain
-        self._carry = float(reduction[-1]) if reduction[-1] > _NEGLIGIBLE else 0.0
+        last = float(reduction[-1])
+        self._carry = last if last > _NEGLIGIBLE else 0.0
         self.limited_blocks += 1
-        self.max_reduction_db = max(
-            self.max_reduction_db, -20.0 * math.log10(max(gain.min(), 1e-9))
-        )
+        smallest = max(float(gain.min()), 1e-9)
+        self.max_reduction_db = max(self.max_reduction_db, -20.0 * math.log10(smallest))

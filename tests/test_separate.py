@@ -62,7 +62,15 @@ def test_offline_equals_the_streaming_engine(half_path):
     audio = noise(2, 30000, seed=11, amplitude=0.1)
     result = separate_array(model, audio, 16000, hop=0.1, lookahead=0.05, crossfade=0.02)
     engine = Separator(
-        model, 16000, 2, mode="karaoke", blocking=True, hop=0.1, lookahead=0.05, crossfade=0.02
+        model,
+        16000,
+        2,
+        mode="karaoke",
+        blocking=True,
+        hop=0.1,
+        lookahead=0.05,
+        crossfade=0.02,
+        fade_in=0.0,  # separate_array (limit=False) has no start fade either
     )
     streamed = engine.process(
         np.concatenate([audio, np.zeros((2, engine.latency_samples), np.float32)], axis=1)

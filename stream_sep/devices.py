@@ -1,0 +1,198 @@
+"""Audio devices: listing them, finding one from what the user typed, refusing feedback.
+
+A device is named by its index (``3``), a case-insensitive substring of its name
+(``usb``), or the words ``mic`` / ``headphones``, which mean the system's default input /
+output when no device carries that name. Every failure is a :class:`DeviceError` of one line
+that names the candidates.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+
+from stream_sep.errors import DeviceError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_WORDS = {"input": "mic", "output": "headphones"}
+_ALSA_CARD = re.compile(r"\(hw:(\d+),\d+\)")
+
+
+@dataclasses.dataclass(frozen=True)
+class Device:
+    index: int
+    name: str
+    hostapi: str
+    max_input_channels: int
+    max_output_channels: int
+    default_samplerate: float
+
+    def channels(self, kind: str) -> int:
+        return self.max_input_channels if kind == "input" else self.max_output_channels
+
+    def label(self) -> str:
+        return f"{self.index} {self.name!r}"
+
+
+def _sounddevice():
+    try:
+        import sounddevice
+    except OSError as error:  # PortAudio itself is missing
+        raise DeviceError(
+            f"PortAudio cannot be loaded ({error}); install it (Debian/Ubuntu: apt-get install "
+            "libportaudio2)"
+        ) from None
+    return sounddevice
+
+
+def query() -> list[Device]:
+    """Every device PortAudio knows, in index order."""
+    sd = _sounddevice()
+    apis = sd.query_hostapis()
+    return [
+        Device(
+            index=info["index"],
+            name=info["name"],
+            hostapi=apis[info["hostapi"]]["name"],
+            max_input_channels=info["max_input_channels"],
+            max_output_channels=info["max_output_channels"],
+            default_samplerate=float(info["default_samplerate"]),
+        )
+        for info in sd.query_devices()
+    ]
+
+
+def default_index(kind: str) -> int | None:
+    """The system default input or output device, or None when there is none."""
+    sd = _sounddevice()
+    index = sd.default.device[0 if kind == "input" else 1]
+    return int(index) if index is not None and index >= 0 else None
+
+
+def describe() -> str:
+    """The text of ``stream-sep --list-devices``: one line per device."""
+    found = query()
+    if not found:
+        return "no audio devices found (is a sound server such as JACK or PulseAudio running?)"
+    defaults = {default_index("input"): "<", default_index("output"): ">"}
+    lines = []
+    for device in found:
+        mark = "".join(m for i, m in defaults.items() if i == device.index) or " "
+        lines.append(
+            f"{mark:2}{device.index:3} {device.name} ({device.hostapi}): "
+            f"{device.max_input_channels} in, {device.max_output_channels} out, "
+            f"{device.default_samplerate:g} Hz"
+        )
+    lines.append("   < default input, > default output; name a device by index or part of its name")
+    return "\n".join(lines)
+
+
+def resolve(spec: str, kind: str) -> Device:
+    """Find the ``kind`` ("input" or "output") device that ``spec`` names.
+
+    Raises DeviceError for an unknown or ambiguous name, or a device that has no
+    ``kind`` channels.
+    """
+    option = "--" + kind
+    found = query()
+    if not found:
+        raise DeviceError(
+            f"{option} {spec!r}: no audio devices found (is a sound server such as JACK or "
+            "PulseAudio running? stream-sep --list-devices)"
+        )
+    device = _by_index(spec, found, option) or _by_name(spec, found, kind, option)
+    if device.channels(kind) < 1:
+        raise DeviceError(
+            f"{option} {spec!r}: device {device.label()} has no {kind} channels; "
+            f"{_candidates(found, kind)}"
+        )
+    return device
+
+
+def _by_index(spec: str, found: list[Device], option: str) -> Device | None:
+    if not spec.strip().isdigit():
+        return None
+    index = int(spec)
+    if index >= len(found):
+        raise DeviceError(
+            f"{option} {spec!r}: there is no device {index}; the devices are 0 to "
+            f"{len(found) - 1} (stream-sep --list-devices)"
+        )
+    return found[index]
+
+
+def _by_name(spec: str, found: list[Device], kind: str, option: str) -> Device:
+    wanted = spec.strip().lower()
+    exact = [d for d in found if d.name.lower() == wanted]
+    matches = exact or [d for d in found if wanted and wanted in d.name.lower()]
+    if len(matches) > 1:
+        usable = [d for d in matches if d.channels(kind) > 0]
+        matches = usable if usable else matches
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        names = ", ".join(d.label() for d in matches)
+        raise DeviceError(f"{option} {spec!r} is ambiguous: it matches {names}; use the index")
+    if wanted in DEFAULT_WORDS.values():
+        return _default(found, kind, option, spec)
+    raise DeviceError(f"{option} {spec!r}: no device has that name; {_candidates(found, kind)}")
+
+
+def _default(found: list[Device], kind: str, option: str, spec: str) -> Device:
+    index = default_index(kind)
+    if index is None or index >= len(found):
+        raise DeviceError(
+            f"{option} {spec!r}: no device has that name and there is no default {kind} "
+            f"device; {_candidates(found, kind)}"
+        )
+    log.info("%s %r means the default %s device, %s", option, spec, kind, found[index].label())
+    return found[index]
+
+
+def _candidates(found: list[Device], kind: str) -> str:
+    usable = [d.label() for d in found if d.channels(kind) > 0]
+    if not usable:
+        return f"no device has {kind} channels"
+    return f"{kind} devices: " + ", ".join(usable)
+
+
+def check_feedback(source: Device, sink: Device, allowed: bool) -> None:
+    """Refuse a microphone and a speaker on one physical device: the speaker would feed the
+    microphone and howl. ``allowed`` is ``--allow-feedback`` (for headphones on that device)."""
+    if allowed or not same_hardware(source, sink):
+        return
+    raise DeviceError(
+        f"--input {source.label()} and --output {sink.label()} are the same physical device, "
+        "so the output can feed back into the microphone; pick another output, or pass "
+        "--allow-feedback if you listen on headphones"
+    )
+
+
+def same_hardware(first: Device, second: Device) -> bool:
+    """Same PortAudio device, or two ALSA devices on one sound card (``(hw:N,M)``)."""
+    if first.index == second.index:
+        return True
+    card_a, card_b = _ALSA_CARD.search(first.name), _ALSA_CARD.search(second.name)
+    return bool(card_a and card_b and card_a.group(1) == card_b.group(1))
+
+
+def check_settings(device: Device, kind: str, channels: int, samplerate: int) -> None:
+    """Ask PortAudio whether ``device`` can stream ``channels`` float32 at ``samplerate``."""
+    sd = _sounddevice()
+    have = device.channels(kind)
+    if channels > have:
+        raise DeviceError(
+            f"--{kind} {device.label()} has {have} {kind} channel{'s' * (have != 1)}, "
+            f"{channels} were asked (--channels)"
+        )
+    check = sd.check_input_settings if kind == "input" else sd.check_output_settings
+    try:
+        check(device=device.index, channels=channels, dtype="float32", samplerate=samplerate)
+    except sd.PortAudioError as error:
+        reason = str(error.args[0]) if error.args else str(error)
+        raise DeviceError(
+            f"--{kind} {device.label()} cannot stream {channels} channel(s) at {samplerate} Hz "
+            f"({reason}); its default rate is {device.default_samplerate:g} Hz (--samplerate)"
+        ) from None

@@ -1,0 +1,465 @@
+"""The live command: ``stream-sep --input mic --output headphones``.
+
+Everything the user asked for is checked first (options, files, devices, the feedback
+guard), then the model is loaded and warmed up, then the stream opens and one line states
+the model, provider, rates, block size and latency. While it runs, a status line shows levels,
+inference time and load, misses, xruns and latency; keys change the mode when stdin is a
+terminal. Ctrl-C, ``q``, SIGTERM, ``--duration`` or the end of an input file fade out, close
+the stream and print a summary.
+
+``--input`` and ``--output`` each name a device (see :mod:`stream_sep.devices`) or a file: an
+input file is played in real time as the source, an output file records the processed stream
+(:mod:`stream_sep.recording`). With files on both sides no device is opened; a clock thread
+paces the stream in real time instead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import soxr
+
+from stream_sep import devices, keys, status
+from stream_sep import engine as engine_module
+from stream_sep.errors import AudioFileError, DeviceError, UserError
+from stream_sep.inference import bundled_model_path, load_model
+from stream_sep.live_audio import BlockProcessor, FileClock, FileSource
+from stream_sep.recording import Recorder, check_recording_path
+from stream_sep.separate import add_engine_arguments, engine_options, read_audio
+
+log = logging.getLogger(__name__)
+
+AUDIO_SUFFIXES = {
+    ".wav",
+    ".flac",
+    ".ogg",
+    ".oga",
+    ".opus",
+    ".mp3",
+    ".aif",
+    ".aiff",
+    ".w64",
+    ".rf64",
+    ".caf",
+}
+FILE_CLOCK_BLOCKSIZE = 1024
+_TICK_SECONDS = 0.25  # status line and key polling: 4 times a second
+_FADE_WAIT_SECONDS = 2.0
+_LEVEL_STEP = 0.1
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument(
+        "--input",
+        default="mic",
+        metavar="DEVICE|FILE",
+        help="capture device (index, part of its name, or 'mic' for the default input) or an "
+        "audio file played in real time (default mic)",
+    )
+    parser.add_argument(
+        "--output",
+        default="headphones",
+        metavar="DEVICE|FILE.wav",
+        help="playback device (index, part of its name, or 'headphones' for the default "
+        "output) or a .wav file that records the processed stream (default headphones)",
+    )
+    parser.add_argument(
+        "--mode",
+        default="karaoke",
+        choices=engine_module.MODES,
+        help="karaoke: vocals removed; vocals: vocals alone; bypass: the delayed input",
+    )
+    parser.add_argument(
+        "--vocal-level",
+        type=float,
+        default=None,
+        metavar="G",
+        help="karaoke with the vocals at G (0 none, 1 original)",
+    )
+    add_engine_arguments(parser)
+    parser.add_argument(
+        "--samplerate",
+        type=int,
+        default=None,
+        metavar="HZ",
+        help="stream rate (default: the device's default rate, or the input file's rate)",
+    )
+    parser.add_argument(
+        "--blocksize",
+        type=int,
+        default=0,
+        metavar="FRAMES",
+        help="frames per audio callback (default 0: the device's choice)",
+    )
+    parser.add_argument(
+        "--channels",
+        type=int,
+        default=None,
+        choices=(1, 2),
+        help="channels to process (default: 2 where the devices and file have them)",
+    )
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="stop after this many seconds (default: run until q, Ctrl-C or the input file ends)",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no live status line")
+    parser.add_argument(
+        "--allow-feedback",
+        action="store_true",
+        help="allow a microphone and a speaker on the same device (e.g. with headphones)",
+    )
+    parser.add_argument("--list-devices", action="store_true", help="list audio devices and exit")
+
+
+# ---------------------------------------------------------------------------- planning
+@dataclasses.dataclass
+class Endpoint:
+    """One side of the stream: a device or a file."""
+
+    kind: str  # "input" or "output"
+    spec: str
+    device: devices.Device | None = None
+    path: Path | None = None
+
+    @property
+    def name(self) -> str:
+        return self.device.name if self.device is not None else str(self.path)
+
+
+def is_file_spec(spec: str) -> bool:
+    """Whether an --input/--output value names a file rather than a device."""
+    path = Path(spec)
+    return path.is_file() or "/" in spec or path.suffix.lower() in AUDIO_SUFFIXES
+
+
+def resolve_endpoint(spec: str, kind: str) -> Endpoint:
+    if is_file_spec(spec):
+        if kind == "output":
+            return Endpoint(kind, spec, path=check_recording_path(spec))
+        path = Path(spec)
+        if not path.is_file():
+            raise AudioFileError(f"--input {spec!r}: no such file")
+        return Endpoint(kind, spec, path=path)
+    return Endpoint(kind, spec, device=devices.resolve(spec, kind))
+
+
+def check_options(args) -> None:
+    if args.blocksize < 0:
+        raise UserError(
+            f"--blocksize must be 0 (the device's choice) or a positive integer, got {args.blocksize}"
+        )
+    if args.samplerate is not None and not 8000 <= args.samplerate <= 384000:
+        raise UserError(f"--samplerate must be in [8000, 384000] Hz, got {args.samplerate}")
+    if args.duration is not None and not (math.isfinite(args.duration) and args.duration > 0):
+        raise UserError(f"--duration must be a positive number of seconds, got {args.duration}")
+
+
+def choose_rate(args, source: Endpoint, sink: Endpoint, file_rate: int | None) -> int:
+    if args.samplerate is not None:
+        return args.samplerate
+    for end in (source, sink):
+        if end.device is not None:
+            return int(end.device.default_samplerate)
+    return int(file_rate)
+
+
+def choose_channels(args, source: Endpoint, sink: Endpoint, file_channels: int | None) -> int:
+    if args.channels is not None:
+        return args.channels
+    limits = [2] + [e.device.channels(e.kind) for e in (source, sink) if e.device is not None]
+    if file_channels is not None:
+        limits.append(file_channels)
+    return max(1, min(limits))
+
+
+def load_source(path: Path, rate: int, channels: int) -> FileSource:
+    """Read a file, match the stream's channels, resample it to the stream rate (soxr)."""
+    audio, file_rate = read_audio(path)  # (file channels, samples)
+    audio = match_channels(audio, channels)
+    if file_rate != rate:
+        audio = soxr.resample(audio.T, file_rate, rate, "HQ").T
+    return FileSource(np.ascontiguousarray(audio, np.float32), path.name)
+
+
+def match_channels(audio: np.ndarray, channels: int) -> np.ndarray:
+    """(n_in, samples) -> (channels, samples): mono is copied, more channels are averaged
+    to mono or cut to the first two."""
+    if audio.shape[0] == channels:
+        return audio
+    if channels == 1:
+        return audio.mean(axis=0, keepdims=True)
+    if audio.shape[0] == 1:
+        return np.repeat(audio, channels, axis=0)
+    return audio[:channels]
+
+
+def file_info(path: Path) -> tuple[int, int]:
+    import soundfile as sf
+
+    try:
+        info = sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError, OSError) as error:
+        raise AudioFileError(f"cannot read audio file {str(path)!r}: {error}") from None
+    return int(info.samplerate), int(info.channels)
+
+
+# ---------------------------------------------------------------------------- running
+def run(args) -> int:
+    if args.list_devices:
+        print(devices.describe())
+        return 0
+    check_options(args)
+    if args.model is None:
+        bundled_model_path()  # no bundled model: say so before touching any device
+    source = resolve_endpoint(args.input, "input")
+    sink = resolve_endpoint(args.output, "output")
+    if source.device is not None and sink.device is not None:
+        devices.check_feedback(source.device, sink.device, args.allow_feedback)
+    file_rate, file_channels = file_info(source.path) if source.path else (None, None)
+    rate = choose_rate(args, source, sink, file_rate)
+    channels = choose_channels(args, source, sink, file_channels)
+    out_channels = _output_channels(sink, channels)
+    for end, count in ((source, channels), (sink, out_channels)):
+        if end.device is not None:
+            devices.check_settings(end.device, end.kind, count, rate)
+    model = load_model(args.model, args.provider)
+    model.warm_up(batch=1 if args.stereo == "mid" else channels)
+    separator = engine_module.Separator(
+        model,
+        rate,
+        channels,
+        mode=args.mode,
+        vocal_level=args.vocal_level,
+        blocking=False,
+        **engine_options(args),
+    )
+    try:
+        session = LiveSession(args, model, separator, source, sink, rate, out_channels)
+        return session.run()
+    finally:
+        separator.close()
+
+
+def _output_channels(sink: Endpoint, channels: int) -> int:
+    """A mono stream plays on both sides of a stereo output device."""
+    if sink.device is None:
+        return channels
+    return max(channels, min(2, sink.device.max_output_channels))
+
+
+class LiveSession:
+    """One run of the live command, from opening the stream to the summary."""
+
+    def __init__(
+        self, args, model, separator, source: Endpoint, sink: Endpoint, rate: int, out_channels: int
+    ):
+        self.args, self.model, self.engine = args, model, separator
+        self.source, self.sink, self.rate = source, sink, rate
+        self.out_channels = out_channels
+        self.file_source = (
+            load_source(source.path, rate, separator.channels) if source.path else None
+        )
+        end_frame = None
+        if self.file_source is not None:
+            end_frame = self.file_source.frames + separator.latency_samples
+        if args.duration is not None:
+            limit = int(round(args.duration * rate))
+            end_frame = limit if end_frame is None else min(end_frame, limit)
+        self.recorder = None
+        self.processor = BlockProcessor(
+            separator, out_channels, source=self.file_source, end_frame=end_frame
+        )
+        self.stream = None
+        self.clock = None
+        self.stop_reason = "stopped"
+
+    def run(self) -> int:
+        extra: list[str] = []
+        try:
+            self._open()
+            if self.sink.path is not None:
+                self.recorder = Recorder(self.sink.path, self.rate, self.engine.channels)
+                self.processor.recorder = self.recorder
+            self._start()
+            blocksize = self.args.blocksize if self.clock is None else self.clock.blocksize
+            _say(
+                status.startup_line(
+                    self.model, self.engine, self._route(), self.rate, blocksize, self.stream
+                )
+            )
+            healthy = self._loop(time.monotonic())
+        finally:
+            self._close()
+            extra = self._close_recorder()
+        seconds = self.processor.frames / self.rate
+        for line in status.summary_lines(
+            self.engine, self.processor, seconds, self.stop_reason, extra
+        ):
+            _say(line)
+        return 0 if healthy else 1
+
+    def _route(self) -> str:
+        return f"{self.source.name} -> {self.sink.name}"
+
+    def _open(self) -> None:
+        """Create (not start) the stream or the file clock; device errors come out here,
+        before any output file exists."""
+        if self.source.device is None and self.sink.device is None:
+            blocksize = self.args.blocksize or FILE_CLOCK_BLOCKSIZE
+            self.clock = FileClock(self.processor, self.rate, blocksize)
+            return
+        import sounddevice as sd
+
+        common = {"samplerate": self.rate, "blocksize": self.args.blocksize, "dtype": "float32"}
+        source, sink = self.source.device, self.sink.device
+        try:
+            if source is not None and sink is not None:
+                self.stream = sd.Stream(
+                    device=(source.index, sink.index),
+                    channels=(self.engine.channels, self.out_channels),
+                    callback=self.processor.duplex_callback,
+                    **common,
+                )
+            elif source is not None:
+                self.stream = sd.InputStream(
+                    device=source.index,
+                    channels=self.engine.channels,
+                    callback=self.processor.input_callback,
+                    **common,
+                )
+            else:
+                self.stream = sd.OutputStream(
+                    device=sink.index,
+                    channels=self.out_channels,
+                    callback=self.processor.output_callback,
+                    **common,
+                )
+        except sd.PortAudioError as error:
+            raise DeviceError(f"cannot open the audio stream {self._route()}: {error}") from None
+
+    def _start(self) -> None:
+        if self.clock is not None:
+            self.clock.start()
+            return
+        import sounddevice as sd
+
+        try:
+            self.stream.start()
+        except sd.PortAudioError as error:
+            raise DeviceError(f"cannot start the audio stream {self._route()}: {error}") from None
+
+    def _active(self) -> bool:
+        if self.clock is not None:
+            return self.clock.active
+        return bool(self.stream is not None and self.stream.active)
+
+    def _loop(self, started: float) -> bool:
+        """Runs until a stop; returns False when the stream died on its own."""
+        printer = status.StatusPrinter(enabled=not self.args.quiet)
+        with _stop_on_sigterm(), keys.KeyReader() as reader:
+            if reader.enabled and not self.args.quiet:
+                _say(keys.HELP)
+            try:
+                while not self.processor.finished:
+                    if self.engine.failed:
+                        printer.clear()
+                        _say(f"stopping: {self.engine.failure_reason}")
+                        self.stop_reason = "model failed"
+                        return False
+                    if not self._active():
+                        printer.clear()
+                        _say("the audio stream stopped unexpectedly")
+                        self.stop_reason = "stream died"
+                        return False
+                    if not self._apply(reader.poll(_TICK_SECONDS)):
+                        self.stop_reason = "q"
+                        break
+                    line = status.status_line(
+                        self.engine,
+                        self.processor,
+                        self.processor.take_peaks(),
+                        self.processor.frames / self.rate,
+                    )
+                    printer.show(line, time.monotonic() - started)
+                else:
+                    self.stop_reason = "end of input" if self.file_source else "duration reached"
+            except KeyboardInterrupt:
+                self.stop_reason = "interrupted"
+            finally:
+                printer.clear()
+                self._fade_out()
+        return True
+
+    def _apply(self, commands: list[str]) -> bool:
+        """Apply live keys; False on quit. Every change ramps inside the engine (no click)."""
+        for command in commands:
+            if command == "quit":
+                return False
+            if command in engine_module.MODES:
+                self.engine.set_mode(command)
+            else:
+                low, high = engine_module.VOCAL_LEVEL_RANGE
+                step = _LEVEL_STEP if command == "up" else -_LEVEL_STEP
+                level = (
+                    self.engine.vocal_level
+                    if self.engine.mode == "karaoke"
+                    else (1.0 if step < 0 else 0.0)
+                )
+                self.engine.set_vocal_level(round(min(high, max(low, level + step)), 3))
+        return True
+
+    def _fade_out(self) -> None:
+        self.engine.fade_out()
+        deadline = time.monotonic() + _FADE_WAIT_SECONDS
+        while not self.processor.faded and self._active() and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    def _close(self) -> None:
+        if self.clock is not None:
+            self.clock.stop()
+        if self.stream is not None:
+            self.stream.stop()
+            self.stream.close()
+            self.stream = None
+
+    def _close_recorder(self) -> list[str]:
+        if self.recorder is None:
+            return []
+        frames = self.recorder.close()
+        text = f"recorded {frames} frames ({frames / self.rate:.2f} s) to {self.recorder.path}"
+        if self.recorder.dropped_frames:
+            text += f"; {self.recorder.dropped_frames} frames dropped (the disk was too slow)"
+        return [text]
+
+
+def _say(text: str) -> None:
+    print(f"stream-sep: {text}", file=sys.stderr, flush=True)
+
+
+class _stop_on_sigterm:
+    """Within the block, SIGTERM stops the stream like Ctrl-C (main thread only)."""
+
+    def __enter__(self):
+        self._previous = None
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+        return self
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt

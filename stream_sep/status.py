@@ -1,0 +1,115 @@
+"""What the live command prints: the start-up line, the status line, the summary."""
+
+from __future__ import annotations
+
+import math
+import sys
+
+_ABSURD_LATENCY_S = 10.0
+
+
+def level_db(peak: float) -> str:
+    """A peak sample value as dBFS text, '-inf' for silence."""
+    if not peak > 0.0:
+        return " -inf"
+    return f"{20.0 * math.log10(peak):5.1f}"
+
+
+def device_latency(stream) -> tuple[float, float] | None:
+    """(input, output) seconds as PortAudio reports them, or None when they are unusable.
+
+    PortAudio's JACK backend reports ~89478 s (an unsigned -1) for clients that declare no
+    port latency, so values outside [0, 10 s] are treated as unknown.
+    """
+    if stream is None:
+        return None
+    latency = stream.latency
+    pair = tuple(latency) if isinstance(latency, (tuple, list)) else (latency, latency)
+    if not all(0.0 <= float(value) <= _ABSURD_LATENCY_S for value in pair):
+        return None
+    if len(pair) == 1:
+        return (float(pair[0]), 0.0)
+    return (float(pair[0]), float(pair[1]))
+
+
+def startup_line(model, engine, route: str, rate: int, blocksize: int, stream) -> str:
+    breakdown = " + ".join(f"{k} {v:.3f}" for k, v in engine.latency_breakdown.items())
+    text = (
+        f"model {model.path.name} on {model.provider} ({model.contract.sample_rate} Hz) | "
+        f"{route} at {rate} Hz, {engine.channels} ch, block {blocksize or 'auto'} | "
+        f"algorithmic latency {engine.latency_seconds:.3f} s ({breakdown})"
+    )
+    devices = device_latency(stream)
+    if devices is None:
+        if stream is not None:
+            text += " | end-to-end: PortAudio reports no usable device latency"
+    else:
+        total = engine.latency_seconds + devices[0] + devices[1]
+        text += (
+            f" | end-to-end {total:.3f} s (device buffers: in {devices[0] * 1000:.1f} ms, "
+            f"out {devices[1] * 1000:.1f} ms, as PortAudio reports them)"
+        )
+    return text
+
+
+def status_line(engine, processor, peaks: tuple[float, float], seconds: float) -> str:
+    stats = engine.stats
+    level = f" {engine.vocal_level:.1f}" if engine.mode == "karaoke" else ""
+    return (
+        f"{seconds:7.1f} s | in {level_db(peaks[0])} dB out {level_db(peaks[1])} dB | "
+        f"{engine.mode}{level} | inference {stats.inference_last_s * 1000:5.0f} ms "
+        f"load {stats.load:4.2f} | misses {stats.deadline_misses} | xruns {processor.xruns} | "
+        f"latency {engine.latency_seconds:.3f} s"
+    )
+
+
+def summary_lines(engine, processor, seconds: float, reason: str, extra: list[str]) -> list[str]:
+    stats = engine.stats
+    lines = [
+        f"stopped ({reason}) after {seconds:.1f} s: {processor.frames} frames, "
+        f"{stats.windows_submitted} windows ({stats.windows_run} run, "
+        f"{stats.windows_skipped} skipped), {stats.deadline_misses} deadline misses, "
+        f"{stats.model_failures} model failures, {processor.xruns} xruns",
+        f"inference mean {stats.inference_mean_s * 1000:.1f} ms, max "
+        f"{stats.inference_max_s * 1000:.1f} ms, load {stats.load:.2f}; latency "
+        f"{engine.latency_seconds:.3f} s ({engine.latency_samples} samples)",
+    ]
+    if processor.muted_blocks or stats.nonfinite_input_samples:
+        lines.append(
+            f"safety: {processor.muted_blocks} blocks muted, "
+            f"{stats.nonfinite_input_samples} NaN/Inf input samples replaced by silence"
+        )
+    return lines + extra
+
+
+class StatusPrinter:
+    """The live status line: redrawn in place on a terminal, one line a second otherwise."""
+
+    def __init__(self, enabled: bool, stream=None):
+        self.stream = stream if stream is not None else sys.stderr
+        self.enabled = enabled
+        self.tty = _isatty(self.stream)
+        self._last_plain = -math.inf
+        self._drawn = False
+
+    def show(self, text: str, now: float) -> None:
+        if not self.enabled:
+            return
+        if self.tty:
+            print("\r" + text + "\x1b[K", end="", file=self.stream, flush=True)
+            self._drawn = True
+        elif now - self._last_plain >= 1.0:
+            print(text, file=self.stream, flush=True)
+            self._last_plain = now
+
+    def clear(self) -> None:
+        if self._drawn:
+            print(file=self.stream, flush=True)
+            self._drawn = False
+
+
+def _isatty(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False

@@ -18,6 +18,7 @@ live settings (``--hop``, ``--lookahead``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import math
@@ -170,6 +171,40 @@ def engine_options(
     return options
 
 
+class _RecordingModel:
+    """A model that remembers the first exception its ``separate`` raised.
+
+    The engine keeps a stream going when the model fails (it plays the dry signal); an
+    evaluation must not score that, so it reads the failure back from here."""
+
+    def __init__(self, model):
+        self.model = model
+        self.contract = model.contract
+        self.error: BaseException | None = None
+
+    def separate(self, audio: np.ndarray) -> np.ndarray:
+        try:
+            return self.model.separate(audio)
+        except Exception as error:
+            self.error = self.error or error
+            raise
+
+
+@contextlib.contextmanager
+def _quiet_engine_input_checks():
+    """Mute the engine's warnings while evaluating: an evaluation mixture may exceed full
+    scale on purpose (MIR-1K's channel sum does), which is not clipping in float, and model
+    failures are reported here with their reason instead."""
+    engine_log = logging.getLogger("stream_sep.engine")
+    level = engine_log.level
+    if not engine_log.isEnabledFor(logging.DEBUG):
+        engine_log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        engine_log.setLevel(level)
+
+
 def estimate_vocals(model, mixture: np.ndarray, sample_rate: int, options: dict) -> np.ndarray:
     """The model's time-aligned vocal estimate of ``mixture`` through the engine.
 
@@ -182,16 +217,23 @@ def estimate_vocals(model, mixture: np.ndarray, sample_rate: int, options: dict)
     from stream_sep.engine import Separator
 
     channels, samples = mixture.shape
-    with Separator(
-        model, sample_rate, channels, mode="vocals", blocking=True, limit=False, **options
-    ) as separator:
+    recording = _RecordingModel(model)
+    with (
+        _quiet_engine_input_checks(),
+        Separator(
+            recording, sample_rate, channels, mode="vocals", blocking=True, limit=False, **options
+        ) as separator,
+    ):
         delay = separator.latency_samples
         padded = np.zeros((channels, samples + delay), np.float32)
         padded[:, :samples] = mixture
         output = separator.process(padded)
         failures = separator.stats.model_failures
     if failures:
-        raise ModelError(f"the model failed on {failures} window(s); see the warning above")
+        error = recording.error
+        reason = f": {(str(error) or type(error).__name__).splitlines()[0]}" if error else ""
+        reason = reason or " (it returned an estimate of the wrong shape, or NaN/Inf)"
+        raise ModelError(f"the model failed on {failures} window(s){reason}")
     return output[:, delay:]
 
 

@@ -227,3 +227,30 @@ def test_bad_input_is_one_line_and_exit_2(arguments, message, mir1k, small_half,
     assert "Traceback" not in err
     assert not report.exists()
     assert not list(tmp_path.glob(".report.json*"))  # no temp file left behind either
+
+
+class _Broken:
+    """Wraps a real model; ``separate`` raises or returns NaN (what a bad export might do)."""
+
+    def __init__(self, model, failure: str):
+        self.model, self.contract, self.failure = model, model.contract, failure
+
+    def separate(self, audio):
+        if self.failure == "raise":
+            raise RuntimeError("broken graph\nsecond line of detail")
+        return np.full_like(self.model.separate(audio), np.nan)
+
+
+@pytest.mark.parametrize(
+    ("failure", "message"),
+    [("raise", r"failed on \d+ window\(s\): broken graph$"), ("nan", "NaN/Inf")],
+)
+def test_a_failing_model_stops_the_evaluation_with_its_reason(small_half, failure, message):
+    from stream_sep.errors import ModelError
+    from stream_sep.inference import load_model
+
+    model = _Broken(load_model(small_half, provider="cpu"), failure)
+    mixture = voice_over_band(0.5, RATE, 0)[0][np.newaxis]
+    options = evaluate.engine_options(True, 0.1, 0.05)
+    with pytest.raises(ModelError, match=message):
+        evaluate.estimate_vocals(model, mixture, RATE, options)

@@ -1,0 +1,1 @@
+"""Checkpoint -> ONNX export for the stream-sep host (see export/to_onnx.py)."""

@@ -34,7 +34,8 @@ def parse(text: str) -> list[str]:
     commands, position = [], 0
     while position < len(text):
         for length in (3, 1):
-            command = _KEYS.get(text[position : position + length].lower())
+            typed = text[position : position + length]
+            command = _KEYS.get(typed if length > 1 else typed.lower())
             if command is not None:
                 commands.append(command)
                 position += length

@@ -70,7 +70,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--singers",
         type=_comma_list,
         metavar="A,B",
-        help="mir1k: evaluate only these singers (e.g. held-out ones: Ani,Kenshin)",
+        help="mir1k: evaluate only these singers, e.g. the ones held out of training: abjones,amy",
     )
     parser.add_argument(
         "--limit", type=_positive_int, metavar="N", help="evaluate the first N clips only"

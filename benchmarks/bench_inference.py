@@ -1,0 +1,506 @@
+"""Inference benchmark: one window through the host (STFT -> ONNX core -> iSTFT) per preset,
+execution provider, precision and batch, beside the same window through Keras/TensorFlow.
+
+    python benchmarks/bench_inference.py                 # tiny, small, full; batch 1 and 2
+    python benchmarks/bench_inference.py --smoke --out /tmp/bench   # CI: tiny, seconds
+
+The models are the real presets of ``train/`` with random weights (seeded), exported by
+``export/`` exactly as a trained checkpoint would be; the .onnx files are cached under
+``~/.cache/stream-sep/bench/`` (never in the repository), keyed by the source of the model
+and export code. Keras runs the very same weights in graph mode (``tf.function``), in the
+same process, so the ratio of the two times is the speed-up a user gets from the host.
+
+Columns (times per window of 4.064 s; medians over ``--repeats`` runs after a warm-up):
+host = STFT + model + iSTFT through :meth:`SeparationModel.separate`; model = the ONNX
+graph alone; RTF = host time / window duration; load = host time / hop (what the live
+engine spends of each hop; above 100% it cannot keep up); GFLOP/s = the graph's
+multiply-adds (Conv, ConvTranspose, MatMul, Gemm; 2 FLOPs each) / model time, against the
+device's nominal peak. Writes a table to stdout, ``inference.json`` and ``inference.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from stream_sep import providers  # noqa: E402
+from stream_sep.inference import load_model  # noqa: E402
+
+log = logging.getLogger("bench_inference")
+
+PRESETS = ("tiny", "small", "full")
+PRECISIONS = ("fp32", "fp16")
+HOPS = (1.0, 0.25)
+RESULTS = REPO / "benchmarks" / "results"
+# Source files whose change invalidates a cached export.
+MODEL_SOURCES = ("train/model.py", "train/config.py", "export/onnx_export.py")
+SEED = 0
+
+
+@dataclasses.dataclass
+class Row:
+    preset: str
+    precision: str
+    provider: str
+    batch: int
+    params_m: float
+    gflop: float  # per window (this batch)
+    host_median_ms: float
+    host_max_ms: float
+    model_median_ms: float
+    model_max_ms: float
+    rtf: float
+    load: dict[str, float]  # hop seconds (as text) -> fraction
+    gflops_per_s: float
+    peak_gflops: float | None
+    keras_host_ms: float | None = None
+    keras_model_ms: float | None = None
+
+    @property
+    def speedup(self) -> float | None:
+        return self.keras_host_ms / self.host_median_ms if self.keras_host_ms else None
+
+
+# ------------------------------------------------------------------------ models
+
+
+def _keras_modules():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import keras
+
+    from train.config import preset_config
+    from train.model import build_core_network
+
+    return keras, preset_config, build_core_network
+
+
+def model_config(preset: str):
+    """The preset with the seed's random output init: a zero kernel would time the same but
+    make every output zero, which hides denormal or NaN trouble."""
+    _, preset_config, _ = _keras_modules()
+    return preset_config(preset, zero_init_output=False)
+
+
+def build_core(preset: str):
+    """The preset's core network with seeded random weights (the same on every call)."""
+    keras, _, build_core_network = _keras_modules()
+    keras.utils.set_random_seed(SEED)
+    config = model_config(preset)
+    core = build_core_network(config)
+    core(np.zeros((1, config.frames, config.n_bins, 2), np.float32))
+    return core, config
+
+
+def source_digest(preset: str) -> str:
+    digest = hashlib.sha256(f"{preset} seed={SEED}".encode())
+    for name in MODEL_SOURCES:
+        path = REPO / name
+        digest.update(path.read_bytes() if path.exists() else b"")
+    return digest.hexdigest()[:12]
+
+
+def cached_export(preset: str, precision: str, core=None, config=None) -> Path:
+    """The preset exported to ONNX (cached); builds the Keras model only when needed."""
+    path = providers.cache_dir() / "bench" / f"{preset}-{precision}-{source_digest(preset)}.onnx"
+    if path.is_file():
+        return path
+    from export import onnx_export
+
+    if core is None:
+        core, config = build_core(preset)
+    started = time.perf_counter()
+    contract = onnx_export.contract_for(config)
+    proto = onnx_export.convert_core(core, contract)
+    if precision == "fp16":
+        proto = onnx_export.to_float16(proto)
+    onnx_export.attach_metadata(
+        proto, contract, {onnx_export.PROVENANCE + "weights": f"random, seed {SEED} (benchmark)"}
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".partial")
+    onnx_export.save_self_contained(proto, temporary)
+    os.replace(temporary, path)
+    log.info(
+        "exported %s %s in %.1f s -> %s", preset, precision, time.perf_counter() - started, path
+    )
+    return path
+
+
+# ------------------------------------------------------------------------ counting
+
+
+def count_flops(path: Path, batch: int) -> tuple[float, int]:
+    """(FLOPs of one run at ``batch``, parameter count) from the graph's Conv, ConvTranspose,
+    MatMul and Gemm nodes; 2 FLOPs per multiply-add. Normalisation and activations are left
+    out (a few percent of the total for this network)."""
+    import onnx
+    from onnx import shape_inference
+
+    model = onnx.load(path)
+    for tensor in list(model.graph.input) + list(model.graph.output):
+        dim = tensor.type.tensor_type.shape.dim[0]
+        if dim.dim_param:
+            dim.dim_value = batch
+    model = shape_inference.infer_shapes(model, data_prop=True)
+    shapes = {}
+    for info in list(model.graph.value_info) + list(model.graph.input) + list(model.graph.output):
+        shapes[info.name] = [d.dim_value for d in info.type.tensor_type.shape.dim]
+    for init in model.graph.initializer:
+        shapes[init.name] = list(init.dims)
+    params = sum(int(np.prod(init.dims)) for init in model.graph.initializer)
+    flops = 0.0
+    for node in model.graph.node:
+        flops += _node_flops(node, shapes)
+    return flops, params
+
+
+def _node_flops(node, shapes: dict[str, list[int]]) -> float:
+    def shape(name):
+        return shapes.get(name) or []
+
+    if node.op_type in ("Conv", "ConvTranspose"):
+        weight, out = shape(node.input[1]), shape(node.output[0])
+        if not weight or not out:
+            return 0.0
+        if node.op_type == "Conv":
+            # weight (Cout, Cin/g, kh, kw): every output element is a Cin/g*kh*kw dot product
+            return 2.0 * np.prod(out) * np.prod(weight[1:])
+        inp = shape(node.input[0])  # ConvTranspose weight (Cin, Cout/g, kh, kw)
+        return 2.0 * np.prod(inp) * np.prod(weight[1:]) if inp else 0.0
+    if node.op_type in ("MatMul", "Gemm"):
+        a, out = shape(node.input[0]), shape(node.output[0])
+        if not a or not out:
+            return 0.0
+        transposed = any(x.name == "transA" and x.i for x in node.attribute)
+        inner = a[-2] if transposed else a[-1]
+        return 2.0 * np.prod(out) * inner
+    return 0.0
+
+
+def device_description(provider: str) -> tuple[str, float | None, float | None]:
+    """(device name, nominal fp32 peak GFLOP/s, fp16 peak) -- the peak is an estimate."""
+    if provider == "cpu":
+        return _cpu_description()
+    return _gpu_description()
+
+
+def _cpu_description() -> tuple[str, float | None, float | None]:
+    name, mhz, flags = platform.processor() or "CPU", None, ""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        text = ""
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key, value = key.strip(), value.strip()
+        if key == "model name":
+            name = value
+        elif key == "cpu MHz" and mhz is None:
+            mhz = float(value)
+        elif key == "flags" and not flags:
+            flags = value
+    cores = providers.cpu_cores()
+    # FP32 FLOPs per cycle per core: two FMA units x vector width x 2.
+    per_cycle = 64 if "avx512f" in flags else 32 if "fma" in flags else 8
+    peak = cores * (mhz or 0) / 1000 * per_cycle if mhz else None
+    return f"{name}, {cores} cores", peak, None
+
+
+# Nominal dense peaks in GFLOP/s: (fp32 on CUDA cores, fp16 on tensor cores).
+_GPU_PEAKS = {"H100": (67_000.0, 989_000.0), "H200": (67_000.0, 989_000.0)}
+
+
+def _gpu_description() -> tuple[str, float | None, float | None]:
+    try:
+        name = (
+            subprocess.run(
+                ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+            )
+            .stdout.strip()
+            .splitlines()[0]
+        )
+    except (OSError, IndexError, subprocess.SubprocessError):
+        return "GPU (unknown)", None, None
+    for key, (fp32, fp16) in _GPU_PEAKS.items():
+        if key in name:
+            return name, fp32, fp16
+    return name, None, None
+
+
+# ------------------------------------------------------------------------ timing
+
+
+def _stats(seconds: list[float]) -> tuple[float, float]:
+    return statistics.median(seconds) * 1e3, max(seconds) * 1e3
+
+
+def time_host(model, batch: int, repeats: int) -> dict[str, float]:
+    """Median/max ms of separate() (host path) and of the ONNX graph inside it."""
+    rng = np.random.default_rng(SEED)
+    audio = (0.1 * rng.standard_normal((batch, model.contract.window_samples))).astype(np.float32)
+    model.warm_up(batch)
+    host, network = [], []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        model.separate(audio)
+        host.append(time.perf_counter() - started)
+        network.append(model.last_network_seconds)
+    host_median, host_max = _stats(host)
+    model_median, model_max = _stats(network)
+    return {
+        "host_median_ms": host_median,
+        "host_max_ms": host_max,
+        "model_median_ms": model_median,
+        "model_max_ms": model_max,
+    }
+
+
+def time_keras(core, config, batch: int, repeats: int) -> tuple[float, float]:
+    """Median ms of (Keras STFT -> core -> Keras iSTFT) and of the core alone, graph mode."""
+    import tensorflow as tf
+
+    from train.model import spectrogram_to_waveform, waveform_to_spectrogram
+
+    n_fft, hop = config.n_fft, config.hop_length
+
+    @tf.function(reduce_retracing=True)
+    def whole(audio):
+        estimate = core(waveform_to_spectrogram(audio, n_fft, hop), training=False)
+        # (B, S, T, 2F) -> (B * S, T, F, 2): real/imag interleaved per bin
+        pairs = tf.reshape(estimate, (-1, config.frames, config.n_bins, 2))
+        return spectrogram_to_waveform(pairs, n_fft, hop)
+
+    @tf.function(reduce_retracing=True)
+    def alone(spectrogram):
+        return core(spectrogram, training=False)
+
+    rng = np.random.default_rng(SEED)
+    audio = tf.constant(
+        (0.1 * rng.standard_normal((batch, config.window_samples))).astype(np.float32)
+    )
+    spectrogram = tf.constant(waveform_to_spectrogram(audio, n_fft, hop))
+    results = []
+    for function, argument in ((whole, audio), (alone, spectrogram)):
+        function(argument).numpy()  # trace and warm up
+        seconds = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            function(argument).numpy()
+            seconds.append(time.perf_counter() - started)
+        results.append(_stats(seconds)[0])
+    return results[0], results[1]
+
+
+# ------------------------------------------------------------------------ running
+
+
+def available_providers() -> list[str]:
+    """Providers that really start here: every GPU one the driver and ONNX Runtime allow,
+    then the CPU."""
+    choices, _ = providers.candidates("auto")
+    return [choice.name for choice in choices]
+
+
+def benchmark(args) -> tuple[list[Row], dict]:
+    rows, devices = [], {}
+    for preset in args.presets:
+        core = config = None
+        if not args.no_keras or not all(
+            (
+                providers.cache_dir() / "bench" / f"{preset}-{p}-{source_digest(preset)}.onnx"
+            ).is_file()
+            for p in args.precisions
+        ):
+            core, config = build_core(preset)
+        for precision in args.precisions:
+            path = cached_export(preset, precision, core, config)
+            for provider in args.providers:
+                rows.extend(
+                    _bench_model(args, preset, precision, provider, path, core, config, devices)
+                )
+        del core
+    return rows, devices
+
+
+def _bench_model(args, preset, precision, provider, path, core, config, devices) -> list[Row]:
+    try:
+        model = load_model(path, provider)
+    except providers.ProviderUnavailable as error:
+        print(f"skipping {preset} {precision} on {provider}: {error}", file=sys.stderr)
+        return []
+    name, peak32, peak16 = device_description(model.provider)
+    devices[model.provider] = name
+    peak = peak16 if precision == "fp16" else peak32
+    rows = []
+    for batch in args.batches:
+        flops, params = count_flops(path, batch)
+        timing = time_host(model, batch, args.repeats)
+        window = model.contract.window_seconds
+        row = Row(
+            preset=preset,
+            precision=precision,
+            provider=model.provider,
+            batch=batch,
+            params_m=params / 1e6,
+            gflop=flops / 1e9,
+            rtf=timing["host_median_ms"] / 1e3 / window,
+            load={f"{hop:g}": timing["host_median_ms"] / 1e3 / hop for hop in HOPS},
+            gflops_per_s=flops / 1e9 / (timing["model_median_ms"] / 1e3),
+            peak_gflops=peak,
+            **timing,
+        )
+        if core is not None and not args.no_keras and precision == "fp32":
+            row.keras_host_ms, row.keras_model_ms = time_keras(core, config, batch, args.repeats)
+        rows.append(row)
+        print(format_row(row), flush=True)
+    return rows
+
+
+# ------------------------------------------------------------------------ output
+
+HEADER = (
+    "| preset | params | precision | provider | batch | GFLOP/window | host ms (median / max) "
+    "| model ms (median / max) | RTF | load @1 s hop | load @0.25 s hop | GFLOP/s (% of peak) "
+    "| Keras ms (host / model) | speed-up vs Keras |"
+)
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}" if value < 100 else f"{value:.0f}"
+
+
+def format_row(row: Row) -> str:
+    peak = f" ({100 * row.gflops_per_s / row.peak_gflops:.0f}%)" if row.peak_gflops else ""
+    keras = (
+        "-"
+        if row.keras_host_ms is None
+        else f"{_ms(row.keras_host_ms)} / {_ms(row.keras_model_ms)}"
+    )
+    speedup = "-" if row.speedup is None else f"{row.speedup:.2f}x"
+    return (
+        f"| {row.preset} | {row.params_m:.1f} M | {row.precision} | {row.provider} | {row.batch} "
+        f"| {row.gflop:.1f} | {_ms(row.host_median_ms)} / {_ms(row.host_max_ms)} "
+        f"| {_ms(row.model_median_ms)} / {_ms(row.model_max_ms)} | {row.rtf:.3f} "
+        f"| {100 * row.load['1']:.1f}% | {100 * row.load['0.25']:.1f}% "
+        f"| {row.gflops_per_s:.1f}{peak} | {keras} | {speedup} |"
+    )
+
+
+def markdown(rows: list[Row], meta: dict) -> str:
+    lines = [
+        f"Measured {meta['date']} on {'; '.join(f'{k}: {v}' for k, v in meta['devices'].items())}; "
+        f"onnxruntime {meta['onnxruntime']}, {meta['repeats']} runs per row after a warm-up"
+        f"{'; ' + meta['note'] if meta.get('note') else ''}.",
+        "",
+        HEADER,
+        "|" + " --- |" * HEADER.count(" | ") + " --- |",
+    ]
+    lines += [format_row(row) for row in rows]
+    lines += [
+        "",
+        "Per 4.064 s window. host = STFT + ONNX model + iSTFT (what the engine calls); "
+        "RTF = host time / window length; load = host time / hop; GFLOP/s counts the graph's "
+        "Conv/ConvTranspose/MatMul/Gemm multiply-adds over the model time, against a nominal "
+        "peak estimated from the device; Keras = the same weights and window through "
+        "TensorFlow in graph mode, same process; speed-up = Keras host time / host time. "
+        "Written by `python benchmarks/bench_inference.py`.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write_results(rows: list[Row], meta: dict, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    data = {"meta": meta, "rows": [dataclasses.asdict(r) | {"speedup": r.speedup} for r in rows]}
+    for name, text in (
+        ("inference.json", json.dumps(data, indent=2) + "\n"),
+        ("inference.md", markdown(rows, meta)),
+    ):
+        temporary = out / (name + ".partial")
+        temporary.write_text(text)
+        os.replace(temporary, out / name)
+
+
+def _split(text: str, allowed: tuple[str, ...] | None, option: str) -> list[str]:
+    values = [v.strip() for v in text.split(",") if v.strip()]
+    if allowed is not None:
+        for value in values:
+            if value not in allowed:
+                raise SystemExit(
+                    f"bench_inference: {option} must be among {', '.join(allowed)}, got {value!r}"
+                )
+    return values
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--presets", default=",".join(PRESETS), help="comma-separated (default all)"
+    )
+    parser.add_argument(
+        "--providers", default="", help="comma-separated (default: every one that starts here)"
+    )
+    parser.add_argument("--precisions", default="fp32", help="fp32,fp16 (default fp32)")
+    parser.add_argument(
+        "--batches", default="1,2", help="comma-separated batch sizes (default 1,2)"
+    )
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs per row (default 5)")
+    parser.add_argument("--no-keras", action="store_true", help="skip the Keras comparison")
+    parser.add_argument(
+        "--out", type=Path, help=f"results folder (default {RESULTS}; none with --smoke)"
+    )
+    parser.add_argument("--note", default="", help="a note for the markdown, e.g. what else ran")
+    parser.add_argument("--smoke", action="store_true", help="CI: tiny preset, batch 1, 2 runs")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = get_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    if args.smoke:
+        args.presets, args.batches, args.repeats = "tiny", "1", 2
+    elif args.out is None:
+        args.out = RESULTS
+    args.presets = _split(args.presets, PRESETS, "--presets")
+    args.precisions = _split(args.precisions, PRECISIONS, "--precisions")
+    args.providers = (
+        _split(args.providers, providers.CHOICES[1:], "--providers") or available_providers()
+    )
+    args.batches = [int(b) for b in _split(args.batches, None, "--batches")]
+    import onnxruntime
+
+    print(HEADER, flush=True)
+    rows, devices = benchmark(args)
+    meta = {
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "devices": devices,
+        "onnxruntime": onnxruntime.__version__,
+        "repeats": args.repeats,
+        "cpu_threads": providers.cpu_threads(),
+        "note": args.note,
+    }
+    if args.out is not None:
+        write_results(rows, meta, args.out)
+        print(f"wrote {args.out / 'inference.json'} and {args.out / 'inference.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -41,7 +41,7 @@ import numpy as np
 import soxr
 
 from stream_sep import safety
-from stream_sep.errors import UserError
+from stream_sep.errors import ModelError, UserError
 
 log = logging.getLogger(__name__)
 
@@ -345,6 +345,22 @@ class Separator:
         """Karaoke with the vocals at ``level`` (0 = none, 1 = original); switches to karaoke."""
         self._set_targets("karaoke", level)
 
+    def warm_up(self) -> float:
+        """Run one silent window through the path the worker uses (resampling, the model's
+        batch size, the shape and NaN checks) before streaming; returns the seconds taken.
+
+        Raises :class:`ModelError` with one line if the model cannot separate it, so a model
+        that loads but cannot run is refused before any audio flows.
+        """
+        started = time.perf_counter()
+        try:
+            self._separate_window(np.zeros((self.channels, self.window_samples), np.float32))
+        except Exception as error:  # any failure of the model is a refusal of that model
+            raise ModelError(
+                f"the model cannot separate a silent window: {_first_line(error)}"
+            ) from None
+        return time.perf_counter() - started
+
     def fade_out(self, seconds: float = DEFAULT_FADE_SECONDS) -> None:
         """Ramp the output to silence over ``seconds``, starting at the next block. Keep
         calling :meth:`process` until :attr:`faded_out`, then close the stream."""
@@ -613,7 +629,7 @@ class Separator:
         slot.state = _Slot.READY
 
     def _record_failure(self, slot: _Slot, error: BaseException) -> None:
-        self._last_error = f"{type(error).__name__}: {error}"[:300]
+        self._last_error = _first_line(error)
         if isinstance(error, NonFiniteEstimate):
             self.stats.nonfinite_model_outputs += 1
         self.stats.model_failures += 1
@@ -736,6 +752,12 @@ def _fit(audio: np.ndarray, length: int) -> np.ndarray:
 
 class NonFiniteEstimate(ValueError):
     """The model returned NaN or Inf for a window: treated like any failed window."""
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    text = lines[0] if lines else ""
+    return f"{type(error).__name__}: {text}"[:300]
 
 
 def _check_failures(count) -> int:

@@ -141,6 +141,13 @@ def run(args: argparse.Namespace) -> int:
     print(_clip_header(), flush=True)
     for ref in refs:
         clip = datasets.load_clip(ref)
+        log.info(
+            "%s: %.1f s, %d channel(s) at %d Hz",
+            clip.name,
+            clip.seconds,
+            clip.channels,
+            clip.sample_rate,
+        )
         result = evaluate_clip(model, clip, options, use_museval=args.museval)
         results.append(result)
         print(_clip_line(result), flush=True)

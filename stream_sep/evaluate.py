@@ -31,8 +31,10 @@ from pathlib import Path
 
 import numpy as np
 
-from stream_sep import datasets, metrics
+from stream_sep import datasets, metrics, separate
+from stream_sep.engine import Separator
 from stream_sep.errors import ModelError, UserError
+from stream_sep.inference import load_model
 
 log = logging.getLogger(__name__)
 
@@ -131,8 +133,6 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--hop and --lookahead apply to --streaming only")
     json_path = _check_json_path(args.json)
     refs = datasets.find_clips(args.data, args.data_format, args.split, args.singers, args.limit)
-    from stream_sep.inference import load_model
-
     model = load_model(args.model, provider=args.provider)
     options = engine_options(args.streaming, args.hop, args.lookahead)
     plan = describe_plan(model, options)
@@ -167,8 +167,6 @@ def engine_options(
 ) -> dict:
     """Engine keyword options for an evaluation run: the defaults of ``stream-sep separate``
     (hop, lookahead, crossfade, stereo), with ``hop``/``lookahead`` replaced when streaming."""
-    from stream_sep import separate
-
     parser = argparse.ArgumentParser(add_help=False)
     separate.add_engine_arguments(parser)
     options = separate.engine_options(parser.parse_args([]))
@@ -221,8 +219,6 @@ def estimate_vocals(model, mixture: np.ndarray, sample_rate: int, options: dict)
     the output guard that ``separate_array`` applies for listening: a -1 dBFS limiter on a
     loud mixture would change the samples being measured.
     """
-    from stream_sep.engine import Separator
-
     channels, samples = mixture.shape
     recording = _RecordingModel(model)
     with (
@@ -257,8 +253,6 @@ def centre_cancel(mixture: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def describe_plan(model, options: dict) -> dict:
     """The engine's latency and settings for ``options`` at the model's own rate."""
-    from stream_sep.engine import Separator
-
     rate = model.contract.sample_rate
     with Separator(model, rate, 1, blocking=True, limit=False, **options) as separator:
         return {

@@ -150,6 +150,7 @@ def test_cpu_session_options_use_the_cores_and_do_not_spin():
     assert options.intra_op_num_threads == providers.cpu_threads()
     assert options.inter_op_num_threads == 1
     assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert options.get_session_config_entry("session.set_denormal_as_zero") == "1"
 
 
 def test_gpu_provider_options(monkeypatch, tmp_path):

@@ -156,13 +156,19 @@ class ModelContract:
         }
         for key, allowed in expected.items():
             if getattr(self, key) != allowed:
-                raise ModelError(f"{key} must be {allowed!r}, got {getattr(self, key)!r}")
+                raise ModelError(f"{key} must be {allowed!r}, got {_shown(getattr(self, key))}")
         if not self.sources or any(not s.isidentifier() for s in self.sources):
             raise ModelError(
-                f"sources must be a comma-separated list of names, got {self.sources!r}"
+                f"sources must be a comma-separated list of names, got {_shown(self.sources)}"
             )
         if "vocals" not in self.sources:
-            raise ModelError(f"sources must include 'vocals', got {','.join(self.sources)}")
+            raise ModelError(f"sources must include 'vocals', got {_shown(','.join(self.sources))}")
+
+
+def _shown(value, limit: int = 60) -> str:
+    """repr(value) for an error message, cut short: metadata is untrusted and may be huge."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 3]}... ({len(text)} characters)"
 
 
 def _check_range(name: str, value: int) -> None:
@@ -203,7 +209,7 @@ def contract_from_metadata(metadata: Mapping[str, str], origin: str = "model") -
             ints[field] = int(raw)
         except ValueError:
             raise ModelError(
-                f"{origin}: metadata {PREFIX}{field} must be an integer, got {raw!r}"
+                f"{origin}: metadata {PREFIX}{field} must be an integer, got {_shown(raw)}"
             ) from None
     contract = ModelContract(
         version=ints["contract_version"],

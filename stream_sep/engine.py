@@ -54,7 +54,7 @@ DEFAULT_FADE_SECONDS = 0.05
 DEFAULT_MAX_CONSECUTIVE_FAILURES = 8
 MIN_CROSSFADE_SECONDS = 0.005  # a fallback always fades; a zero crossfade would click
 DC_OFFSET_LIMIT = 0.05  # |mean| of a window above this is reported as a DC offset
-FULL_SCALE = 0.999  # input samples at or above this are counted as clipped
+FULL_SCALE = 0.999  # input samples held at or above this are counted as clipped
 _CLOSE_TIMEOUT = 1.0  # seconds close() waits for a busy worker (a hung model is left behind)
 _RESAMPLE_QUALITY = "HQ"
 _RESAMPLE_PAD = 256  # model-rate samples resampled beyond each side of the support
@@ -74,7 +74,7 @@ class EngineStats:
     consecutive_failures: int = 0
     nonfinite_input_samples: int = 0
     dc_offset_windows: int = 0  # windows whose mean magnitude exceeds DC_OFFSET_LIMIT
-    clipped_input_windows: int = 0  # windows whose newest hop holds full-scale samples
+    clipped_input_windows: int = 0  # windows whose newest hop has flat tops at full scale
     inference_total_s: float = 0.0
     inference_max_s: float = 0.0
     inference_last_s: float = 0.0
@@ -189,6 +189,7 @@ class Separator:
         self._targets_changed = False
         self._failure: tuple | None = None  # (kind, streak, failed in streak, seconds running)
         self._streak_failed = 0
+        self._finished_at_streak_start = 0
         self._running_since = 0.0  # perf_counter() when the current model call started
         self._last_error = ""
         if self.sample_rate != self.contract.sample_rate:
@@ -555,14 +556,17 @@ class Separator:
     def _note_fallback(self, failed: bool) -> None:
         """Count a window that plays the dry signal; latch ``failed`` after too many in a row."""
         stats = self.stats
+        if stats.consecutive_fallbacks == 0:
+            self._finished_at_streak_start = stats.windows_run + stats.model_failures
         stats.fallback_windows += 1
         stats.consecutive_fallbacks += 1
         self._streak_failed += int(failed)
         if self._failure is None and stats.consecutive_fallbacks >= self.max_consecutive_failures:
+            finished = stats.windows_run + stats.model_failures - self._finished_at_streak_start
             if self._streak_failed:
                 kind = "errors"
-            elif self._running_for() > 2 * stats.hop_seconds:
-                kind = "hung"
+            elif finished == 0 and self._running_since:
+                kind = "hung"  # not one model call returned during the whole streak
             else:
                 kind = "slow"
             running = self._running_for()
@@ -581,8 +585,8 @@ class Separator:
             )
         if kind == "hung":
             return (
-                f"the model had not returned for {running:.1f} s "
-                f"(a window is due every {stats.hop_seconds:g} s): inference seems hung"
+                f"the model has not returned for {streak} windows ({running:.1f} s; a window "
+                f"is due every {stats.hop_seconds:g} s): inference seems hung"
             )
         return (
             f"inference cannot keep up: {streak} windows in a row missed their deadline "
@@ -646,8 +650,7 @@ class Separator:
             stats.dc_offset_windows += 1
             if stats.dc_offset_windows == 1:
                 log.warning("the input has a DC offset of %.3f; check the source", offset)
-        newest = audio[:, -self.hop_samples :]
-        if float(np.abs(newest).max()) >= FULL_SCALE:
+        if _clipped(audio[:, -self.hop_samples :]):
             stats.clipped_input_windows += 1
             if stats.clipped_input_windows == 1:
                 log.warning("the input reaches full scale (clipping); lower the input gain")
@@ -748,6 +751,14 @@ def _fit(audio: np.ndarray, length: int) -> np.ndarray:
     if audio.shape[1] >= length:
         return audio[:, :length]
     return np.pad(audio, ((0, 0), (0, length - audio.shape[1])))
+
+
+def _clipped(audio: np.ndarray) -> bool:
+    """audio (C, n): a clipped converter holds full scale for several samples in a row; a
+    float signal that merely exceeds 1.0 (a mix summed in float) does not repeat values."""
+    loud = np.abs(audio[:, 1:]) >= FULL_SCALE
+    held = loud & (audio[:, 1:] == audio[:, :-1])
+    return int(np.count_nonzero(held)) >= 2
 
 
 class NonFiniteEstimate(ValueError):

@@ -135,6 +135,7 @@ def separate_array(
     with engine_module.Separator(
         model, sample_rate, channels, mode="vocals", blocking=True, limit=False, **options
     ) as engine:
+        engine.warm_up()  # a model that loads but cannot run is refused before any output
         latency = engine.latency_samples
         padded = np.zeros((channels, samples + latency), np.float32)
         padded[:, :samples] = audio

@@ -1,0 +1,214 @@
+"""``python -m train``: fit TFC_TDF_Net on MUSDB18, MUSDB18-HQ or MIR-1K.
+
+Examples::
+
+    python -m train --data ~/musdb18_wav --format musdb --preset tiny --epochs 10
+    python -m train --download ~/datasets --format musdb --preset full      # the seed
+    python -m train --preset full --summary
+    python -m train --resume --run-name my-run --epochs 50
+
+Defaults are the seed's recipe (batch 3, Adam 5e-5, gradient accumulation 2, 2000 batches
+per epoch). On resume the run's saved settings are used; options given again override them
+(the model's shape cannot change).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import logging
+import math
+import sys
+from pathlib import Path
+
+from stream_sep.errors import UserError
+
+log = logging.getLogger(__name__)
+
+PROG = "python -m train"
+MODEL_OPTIONS = ("channels", "growth", "n_scales", "block_size", "window_samples", "sources")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        raise UserError(message)
+
+
+def get_parser() -> argparse.ArgumentParser:
+    # Options default to SUPPRESS so a resumed run can tell given options from defaults.
+    parser = _Parser(
+        prog=PROG, description=__doc__.split("\n")[0], argument_default=argparse.SUPPRESS
+    )
+    data = parser.add_argument_group("data")
+    data.add_argument("--data", type=str, help="dataset root directory")
+    data.add_argument("--format", choices=("musdb", "musdb-hq", "mir1k"), help="dataset layout")
+    data.add_argument(
+        "--download",
+        type=Path,
+        metavar="DIR",
+        help="download MUSDB18 from Zenodo into DIR and convert it to 16 kHz wav (the seed's step); "
+        "implies --format musdb",
+    )
+    data.add_argument("--val-singers", type=_names, help="MIR-1K: comma-separated singers held out")
+    data.add_argument(
+        "--val-split", type=float, help="MIR-1K: share of singers held out (default 0.15)"
+    )
+    data.add_argument("--val-examples", type=int, help="fixed validation chunks (default 64)")
+    data.add_argument(
+        "--original-pairs-fraction",
+        type=float,
+        help="share of examples that are a track's own aligned stems instead of random mixes (default 0)",
+    )
+    data.add_argument("--no-augmentation", dest="augmentation", action="store_false")
+    data.add_argument(
+        "--workers", type=int, help="data-loading threads (default 0: in the training loop)"
+    )
+
+    model = parser.add_argument_group("model")
+    model.add_argument(
+        "--preset", choices=("full", "small", "tiny"), help="default full (the seed)"
+    )
+    model.add_argument("--channels", type=int)
+    model.add_argument("--growth", type=int)
+    model.add_argument("--n-scales", type=int)
+    model.add_argument("--block-size", type=int)
+    model.add_argument("--window-samples", type=int, help="chunk length (default 65024)")
+    model.add_argument("--sources", type=_names, help="target stems (default vocals)")
+    model.add_argument(
+        "--seed-init",
+        action="store_true",
+        help="the seed's random init of the output convolution instead of zeros",
+    )
+    model.add_argument("--summary", action="store_true", help="print the model summary and exit")
+
+    fit = parser.add_argument_group("training")
+    fit.add_argument("--epochs", type=int, help="default 10")
+    fit.add_argument("--steps-per-epoch", type=int, help="batches per epoch (default 2000)")
+    fit.add_argument("--batch-size", type=int, help="per replica (default 3)")
+    fit.add_argument(
+        "--accumulation-steps", type=int, help="gradient accumulation (default 2, 0 = off)"
+    )
+    fit.add_argument("--lr", type=float, help="peak learning rate (default 5e-5)")
+    fit.add_argument("--warmup-steps", type=int, help="linear warm-up steps (default 0)")
+    fit.add_argument(
+        "--lr-half-life", type=int, help="exponential decay half-life in steps (default 0 = off)"
+    )
+    fit.add_argument("--lr-decay-start", type=int, help="step where the final linear decay starts")
+    fit.add_argument(
+        "--lr-decay-steps", type=int, help="length of the final linear decay (default 0 = off)"
+    )
+    fit.add_argument(
+        "--lr-final-factor", type=float, help="learning rate factor after the linear decay (0.1)"
+    )
+    fit.add_argument("--seed", type=int, help="random seed (default 21, the seed's)")
+    fit.add_argument(
+        "--distribute",
+        action="store_true",
+        help="data-parallel over all local GPUs (MirroredStrategy / keras.distribution.DataParallel)",
+    )
+    fit.add_argument(
+        "--progress", choices=("bar", "epoch", "none"), help="progress output (default bar)"
+    )
+
+    run = parser.add_argument_group("run directory")
+    run.add_argument("--runs-dir", type=Path, help="where runs live (default ./runs)")
+    run.add_argument("--run-name", type=str, help="default <preset>-<format>-<date-time>")
+    run.add_argument("--resume", action="store_true", help="continue the named (or newest) run")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return parser
+
+
+def _names(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected comma-separated names, got {text!r}")
+    return names
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = get_parser().parse_args(argv)
+        logging.basicConfig(
+            level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+        return run(args)
+    except UserError as error:
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; resume with --resume", file=sys.stderr)
+        return 130
+
+
+def run(args: argparse.Namespace) -> int:
+    given = vars(args)
+    from train.config import preset_config
+
+    if given.get("summary"):
+        return print_summary(preset_config(given.get("preset", "full"), **model_overrides(given)))
+
+    from train import runs
+    from train.config import ModelConfig
+    from train.fit import TrainSettings, train
+
+    runs_root = given.get("runs_dir", runs.DEFAULT_RUNS_ROOT)
+    if given.get("resume"):
+        run_dir = (
+            runs_root / given["run_name"] if "run_name" in given else runs.newest_run(runs_root)
+        )
+        saved = runs.read_run_config(run_dir)
+        changed = sorted(k for k in ("preset", "seed_init", *MODEL_OPTIONS) if k in given)
+        if changed:
+            raise UserError(
+                f"a resumed run keeps its model; drop {', '.join('--' + k.replace('_', '-') for k in changed)}"
+            )
+        config = ModelConfig.from_dict(saved["model"])
+        settings = TrainSettings(**{**saved["training"], **settings_overrides(given)})
+    else:
+        if "download" in given:
+            from train.musdb import download_musdb18
+
+            given["data"] = str(download_musdb18(given["download"]))
+            given.setdefault("format", "musdb")
+        if "data" not in given:
+            raise UserError("--data DIR is required (or --download DIR for MUSDB18, or --summary)")
+        preset = given.get("preset", "full")
+        config = preset_config(preset, **model_overrides(given))
+        settings = TrainSettings(**settings_overrides(given))
+        name = given.get("run_name") or default_run_name(preset, settings.format)
+        run_dir = runs_root / name
+    train(Path(run_dir), config, settings, resume=bool(given.get("resume")))
+    log.info("run directory: %s", run_dir)
+    return 0
+
+
+def model_overrides(given: dict) -> dict:
+    overrides = {k: given[k] for k in MODEL_OPTIONS if k in given}
+    if given.get("seed_init"):
+        overrides["zero_init_output"] = False
+    return overrides
+
+
+def settings_overrides(given: dict) -> dict:
+    from train.fit import TrainSettings
+
+    fields = {f.name for f in dataclasses.fields(TrainSettings)}
+    return {k: v for k, v in given.items() if k in fields}
+
+
+def default_run_name(preset: str, fmt: str) -> str:
+    return f"{preset}-{fmt}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
+
+
+def print_summary(config) -> int:
+    """Print the training model (core network expanded) and its trainable parameter count."""
+    from train.model import build_training_model, core_network_of
+
+    model = build_training_model(config)
+    model.summary(expand_nested=False)
+    core_network_of(model).summary()
+    trainable = sum(math.prod(w.shape) for w in model.trainable_weights)
+    print(f"Trainable parameters: {trainable:,}")
+    return 0

@@ -1,0 +1,372 @@
+"""Datasets: MUSDB18 (16 kHz wav), MUSDB18-HQ (44.1 kHz wav) and MIR-1K readers, and the
+seed's random-mix training set.
+
+A *track* is one song or clip: a set of mono stems at the model's sample rate that sum to
+the mixture. MUSDB tracks have ``drums, bass, other, vocals``; MIR-1K clips have
+``accompaniment`` (channel 0) and ``vocals`` (channel 1).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from collections.abc import Sequence
+from pathlib import Path
+
+import audiomentations as aug
+import keras
+import numpy as np
+import soundfile as sf
+import soxr
+
+from stream_sep.contract import SAMPLE_RATE
+from stream_sep.errors import UserError
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("musdb", "musdb-hq", "mir1k")
+MUSDB_STEMS = ("drums", "bass", "other", "vocals")
+MIR1K_STEMS = ("accompaniment", "vocals")
+AUDIO_SUFFIXES = (".wav", ".flac")
+# The seed rejects chunks quieter than this mean absolute amplitude.
+SILENCE_THRESHOLD = 0.01
+# The seed retries a silent chunk without limit; we give up after this many draws.
+MAX_SILENT_RETRIES = 100
+
+
+class Track:
+    """One song: mono float32 stems at ``SAMPLE_RATE``, read in chunks."""
+
+    name: str
+    stems: tuple[str, ...]
+    length: int
+
+    def read(self, stem: str, start: int, frames: int) -> np.ndarray:
+        """``frames`` samples of ``stem`` from ``start``, zero-padded past the end: (frames,)."""
+        raise NotImplementedError
+
+
+class MemoryTrack(Track):
+    """A track held in RAM (MIR-1K clips are short; preloading keeps a step cheap)."""
+
+    def __init__(self, name: str, stems: dict[str, np.ndarray]):
+        self.name = name
+        self.stems = tuple(stems)
+        self.length = _common_length(name, {k: len(v) for k, v in stems.items()})
+        self.audio = {
+            k: np.ascontiguousarray(v[: self.length], dtype=np.float32) for k, v in stems.items()
+        }
+
+    def read(self, stem: str, start: int, frames: int) -> np.ndarray:
+        chunk = self.audio[stem][start : start + frames]
+        return np.pad(chunk, (0, frames - len(chunk)))
+
+
+class WavTrack(Track):
+    """A MUSDB song directory, one file per stem, read from disk and resampled per chunk."""
+
+    def __init__(self, name: str, paths: dict[str, Path]):
+        self.name = name
+        self.stems = tuple(paths)
+        self.paths = paths
+        infos = {stem: _info(path) for stem, path in paths.items()}
+        rates = {info.samplerate for info in infos.values()}
+        if len(rates) != 1:
+            raise UserError(f"{name}: stems have different sample rates {sorted(rates)}")
+        self.file_rate = rates.pop()
+        file_length = _common_length(name, {k: info.frames for k, info in infos.items()})
+        self.length = int(file_length * SAMPLE_RATE // self.file_rate)
+
+    def read(self, stem: str, start: int, frames: int) -> np.ndarray:
+        ratio = self.file_rate / SAMPLE_RATE
+        file_start = int(start * ratio)
+        # a few extra samples so the resampler's output covers ``frames``
+        file_frames = math.ceil(frames * ratio) + (64 if ratio != 1 else 0)
+        audio, _ = sf.read(
+            self.paths[stem], file_frames, file_start, dtype="float32", always_2d=True
+        )
+        mono = audio.mean(axis=1)
+        if self.file_rate != SAMPLE_RATE:
+            mono = soxr.resample(mono, self.file_rate, SAMPLE_RATE, quality="HQ")
+        mono = mono[:frames]
+        return np.pad(mono, (0, frames - len(mono))).astype(np.float32)
+
+
+def _info(path: Path):
+    try:
+        return sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError) as error:
+        raise UserError(f"cannot read audio file {path}: {error}") from None
+
+
+def _common_length(name: str, lengths: dict[str, int]) -> int:
+    """The shortest stem's length, with a warning when stems differ (the seed's rule)."""
+    if len(set(lengths.values())) > 1:
+        log.warning("%s has stems of different lengths %s; using the shortest", name, lengths)
+    return min(lengths.values())
+
+
+def read_audio(path: Path) -> np.ndarray:
+    """A whole file at ``SAMPLE_RATE``: (samples, channels) float32."""
+    try:
+        audio, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError) as error:
+        raise UserError(f"cannot read audio file {path}: {error}") from None
+    if rate != SAMPLE_RATE:
+        audio = soxr.resample(audio, rate, SAMPLE_RATE, quality="HQ").astype(np.float32)
+    return audio
+
+
+# ---------------------------------------------------------------- dataset readers
+
+
+def load_musdb(root: Path, split: str) -> list[Track]:
+    """``<root>/<split>/<song>/{drums,bass,other,vocals}.wav`` (MUSDB18 wav or MUSDB18-HQ)."""
+    split_dir = Path(root) / split
+    if not split_dir.is_dir():
+        raise UserError(f"--data {root}: no '{split}' directory (expected {split_dir})")
+    tracks = []
+    for song in sorted(p for p in split_dir.iterdir() if p.is_dir()):
+        paths = {stem: song / f"{stem}.wav" for stem in MUSDB_STEMS}
+        missing = [p.name for p in paths.values() if not p.is_file()]
+        if missing:
+            raise UserError(f"{song}: missing stems {', '.join(missing)}")
+        tracks.append(WavTrack(song.name, paths))
+    if not tracks:
+        raise UserError(f"--data {root}: split '{split}' has no song directories in {split_dir}")
+    return tracks
+
+
+def mir1k_singer(path: Path) -> str:
+    """The singer of a MIR-1K clip: ``<singer>_<song>_<clip>.wav`` -> ``singer``."""
+    return path.stem.split("_")[0]
+
+
+def find_mir1k(root: Path) -> list[Path]:
+    """All MIR-1K clips under ``root`` (recursively), sorted."""
+    root = Path(root)
+    if not root.is_dir():
+        raise UserError(f"--data {root}: not a directory")
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
+    if not files:
+        raise UserError(f"--data {root}: no .wav or .flac files (MIR-1K layout expected)")
+    return files
+
+
+def load_mir1k_clip(path: Path) -> MemoryTrack:
+    audio = read_audio(path)
+    if audio.shape[1] != 2:
+        raise UserError(
+            f"{path}: MIR-1K clips must be stereo (accompaniment, vocals), got {audio.shape[1]} channel(s)"
+        )
+    return MemoryTrack(path.stem, {"accompaniment": audio[:, 0], "vocals": audio[:, 1]})
+
+
+def split_mir1k(
+    files: Sequence[Path], val_singers: Sequence[str] | None, val_split: float, seed: int
+) -> tuple[list[Path], list[Path]]:
+    """Hold out whole singers: the named ones, or a ``val_split`` share chosen with ``seed``."""
+    singers = sorted({mir1k_singer(p) for p in files})
+    if val_singers:
+        unknown = sorted(set(val_singers) - set(singers))
+        if unknown:
+            raise UserError(
+                f"--val-singers: unknown singer(s) {', '.join(unknown)}; the data has {', '.join(singers)}"
+            )
+        held_out = set(val_singers)
+    else:
+        count = max(1, round(val_split * len(singers))) if val_split > 0 else 0
+        held_out = set(random.Random(seed).sample(singers, count))
+    train = [p for p in files if mir1k_singer(p) not in held_out]
+    val = [p for p in files if mir1k_singer(p) in held_out]
+    if not train:
+        raise UserError("no training clips left after holding out the validation singers")
+    return train, val
+
+
+def load_tracks(
+    data: Path,
+    fmt: str,
+    val_singers: Sequence[str] | None = None,
+    val_split: float = 0.15,
+    seed: int = 0,
+) -> tuple[list[Track], list[Track], dict]:
+    """Training and validation tracks of a dataset, and a description for config.json."""
+    if fmt not in FORMATS:
+        raise UserError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    data = Path(data)
+    if not data.is_dir():
+        raise UserError(f"--data {data}: not a directory")
+    if fmt in ("musdb", "musdb-hq"):
+        train, val = load_musdb(data, "train"), load_musdb(data, "test")
+        return train, val, {"train_songs": len(train), "val_songs": len(val)}
+    train_files, val_files = split_mir1k(find_mir1k(data), val_singers, val_split, seed)
+    train = [load_mir1k_clip(p) for p in train_files]
+    val = [load_mir1k_clip(p) for p in val_files]
+    info = {
+        "val_singers": sorted({mir1k_singer(p) for p in val_files}),
+        "train_clips": len(train),
+        "val_clips": len(val),
+    }
+    return train, val, info
+
+
+# ---------------------------------------------------------------- the seed's dataset
+
+
+class Augmenter:
+    """The seed's per-stem augmentations (audiomentations), applied to one mono chunk."""
+
+    def __init__(self, sample_rate: int = SAMPLE_RATE):
+        self.sample_rate = sample_rate
+        self.vocals = [
+            aug.PitchShift(min_semitones=-5, max_semitones=5, p=0.1),
+            aug.SevenBandParametricEQ(-9, 9, p=0.25),
+            aug.TanhDistortion(0.1, 0.7, p=0.1),
+        ]
+        self.other = [aug.PitchShift(p=0.1), aug.AddGaussianNoise(p=0.1)]
+
+    def __call__(self, audio: np.ndarray, stem: str, rng: np.random.Generator) -> np.ndarray:
+        # One loudness gain per chunk. (The seed draws a gain per *sample*, which multiplies
+        # the stem by white noise; a per-chunk gain is the loudness change it describes.)
+        audio = audio * np.float32(rng.uniform(0.5, 1.5))
+        if rng.uniform() < 0.1:
+            audio = audio[::-1]
+        if rng.uniform() < 0.5:
+            audio = -audio
+        audio = np.ascontiguousarray(audio, dtype=np.float32)
+        for transform in self.vocals if stem == "vocals" else self.other:
+            transform.randomize_parameters(audio, sample_rate=self.sample_rate)
+            audio = transform(audio, sample_rate=self.sample_rate)
+        return audio.astype(np.float32, copy=False)
+
+
+class RandomMixDataset(keras.utils.PyDataset):
+    """The seed's training set: every batch is a fresh random mix.
+
+    Each stem comes from a random track at a random offset (silent chunks are drawn again),
+    is augmented, and sometimes mixed up with a second chunk of the same stem; the mixture is
+    the sum of the stems. With ``original_pairs_fraction`` > 0 that share of the examples are
+    instead the aligned stems of one track (a real mixture).
+
+    Batches: x (batch_size, window) float32 mixtures, y (batch_size, n_sources, window).
+    """
+
+    def __init__(
+        self,
+        tracks: Sequence[Track],
+        sources: Sequence[str],
+        batch_size: int,
+        window: int,
+        batches_per_epoch: int,
+        augmentation: bool = True,
+        original_pairs_fraction: float = 0.0,
+        seed: int = 0,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if not tracks:
+            raise UserError("the training split has no tracks")
+        self.tracks = list(tracks)
+        self.stems = self.tracks[0].stems
+        missing = [s for s in sources if s not in self.stems]
+        if missing:
+            raise UserError(
+                f"sources {missing} are not stems of the data ({', '.join(self.stems)})"
+            )
+        self.sources = tuple(sources)
+        self.batch_size = batch_size
+        self.window = window
+        self.batches_per_epoch = batches_per_epoch
+        self.augmentation = augmentation
+        self.original_pairs_fraction = original_pairs_fraction
+        self.seed = seed
+        self.epoch = 0
+        self.augmenter = Augmenter()
+
+    def __len__(self) -> int:
+        return self.batches_per_epoch
+
+    def on_epoch_end(self) -> None:
+        self.epoch += 1
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        rng = np.random.default_rng([self.seed, self.epoch, int(index or 0)])
+        # audiomentations draws from the global generators; seed them from this batch
+        random.seed(int(rng.integers(2**31)))
+        np.random.seed(int(rng.integers(2**31)))
+        examples = [self.example(rng) for _ in range(self.batch_size)]
+        mixtures = np.stack([sum(stems.values()) for stems in examples]).astype(np.float32)
+        targets = np.stack([[stems[s] for s in self.sources] for stems in examples])
+        return mixtures, targets.astype(np.float32)
+
+    def example(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """One training example: stem name -> (window,) float32."""
+        if rng.uniform() < self.original_pairs_fraction:
+            return self.original_pair(rng)
+        stems = {}
+        for stem in self.stems:
+            chunks = [self.random_chunk(stem, rng)]
+            if self.augmentation:
+                chunks += [self.random_chunk(stem, rng) for p in (0.2, 0.02) if rng.uniform() < p]
+            stems[stem] = np.mean(chunks, axis=0, dtype=np.float32)
+        return stems
+
+    def random_chunk(self, stem: str, rng: np.random.Generator) -> np.ndarray:
+        """A non-silent, augmented chunk of ``stem`` from a random track: (window,)."""
+        for _ in range(MAX_SILENT_RETRIES):
+            track = self.tracks[rng.integers(len(self.tracks))]
+            chunk = track.read(stem, self.random_start(track, rng), self.window)
+            if np.mean(np.abs(chunk)) >= SILENCE_THRESHOLD:
+                return self.augment(chunk, stem, rng)
+        raise UserError(
+            f"stem '{stem}' was silent (mean |x| < {SILENCE_THRESHOLD}) in {MAX_SILENT_RETRIES} "
+            f"random chunks of {len(self.tracks)} track(s); is it silent everywhere in the data?"
+        )
+
+    def original_pair(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """All stems of one track at one offset (a real mixture), each augmented."""
+        for _ in range(MAX_SILENT_RETRIES):
+            track = self.tracks[rng.integers(len(self.tracks))]
+            start = self.random_start(track, rng)
+            stems = {s: track.read(s, start, self.window) for s in self.stems}
+            if all(np.mean(np.abs(stems[s])) >= SILENCE_THRESHOLD for s in self.sources):
+                return {s: self.augment(a, s, rng) for s, a in stems.items()}
+        raise UserError(
+            f"sources {', '.join(self.sources)} were silent in {MAX_SILENT_RETRIES} random chunks"
+        )
+
+    def random_start(self, track: Track, rng: np.random.Generator) -> int:
+        return int(rng.integers(max(track.length - self.window, 0) + 1))
+
+    def augment(self, chunk: np.ndarray, stem: str, rng: np.random.Generator) -> np.ndarray:
+        return self.augmenter(chunk, stem, rng) if self.augmentation else chunk
+
+
+def fixed_examples(
+    tracks: Sequence[Track], sources: Sequence[str], window: int, count: int, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """A fixed validation set: ``count`` aligned, unaugmented chunks of real mixtures.
+
+    Tracks are visited in a shuffled order; chunks whose sources are silent are skipped.
+    Returns x (count, window) and y (count, n_sources, window) float32.
+    """
+    if not tracks:
+        raise UserError("the validation split has no tracks")
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(tracks))
+    mixtures, targets = [], []
+    for attempt in range(count * MAX_SILENT_RETRIES):
+        track = tracks[order[attempt % len(tracks)]]
+        start = int(rng.integers(max(track.length - window, 0) + 1))
+        stems = {s: track.read(s, start, window) for s in track.stems}
+        if any(np.mean(np.abs(stems[s])) < SILENCE_THRESHOLD for s in sources):
+            continue
+        mixtures.append(sum(stems.values()))
+        targets.append([stems[s] for s in sources])
+        if len(mixtures) == count:
+            break
+    if not mixtures:
+        raise UserError(f"every validation chunk has silent {', '.join(sources)}")
+    return np.stack(mixtures).astype(np.float32), np.asarray(targets, dtype=np.float32)

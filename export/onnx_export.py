@@ -296,14 +296,17 @@ def read_provenance(checkpoint: Path, config) -> dict[str, str]:
     model_config. Values a bare checkpoint cannot tell are ``"unknown"``.
     """
     run_dir = checkpoint.parent
-    training = _read_json(run_dir / "config.json").get("training") or {}
+    run_config = _read_json(run_dir / "config.json")
+    training = run_config.get("training") or {}
+    # Without the run's config the network's structure was not read, only its signal settings.
+    known = _model_section(run_config) is not None
     state = _read_json(run_dir / "state.json")
     logged_epochs, logged_best = _read_log(run_dir / "log.csv")
     epochs = state.get("epochs_done", logged_epochs)
     best = state.get("best_val_sdr", logged_best)
     commit_file = run_dir / "commit.txt"
     values = {
-        "preset": preset_of(config),
+        "preset": preset_of(config) if known else "unknown",
         "dataset": _dataset_of(training),
         "epochs": _or_unknown(epochs),
         "steps": _or_unknown(state.get("steps_done")),
@@ -312,7 +315,7 @@ def read_provenance(checkpoint: Path, config) -> dict[str, str]:
         "export_git_commit": _git_commit(),
         "export_date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "checkpoint": checkpoint.name,
-        "model_config": json.dumps(config.to_dict(), sort_keys=True),
+        "model_config": json.dumps(config.to_dict(), sort_keys=True) if known else "unknown",
     }
     return {PROVENANCE + key: value for key, value in values.items()}
 

@@ -1,0 +1,290 @@
+"""export/to_onnx.py: a Keras checkpoint becomes an ONNX model the host loads, runs and trusts.
+
+Every export here is real (Keras -> tf2onnx -> onnxruntime), on the tiny preset with a
+16-frame window so one conversion takes ~20 s on two cores; the module builds the
+checkpoint and exports it once, and the tests share that file.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import onnx  # noqa: E402
+import pytest  # noqa: E402
+import soundfile as sf  # noqa: E402
+from helpers import noise, voice_over_band  # noqa: E402
+
+from export import onnx_export  # noqa: E402
+from stream_sep.cli import main as stream_sep_main  # noqa: E402
+from stream_sep.contract import ModelContract  # noqa: E402
+from stream_sep.engine import Separator  # noqa: E402
+from stream_sep.inference import load_model  # noqa: E402
+from train.config import preset_config  # noqa: E402
+from train.model import build_training_model, load_checkpoint, spectrogram_to_waveform  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+# 16 STFT frames: the shortest window the tiny preset's 4 scales accept.
+WINDOW = 7680
+SEED = 5
+
+pytestmark = pytest.mark.slow
+
+
+def tiny_checkpoint(path: Path, **overrides) -> Path:
+    """A seeded, randomly initialised tiny-preset training model saved as .keras.
+
+    The output kernel gets the seed's random init: a zero-initialised one outputs silence,
+    and a parity check on silence proves nothing.
+    """
+    keras.utils.set_random_seed(SEED)
+    config = preset_config("tiny", window_samples=WINDOW, zero_init_output=False, **overrides)
+    build_training_model(config).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    return tiny_checkpoint(tmp_path_factory.mktemp("checkpoint") / "tiny.keras")
+
+
+@pytest.fixture(scope="module")
+def exported(checkpoint, tmp_path_factory) -> Path:
+    output = tmp_path_factory.mktemp("export") / "tiny.onnx"
+    assert onnx_export.main(["--checkpoint", str(checkpoint), "--output", str(output)]) == 0
+    return output
+
+
+def keras_reference(checkpoint: Path, audio: np.ndarray) -> np.ndarray:
+    """Keras' waveforms through train/'s own STFT and iSTFT: (B, W) -> (B, S, W)."""
+    model = load_checkpoint(checkpoint)
+    config = preset_config("tiny", window_samples=WINDOW)
+    output = keras.ops.convert_to_numpy(model(audio, training=False))  # (B, S, T, 2F)
+    batch, n_sources, frames, width = output.shape
+    # (B, S, T, 2F) -> (B*S, T, F, 2): real/imag interleaved per bin.
+    pairs = output.reshape(batch * n_sources, frames, width // 2, 2)
+    waves = spectrogram_to_waveform(pairs, config.n_fft, config.hop_length)
+    return keras.ops.convert_to_numpy(waves).reshape(batch, n_sources, -1)
+
+
+def test_host_waveforms_equal_keras(exported, checkpoint):
+    mixture, _, _ = voice_over_band(WINDOW / 16000, seed=3)
+    audio = np.stack([mixture, noise(1, WINDOW, seed=4)[0]])  # (2, W): stereo as batch 2
+    host = load_model(exported, provider="cpu").separate(audio)
+    reference = keras_reference(checkpoint, audio)
+    tolerance = onnx_export.TOLERANCES["float32"].relative
+    peak = np.abs(reference).max()
+    assert peak > 1e-3, "the reference is silent: the comparison would prove nothing"
+    assert host.shape == reference.shape == (2, 1, WINDOW)
+    assert np.abs(host - reference).max() <= tolerance * peak
+
+
+def test_graph_holds_the_core_only_with_a_dynamic_batch(exported):
+    model = onnx.load(exported)
+    ops = {node.op_type for node in model.graph.node}
+    assert not ops & {"STFT", "DFT", "RFFT", "IRFFT", "Erfc"}
+    assert "Erf" in ops  # the final exact gelu, written with erf
+    (spectrogram,) = model.graph.input
+    (sources,) = model.graph.output
+    dims = [
+        [d.dim_param or d.dim_value for d in t.type.tensor_type.shape.dim]
+        for t in (spectrogram, sources)
+    ]
+    assert dims == [["batch", 16, 1024, 2], ["batch", 1, 16, 2048]]
+    host = load_model(exported, provider="cpu")
+    for batch in (1, 3):
+        audio = noise(batch, WINDOW, seed=batch)
+        assert host.separate(audio).shape == (batch, 1, WINDOW)
+
+
+def test_one_self_contained_file(exported):
+    model = onnx.load(exported, load_external_data=False)
+    assert not any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer)
+    assert sorted(p.name for p in exported.parent.iterdir()) == ["tiny.onnx"]
+    assert oct(exported.stat().st_mode & 0o777) != oct(0o600)  # not a private temp file
+
+
+def test_metadata_is_the_contract_and_the_provenance(exported):
+    metadata = {p.key: p.value for p in onnx.load(exported).metadata_props}
+    contract = ModelContract(window_samples=WINDOW)
+    assert {k: metadata[k] for k in contract.to_metadata()} == contract.to_metadata()
+    assert load_model(exported, provider="cpu").contract == contract
+    provenance = {
+        k[len("provenance.") :]: v for k, v in metadata.items() if k.startswith("provenance.")
+    }
+    assert provenance["precision"] == "float32"
+    assert provenance["checkpoint"] == "tiny.keras"
+    # A bare checkpoint has no run directory: what it cannot tell is said, not invented.
+    unknown = ("preset", "model_config", "epochs", "dataset", "git_commit", "best_val_sdr")
+    assert {provenance[key] for key in unknown} == {"unknown"}
+    assert len(provenance["export_git_commit"]) >= 7
+
+
+def test_runs_in_the_engine(exported):
+    model = load_model(exported, provider="cpu")
+    engine = Separator(
+        model, 16000, 2, hop=0.1, lookahead=0.05, crossfade=0.02, mode="vocals", blocking=True
+    )
+    try:
+        audio = noise(2, 3 * WINDOW, seed=7, amplitude=0.1)
+        out = np.concatenate(
+            [engine.process(audio[:, i : i + 441]) for i in range(0, audio.shape[1], 441)], axis=1
+        )
+        stats = engine.stats
+    finally:
+        engine.close()
+    assert out.shape == audio.shape
+    assert np.isfinite(out).all() and np.abs(out).max() <= 1.0
+    assert np.abs(out[:, engine.latency_samples :]).max() > 1e-4  # the model's estimate came out
+    assert stats.windows_run > 0 and stats.model_failures == 0 and stats.deadline_misses == 0
+
+
+def test_runs_in_stream_sep_separate(exported, tmp_path):
+    song = tmp_path / "song.wav"
+    sf.write(song, noise(2, 20000, seed=8, amplitude=0.1).T, 16000)
+    out = tmp_path / "out"
+    fast = ["--hop", "0.1", "--lookahead", "0.05", "--crossfade", "0.02", "--quiet"]
+    code = stream_sep_main(["separate", str(song), "-o", str(out), "--model", str(exported), *fast])
+    assert code == 0
+    for stem in ("karaoke", "vocals"):
+        audio, rate = sf.read(tmp_path / "out" / "song" / f"{stem}.wav")
+        assert rate == 16000 and audio.shape == (20000, 2) and np.isfinite(audio).all()
+
+
+@pytest.fixture
+def tiny_scale_checkpoint(tmp_path) -> Path:
+    """One scale, one block: the same layers, converted in a few seconds."""
+    return tiny_checkpoint(tmp_path / "small.keras", n_scales=1, block_size=1)
+
+
+def test_newest_run_fp16_next_to_its_checkpoint(tiny_scale_checkpoint, tmp_path, capsys):
+    """No --checkpoint: the newest run's best.keras; --fp16 writes best.fp16.onnx beside it."""
+    run = tmp_path / "runs" / "tiny-mir1k"
+    run.mkdir(parents=True)
+    shutil.copy(tiny_scale_checkpoint, run / "best.keras")
+    config = preset_config(
+        "tiny", window_samples=WINDOW, zero_init_output=False, n_scales=1, block_size=1
+    )
+    training = {"format": "mir1k", "data": "/data/mir1k"}
+    (run / "config.json").write_text(json.dumps({"model": config.to_dict(), "training": training}))
+    (run / "state.json").write_text(
+        json.dumps({"epochs_done": 3, "steps_done": 300, "best_val_sdr": 6.25})
+    )
+    (run / "commit.txt").write_text("abc1234\n")
+
+    assert onnx_export.main(["--runs-root", str(tmp_path / "runs"), "--fp16"]) == 0
+
+    output = run / "best.fp16.onnx"
+    printed = capsys.readouterr().out
+    assert f"wrote {output}" in printed and "parity: max |onnx - keras|" in printed
+    model = onnx.load(output)
+    metadata = {p.key: p.value for p in model.metadata_props}
+    expected = {"preset": "custom", "dataset": "mir1k:mir1k", "epochs": "3", "steps": "300"}
+    expected |= {"best_val_sdr": "6.250", "git_commit": "abc1234", "precision": "float16"}
+    assert {k: metadata["provenance." + k] for k in expected} == expected
+    assert json.loads(metadata["provenance.model_config"]) == config.to_dict()
+    sizes = collections.Counter()
+    for tensor in model.graph.initializer:
+        sizes[tensor.data_type] += int(np.prod(tensor.dims))
+    # Float16 but for the output head's two 1x1 convolutions and GroupNorm's epsilon.
+    assert sizes[onnx.TensorProto.FLOAT16] > 0.9 * (
+        sizes[onnx.TensorProto.FLOAT] + sizes[onnx.TensorProto.FLOAT16]
+    )
+    io_types = {t.type.tensor_type.elem_type for t in (*model.graph.input, *model.graph.output)}
+    assert io_types == {onnx.TensorProto.FLOAT}
+    # Full-scale low tones overflow a naive float16 GroupNorm into NaN; this one stays finite.
+    host = load_model(output, provider="cpu")
+    loud = np.stack(list(onnx_export.stress_signals(host.contract).values()))
+    assert np.isfinite(host.separate(loud)).all()
+
+
+def test_parity_failure_deletes_the_file_and_keeps_the_old_one(
+    tiny_scale_checkpoint, tmp_path, monkeypatch, capsys
+):
+    output = tmp_path / "model.onnx"
+    output.write_bytes(b"the previous export")
+    monkeypatch.setitem(
+        onnx_export.TOLERANCES, "float32", onnx_export.Tolerance(0.0, "test: nothing passes")
+    )
+    code = onnx_export.main(["--checkpoint", str(tiny_scale_checkpoint), "--output", str(output)])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert (
+        err.startswith("to_onnx.py: export failed: parity check failed (float32)")
+        and err.count("\n") == 1
+    )
+    assert output.read_bytes() == b"the previous export"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx", "small.keras"]
+
+
+def refuse(args: list[str], capsys) -> str:
+    code = onnx_export.main(args)
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("to_onnx.py: error: ")
+    return err
+
+
+def test_missing_checkpoint(tmp_path, capsys):
+    err = refuse(
+        ["--checkpoint", str(tmp_path / "nope.keras"), "--output", str(tmp_path / "m.onnx")], capsys
+    )
+    assert "does not exist" in err and "nope.keras" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_not_a_keras_model(tmp_path, capsys):
+    fake = tmp_path / "fake.keras"
+    fake.write_text("not a model")
+    err = refuse(["--checkpoint", str(fake), "--output", str(tmp_path / "m.onnx")], capsys)
+    assert "is not a .keras model file" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fake.keras"]
+
+
+@pytest.mark.parametrize("where", ["missing folder", "folder is a file", "output is a folder"])
+def test_unwritable_output(checkpoint, tmp_path, capsys, where):
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "dir.onnx").mkdir()
+    output = {
+        "missing folder": tmp_path / "no" / "m.onnx",
+        "folder is a file": tmp_path / "file" / "m.onnx",
+        "output is a folder": tmp_path / "dir.onnx",
+    }[where]
+    err = refuse(["--checkpoint", str(checkpoint), "--output", str(output)], capsys)
+    assert str(output) in err
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["dir.onnx", "file"]
+
+
+def test_no_runs_and_bad_opset(tmp_path, capsys):
+    err = refuse(["--runs-root", str(tmp_path / "runs")], capsys)
+    assert "runs" in err
+    assert "--opset must be in 13..18, got 9" in refuse(["--opset", "9"], capsys)
+
+
+def test_script_runs_from_the_repository_root(tmp_path):
+    """As a user types it: the script finds train/ and export/ itself."""
+    script = [sys.executable, "export/to_onnx.py"]
+    shown = subprocess.run(
+        [*script, "--help"], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert "newest run" in shown.stdout and "--fp16" in shown.stdout
+    missing = subprocess.run(
+        [*script, "--checkpoint", str(tmp_path / "x.keras")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert missing.returncode == 2
+    assert (
+        missing.stderr.strip().splitlines()[-1]
+        == f"to_onnx.py: error: --checkpoint '{tmp_path / 'x.keras'}' does not exist"
+    )

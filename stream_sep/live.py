@@ -53,6 +53,7 @@ AUDIO_SUFFIXES = {
 FILE_CLOCK_BLOCKSIZE = 1024
 _TICK_SECONDS = 0.25  # status line and key polling: 4 times a second
 _FADE_WAIT_SECONDS = 2.0
+_CLOSE_SECONDS = 1.0  # a stream whose device vanished may never close: give up after this
 _LEVEL_STEP = 0.1
 
 
@@ -429,9 +430,10 @@ class LiveSession:
         if self.clock is not None:
             self.clock.stop()
         if self.stream is not None:
-            self.stream.stop()
-            self.stream.close()
-            self.stream = None
+            stream, self.stream = self.stream, None
+            if not _close_stream(stream, _CLOSE_SECONDS):
+                log.info("the audio stream did not close in %.1f s; leaving it", _CLOSE_SECONDS)
+                _abandon_portaudio()
 
     def _close_recorder(self) -> list[str]:
         if self.recorder is None:
@@ -441,6 +443,33 @@ class LiveSession:
         if self.recorder.dropped_frames:
             text += f"; {self.recorder.dropped_frames} frames dropped (the disk was too slow)"
         return [text]
+
+
+def _close_stream(stream, timeout: float) -> bool:
+    """stop() and close() a sounddevice stream on a helper thread; False if they have not
+    returned after ``timeout`` seconds. (Measured: once the JACK server is gone, PortAudio's
+    JACK backend never returns from Pa_StopStream/Pa_AbortStream/Pa_CloseStream.)"""
+    closed = threading.Event()
+
+    def close() -> None:
+        stream.stop()
+        stream.close()
+        closed.set()
+
+    threading.Thread(target=close, name="stream-sep-close", daemon=True).start()
+    return closed.wait(timeout)
+
+
+def _abandon_portaudio() -> None:
+    """PortAudio is stuck (its device or server vanished): do not let sounddevice call
+    Pa_Terminate at exit, which then hangs or aborts the process (pa_jack.c asserts)."""
+    import atexit
+
+    import sounddevice as sd
+
+    handler = getattr(sd, "_exit_handler", None)
+    if handler is not None:
+        atexit.unregister(handler)
 
 
 def _say(text: str) -> None:

@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -72,6 +73,28 @@ def private_jack():
         server.wait()
         if mic is not None:
             mic.close()  # returns at once once the server is gone (measured)
+        _reclaim(name)
+
+
+def _reclaim(name: str) -> None:
+    """Undo what a SIGKILLed jackd leaves behind. JACK keeps at most 8 servers in a per-user
+    registry in shared memory, and frees a dead server's entry only when a server of the
+    same name registers again: start one under this name and stop it cleanly. Then remove
+    the semaphore files of this server's clients."""
+    server = subprocess.Popen(
+        ["jackd", "-n", name, "--no-realtime", "-d", "dummy", "-r", "48000", "-p", "1024"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    subprocess.run(["jack_wait", "-w", "-s", name, "-t", "20"], capture_output=True)
+    server.terminate()
+    try:
+        server.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
+    for leftover in Path("/dev/shm").glob(f"jack_sem.*_{name}_*"):
+        leftover.unlink(missing_ok=True)
 
 
 def _connect(jack, name: str, server: subprocess.Popen):

@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -205,6 +206,25 @@ def test_newest_run_fp16_next_to_its_checkpoint(tiny_scale_checkpoint, tmp_path,
     host = load_model(output, provider="cpu")
     loud = np.stack(list(onnx_export.stress_signals(host.contract).values()))
     assert np.isfinite(host.separate(loud)).all()
+
+
+def test_float16_keeps_what_overflows_in_float32(exported, tmp_path):
+    """A plain float16 conversion of this model outputs NaN for a full-scale low sine."""
+    from onnxruntime.transformers import float16
+
+    fp32 = onnx.load(exported)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # weights flushed to float16's 1e-7
+        plain = float16.convert_float_to_float16(onnx.load(exported), keep_io_types=True)
+    onnx.save(plain, tmp_path / "plain.onnx")
+    onnx.save(onnx_export.to_float16(fp32), tmp_path / "kept.onnx")
+    loud = np.stack(list(onnx_export.stress_signals(ModelContract(window_samples=WINDOW)).values()))
+    plain_out = load_model(tmp_path / "plain.onnx", provider="cpu").separate(loud)
+    kept_out = load_model(tmp_path / "kept.onnx", provider="cpu").separate(loud)
+    reference = load_model(exported, provider="cpu").separate(loud)
+    assert not np.isfinite(plain_out).all()
+    peak = np.abs(reference).max()
+    assert np.abs(kept_out - reference).max() <= onnx_export.TOLERANCES["float16"].relative * peak
 
 
 def test_parity_failure_deletes_the_file_and_keeps_the_old_one(

@@ -300,7 +300,9 @@ def _audio(draw):
     audio=_audio(),
     blocks=_blocks,
     mode=st.sampled_from(MODES),
-    level=st.one_of(st.none(), st.floats(0.0, 2.0)),
+    # Not st.floats: loading a CPU model sets denormals-as-zero on this thread (providers.py),
+    # and hypothesis refuses to draw floats then.
+    level=st.one_of(st.none(), st.integers(0, 200).map(lambda hundredths: hundredths / 100)),
     model_index=st.integers(0, 3),
     rate=st.sampled_from([16000, 44100]),
 )

@@ -27,7 +27,9 @@ HEAP_GROWTH_BOUND_MIB = 1
 @pytest.fixture(scope="module")
 def result(tmp_path_factory):
     model = soak.build_model(tmp_path_factory.mktemp("soak"))
-    return soak.run_soak(model, soak.SoakConfig(minutes=MINUTES, speed=30.0, seed=0))
+    # Seed 27: the model's first delay, hang, exception and NaN all come within its first 14
+    # calls, so a short run injects every kind of fault whatever the timing.
+    return soak.run_soak(model, soak.SoakConfig(minutes=MINUTES, speed=30.0, seed=27))
 
 
 @pytest.mark.slow

@@ -789,6 +789,7 @@ def export_checkpoint(
         proto = convert_core(train_model.core_network_of(model), contract, opset)
         if fp16:
             proto = to_float16(proto)
+            check_graph(proto)
         provenance = read_provenance(checkpoint, config)
         provenance[PROVENANCE + "precision"] = precision
         metadata = attach_metadata(proto, contract, provenance)

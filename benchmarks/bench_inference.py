@@ -8,7 +8,8 @@ The models are the real presets of ``train/`` with random weights (seeded), expo
 ``export/`` exactly as a trained checkpoint would be; the .onnx files are cached under
 ``~/.cache/stream-sep/bench/`` (never in the repository), keyed by the source of the model
 and export code. Keras runs the very same weights in graph mode (``tf.function``), in the
-same process, so the ratio of the two times is the speed-up a user gets from the host.
+same process, runs alternating with the host's, so the ratio of the two times is the
+speed-up a user gets from the host.
 
 Columns (times per window of 4.064 s; medians over ``--repeats`` runs after a warm-up):
 host = STFT + model + iSTFT through :meth:`SeparationModel.separate`; model = the ONNX
@@ -200,25 +201,35 @@ def device_description(provider: str) -> tuple[str, float | None, float | None]:
 
 
 def _cpu_description() -> tuple[str, float | None, float | None]:
-    name, mhz, flags = platform.processor() or "CPU", None, ""
+    info = _cpuinfo()
+    name = info.get("model name") or platform.processor() or "CPU"
+    flags = set(info.get("flags", "").split())
+    cores = providers.cpu_cores()
+    mhz = float(info["cpu MHz"]) if "cpu MHz" in info else None
+    peak = cores * mhz / 1000 * _flops_per_cycle(info, flags) if mhz else None
+    return f"{name}, {cores} cores", peak, None
+
+
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's fields from /proc/cpuinfo (empty elsewhere)."""
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
-        text = ""
-    for line in text.splitlines():
+        return {}
+    info: dict[str, str] = {}
+    for line in text.split("\n\n")[0].splitlines():
         key, _, value = line.partition(":")
-        key, value = key.strip(), value.strip()
-        if key == "model name":
-            name = value
-        elif key == "cpu MHz" and mhz is None:
-            mhz = float(value)
-        elif key == "flags" and not flags:
-            flags = value
-    cores = providers.cpu_cores()
-    # FP32 FLOPs per cycle per core: two FMA units x vector width x 2.
-    per_cycle = 64 if "avx512f" in flags else 32 if "fma" in flags else 8
-    peak = cores * (mhz or 0) / 1000 * per_cycle if mhz else None
-    return f"{name}, {cores} cores", peak, None
+        info[key.strip()] = value.strip()
+    return info
+
+
+def _flops_per_cycle(info: dict[str, str], flags: set[str]) -> int:
+    """Nominal FP32 FLOPs per cycle per core: two FMA pipes x vector lanes x 2. AMD Zen 2-4
+    (family 23/25) run AVX-512 on 256-bit pipes, so their peak is AVX2's."""
+    amd_256 = info.get("vendor_id") == "AuthenticAMD" and info.get("cpu family") in ("23", "25")
+    if "avx512f" in flags and not amd_256:
+        return 64
+    return 32 if "fma" in flags else 8
 
 
 # Nominal dense peaks in GFLOP/s: (fp32 on CUDA cores, fp16 on tensor cores).
@@ -252,29 +263,40 @@ def _stats(seconds: list[float]) -> tuple[float, float]:
     return statistics.median(seconds) * 1e3, max(seconds) * 1e3
 
 
-def time_host(model, batch: int, repeats: int) -> dict[str, float]:
-    """Median/max ms of separate() (host path) and of the ONNX graph inside it."""
+def _timed(function) -> float:
+    started = time.perf_counter()
+    function()
+    return time.perf_counter() - started
+
+
+def measure(model, batch: int, repeats: int, keras_functions=None) -> dict[str, float]:
+    """Median/max ms of separate() (host path) and of the ONNX graph inside it, and, given
+    Keras' two functions, their medians. The runs alternate (host, Keras, Keras core) so a
+    change in the machine's load hits both sides of the ratio alike."""
     rng = np.random.default_rng(SEED)
     audio = (0.1 * rng.standard_normal((batch, model.contract.window_samples))).astype(np.float32)
     model.warm_up(batch)
-    host, network = [], []
+    host, network, keras_host, keras_model = [], [], [], []
+    if keras_functions:
+        for function in keras_functions:
+            function()  # trace and warm up
     for _ in range(repeats):
-        started = time.perf_counter()
-        model.separate(audio)
-        host.append(time.perf_counter() - started)
+        host.append(_timed(lambda: model.separate(audio)))
         network.append(model.last_network_seconds)
-    host_median, host_max = _stats(host)
-    model_median, model_max = _stats(network)
-    return {
-        "host_median_ms": host_median,
-        "host_max_ms": host_max,
-        "model_median_ms": model_median,
-        "model_max_ms": model_max,
-    }
+        if keras_functions:
+            keras_host.append(_timed(keras_functions[0]))
+            keras_model.append(_timed(keras_functions[1]))
+    result = dict(zip(("host_median_ms", "host_max_ms"), _stats(host), strict=True))
+    result |= dict(zip(("model_median_ms", "model_max_ms"), _stats(network), strict=True))
+    if keras_functions:
+        result["keras_host_ms"] = _stats(keras_host)[0]
+        result["keras_model_ms"] = _stats(keras_model)[0]
+    return result
 
 
-def time_keras(core, config, batch: int, repeats: int) -> tuple[float, float]:
-    """Median ms of (Keras STFT -> core -> Keras iSTFT) and of the core alone, graph mode."""
+def keras_functions(core, config, batch: int):
+    """Two no-argument callables on one window of ``batch``: Keras STFT -> core -> Keras
+    iSTFT, and the core alone; both ``tf.function`` (graph mode), results fetched to numpy."""
     import tensorflow as tf
 
     from train.model import spectrogram_to_waveform, waveform_to_spectrogram
@@ -297,16 +319,7 @@ def time_keras(core, config, batch: int, repeats: int) -> tuple[float, float]:
         (0.1 * rng.standard_normal((batch, config.window_samples))).astype(np.float32)
     )
     spectrogram = tf.constant(waveform_to_spectrogram(audio, n_fft, hop))
-    results = []
-    for function, argument in ((whole, audio), (alone, spectrogram)):
-        function(argument).numpy()  # trace and warm up
-        seconds = []
-        for _ in range(repeats):
-            started = time.perf_counter()
-            function(argument).numpy()
-            seconds.append(time.perf_counter() - started)
-        results.append(_stats(seconds)[0])
-    return results[0], results[1]
+    return (lambda: whole(audio).numpy(), lambda: alone(spectrogram).numpy())
 
 
 # ------------------------------------------------------------------------ running
@@ -352,7 +365,9 @@ def _bench_model(args, preset, precision, provider, path, core, config, devices)
     rows = []
     for batch in args.batches:
         flops, params = count_flops(path, batch)
-        timing = time_host(model, batch, args.repeats)
+        with_keras = core is not None and not args.no_keras and precision == "fp32"
+        functions = keras_functions(core, config, batch) if with_keras else None
+        timing = measure(model, batch, args.repeats, functions)
         window = model.contract.window_seconds
         row = Row(
             preset=preset,
@@ -367,8 +382,6 @@ def _bench_model(args, preset, precision, provider, path, core, config, devices)
             peak_gflops=peak,
             **timing,
         )
-        if core is not None and not args.no_keras and precision == "fp32":
-            row.keras_host_ms, row.keras_model_ms = time_keras(core, config, batch, args.repeats)
         rows.append(row)
         print(format_row(row), flush=True)
     return rows
@@ -418,8 +431,9 @@ def markdown(rows: list[Row], meta: dict) -> str:
         "",
         "Per 4.064 s window. host = STFT + ONNX model + iSTFT (what the engine calls); "
         "RTF = host time / window length; load = host time / hop; GFLOP/s counts the graph's "
-        "Conv/ConvTranspose/MatMul/Gemm multiply-adds over the model time, against a nominal "
-        "peak estimated from the device; Keras = the same weights and window through "
+        "Conv/ConvTranspose/MatMul/Gemm multiply-adds over the model time, against the "
+        "device's nominal peak (CPU: cores x clock x FP32 FLOPs per cycle from /proc/cpuinfo, "
+        "an upper bound; GPU: the data sheet's dense figure); Keras = the same weights and window through "
         "TensorFlow in graph mode, same process; speed-up = Keras host time / host time. "
         "Written by `python benchmarks/bench_inference.py`.",
     ]

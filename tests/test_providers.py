@@ -204,7 +204,9 @@ def _run_separate(tmp_path, model_path, snippet_prefix: str = "") -> subprocess.
 def test_separate_auto_verbose_says_why_in_one_line_without_ort_text(tmp_path, model_path):
     result = _run_separate(tmp_path, model_path)
     assert result.returncode == 0, result.stderr
-    lines = [line for line in result.stderr.splitlines() if "provider" in line]
+    lines = [
+        line for line in result.stderr.splitlines() if line.startswith("stream-sep: provider ")
+    ]
     assert lines == [
         "stream-sep: provider cpu: CPU, because no CUDA GPU was found (no NVIDIA driver or device)"
     ]
@@ -218,7 +220,9 @@ def test_separate_auto_with_failing_gpu_providers_is_quiet(tmp_path, model_path)
     fake = "from stream_sep import providers; providers.cuda_device_count = lambda: 1; "
     result = _run_separate(tmp_path, model_path, fake)
     assert result.returncode == 0, result.stderr
-    lines = [line for line in result.stderr.splitlines() if "provider" in line]
+    lines = [
+        line for line in result.stderr.splitlines() if line.startswith("stream-sep: provider ")
+    ]
     assert len(lines) == 1
     assert lines[0].startswith("stream-sep: provider cpu: CPU, because tensorrt: the tensorrt")
     assert_no_ort_text(result.stdout + result.stderr)

@@ -47,7 +47,19 @@ def server_running() -> bool:
 def start_server(name: str, rate: int = 48000, period: int = 1024) -> subprocess.Popen:
     """Start jackd's dummy driver under ``name`` and make it this process's default."""
     process = subprocess.Popen(
-        ["jackd", "-n", name, "-S", "--no-realtime", "-d", "dummy", "-r", str(rate), "-p", str(period)],
+        [
+            "jackd",
+            "-n",
+            name,
+            "-S",
+            "--no-realtime",
+            "-d",
+            "dummy",
+            "-r",
+            str(rate),
+            "-p",
+            str(period),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

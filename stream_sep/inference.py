@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -54,10 +55,11 @@ class SeparationModel:
     ``separate(audio)`` takes ``(B, window_samples)`` float32 at ``contract.sample_rate`` and
     returns ``(B, S, window_samples)`` float32, one waveform per source. ``provider`` is the
     execution provider that really runs the graph; ``provider_reason`` says why (one line).
-    Calls must come from one thread at a time (the engine's worker).
+    The runner's buffers are shared, so calls from several threads take turns (a lock).
     """
 
     def __init__(self, runner: Runner, contract: ModelContract, path: Path, reason: str = ""):
+        self._lock = threading.Lock()
         self.runner = runner
         self.contract = contract
         self.path = path
@@ -80,22 +82,25 @@ class SeparationModel:
 
         The result is the runner's buffer for batch B: valid until the next call.
         """
-        started = time.perf_counter()
-        output = self.runner.run(spectrogram)
-        self.last_network_seconds = time.perf_counter() - started
-        return output
+        with self._lock:
+            started = time.perf_counter()
+            output = self.runner.run(spectrogram)
+            self.last_network_seconds = time.perf_counter() - started
+            return output
 
     def separate(self, audio: np.ndarray) -> np.ndarray:
         """(B, window_samples) float32 -> (B, S, window_samples) float32."""
         expected = (self.contract.window_samples,)
         if audio.ndim != 2 or audio.shape[1:] != expected:
             raise ValueError(f"audio must be (B, {expected[0]}), got {audio.shape}")
-        staging = self.runner.input_buffer(audio.shape[0])
-        spectral.to_network_input(np.ascontiguousarray(audio, np.float32), self.contract, staging)
-        started = time.perf_counter()
-        output = self.runner.run_staged(audio.shape[0])
-        self.last_network_seconds = time.perf_counter() - started
-        return spectral.from_network_output(output, self.contract)
+        audio = np.ascontiguousarray(audio, np.float32)
+        with self._lock:
+            staging = self.runner.input_buffer(audio.shape[0])
+            spectral.to_network_input(audio, self.contract, staging)
+            started = time.perf_counter()
+            output = self.runner.run_staged(audio.shape[0])
+            self.last_network_seconds = time.perf_counter() - started
+            return spectral.from_network_output(output, self.contract)
 
     def warm_up(self, batch: int = 1) -> float:
         """Prepare batch ``batch`` and run silent windows so the first real one is not slow

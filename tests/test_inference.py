@@ -8,6 +8,7 @@ allows, so everything but the device itself is exercised.
 from __future__ import annotations
 
 import logging
+import threading
 
 import numpy as np
 import onnx
@@ -172,3 +173,24 @@ def test_mixed_input_and_output_types_are_refused(model_path, tmp_path):
         UserError, match=r"input is tensor\(float\) but output is tensor\(float16\)"
     ):
         load_model(target, "cpu")
+
+
+def test_calls_from_several_threads_take_turns(model_path):
+    """The buffers are per model, not per call: concurrent callers must not mix them."""
+    model = load_model(model_path, "cpu")
+    inputs = [noise(2, model.contract.window_samples, seed=seed) for seed in range(4)]
+    expected = [expected_vocals(audio, model_path) for audio in inputs]
+    errors = []
+
+    def worker(index: int) -> None:
+        for _ in range(5):
+            got = model.separate(inputs[index])
+            if not np.allclose(got, expected[index], atol=1e-6):
+                errors.append(index)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(inputs))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []

@@ -35,44 +35,63 @@ AMPLITUDE = 0.8  # peak to peak: stays under the limiter's ceiling
 FAST = ["--hop", "0.1", "--lookahead", "0.05", "--crossfade", "0.02"]
 
 
-def _sawtooth(frames: np.ndarray) -> np.ndarray:
-    return ((frames % PERIOD) / PERIOD - 0.5) * AMPLITUDE
+# The ``mic`` client runs in a process of its own: libjack keeps per-process global state,
+# and a client of a second server inside the test process broke the suite's own JACK clients
+# once that server was killed (measured: PortAudio's Pa_Terminate then aborted pytest).
+PLAYER = f"""
+import sys, jack, numpy as np
+PERIOD, AMPLITUDE = {PERIOD}, {AMPLITUDE}
+client = jack.Client("mic", use_exact_name=True, no_start_server=True, servername=sys.argv[1])
+ports = [client.outports.register(f"out_{{c + 1}}") for c in range(2)]
+
+@client.set_process_callback
+def play(frames):
+    t = client.last_frame_time + np.arange(frames)
+    wave = ((t % PERIOD) / PERIOD - 0.5) * AMPLITUDE
+    for port in ports:
+        port.get_array()[:] = wave
+
+client.activate()
+print("ready", flush=True)
+sys.stdin.read()
+"""
 
 
 @pytest.fixture
 def private_jack():
     """A JACK dummy server of our own and a ``mic`` client on it playing a sawtooth."""
+    if shutil.which("jackd") is None or shutil.which("jack_wait") is None:
+        unavailable("jackd is not installed (apt-get install jackd2)")
     try:
-        import jack
+        import jack  # noqa: F401 - the player process needs it
     except (ImportError, OSError) as error:
         unavailable(f"JACK-Client cannot be used: {error}")
-    if shutil.which("jackd") is None:
-        unavailable("jackd is not installed (apt-get install jackd2)")
     name = f"stream-sep-fault-{os.getpid()}"
     server = subprocess.Popen(
         ["jackd", "-n", name, "-S", "--no-realtime", "-d", "dummy", "-r", "48000", "-p", "1024"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    mic = None
+    player = None
     try:
-        mic = _connect(jack, name, server)
-        ports = [mic.outports.register(f"out_{c + 1}") for c in range(2)]
-
-        def play(frames: int) -> None:
-            wave = _sawtooth(mic.last_frame_time + np.arange(frames))
-            for port in ports:
-                port.get_array()[:] = wave
-
-        mic.set_process_callback(play)
-        mic.activate()
+        waited = subprocess.run(["jack_wait", "-w", "-s", name, "-t", "30"], capture_output=True)
+        if waited.returncode != 0 or server.poll() is not None:
+            unavailable(f"jackd -n {name} did not start")
+        player = subprocess.Popen(
+            [sys.executable, "-c", PLAYER, name],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        assert player.stdout.readline().strip() == "ready", "the mic player did not start"
         yield name, server
     finally:
-        if server.poll() is None:
-            server.kill()
-        server.wait()
-        if mic is not None:
-            mic.close()  # returns at once once the server is gone (measured)
+        for process in (server, player):
+            if process is not None and process.poll() is None:
+                process.kill()
+            if process is not None:
+                process.wait()
         _reclaim(name)
 
 
@@ -95,17 +114,6 @@ def _reclaim(name: str) -> None:
         server.wait()
     for leftover in Path("/dev/shm").glob(f"jack_sem.*_{name}_*"):
         leftover.unlink(missing_ok=True)
-
-
-def _connect(jack, name: str, server: subprocess.Popen):
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            return jack.Client("mic", use_exact_name=True, no_start_server=True, servername=name)
-        except jack.JackOpenError:
-            if server.poll() is not None or time.monotonic() > deadline:
-                unavailable(f"jackd -n {name} did not start")
-            time.sleep(0.2)
 
 
 def _recorded_frames(path) -> int:

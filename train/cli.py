@@ -108,6 +108,9 @@ def get_parser() -> argparse.ArgumentParser:
         help="data-parallel over all local GPUs (MirroredStrategy / keras.distribution.DataParallel)",
     )
     fit.add_argument(
+        "--log-every", type=int, help="log the loss and s/step every N steps (default 0 = off)"
+    )
+    fit.add_argument(
         "--progress", choices=("bar", "epoch", "none"), help="progress output (default bar)"
     )
 

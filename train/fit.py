@@ -52,6 +52,7 @@ class TrainSettings:
     seed: int = 21  # the seed's keras.utils.set_random_seed(21)
     distribute: bool = False
     progress: str = "bar"
+    log_every: int = 0
 
     def validate(self) -> None:
         positive = ("epochs", "steps_per_epoch", "batch_size", "val_examples")
@@ -61,7 +62,7 @@ class TrainSettings:
                     f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}"
                 )
         non_negative = ("accumulation_steps", "warmup_steps", "lr_half_life", "lr_decay_start",
-                        "lr_decay_steps", "workers")  # fmt: skip
+                        "lr_decay_steps", "workers", "log_every")  # fmt: skip
         for name in non_negative:
             if getattr(self, name) < 0:
                 raise UserError(
@@ -190,6 +191,29 @@ class RunState(keras.callbacks.Callback):
         log.info("epoch %d done: %s", epoch + 1, _format_logs(logs))
 
 
+class StepLogger(keras.callbacks.Callback):
+    """Logs the loss and the seconds per step every ``every`` steps (for runs without a bar)."""
+
+    def __init__(self, every: int):
+        super().__init__()
+        self.every = every
+        self.last = time.monotonic()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if (batch + 1) % self.every == 0:
+            now = time.monotonic()
+            log.info(
+                "step %d: %s, %.2f s/step",
+                batch + 1,
+                _format_logs(logs),
+                (now - self.last) / self.every,
+            )
+            self.last = now
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.last = time.monotonic()
+
+
 def _finite_or_none(value: Any) -> float | None:
     value = float(value)
     return value if abs(value) != float("inf") else None
@@ -214,6 +238,8 @@ def make_callbacks(run_dir: Path, settings: TrainSettings, best_so_far: float | 
         RunState(run_dir, best, settings),
         keras.callbacks.TerminateOnNaN(),
     ]
+    if settings.log_every:
+        callbacks.append(StepLogger(settings.log_every))
     if not settings.uses_schedule:
         # The seed's plateau rule; with a schedule the learning rate is not settable.
         callbacks.append(

@@ -147,3 +147,33 @@ def test_config_round_trips_through_a_dict():
     assert ModelConfig.from_dict(config.to_dict()) == config
     with pytest.raises(UserError, match="unknown preset"):
         preset_config("huge")
+
+
+def test_a_compiled_checkpoint_with_a_schedule_loads_in_a_fresh_process(tmp_path):
+    # A fresh interpreter: nothing but load_checkpoint may register the schedule and losses.
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from train.fit import TrainSettings, compile_model
+
+    config = tiny(n_scales=1, block_size=1)
+    model = build_training_model(config)
+    compile_model(model, config, TrainSettings(lr=1e-3, warmup_steps=10, accumulation_steps=0))
+    path = tmp_path / "scheduled.keras"
+    model.save(path)
+    script = (
+        "import sys; from train.model import load_checkpoint; "
+        "m = load_checkpoint(sys.argv[1], compile=True); "
+        "print(type(m.optimizer._learning_rate).__name__, m.loss.name)"
+    )
+    repo = Path(__file__).resolve().parents[1]
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(path)],
+        capture_output=True,
+        text=True,
+        cwd=repo,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["WarmupDecay", "spectral_loss"]

@@ -321,8 +321,8 @@ def load_checkpoint(path: str | Path, compile: bool = False) -> keras.Model:
         raise UserError(f"checkpoint {path} does not exist")
     if not zipfile.is_zipfile(path):
         raise UserError(f"checkpoint {path} is not a .keras model file (not a zip archive)")
-    # Importing the losses registers them for compiled checkpoints.
-    from train import losses  # noqa: F401
+    # Register the losses, metric and learning-rate schedule of compiled checkpoints.
+    from train import losses, schedules  # noqa: F401
 
     try:
         return keras.saving.load_model(path, compile=compile, safe_mode=True)

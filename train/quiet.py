@@ -33,4 +33,7 @@ def quiet_tensorflow() -> None:
     if backend != "tensorflow" or importlib.util.find_spec("tensorflow") is None:
         return
     with stderr_to_devnull():
-        import tensorflow  # noqa: F401
+        import tensorflow
+
+        # Device discovery (cuInit) logs its own errors on machines without a usable GPU.
+        tensorflow.config.list_physical_devices()

@@ -5,4 +5,20 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 # The JACK server fixture (live audio tests through a virtual device): see jack_harness.py.
+import pytest  # noqa: E402
+from helpers import gain_model  # noqa: E402
 from jack_harness import jack_server  # noqa: E402, F401
+
+from stream_sep.inference import load_model  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def identity(tmp_path_factory):
+    """A contract-satisfying model whose vocal estimate is the mixture itself."""
+    return load_model(gain_model(tmp_path_factory.mktemp("m") / "identity.onnx", 1.0))
+
+
+@pytest.fixture(scope="session")
+def half(tmp_path_factory):
+    """A model whose vocal estimate is half the mixture (a known answer)."""
+    return load_model(gain_model(tmp_path_factory.mktemp("m") / "half.onnx", 0.5))

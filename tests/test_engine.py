@@ -7,11 +7,10 @@ import time
 
 import numpy as np
 import pytest
-from helpers import gain_model, impulse, noise, sine, stream
+from helpers import impulse, noise, sine, stream
 
 from stream_sep.engine import Separator
 from stream_sep.errors import UserError
-from stream_sep.inference import load_model
 
 # Settings that fit the helpers' 0.48 s test window and keep streams short. No start fade-in
 # here, so outputs can be compared with the input from the first delayed sample (the fades
@@ -28,16 +27,6 @@ TOL = {
     # overlap-add leave ~1e-2 on white noise, far less on band-limited audio.
     "identity_sine": 2e-3,
 }
-
-
-@pytest.fixture(scope="module")
-def identity(tmp_path_factory):
-    return load_model(gain_model(tmp_path_factory.mktemp("m") / "identity.onnx", 1.0))
-
-
-@pytest.fixture(scope="module")
-def half(tmp_path_factory):
-    return load_model(gain_model(tmp_path_factory.mktemp("m") / "half.onnx", 0.5))
 
 
 def _random_sizes(seed: int, count: int = 200) -> list[int]:

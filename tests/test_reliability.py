@@ -36,11 +36,6 @@ CEILING32 = float(np.float32(db_to_gain(-1.0)))
 
 
 @pytest.fixture(scope="module")
-def half(tmp_path_factory):
-    return load_model(gain_model(tmp_path_factory.mktemp("m") / "half.onnx", 0.5))
-
-
-@pytest.fixture(scope="module")
 def long_identity(tmp_path_factory):
     path = tmp_path_factory.mktemp("m") / "long.onnx"
     return load_model(gain_model(path, 1.0, contract=small_contract(LONG_WINDOW)))

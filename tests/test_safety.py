@@ -29,11 +29,6 @@ TOL = {
 
 
 @pytest.fixture(scope="module")
-def half(tmp_path_factory):
-    return load_model(gain_model(tmp_path_factory.mktemp("m") / "half.onnx", 0.5))
-
-
-@pytest.fixture(scope="module")
 def models(tmp_path_factory):
     """Vocal estimate = gain * mixture for several gains: 0 (silent model), 0.5, 1 and 4 (a
     model that is far too loud, to push the output over the ceiling)."""

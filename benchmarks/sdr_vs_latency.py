@@ -53,6 +53,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--split", choices=datasets.SPLITS)
     parser.add_argument("--singers", type=lambda text: text.split(","), help="mir1k: A,B")
     parser.add_argument("--limit", type=int, default=10, help="clips (default 10)")
+    parser.add_argument("--every", type=int, default=1, help="every K-th clip (default 1)")
     parser.add_argument("--hops", type=_seconds_list, default=_seconds_list(DEFAULT_HOPS))
     parser.add_argument(
         "--lookaheads", type=_seconds_list, default=_seconds_list(DEFAULT_LOOKAHEADS)
@@ -156,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     try:
         refs = datasets.find_clips(
-            args.data, args.data_format, args.split, args.singers, args.limit
+            args.data, args.data_format, args.split, args.singers, args.limit, args.every
         )
         clips = [datasets.load_clip(ref) for ref in refs]
         model = load_model(args.model, provider=args.provider)

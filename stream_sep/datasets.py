@@ -81,13 +81,17 @@ def find_clips(
     split: str | None = None,
     singers: list[str] | None = None,
     limit: int | None = None,
+    every: int = 1,
 ) -> list[ClipRef]:
-    """List the clips of a dataset folder, sorted by name, at most ``limit`` of them.
+    """List the clips of a dataset folder, sorted by name: every ``every``-th one (a sample
+    spread over all singers or songs), at most ``limit`` of them.
 
     split: ``train`` or ``test`` for the MUSDB formats (default ``test``); not for mir1k.
     singers: MIR-1K singer names to keep (the part of the file name before the first ``_``).
     """
     root = Path(root)
+    if every < 1:
+        raise UserError(f"--every must be a positive integer, got {every}")
     if data_format not in FORMATS:
         raise UserError(f"--format must be one of {', '.join(FORMATS)}, got {data_format!r}")
     if not root.is_dir():
@@ -100,6 +104,7 @@ def find_clips(
         if singers:
             raise UserError("--singers applies to --format mir1k only")
         clips = _find_musdb(root, data_format, split or "test")
+    clips = clips[::every]
     return clips if limit is None else clips[:limit]
 
 

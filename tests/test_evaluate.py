@@ -103,7 +103,13 @@ def test_streaming_scores_on_mir1k_equal_their_closed_forms(mir1k, small_half, t
     assert overall["mean"] == pytest.approx(np.mean(per_clip))
     assert overall["median"] == pytest.approx(np.median(per_clip))
     assert overall["clips"] == 3
+    by_singer = report["by_group"]
+    assert list(by_singer) == ["amy", "bobon"]
+    assert by_singer["amy"]["model"]["vocals"]["sdr"]["mean"] == pytest.approx(np.mean(per_clip[:2]))
+    assert by_singer["bobon"]["model"]["vocals"]["sdr"]["median"] == pytest.approx(per_clip[2])
+    assert by_singer["amy"]["model"]["vocals"]["sdr"]["clips"] == 2
     assert "overall (dB)" in out and "L-R centre   n/a" in out
+    assert "vocals SDR by singer" in out and "bobon" in out
     assert "amy_1_02" in out and "mono" in out
 
 

@@ -123,6 +123,14 @@ def test_mir1k_singers_and_limit_choose_clips(tmp_path):
         "Ani_1_01",
         "Ani_2_01",
     ]
+    spread = datasets.find_clips(tmp_path, "mir1k", every=2)
+    assert [ref.name for ref in spread] == ["Ani_1_01", "amy_1_01", "bobon_2_05"]
+    assert [ref.name for ref in datasets.find_clips(tmp_path, "mir1k", every=2, limit=2)] == [
+        "Ani_1_01",
+        "amy_1_01",
+    ]
+    with pytest.raises(UserError, match="--every must be a positive integer, got 0"):
+        datasets.find_clips(tmp_path, "mir1k", every=0)
     with pytest.raises(UserError, match=r"'nobody'.*singers there: Ani, amy, bobon"):
         datasets.find_clips(tmp_path, "mir1k", singers=["nobody"])
 

@@ -174,8 +174,10 @@ class Runner:
         contract: ModelContract,
         staged: bool | None = None,
         per_batch_sessions: bool | None = None,
+        model_folder: Path | None = None,
     ):
         self.session = session
+        self.model_folder = model_folder
         self.choice = choice
         self.contract = contract
         self.provider = providers.active_provider(session)
@@ -255,7 +257,9 @@ class Runner:
         if not self.per_batch_sessions or self.batch_dim is None:
             return self.session, False
         graph_capture = self.device != "cpu"
-        options = providers.session_options(self.choice, fixed_dims={self.batch_dim: batch})
+        options = providers.session_options(
+            self.choice, fixed_dims={self.batch_dim: batch}, model_folder=self.model_folder
+        )
         provider_list = (
             providers.gpu_providers(self.provider, graph_capture=True)
             if graph_capture
@@ -301,7 +305,7 @@ def load_model(path: str | os.PathLike | None = None, provider: str = "auto") ->
     data = read_model_file(path)
     _import_onnxruntime()
     try:
-        session, choice = providers.open_session(data, provider)
+        session, choice = providers.open_session(data, provider, path.parent)
     except UserError:
         raise
     except Exception as error:  # onnxruntime raises its own Fail/InvalidGraph/... types
@@ -311,7 +315,7 @@ def load_model(path: str | os.PathLike | None = None, provider: str = "auto") ->
     metadata = session.get_modelmeta().custom_metadata_map
     contract = contract_from_metadata(metadata, origin=path.name)
     _check_graph(session, contract, path.name)
-    runner = Runner(data, session, choice, contract)
+    runner = Runner(data, session, choice, contract, model_folder=path.parent)
     log.info("provider %s: %s", runner.provider, choice.reason)
     if runner.device == "cpu" and runner.io_dtype == np.float16:
         log.warning(

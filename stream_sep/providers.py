@@ -178,12 +178,20 @@ def gpu_providers(name: str, graph_capture: bool = False) -> list:
     return [("TensorrtExecutionProvider", trt_options), cuda, "CPUExecutionProvider"]
 
 
-def session_options(choice: ProviderChoice, fixed_dims: dict[str, int] | None = None):
+def session_options(
+    choice: ProviderChoice,
+    fixed_dims: dict[str, int] | None = None,
+    model_folder: str | os.PathLike | None = None,
+):
     """Session options: ONNX Runtime's logging at errors only; on the CPU, threads from the
     cores this process has (see :func:`cpu_threads`) and no busy-waiting between operators.
 
     fixed_dims: symbolic input dimensions to pin (``{"batch": 2}``) so that every shape in
     the graph is static, which CUDA graphs and TensorRT engines need.
+    model_folder: where the model file lies. A model saved with external data (weights in a
+    separate file, as ONNX does for models over 2 GB) names that file relative to the model;
+    sessions are made from the model's bytes, which carry no location, so without this ONNX
+    Runtime looks in the working directory and refuses.
     """
     import onnxruntime
 
@@ -192,6 +200,10 @@ def session_options(choice: ProviderChoice, fixed_dims: dict[str, int] | None = 
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
     for name, size in (fixed_dims or {}).items():
         options.add_free_dimension_override_by_name(name, size)
+    if model_folder is not None:
+        options.add_session_config_entry(
+            "session.model_external_initializers_file_folder_path", str(Path(model_folder).resolve())
+        )
     if choice.name == "cpu":
         options.intra_op_num_threads = cpu_threads()
         options.inter_op_num_threads = 1
@@ -309,8 +321,11 @@ def create_session(model: bytes, choice: ProviderChoice, options, providers: lis
     return session
 
 
-def open_session(model: bytes, requested: str = "auto") -> tuple[object, ProviderChoice]:
+def open_session(
+    model: bytes, requested: str = "auto", model_folder: str | os.PathLike | None = None
+) -> tuple[object, ProviderChoice]:
     """Create the one session for ``model`` on the fastest provider that really starts.
+    ``model_folder``: see :func:`session_options`.
 
     Returns ``(session, choice)``; ``choice.reason`` is one line saying why this provider
     (for a CPU run under ``auto``: why the GPU is not used).
@@ -320,7 +335,7 @@ def open_session(model: bytes, requested: str = "auto") -> tuple[object, Provide
         if choice.name == "cpu" and skipped:
             choice = dataclasses.replace(choice, reason="CPU, because " + _gpu_skip_reason(skipped))
         try:
-            session = create_session(model, choice, session_options(choice))
+            session = create_session(model, choice, session_options(choice, None, model_folder))
         except ProviderUnavailable as error:
             if requested != "auto":
                 raise ProviderUnavailable(

@@ -51,6 +51,7 @@ def gpu_style_model(path) -> SeparationModel:
         plain.contract,
         staged=True,
         per_batch_sessions=True,
+        model_folder=path.parent,
     )
     return SeparationModel(runner, plain.contract, path, "test")
 
@@ -62,6 +63,44 @@ def test_separate_matches_the_known_model(model_path):
     assert got.shape == (2, 1, model.contract.window_samples)
     assert got.dtype == np.float32
     np.testing.assert_allclose(got, expected_vocals(audio, model_path), atol=1e-6)
+
+
+def save_with_external_data(source, folder):
+    """Re-save ``source`` with its weights in ``weights.bin`` beside the model file."""
+    folder.mkdir()
+    target = folder / "external.onnx"
+    onnx.save_model(
+        onnx.load(source),
+        target,
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location="weights.bin",
+        size_threshold=256,  # the weights, not the small shape constants
+    )
+    assert (folder / "weights.bin").stat().st_size > 0
+    return target
+
+
+def test_external_data_is_found_beside_the_model_from_any_working_directory(
+    model_path, tmp_path, monkeypatch
+):
+    external = save_with_external_data(model_path, tmp_path / "models")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    audio = noise(2, small_contract().window_samples)
+    for model in (load_model(external, "cpu"), gpu_style_model(external)):
+        np.testing.assert_allclose(model.separate(audio), expected_vocals(audio, model_path), atol=1e-6)
+
+
+def test_missing_external_data_is_one_clear_line(model_path, tmp_path):
+    external = save_with_external_data(model_path, tmp_path / "models")
+    (tmp_path / "models" / "weights.bin").unlink()
+    with pytest.raises(UserError) as raised:
+        load_model(external, "cpu")
+    message = str(raised.value)
+    assert "\n" not in message
+    assert "external.onnx is not a loadable ONNX model" in message and "weights.bin" in message
 
 
 def test_gpu_code_path_gives_the_same_samples(model_path):

@@ -33,7 +33,7 @@ import numpy as np
 
 from stream_sep import datasets, metrics, separate
 from stream_sep.engine import Separator
-from stream_sep.errors import ModelError, UserError
+from stream_sep.errors import UserError
 from stream_sep.inference import load_model
 
 log = logging.getLogger(__name__)
@@ -187,25 +187,6 @@ def engine_options(
     return options
 
 
-class _RecordingModel:
-    """A model that remembers the first exception its ``separate`` raised.
-
-    The engine keeps a stream going when the model fails (it plays the dry signal); an
-    evaluation must not score that, so it reads the failure back from here."""
-
-    def __init__(self, model):
-        self.model = model
-        self.contract = model.contract
-        self.error: BaseException | None = None
-
-    def separate(self, audio: np.ndarray) -> np.ndarray:
-        try:
-            return self.model.separate(audio)
-        except Exception as error:
-            self.error = self.error or error
-            raise
-
-
 @contextlib.contextmanager
 def _quiet_engine_input_checks():
     """Mute the engine's warnings while evaluating: an evaluation mixture may exceed full
@@ -225,30 +206,12 @@ def estimate_vocals(model, mixture: np.ndarray, sample_rate: int, options: dict)
     """The model's time-aligned vocal estimate of ``mixture`` through the engine.
 
     mixture: (channels, samples) float32 -> (channels, samples) float32. The same engine run
-    as ``stream-sep separate`` (blocking, delay removed by feeding ``latency_samples`` of
-    silence after the clip and dropping as many output samples at the start), but without
-    the output guard that ``separate_array`` applies for listening: a -1 dBFS limiter on a
-    loud mixture would change the samples being measured.
+    as ``stream-sep separate``, but without the output guard that it applies for listening:
+    a -1 dBFS limiter on a loud mixture would change the samples being measured. A window
+    the model failed on raises :class:`ModelError` rather than being scored as the dry mix.
     """
-    channels, samples = mixture.shape
-    recording = _RecordingModel(model)
-    with (
-        _quiet_engine_input_checks(),
-        Separator(
-            recording, sample_rate, channels, mode="vocals", blocking=True, limit=False, **options
-        ) as separator,
-    ):
-        delay = separator.latency_samples
-        padded = np.zeros((channels, samples + delay), np.float32)
-        padded[:, :samples] = mixture
-        output = separator.process(padded)
-        failures = separator.stats.model_failures
-    if failures:
-        error = recording.error
-        reason = f": {(str(error) or type(error).__name__).splitlines()[0]}" if error else ""
-        reason = reason or " (it returned an estimate of the wrong shape, or NaN/Inf)"
-        raise ModelError(f"the model failed on {failures} window(s){reason}")
-    return output[:, delay:]
+    with _quiet_engine_input_checks():
+        return separate.estimate_vocals(model, mixture, sample_rate, warm_up=False, **options)
 
 
 def centre_cancel(mixture: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -526,7 +489,11 @@ def format_summary(summary: dict, notes: list[str]) -> str:
 def format_groups(by_group: dict) -> str:
     """One line per singer: the model's vocals SDR (mean, median) and the clip count."""
     columns = "{:<12} {:>8} {:>8} {:>6}"
-    lines = ["", "model, vocals SDR by singer (dB)", columns.format("singer", "mean", "median", "clips")]
+    lines = [
+        "",
+        "model, vocals SDR by singer (dB)",
+        columns.format("singer", "mean", "median", "clips"),
+    ]
     for group, summary in by_group.items():
         cell = summary["model"]["vocals"]["sdr"]
         lines.append(

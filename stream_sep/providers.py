@@ -202,7 +202,8 @@ def session_options(
         options.add_free_dimension_override_by_name(name, size)
     if model_folder is not None:
         options.add_session_config_entry(
-            "session.model_external_initializers_file_folder_path", str(Path(model_folder).resolve())
+            "session.model_external_initializers_file_folder_path",
+            str(Path(model_folder).resolve()),
         )
     if choice.name == "cpu":
         options.intra_op_num_threads = cpu_threads()

@@ -19,7 +19,7 @@ import soundfile as sf
 
 from stream_sep import engine as engine_module
 from stream_sep import providers, safety
-from stream_sep.errors import AudioFileError, UserError
+from stream_sep.errors import AudioFileError, ModelError, UserError
 from stream_sep.inference import load_model
 
 log = logging.getLogger(__name__)
@@ -126,16 +126,39 @@ def run(args) -> int:
 def separate_array(
     model, audio: np.ndarray, sample_rate: int, progress=None, **options
 ) -> dict[str, np.ndarray]:
-    """Separate a whole signal with the streaming engine.
+    """Separate a whole signal with the streaming engine, for listening.
 
     audio: (channels, samples) float32. Returns {"vocals": ..., "karaoke": ...}, each
-    (channels, samples) float32 and time-aligned with ``audio``.
+    (channels, samples) float32, time-aligned with ``audio`` and passed through the output
+    guard that the live path applies. Raises :class:`ModelError` if the model failed on any
+    window (see :func:`estimate_vocals`).
+    """
+    vocals = estimate_vocals(model, audio, sample_rate, progress=progress, **options)
+    # What the engine's karaoke mode computes: the delayed input minus the estimate.
+    karaoke = audio - vocals
+    for stem in (vocals, karaoke):
+        safety.OutputGuard(audio.shape[0], sample_rate).process(stem)
+    return {"vocals": vocals, "karaoke": karaoke}
+
+
+def estimate_vocals(
+    model, audio: np.ndarray, sample_rate: int, progress=None, warm_up: bool = True, **options
+) -> np.ndarray:
+    """The model's vocal estimate of ``audio`` through the engine: (channels, samples) float32
+    -> the same shape, time-aligned (the engine's delay is removed), without the output guard.
+
+    Live, a window the model fails on (an exception, NaN/Inf, a wrong shape) plays the dry
+    mix so the music goes on; in a file that would be a silent defect, so here any failed
+    window raises :class:`ModelError` with the model's reason and nothing is returned.
+    warm_up: first run one silent window, refusing a model that cannot run at all.
     """
     channels, samples = audio.shape
+    recorder = _FailureRecorder(model)
     with engine_module.Separator(
-        model, sample_rate, channels, mode="vocals", blocking=True, limit=False, **options
+        recorder, sample_rate, channels, mode="vocals", blocking=True, limit=False, **options
     ) as engine:
-        engine.warm_up()  # a model that loads but cannot run is refused before any output
+        if warm_up:
+            engine.warm_up()
         latency = engine.latency_samples
         padded = np.zeros((channels, samples + latency), np.float32)
         padded[:, :samples] = audio
@@ -145,15 +168,37 @@ def separate_array(
             engine.process(padded[:, start : start + block], out=vocals[:, start : start + block])
             if progress is not None:
                 progress(min(1.0, (start + block) / padded.shape[1]))
+        failures, windows = engine.stats.model_failures, engine.stats.windows_submitted
     if progress is not None:
         progress.done()
-    vocals = np.ascontiguousarray(vocals[:, latency:])
-    # What the engine's karaoke mode computes: the delayed input minus the estimate. Each
-    # stem then passes the same output guard the live path applies.
-    karaoke = audio - vocals
-    for stem in (vocals, karaoke):
-        safety.OutputGuard(channels, sample_rate).process(stem)
-    return {"vocals": vocals, "karaoke": karaoke}
+    if failures:
+        raise ModelError(
+            f"the model failed on {failures} of {windows} window(s){recorder.reason()}"
+        )
+    return np.ascontiguousarray(vocals[:, latency:])
+
+
+class _FailureRecorder:
+    """A model wrapper that remembers the first exception ``separate`` raised, so that the
+    reason for a failed window can be reported after the engine has absorbed it."""
+
+    def __init__(self, model):
+        self.model = model
+        self.contract = model.contract
+        self.error: BaseException | None = None
+
+    def separate(self, audio: np.ndarray) -> np.ndarray:
+        try:
+            return self.model.separate(audio)
+        except Exception as error:
+            self.error = self.error or error
+            raise
+
+    def reason(self) -> str:
+        """': <first line of the error>', or why a window failed without one."""
+        if self.error is None:
+            return " (it returned an estimate of the wrong shape, or NaN/Inf)"
+        return f": {(str(self.error) or type(self.error).__name__).splitlines()[0]}"
 
 
 def _check_readable(path: Path) -> None:

@@ -90,7 +90,9 @@ def test_external_data_is_found_beside_the_model_from_any_working_directory(
     monkeypatch.chdir(elsewhere)
     audio = noise(2, small_contract().window_samples)
     for model in (load_model(external, "cpu"), gpu_style_model(external)):
-        np.testing.assert_allclose(model.separate(audio), expected_vocals(audio, model_path), atol=1e-6)
+        np.testing.assert_allclose(
+            model.separate(audio), expected_vocals(audio, model_path), atol=1e-6
+        )
 
 
 def test_missing_external_data_is_one_clear_line(model_path, tmp_path):

@@ -152,3 +152,36 @@ def test_command_line_as_a_user_types_it(tmp_path, half_path):
     assert done.returncode == 0, done.stderr
     assert "separated in" in done.stderr
     assert (tmp_path / "o" / "x" / "karaoke.wav").is_file()
+
+
+class _FailsOnLoudWindows:
+    """The half model, except that windows louder than ``threshold`` come back as NaN
+    (silence passes, so the model survives its warm-up and fails mid-file)."""
+
+    def __init__(self, model, threshold: float = 0.1):
+        self.model, self.contract, self.threshold = model, model.contract, threshold
+        self.path, self.provider = model.path, model.provider
+
+    def separate(self, audio: np.ndarray) -> np.ndarray:
+        estimate = self.model.separate(audio)
+        loud = np.max(np.abs(audio), axis=-1) > self.threshold
+        estimate[loud] = np.nan
+        return estimate
+
+
+def test_a_model_failing_mid_file_writes_nothing_and_says_why(
+    tmp_path, half_path, monkeypatch, capsys
+):
+    """Live, a failed window plays the dry mix; in a file that would be a silent defect."""
+    rate = 16000
+    quiet_then_loud = np.concatenate([sine(220, 1.0, rate, 0.05), sine(220, 1.0, rate, 0.5)])
+    source = tmp_path / "song.wav"
+    sf.write(source, quiet_then_loud, rate)
+    half = load_model(half_path)
+    monkeypatch.setattr("stream_sep.separate.load_model", lambda *a: _FailsOnLoudWindows(half))
+    code = main(["separate", str(source), "-o", str(tmp_path / "out"), "--quiet", *FAST])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert err.startswith("stream-sep: error: the model failed on ") and "\n" not in err
+    assert "NaN/Inf" in err
+    assert not (tmp_path / "out" / "song").exists() or not any((tmp_path / "out" / "song").iterdir())

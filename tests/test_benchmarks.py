@@ -103,3 +103,15 @@ def test_inference_benchmark_smoke_on_the_tiny_preset(tmp_path):
     markdown = (tmp_path / "inference.md").read_text()
     assert bench_inference.HEADER in markdown
     assert "| tiny | 3.8 M | fp32 |" in markdown
+
+
+def test_inference_benchmark_measures_a_given_model_file(tmp_path):
+    """--model: the shipped model itself (trained weights), with the default hop's load."""
+    result = _run("bench_inference.py", tmp_path, "--model", "bundled")
+    assert result.returncode == 0, result.stderr
+    data = json.loads((tmp_path / "inference.json").read_text())
+    (row,) = data["rows"]
+    assert (row["preset"], row["precision"], row["batch"]) == ("vocals-mir1k.onnx", "fp32", 1)
+    assert row["keras_host_ms"] is None
+    assert row["load"]["0.5"] == pytest.approx(row["host_median_ms"] / 1e3 / 0.5)
+    assert "load @0.5 s hop (default)" in (tmp_path / "inference.md").read_text()

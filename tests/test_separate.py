@@ -184,4 +184,6 @@ def test_a_model_failing_mid_file_writes_nothing_and_says_why(
     assert code == 2
     assert err.startswith("stream-sep: error: the model failed on ") and "\n" not in err
     assert "NaN/Inf" in err
-    assert not (tmp_path / "out" / "song").exists() or not any((tmp_path / "out" / "song").iterdir())
+    assert not (tmp_path / "out" / "song").exists() or not any(
+        (tmp_path / "out" / "song").iterdir()
+    )

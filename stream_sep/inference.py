@@ -148,6 +148,10 @@ class _Slot:
         self.binding.bind_ortvalue_input(contract.input_name, self.device_in)
         self.binding.bind_ortvalue_output(contract.output_name, self.device_out)
         self.run_options = ort.RunOptions()
+        # A failing run still raises with ONNX Runtime's message, which the engine reports
+        # in one line of its own; without this ONNX Runtime also prints a red log line to
+        # the terminal for every failed window (measured with a Reshape that fails at run time).
+        self.run_options.log_severity_level = 4
         if graph_capture:
             # One CUDA graph per batch size; id 0 is ONNX Runtime's own, -1 disables capture.
             self.run_options.add_run_config_entry("gpu_graph_id", str(batch))

@@ -24,16 +24,13 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
-import soxr
-
 from stream_sep import devices, keys, status
 from stream_sep import engine as engine_module
 from stream_sep.errors import AudioFileError, DeviceError, UserError
 from stream_sep.inference import bundled_model_path, load_model
 from stream_sep.live_audio import BlockProcessor, FileClock, FileSource
 from stream_sep.recording import Recorder, check_recording_path
-from stream_sep.separate import add_engine_arguments, engine_options, read_audio
+from stream_sep.separate import add_engine_arguments, engine_options
 
 log = logging.getLogger(__name__)
 
@@ -184,34 +181,16 @@ def choose_channels(args, source: Endpoint, sink: Endpoint, file_channels: int |
     return max(1, min(limits))
 
 
-def load_source(path: Path, rate: int, channels: int) -> FileSource:
-    """Read a file, match the stream's channels, resample it to the stream rate (soxr)."""
-    audio, file_rate = read_audio(path)  # (file channels, samples)
-    audio = match_channels(audio, channels)
-    if file_rate != rate:
-        audio = soxr.resample(audio.T, file_rate, rate, "HQ").T
-    return FileSource(np.ascontiguousarray(audio, np.float32), path.name)
-
-
-def match_channels(audio: np.ndarray, channels: int) -> np.ndarray:
-    """(n_in, samples) -> (channels, samples): mono is copied, more channels are averaged
-    to mono or cut to the first two."""
-    if audio.shape[0] == channels:
-        return audio
-    if channels == 1:
-        return audio.mean(axis=0, keepdims=True)
-    if audio.shape[0] == 1:
-        return np.repeat(audio, channels, axis=0)
-    return audio[:channels]
-
-
 def file_info(path: Path) -> tuple[int, int]:
+    """(sample rate, channels) of an input file, refusing one that cannot be played."""
     import soundfile as sf
 
     try:
         info = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError, OSError) as error:
         raise AudioFileError(f"cannot read audio file {str(path)!r}: {error}") from None
+    if info.frames <= 0:
+        raise AudioFileError(f"audio file {str(path)!r} holds no samples")
     return int(info.samplerate), int(info.channels)
 
 
@@ -269,7 +248,7 @@ class LiveSession:
         self.source, self.sink, self.rate = source, sink, rate
         self.out_channels = out_channels
         self.file_source = (
-            load_source(source.path, rate, separator.channels) if source.path else None
+            FileSource(source.path, rate, separator.channels) if source.path else None
         )
         end_frame = None
         if self.file_source is not None:
@@ -292,6 +271,8 @@ class LiveSession:
             if self.sink.path is not None:
                 self.recorder = Recorder(self.sink.path, self.rate, self.engine.channels)
                 self.processor.recorder = self.recorder
+            if self.file_source is not None:
+                self.file_source.wait_ready()
             self._start()
             blocksize = self.args.blocksize if self.clock is None else self.clock.blocksize
             _say(
@@ -302,13 +283,14 @@ class LiveSession:
             healthy = self._loop(time.monotonic())
         finally:
             self._close()
-            extra = self._close_recorder()
+            extra = self._close_recorder() + self._close_file_source()
         seconds = self.processor.frames / self.rate
         for line in status.summary_lines(
             self.engine, self.processor, seconds, self.stop_reason, extra
         ):
             _say(line)
-        return 0 if healthy else 1
+        input_broke = self.file_source is not None and self.file_source.error is not None
+        return 0 if healthy and not input_broke else 1
 
     def _route(self) -> str:
         return f"{self.source.name} -> {self.sink.name}"
@@ -434,6 +416,21 @@ class LiveSession:
             if not _close_stream(stream, _CLOSE_SECONDS):
                 log.info("the audio stream did not close in %.1f s; leaving it", _CLOSE_SECONDS)
                 _abandon_portaudio()
+
+    def _close_file_source(self) -> list[str]:
+        source = self.file_source
+        if source is None:
+            return []
+        source.close()
+        lines = []
+        if source.error is not None:
+            lines.append(f"the input file could not be read to its end: {source.error}")
+        if source.underrun_frames:
+            lines.append(
+                f"{source.underrun_frames} frames of the input file were not decoded in time "
+                "and played as silence (the disk or the CPU was too slow)"
+            )
+        return lines
 
     def _close_recorder(self) -> list[str]:
         if self.recorder is None:

@@ -11,8 +11,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
+
+from stream_sep.recording import RingBuffer
 
 log = logging.getLogger(__name__)
 
@@ -20,28 +23,129 @@ DEFAULT_CAPACITY = 8192  # frames per engine call; longer device blocks are cut 
 
 
 class FileSource:
-    """A whole file, already resampled to the stream rate, played once from the start.
+    """An audio file played once from the start, decoded on a reader thread.
 
-    audio: (channels, samples) float32. After its end, ``read`` gives silence.
+    The reader decodes blocks, matches the stream's channels, resamples to the stream rate
+    (soxr's streaming resampler: the same samples as resampling the whole file at once) and
+    keeps ``ahead_seconds`` ready in a ring buffer; ``read`` (the audio thread) only copies
+    from it. So a one-hour file takes seconds of memory, not gigabytes, and the audio thread
+    never touches the disk. ``frames`` is exact before playback starts.
     """
 
-    def __init__(self, audio: np.ndarray, name: str):
-        self.audio = np.ascontiguousarray(audio, np.float32)
-        self.name = name
-        self.position = 0
+    def __init__(
+        self, path: Path, rate: int, channels: int, ahead_seconds: float = 5.0, block: int = 8192
+    ):
+        import soundfile as sf
+
+        self.path, self.name = Path(path), Path(path).name
+        self.rate, self.channels, self.block = rate, channels, block
+        info = sf.info(str(path))
+        self.file_rate = int(info.samplerate)
+        # soxr (one-shot or streaming) returns round(n * ratio) samples (checked in the tests).
+        self.frames = int(round(info.frames * rate / self.file_rate))
+        self.position = 0  # frames handed to the audio thread, silence past the end included
+        self.underrun_frames = 0  # frames the reader had not decoded in time (played silent)
+        self.error: str | None = None  # why decoding stopped early, if it did
+        self._ring = RingBuffer(channels, max(int(ahead_seconds * rate), 4 * block))
+        self._stop = threading.Event()
+        self._room = threading.Event()
+        self._reader = threading.Thread(target=self._read_file, name="file-reader", daemon=True)
+        self._reader.start()
 
     @property
-    def frames(self) -> int:
-        return self.audio.shape[1]
+    def buffered(self) -> int:
+        """Frames decoded and waiting in the ring."""
+        return self._ring.available
+
+    @property
+    def decoding(self) -> bool:
+        return self._reader.is_alive()
+
+    def wait_ready(self, timeout: float = 10.0) -> None:
+        """Block until the ring is full or the file is decoded (call before streaming)."""
+        deadline = time.monotonic() + timeout
+        while self._reader.is_alive() and time.monotonic() < deadline:
+            if self._ring.available >= min(self._ring.capacity - self.block, self.frames):
+                return
+            time.sleep(0.005)
 
     def read(self, out: np.ndarray) -> None:
-        """Fill out (channels, n) with the next n samples (silence past the end)."""
+        """Fill out (channels, n) with the next n samples (silence past the end). Audio
+        thread: copies only."""
         n = out.shape[1]
-        start = min(self.position, self.frames)
-        real = min(n, self.frames - start)
-        out[:, :real] = self.audio[:, start : start + real]
-        out[:, real:] = 0.0
+        got = self._ring.read(out)
+        out[:, got:] = 0.0
+        missing = min(n, max(0, self.frames - self.position)) - got
+        if missing > 0:
+            self.underrun_frames += missing
         self.position += n
+        self._room.set()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._room.set()
+        self._reader.join(timeout=1.0)
+
+    # reader thread -----------------------------------------------------------------
+    def _read_file(self) -> None:
+        import soundfile as sf
+        import soxr
+
+        resampler = None
+        if self.file_rate != self.rate:
+            resampler = soxr.ResampleStream(
+                self.file_rate, self.rate, self.channels, dtype="float32", quality="HQ"
+            )
+        produced = 0
+        try:
+            with sf.SoundFile(str(self.path)) as handle:
+                for chunk in handle.blocks(self.block, dtype="float32", always_2d=True):
+                    audio = match_channels(chunk.T, self.channels)
+                    if resampler is not None:
+                        audio = resampler.resample_chunk(np.ascontiguousarray(audio.T)).T
+                    produced += self._push(audio[:, : self.frames - produced])
+                    if self._stop.is_set():
+                        return
+            if resampler is not None:
+                tail = resampler.resample_chunk(
+                    np.zeros((0, self.channels), np.float32), last=True
+                ).T
+                produced += self._push(tail[:, : self.frames - produced])
+        except Exception as error:  # noqa: BLE001 - a file that breaks mid-way ends the input
+            self.error = (
+                f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+            )
+            log.info("reading %s stopped early: %s", self.name, self.error)
+        if produced < self.frames:
+            if self.error is None and not self._stop.is_set():
+                self.error = f"the file ended after {produced} of {self.frames} frames"
+            silence = np.zeros((self.channels, self.block), np.float32)
+            while produced < self.frames and not self._stop.is_set():
+                produced += self._push(silence[:, : self.frames - produced])
+
+    def _push(self, audio: np.ndarray) -> int:
+        """Write (channels, n) into the ring, waiting for room; returns n (0 if stopped)."""
+        audio = np.ascontiguousarray(audio, np.float32)
+        done = 0
+        while done < audio.shape[1] and not self._stop.is_set():
+            room = self._ring.capacity - self._ring.available
+            done += self._ring.write(audio[:, done : done + room])
+            if done < audio.shape[1]:
+                self._room.clear()
+                self._room.wait(0.05)
+        return done
+
+
+def match_channels(audio: np.ndarray, channels: int) -> np.ndarray:
+    """(n_in, samples) -> (channels, samples): mono is copied, more channels are averaged
+    to mono or cut to the first two."""
+    if audio.shape[0] == channels:
+        return audio
+    if channels == 1:
+        return audio.mean(axis=0, keepdims=True)
+    if audio.shape[0] == 1:
+        return np.repeat(audio, channels, axis=0)
+    return audio[:channels]
 
 
 class BlockProcessor:

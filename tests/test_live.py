@@ -203,3 +203,106 @@ def test_ring_buffer_wraps_and_counts_what_does_not_fit():
     assert ring.write(block) == 0 and ring.dropped == 4
     assert ring.read(out) == 5
     np.testing.assert_array_equal(out, [[3, 0, 1, 2, 3], [7, 4, 5, 6, 7]])
+
+
+def _drain(source, block: int) -> np.ndarray:
+    """Read a FileSource to its end in ``block``-frame reads, as the audio thread would
+    (waiting for the reader before each read, so no underrun)."""
+    chunks = []
+    while source.position < source.frames:
+        n = min(block, source.frames - source.position)
+        deadline = time.monotonic() + 10
+        while source.buffered < n and source.decoding and time.monotonic() < deadline:
+            time.sleep(0.001)
+        out = np.empty((source.channels, n), np.float32)
+        source.read(out)
+        chunks.append(out)
+    return np.concatenate(chunks, axis=1)
+
+
+@pytest.mark.parametrize(
+    "file_rate, file_channels, rate, channels",
+    [(44100, 2, 48000, 2), (48000, 1, 16000, 2), (22050, 2, 48000, 1), (16000, 2, 16000, 2)],
+)
+def test_file_source_streams_exactly_what_resampling_the_whole_file_gives(
+    tmp_path, file_rate, file_channels, rate, channels
+):
+    """Decoded and resampled block by block through a small ring that wraps many times:
+    the samples of soxr on the whole file, channel-matched, and exactly that many."""
+    import soxr
+
+    from stream_sep.live_audio import FileSource, match_channels
+
+    rng = np.random.default_rng(7)
+    audio = (0.3 * rng.standard_normal((file_channels, int(1.37 * file_rate)))).astype(np.float32)
+    path = tmp_path / "in.flac"
+    sf.write(path, audio.T, file_rate, subtype="PCM_24")
+    decoded, _ = sf.read(path, dtype="float32", always_2d=True)
+    expected = match_channels(decoded.T, channels)
+    if file_rate != rate:
+        expected = soxr.resample(np.ascontiguousarray(expected.T), file_rate, rate, "HQ").T
+    source = FileSource(path, rate, channels, ahead_seconds=0.02, block=256)
+    try:
+        assert source.frames == expected.shape[1]
+        streamed = _drain(source, 441)
+    finally:
+        source.close()
+    np.testing.assert_array_equal(streamed, expected)
+    assert source.underrun_frames == 0 and source.error is None
+    tail = np.ones((channels, 100), np.float32)
+    source.read(tail)  # past the end: silence, not an underrun
+    assert not tail.any() and source.underrun_frames == 0
+
+
+def test_file_source_counts_what_was_not_decoded_in_time(tmp_path):
+    from stream_sep.live_audio import FileSource
+
+    path = tmp_path / "in.wav"
+    sf.write(path, np.full((48000, 2), 0.25, np.float32), 48000)
+    source = FileSource(path, 48000, 2, ahead_seconds=0.01, block=128)
+    source.wait_ready()
+    source.close()  # the reader stops with at most the ring's 1,024 frames decoded
+    out = np.ones((2, 48000), np.float32)
+    source.read(out)
+    decoded = int(np.count_nonzero(out[0]))
+    assert 0 < decoded <= 1024 and not out[:, decoded:].any()
+    assert source.underrun_frames == 48000 - decoded
+
+
+def test_file_source_reports_a_file_that_ends_early(tmp_path):
+    """A FLAC cut in the middle: the header promises more frames than the data holds."""
+    from stream_sep.live_audio import FileSource
+
+    path = tmp_path / "cut.flac"
+    sf.write(
+        path, (0.3 * np.random.default_rng(1).standard_normal(48000)).astype(np.float32), 16000
+    )
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    source = FileSource(path, 16000, 1)
+    try:
+        streamed = _drain(source, 1000)
+    finally:
+        source.close()
+    assert streamed.shape == (1, 48000)  # the promised length, the missing part silent
+    assert not streamed[0, -1000:].any()
+    # libsndfile notices the cut ("flac decoder lost sync"); a reader that merely ran out
+    # would say "the file ended after N of 48000 frames".
+    assert source.error is not None and ("lost sync" in source.error or "48000" in source.error)
+
+
+def test_a_cut_input_file_plays_to_its_promised_end_and_fails_with_the_reason(
+    model_path, tmp_path, capsys
+):
+    path = tmp_path / "cut.flac"
+    noise_ = (0.2 * np.random.default_rng(2).standard_normal((RATE, 2))).astype(np.float32)
+    sf.write(path, noise_, RATE)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    out = tmp_path / "out.wav"
+    rc = cli.main(["--input", str(path), "--output", str(out), "--model", model_path, *FAST])
+    err = capsys.readouterr().err
+    assert rc == 1, err
+    assert "the input file could not be read to its end" in err
+    assert "stopped (end of input)" in err
+    assert sf.info(out).frames >= RATE  # the recording holds the whole promised length

@@ -7,6 +7,7 @@ so each output is time-aligned with its input, same length, rate and channels.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -99,6 +100,7 @@ def run(args) -> int:
     inputs = [Path(p) for p in args.inputs]
     for path in inputs:
         _check_readable(path)
+        _audio_info(path)
     outdir = Path(args.output)
     if outdir.exists() and not outdir.is_dir():
         raise UserError(f"-o/--output {str(outdir)!r} exists and is not a directory")
@@ -106,14 +108,12 @@ def run(args) -> int:
     log.info("model %s on %s", model.path, model.provider)
     stems = ("karaoke", "vocals") if args.mode == "both" else (args.mode,)
     for path in inputs:
-        audio, rate = read_audio(path)
         started = time.perf_counter()
         progress = None if args.quiet or not sys.stderr.isatty() else _Progress(path.name)
-        results = separate_array(model, audio, rate, progress=progress, **engine_options(args))
-        for stem in stems:
-            write_audio(outdir / path.stem / f"{stem}.wav", results[stem], rate)
+        seconds = separate_file(
+            model, path, outdir / path.stem, stems, progress=progress, **engine_options(args)
+        )
         if not args.quiet:
-            seconds = audio.shape[1] / rate
             took = time.perf_counter() - started
             print(
                 f"{path.name}: {seconds:.1f} s separated in {took:.1f} s "
@@ -121,6 +121,143 @@ def run(args) -> int:
                 file=sys.stderr,
             )
     return 0
+
+
+def separate_file(
+    model, path: Path, folder: Path, stems=("karaoke", "vocals"), progress=None, **options
+) -> float:
+    """Separate an audio file block by block into ``folder/<stem>.wav``; returns its seconds.
+
+    The same samples as :func:`separate_array` on the whole file, in memory proportional to
+    a block and the engine's window rather than to the song: one reader feeds the engine,
+    a second reads the same file ``latency`` samples behind it for the karaoke subtraction,
+    and each stem is written to a hidden file renamed into place only when all is done.
+    Raises :class:`AudioFileError` for an unreadable file and :class:`ModelError` if the
+    model failed on any window; nothing is left behind then.
+    """
+    rate, channels, frames = _audio_info(path)
+    created = [d for d in (folder, *folder.parents) if not d.exists()]  # deepest first
+    folder.mkdir(parents=True, exist_ok=True)
+    recorder = _FailureRecorder(model)
+    temporaries = {stem: _temporary_beside(folder / f"{stem}.wav") for stem in stems}
+    try:
+        with (
+            engine_module.Separator(
+                recorder, rate, channels, mode="vocals", blocking=True, limit=False, **options
+            ) as engine,
+            _FileReader(path, channels) as ahead,
+            _FileReader(path, channels) as behind,
+            contextlib.ExitStack() as files,
+        ):
+            engine.warm_up()
+            writers = {
+                stem: files.enter_context(
+                    sf.SoundFile(str(temporary), "w", rate, channels, "FLOAT", format="WAV")
+                )
+                for stem, temporary in temporaries.items()
+            }
+            guards = {stem: safety.OutputGuard(channels, rate) for stem in stems}
+            _stream_through(engine, ahead, behind, frames, writers, guards, progress)
+            failures, windows = engine.stats.model_failures, engine.stats.windows_submitted
+        if failures:
+            raise ModelError(
+                f"the model failed on {failures} of {windows} window(s){recorder.reason()}"
+            )
+        for stem, temporary in temporaries.items():
+            os.replace(temporary, folder / f"{stem}.wav")
+    finally:
+        for temporary in temporaries.values():
+            temporary.unlink(missing_ok=True)
+        for directory in created:  # a failed run leaves no empty folders behind either
+            if directory.is_dir() and not any(directory.iterdir()):
+                directory.rmdir()
+    if progress is not None:
+        progress.done()
+    return frames / rate
+
+
+def _stream_through(engine, ahead, behind, frames: int, writers, guards, progress) -> None:
+    """Feed ``frames`` samples plus the engine's latency of silence through the engine and
+    write the aligned stems: output sample t + latency is the estimate for input sample t."""
+    channels, rate, latency = engine.channels, engine.sample_rate, engine.latency_samples
+    block = max(1, int(_BLOCK_SECONDS * rate))
+    source = np.zeros((channels, block), np.float32)
+    vocals = np.zeros((channels, block), np.float32)
+    dry = np.zeros((channels, block), np.float32)
+    stem = np.zeros((channels, block), np.float32)
+    total = frames + latency
+    for start in range(0, total, block):
+        n = min(block, total - start)
+        ahead.read_into(source[:, :n])
+        engine.process(source[:, :n], out=vocals[:, :n])
+        skip = min(n, max(0, latency - start))  # outputs before input sample 0
+        kept = n - skip
+        if kept == 0:
+            continue
+        behind.read_into(dry[:, :kept])
+        for name, writer in writers.items():
+            np.copyto(stem[:, :kept], vocals[:, skip:n])
+            if name == "karaoke":  # what the engine's karaoke mode computes
+                np.subtract(dry[:, :kept], stem[:, :kept], out=stem[:, :kept])
+            guards[name].process(stem[:, :kept])
+            writer.write(stem[:, :kept].T)
+        if progress is not None:
+            progress(min(1.0, (start + n) / total))
+
+
+class _FileReader:
+    """Sequential (channels, n) float32 reads of an audio file, silence past its end; a
+    file that breaks mid-way raises :class:`AudioFileError`."""
+
+    def __init__(self, path: Path, channels: int):
+        self.path, self.channels = path, channels
+        self._handle = None
+
+    def __enter__(self):
+        try:
+            self._handle = sf.SoundFile(str(self.path))
+        except (sf.LibsndfileError, RuntimeError, OSError) as error:
+            raise AudioFileError(f"cannot read audio file {str(self.path)!r}: {error}") from None
+        return self
+
+    def __exit__(self, *exc):
+        self._handle.close()
+
+    def read_into(self, out: np.ndarray) -> None:
+        try:
+            data = self._handle.read(out.shape[1], dtype="float32", always_2d=True)
+        except (sf.LibsndfileError, RuntimeError) as error:
+            raise AudioFileError(
+                f"cannot read audio file {str(self.path)!r} past "
+                f"{self._handle.tell() / self._handle.samplerate:.1f} s: {error}"
+            ) from None
+        got = data.shape[0]
+        out[:, :got] = data.T
+        out[:, got:] = 0.0
+
+
+def _audio_info(path: Path) -> tuple[int, int, int]:
+    """(rate, channels, frames) of an input file, refusing what cannot be separated."""
+    try:
+        info = sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError, OSError) as error:
+        raise AudioFileError(f"cannot read audio file {str(path)!r}: {error}") from None
+    if info.frames <= 0:
+        raise AudioFileError(f"audio file {str(path)!r} holds no samples")
+    if info.channels > engine_module.MAX_CHANNELS:
+        raise AudioFileError(
+            f"audio file {str(path)!r} has {info.channels} channels; at most "
+            f"{engine_module.MAX_CHANNELS} are supported"
+        )
+    return int(info.samplerate), int(info.channels), int(info.frames)
+
+
+def _temporary_beside(path: Path) -> Path:
+    handle, temporary = tempfile.mkstemp(
+        prefix=f".{path.stem}-", suffix=path.suffix, dir=path.parent
+    )
+    os.close(handle)
+    return Path(temporary)
 
 
 def separate_array(

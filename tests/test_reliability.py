@@ -494,11 +494,14 @@ def test_a_truncated_flac_is_refused(tmp_path, half_path, capsys):
     path = tmp_path / "cut.flac"
     sf.write(path, noise(2, 48000, amplitude=0.1).T, 48000, subtype="PCM_16")
     path.write_bytes(path.read_bytes()[:200])
+    settings = [f"--{name}={value}" for name, value in FAST.items()]
+    out = tmp_path / "out"
     code = main(
-        ["separate", str(path), "-o", str(tmp_path / "out"), "--model", str(half_path), "--quiet"]
+        ["separate", str(path), "-o", str(out), "--model", str(half_path), "--quiet", *settings]
     )
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and len(err) == 1 and "cut.flac" in err[0]
+    assert code == 2 and len(err) == 1 and "cut.flac" in err[0], err
+    assert not out.exists()  # nothing half-written, not even an empty folder
 
 
 def test_malformed_model_as_a_process_has_no_traceback(tmp_path):

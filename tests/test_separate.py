@@ -187,3 +187,30 @@ def test_a_model_failing_mid_file_writes_nothing_and_says_why(
     assert not (tmp_path / "out" / "song").exists() or not any(
         (tmp_path / "out" / "song").iterdir()
     )
+
+
+@pytest.mark.parametrize("seconds, rate", [(2.7, 44100), (0.3, 16000)])
+def test_files_are_separated_block_by_block_into_the_samples_of_the_whole_signal(
+    tmp_path, half_path, seconds, rate
+):
+    """``separate`` streams the file (memory of a block, not of the song); the stems equal
+    separate_array on the whole signal, output guard included, across block boundaries and
+    for a file shorter than the engine's delay."""
+    from stream_sep.separate import separate_file
+
+    audio = noise(2, int(seconds * rate), seed=4, amplitude=0.45)  # loud: the guard acts
+    source = tmp_path / "song.wav"
+    sf.write(source, audio.T, rate, subtype="FLOAT")
+    model = load_model(half_path)
+    options = {"hop": 0.1, "lookahead": 0.05, "crossfade": 0.02}
+    assert separate_file(model, source, tmp_path / "out", **options) == pytest.approx(
+        seconds, abs=1e-4
+    )
+    whole = separate_array(model, audio, rate, **options)
+    for stem in ("vocals", "karaoke"):
+        written, written_rate = sf.read(
+            tmp_path / "out" / f"{stem}.wav", dtype="float32", always_2d=True
+        )
+        assert written_rate == rate and written.shape == audio.T.shape
+        np.testing.assert_array_equal(written.T, whole[stem])
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["karaoke.wav", "vocals.wav"]

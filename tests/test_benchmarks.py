@@ -115,3 +115,18 @@ def test_inference_benchmark_measures_a_given_model_file(tmp_path):
     assert row["keras_host_ms"] is None
     assert row["load"]["0.5"] == pytest.approx(row["host_median_ms"] / 1e3 / 0.5)
     assert "load @0.5 s hop (default)" in (tmp_path / "inference.md").read_text()
+
+
+def test_memory_benchmark_smoke(tmp_path):
+    result = _run("bench_memory.py", tmp_path)
+    assert result.returncode == 0, result.stderr
+    rows = json.loads((tmp_path / "memory.json").read_text())["rows"]
+    assert [(r["command"], r["minutes"]) for r in rows] == [
+        ("separate", 0.1),
+        ("live file input", 0.1),
+        ("separate", 0.3),
+        ("live file input", 0.3),
+    ]
+    for row in rows:
+        assert 10 < row["peak_rss_mb"] < 4000 and row["seconds"] > 0, row
+    assert "| separate | 0.1 min |" in (tmp_path / "memory.md").read_text()

@@ -407,8 +407,64 @@ def convert_core(core, contract: ModelContract, opset: int = DEFAULT_OPSET):
             f"tf2onnx could not convert the core network: {_first_line(error)}"
         ) from error
     name_graph_tensors(proto, contract)
+    split_strided_means(proto)
     check_graph(proto)
     return proto
+
+
+def split_strided_means(proto) -> int:
+    """Rewrite each ``ReduceMean`` over non-adjacent axes as a chain of ``ReduceMean`` over
+    runs of adjacent axes; returns how many were rewritten.
+
+    Keras' GroupNormalization reshapes (B, T, F, C) to (B, T, F, groups, C / groups) and
+    averages over axes (1, 2, 4). ONNX Runtime's CPU kernel is slow on that strided set:
+    measured on this machine, over (2, 128, 256, 16, 1) it took 1.29 ms against 0.12 ms for
+    axes (1, 2) then (4,). With ``keepdims`` every run averages equal-sized groups, so the
+    chain is the same mean (to float rounding: 3.7e-6 on values near 0.5).
+    """
+    from onnx import helper
+
+    rewritten = 0
+    nodes = []
+    for node in proto.graph.node:
+        axes = _attribute(node, "axes") if node.op_type == "ReduceMean" else None
+        runs = _adjacent_runs(sorted(axes)) if axes else []
+        if len(runs) < 2 or _attribute(node, "keepdims", 1) != 1 or len(node.input) != 1:
+            nodes.append(node)
+            continue
+        source = node.input[0]
+        for index, run in enumerate(runs):
+            last = index == len(runs) - 1
+            target = node.output[0] if last else f"{node.output[0]}__run{index}"
+            name = node.name if last else f"{node.name}__run{index}"
+            nodes.append(
+                helper.make_node("ReduceMean", [source], [target], name, axes=run, keepdims=1)
+            )
+            source = target
+        rewritten += 1
+    del proto.graph.node[:]
+    proto.graph.node.extend(nodes)
+    return rewritten
+
+
+def _attribute(node, name: str, default=None):
+    from onnx import helper
+
+    for attribute in node.attribute:
+        if attribute.name == name:
+            return helper.get_attribute_value(attribute)
+    return default
+
+
+def _adjacent_runs(axes: list[int]) -> list[list[int]]:
+    """[1, 2, 4] -> [[1, 2], [4]]."""
+    runs: list[list[int]] = []
+    for axis in axes:
+        if runs and axis == runs[-1][-1] + 1:
+            runs[-1].append(axis)
+        else:
+            runs.append([axis])
+    return runs
 
 
 def name_graph_tensors(proto, contract: ModelContract) -> None:

@@ -107,6 +107,46 @@ def test_graph_holds_the_core_only_with_a_dynamic_batch(exported):
         assert host.separate(audio).shape == (batch, 1, WINDOW)
 
 
+def test_group_norm_means_are_over_adjacent_axes_only(exported):
+    """GroupNorm's mean over axes (1, 2, 4) is slow in ONNX Runtime; the export splits it."""
+    means = [node for node in onnx.load(exported).graph.node if node.op_type == "ReduceMean"]
+    assert means
+    for node in means:
+        axes = onnx.helper.get_attribute_value(next(a for a in node.attribute if a.name == "axes"))
+        assert axes == list(range(axes[0], axes[0] + len(axes))), (node.name, axes)
+
+
+def test_splitting_a_strided_mean_keeps_its_value():
+    import onnxruntime
+
+    helper, TensorProto = onnx.helper, onnx.TensorProto
+    graph = helper.make_graph(
+        [helper.make_node("ReduceMean", ["x"], ["y"], "mean", axes=[1, 2, 4], keepdims=1)],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 6, 5, 3, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 1, 1, 3, 1])],
+    )
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    proto.ir_version = 8
+    x = np.random.default_rng(0).standard_normal((2, 6, 5, 3, 4)).astype(np.float32)
+
+    def run(model):
+        session = onnxruntime.InferenceSession(
+            model.SerializeToString(), providers=["CPUExecutionProvider"]
+        )
+        return session.run(None, {"x": x})[0]
+
+    before = run(proto)
+    assert onnx_export.split_strided_means(proto) == 1
+    onnx.checker.check_model(proto)
+    assert [onnx.helper.get_attribute_value(n.attribute[0]) for n in proto.graph.node] == [
+        [1, 2],
+        [4],
+    ]
+    np.testing.assert_allclose(run(proto), before, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(before, x.mean(axis=(1, 2, 4), keepdims=True), atol=1e-6)
+
+
 def test_one_self_contained_file(exported):
     model = onnx.load(exported, load_external_data=False)
     assert not any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer)

@@ -30,7 +30,7 @@ from stream_sep.errors import AudioFileError, DeviceError, UserError
 from stream_sep.inference import bundled_model_path, load_model
 from stream_sep.live_audio import BlockProcessor, FileClock, FileSource
 from stream_sep.recording import Recorder, check_recording_path
-from stream_sep.separate import add_engine_arguments, engine_options
+from stream_sep.separate import add_engine_arguments, audio_file_info, engine_options
 
 log = logging.getLogger(__name__)
 
@@ -181,19 +181,6 @@ def choose_channels(args, source: Endpoint, sink: Endpoint, file_channels: int |
     return max(1, min(limits))
 
 
-def file_info(path: Path) -> tuple[int, int]:
-    """(sample rate, channels) of an input file, refusing one that cannot be played."""
-    import soundfile as sf
-
-    try:
-        info = sf.info(str(path))
-    except (sf.LibsndfileError, RuntimeError, OSError) as error:
-        raise AudioFileError(f"cannot read audio file {str(path)!r}: {error}") from None
-    if info.frames <= 0:
-        raise AudioFileError(f"audio file {str(path)!r} holds no samples")
-    return int(info.samplerate), int(info.channels)
-
-
 # ---------------------------------------------------------------------------- running
 def run(args) -> int:
     if args.list_devices:
@@ -206,7 +193,7 @@ def run(args) -> int:
     sink = resolve_endpoint(args.output, "output")
     if source.device is not None and sink.device is not None:
         devices.check_feedback(source.device, sink.device, args.allow_feedback)
-    file_rate, file_channels = file_info(source.path) if source.path else (None, None)
+    file_rate, file_channels = audio_file_info(source.path)[:2] if source.path else (None, None)
     rate = choose_rate(args, source, sink, file_rate)
     channels = choose_channels(args, source, sink, file_channels)
     out_channels = _output_channels(sink, channels)

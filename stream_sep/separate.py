@@ -236,20 +236,27 @@ class _FileReader:
         out[:, got:] = 0.0
 
 
-def _audio_info(path: Path) -> tuple[int, int, int]:
-    """(rate, channels, frames) of an input file, refusing what cannot be separated."""
+def audio_file_info(path: Path) -> tuple[int, int, int]:
+    """(rate, channels, frames) of an input file, refusing one that cannot be read or is
+    empty with one line naming it."""
     try:
         info = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError, OSError) as error:
         raise AudioFileError(f"cannot read audio file {str(path)!r}: {error}") from None
     if info.frames <= 0:
         raise AudioFileError(f"audio file {str(path)!r} holds no samples")
-    if info.channels > engine_module.MAX_CHANNELS:
+    return int(info.samplerate), int(info.channels), int(info.frames)
+
+
+def _audio_info(path: Path) -> tuple[int, int, int]:
+    """:func:`audio_file_info`, also refusing more channels than the engine separates."""
+    rate, channels, frames = audio_file_info(path)
+    if channels > engine_module.MAX_CHANNELS:
         raise AudioFileError(
-            f"audio file {str(path)!r} has {info.channels} channels; at most "
+            f"audio file {str(path)!r} has {channels} channels; at most "
             f"{engine_module.MAX_CHANNELS} are supported"
         )
-    return int(info.samplerate), int(info.channels), int(info.frames)
+    return rate, channels, frames
 
 
 def _temporary_beside(path: Path) -> Path:

@@ -19,7 +19,8 @@ from stream_sep.recording import RingBuffer
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CAPACITY = 8192  # frames per engine call; longer device blocks are cut into pieces
+DEFAULT_CAPACITY = 8192
+_READER_NAP_SECONDS = 0.01  # frames per engine call; longer device blocks are cut into pieces
 
 
 class FileSource:
@@ -48,7 +49,6 @@ class FileSource:
         self.error: str | None = None  # why decoding stopped early, if it did
         self._ring = RingBuffer(channels, max(int(ahead_seconds * rate), 4 * block))
         self._stop = threading.Event()
-        self._room = threading.Event()
         self._reader = threading.Thread(target=self._read_file, name="file-reader", daemon=True)
         self._reader.start()
 
@@ -79,11 +79,9 @@ class FileSource:
         if missing > 0:
             self.underrun_frames += missing
         self.position += n
-        self._room.set()
 
     def close(self) -> None:
         self._stop.set()
-        self._room.set()
         self._reader.join(timeout=1.0)
 
     # reader thread -----------------------------------------------------------------
@@ -131,8 +129,9 @@ class FileSource:
             room = self._ring.capacity - self._ring.available
             done += self._ring.write(audio[:, done : done + room])
             if done < audio.shape[1]:
-                self._room.clear()
-                self._room.wait(0.05)
+                # Full: poll rather than be woken, so that read() (the audio thread) never
+                # touches a lock. The ring holds seconds; 10 ms naps cost nothing.
+                self._stop.wait(_READER_NAP_SECONDS)
         return done
 
 

@@ -20,11 +20,10 @@ import logging
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from stream_sep import datasets, evaluate, metrics
+from stream_sep import atomic, datasets, evaluate, metrics
 from stream_sep.errors import UserError
 from stream_sep.inference import load_model
 
@@ -140,8 +139,7 @@ def plot(rows: list[dict], baseline_db: float, title: str, path: Path) -> None:
     axes.grid(alpha=0.3)
     axes.legend(fontsize=8)
     figure.tight_layout()
-    descriptor, temporary = tempfile.mkstemp(suffix=".png", dir=path.parent)
-    os.close(descriptor)
+    temporary = atomic.hidden_sibling(path)
     try:
         figure.savefig(temporary, dpi=120)
         os.replace(temporary, path)

@@ -24,14 +24,13 @@ import logging
 import math
 import os
 import statistics
-import tempfile
 import time
 from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 
-from stream_sep import datasets, metrics, separate
+from stream_sep import atomic, datasets, metrics, separate
 from stream_sep.engine import Separator
 from stream_sep.errors import UserError
 from stream_sep.inference import load_model
@@ -379,11 +378,9 @@ def _notes(results: list[dict]) -> list[str]:
 def write_json_atomically(path: Path, report: dict) -> None:
     """Write ``report`` as JSON (NaN/Inf as null) via a temp file in the same folder."""
     text = json.dumps(_finite(report), indent=2, allow_nan=False)
-    descriptor, temporary = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
-    )
+    temporary = atomic.hidden_sibling(path)
     try:
-        with os.fdopen(descriptor, "w") as handle:
+        with open(temporary, "w") as handle:
             handle.write(text + "\n")
         os.replace(temporary, path)
     except BaseException:

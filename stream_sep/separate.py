@@ -11,15 +11,14 @@ import contextlib
 import logging
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
+from stream_sep import atomic, providers, safety
 from stream_sep import engine as engine_module
-from stream_sep import providers, safety
 from stream_sep.errors import AudioFileError, ModelError, UserError
 from stream_sep.inference import load_model
 
@@ -139,7 +138,7 @@ def separate_file(
     created = [d for d in (folder, *folder.parents) if not d.exists()]  # deepest first
     folder.mkdir(parents=True, exist_ok=True)
     recorder = _FailureRecorder(model)
-    temporaries = {stem: _temporary_beside(folder / f"{stem}.wav") for stem in stems}
+    temporaries = {stem: atomic.hidden_sibling(folder / f"{stem}.wav") for stem in stems}
     try:
         with (
             engine_module.Separator(
@@ -259,14 +258,6 @@ def _audio_info(path: Path) -> tuple[int, int, int]:
     return rate, channels, frames
 
 
-def _temporary_beside(path: Path) -> Path:
-    handle, temporary = tempfile.mkstemp(
-        prefix=f".{path.stem}-", suffix=path.suffix, dir=path.parent
-    )
-    os.close(handle)
-    return Path(temporary)
-
-
 def separate_array(
     model, audio: np.ndarray, sample_rate: int, progress=None, **options
 ) -> dict[str, np.ndarray]:
@@ -365,22 +356,6 @@ def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
             f"audio file {str(path)!r} has {data.shape[1]} channels; at most {engine_module.MAX_CHANNELS} are supported"
         )
     return np.ascontiguousarray(data.T), int(rate)
-
-
-def write_audio(path: Path, audio: np.ndarray, rate: int, subtype: str = "FLOAT") -> None:
-    """Write (channels, samples) atomically: a temporary file beside it, then a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(
-        prefix=f".{path.stem}-", suffix=path.suffix, dir=path.parent
-    )
-    os.close(handle)
-    try:
-        sf.write(temporary, audio.T, rate, subtype=subtype, format="WAV")
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 class _Progress:

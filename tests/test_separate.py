@@ -214,3 +214,23 @@ def test_files_are_separated_block_by_block_into_the_samples_of_the_whole_signal
         assert written_rate == rate and written.shape == audio.T.shape
         np.testing.assert_array_equal(written.T, whole[stem])
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["karaoke.wav", "vocals.wav"]
+
+
+def test_written_stems_follow_the_users_umask(tmp_path, half_path):
+    """Hidden files are made with os.open(0o666), not mkstemp (which would make them 0600)."""
+    import os
+    import stat
+
+    from stream_sep.separate import separate_file
+
+    source = tmp_path / "song.wav"
+    sf.write(source, noise(1, 8000, seed=2)[0], 16000)
+    previous = os.umask(0o022)
+    try:
+        separate_file(
+            load_model(half_path), source, tmp_path / "out", hop=0.1, lookahead=0.05, crossfade=0.02
+        )
+    finally:
+        os.umask(previous)
+    for stem in ("vocals", "karaoke"):
+        assert stat.S_IMODE((tmp_path / "out" / f"{stem}.wav").stat().st_mode) == 0o644

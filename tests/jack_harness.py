@@ -145,21 +145,25 @@ class Harness:
 
     # JACK threads -----------------------------------------------------------
     def _play(self, frames: int) -> None:
-        if self.armed and self.start_frame is None:
-            self.start_frame = self.mic.last_frame_time
-        position = 0 if self.start_frame is None else self.mic.last_frame_time - self.start_frame
+        # start_frame and signal are read once: the test thread's play() may replace them
+        # at any moment, and an exception here would make JACK drop this client for good.
+        start, signal = self.start_frame, self.signal
+        if self.armed and start is None:
+            start = self.start_frame = self.mic.last_frame_time
+        position = 0 if start is None else self.mic.last_frame_time - start
         n = 0
-        if self.start_frame is not None and position < self.signal.shape[1]:
-            n = min(frames, self.signal.shape[1] - position)
+        if start is not None and 0 <= position < signal.shape[1]:
+            n = min(frames, signal.shape[1] - position)
         for channel, port in enumerate(self.outports):
             buffer = port.get_array()
-            buffer[:n] = self.signal[channel, position : position + n]
+            buffer[:n] = signal[channel, position : position + n]
             buffer[n:] = 0.0
 
     def _record(self, frames: int) -> None:
-        if self.start_frame is None:
+        start = self.start_frame
+        if start is None:
             return
-        offset = self.headphones.last_frame_time - self.start_frame
+        offset = self.headphones.last_frame_time - start
         if offset < 0 or offset + frames > self.capture.shape[1]:
             return
         for channel, port in enumerate(self.inports):

@@ -32,7 +32,6 @@ import importlib
 import json
 import logging
 import os
-import secrets
 import subprocess
 import sys
 import time
@@ -42,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
+from stream_sep import atomic
 from stream_sep.contract import ModelContract
 from stream_sep.errors import UserError
 
@@ -173,10 +173,8 @@ def staged_output(output: Path) -> Iterator[Path]:
     """
     if output.is_dir():
         raise UserError(f"--output {str(output)!r} is a directory; give a file name")
-    staged = output.with_name(f".{output.name}.{os.getpid()}.{secrets.token_hex(4)}.partial")
     try:
-        # os.open, not mkstemp: the file gets the user's umask (mkstemp would make it 0600).
-        os.close(os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        staged = atomic.hidden_sibling(output)
     except OSError as error:
         raise UserError(
             f"cannot write --output {str(output)!r}: {error.strerror or error}"

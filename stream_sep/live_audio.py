@@ -19,8 +19,8 @@ from stream_sep.recording import RingBuffer
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CAPACITY = 8192
-_READER_NAP_SECONDS = 0.01  # frames per engine call; longer device blocks are cut into pieces
+DEFAULT_CAPACITY = 8192  # frames per engine call; longer device blocks are cut into pieces
+_READER_NAP_SECONDS = 0.01  # how long the file reader waits for room in a full ring
 
 
 class FileSource:

@@ -137,18 +137,14 @@ def separate_file(
     rate, channels, frames = _audio_info(path)
     created = [d for d in (folder, *folder.parents) if not d.exists()]  # deepest first
     folder.mkdir(parents=True, exist_ok=True)
-    recorder = _FailureRecorder(model)
     temporaries = {stem: atomic.hidden_sibling(folder / f"{stem}.wav") for stem in stems}
     try:
         with (
-            engine_module.Separator(
-                recorder, rate, channels, mode="vocals", blocking=True, limit=False, **options
-            ) as engine,
-            _FileReader(path, channels) as ahead,
-            _FileReader(path, channels) as behind,
+            _offline_engine(model, rate, channels, **options) as engine,
+            _FileReader(path) as ahead,
+            _FileReader(path) as behind,
             contextlib.ExitStack() as files,
         ):
-            engine.warm_up()
             writers = {
                 stem: files.enter_context(
                     sf.SoundFile(str(temporary), "w", rate, channels, "FLOAT", format="WAV")
@@ -157,11 +153,6 @@ def separate_file(
             }
             guards = {stem: safety.OutputGuard(channels, rate) for stem in stems}
             _stream_through(engine, ahead, behind, frames, writers, guards, progress)
-            failures, windows = engine.stats.model_failures, engine.stats.windows_submitted
-        if failures:
-            raise ModelError(
-                f"the model failed on {failures} of {windows} window(s){recorder.reason()}"
-            )
         for stem, temporary in temporaries.items():
             os.replace(temporary, folder / f"{stem}.wav")
     finally:
@@ -208,8 +199,8 @@ class _FileReader:
     """Sequential (channels, n) float32 reads of an audio file, silence past its end; a
     file that breaks mid-way raises :class:`AudioFileError`."""
 
-    def __init__(self, path: Path, channels: int):
-        self.path, self.channels = path, channels
+    def __init__(self, path: Path):
+        self.path = path
         self._handle = None
 
     def __enter__(self):
@@ -288,12 +279,7 @@ def estimate_vocals(
     warm_up: first run one silent window, refusing a model that cannot run at all.
     """
     channels, samples = audio.shape
-    recorder = _FailureRecorder(model)
-    with engine_module.Separator(
-        recorder, sample_rate, channels, mode="vocals", blocking=True, limit=False, **options
-    ) as engine:
-        if warm_up:
-            engine.warm_up()
+    with _offline_engine(model, sample_rate, channels, warm_up, **options) as engine:
         latency = engine.latency_samples
         padded = np.zeros((channels, samples + latency), np.float32)
         padded[:, :samples] = audio
@@ -303,14 +289,31 @@ def estimate_vocals(
             engine.process(padded[:, start : start + block], out=vocals[:, start : start + block])
             if progress is not None:
                 progress(min(1.0, (start + block) / padded.shape[1]))
-        failures, windows = engine.stats.model_failures, engine.stats.windows_submitted
     if progress is not None:
         progress.done()
+    return np.ascontiguousarray(vocals[:, latency:])
+
+
+@contextlib.contextmanager
+def _offline_engine(model, sample_rate: int, channels: int, warm_up: bool = True, **options):
+    """A blocking engine (vocals mode, no limiter) around ``model`` for whole files.
+
+    Live, a window the model fails on plays the dry mix; offline that would be a silent
+    defect, so leaving the block normally raises :class:`ModelError` with the model's
+    reason if any window failed. warm_up: first refuse a model that cannot run at all.
+    """
+    recorder = _FailureRecorder(model)
+    with engine_module.Separator(
+        recorder, sample_rate, channels, mode="vocals", blocking=True, limit=False, **options
+    ) as engine:
+        if warm_up:
+            engine.warm_up()
+        yield engine
+    failures, windows = engine.stats.model_failures, engine.stats.windows_submitted
     if failures:
         raise ModelError(
             f"the model failed on {failures} of {windows} window(s){recorder.reason()}"
         )
-    return np.ascontiguousarray(vocals[:, latency:])
 
 
 class _FailureRecorder:

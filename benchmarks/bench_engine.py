@@ -96,14 +96,14 @@ def window_costs(model, repeats: int) -> dict[str, float]:
     stream_window = (0.1 * rng.standard_normal((2, separator.window_samples))).astype(np.float32)
     # The stretch of the vocal estimate the engine resamples back up: (samples, 2).
     stretch = np.ascontiguousarray(
-        spectral.from_network_output(output, contract)[:, 0, separator._model_slice].T
+        spectral.from_network_output(output, contract)[:, 0, separator._runner._model_slice].T
     )
-    quality = engine._RESAMPLE_QUALITY
+    quality = engine.RESAMPLE_QUALITY
     return {
         "stft_ms": _median_ms(lambda: spectral.to_network_input(audio, contract), repeats),
         "core_ms": _median_ms(lambda: model.run_network(spectrogram), repeats),
         "istft_ms": _median_ms(lambda: spectral.from_network_output(output, contract), repeats),
-        "resample_down_ms": _median_ms(lambda: separator._to_model_rate(stream_window), repeats),
+        "resample_down_ms": _median_ms(lambda: separator._runner.to_model_rate(stream_window), repeats),
         "resample_up_ms": _median_ms(
             lambda: soxr.resample(stretch, contract.sample_rate, STREAM_RATE, quality), repeats
         ),

@@ -20,3 +20,10 @@ class AudioFileError(UserError):
 
 class DeviceError(UserError):
     """An audio device that does not exist, is ambiguous, or cannot do what was asked."""
+
+
+def first_line(error: BaseException) -> str:
+    """``"<Type>: <first line of the message>"``, at most 300 characters."""
+    lines = str(error).strip().splitlines()
+    text = lines[0] if lines else ""
+    return f"{type(error).__name__}: {text}"[:300]

@@ -1,0 +1,181 @@
+"""Windows in flight: their slots, and who runs them (a worker thread live, the caller offline).
+
+A window is *claimed* when its last input sample arrives, filled by the caller, *started*
+(queued for the worker, or run at once inline) and later *decided* exactly once, when its
+first output sample is due: used if its estimate is ready, otherwise a fallback to the dry
+signal (late, failed or skipped).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+
+import numpy as np
+
+from stream_sep.engine.health import Health
+from stream_sep.engine.window import WindowRunner
+from stream_sep.errors import ModelError, first_line
+
+log = logging.getLogger(__name__)
+
+SLOTS = 6  # windows alive at once: in use (2), computing (1-2), spare
+CLOSE_TIMEOUT = 1.0  # seconds close() waits for a busy worker (a hung model is left behind)
+
+
+class Slot:
+    """One window in flight: its input, its weighted estimate over the support, its state."""
+
+    FREE, QUEUED, RUNNING, READY, FAILED = range(5)
+
+    def __init__(self, channels: int, window: int, support: int):
+        self.audio = np.zeros((channels, window), np.float32)  # (C, W) stream rate
+        self.estimate = np.zeros((channels, support), np.float32)  # (C, S) weighted vocals
+        self.state = Slot.FREE
+        self.window_index = -1
+        self.generation = -1
+        self.decision = 0  # 0 undecided, 1 used, -1 fallback
+        self.stereo: str | None = None  # the runner's stereo handling unless set
+
+
+class Scheduler:
+    """Runs claimed windows through ``runner`` and records the outcome in ``health``.
+
+    threaded: a daemon worker thread runs them (live); otherwise :meth:`start` runs the
+    window before returning (offline). strict (inline only): a window the model fails on
+    raises :class:`ModelError` at once instead of playing the dry signal.
+    """
+
+    def __init__(
+        self,
+        runner: WindowRunner,
+        health: Health,
+        weights: np.ndarray,
+        channels: int,
+        threaded: bool,
+        strict: bool = False,
+    ):
+        plan = runner.plan
+        self.runner, self.health, self.strict = runner, health, strict
+        self._weights = weights
+        self._slots = [
+            Slot(channels, plan.window_samples, plan.support_samples) for _ in range(SLOTS)
+        ]
+        self.generation = 0
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._worker = None
+        if threaded:
+            self._worker = threading.Thread(
+                target=self._work, name="stream-sep-inference", daemon=True
+            )
+            self._worker.start()
+
+    @property
+    def queued_jobs(self) -> int:
+        """Windows waiting for the worker; at most the number of slots, by construction."""
+        return self._jobs.qsize()
+
+    def claim(self, window_index: int) -> Slot | None:
+        """The slot for a new window, or None (counted as skipped) while the worker still
+        holds it (a hung or very slow model)."""
+        slot = self._slots[window_index % SLOTS]
+        self.health.stats.windows_submitted += 1
+        slot.window_index = window_index
+        if slot.state in (Slot.QUEUED, Slot.RUNNING):
+            slot.decision = -1
+            self.health.stats.windows_skipped += 1
+            self.health.note_fallback(False)
+            return None
+        slot.generation = self.generation
+        slot.decision = 0
+        slot.stereo = None
+        return slot
+
+    def start(self, slot: Slot) -> None:
+        slot.state = Slot.QUEUED
+        if self._worker is None:
+            self._run(slot)
+        else:
+            self._jobs.put(slot)
+
+    def decide(self, window_index: int) -> Slot | None:
+        """The slot of ``window_index`` if its estimate is used; decides once per window."""
+        slot = self._slots[window_index % SLOTS]
+        if slot.window_index != window_index or slot.generation != self.generation:
+            return None
+        if slot.decision == 0:
+            if slot.state == Slot.READY:
+                slot.decision = 1
+                self.health.note_used()
+            else:
+                slot.decision = -1
+                failed = slot.state == Slot.FAILED
+                self.health.note_fallback(failed, missed=not failed)
+        return slot if slot.decision == 1 else None
+
+    def reset(self) -> None:
+        """Forget every window; results of a model call still running are discarded."""
+        self.generation += 1
+        for slot in self._slots:
+            if slot.state != Slot.RUNNING:
+                slot.state = Slot.FREE
+            slot.decision = 0
+            slot.window_index = -1
+
+    def close(self) -> None:
+        """Stop the worker. A model call that does not return within a second is left
+        behind on its daemon thread rather than blocking the caller."""
+        if self._worker is None:
+            return
+        self._jobs.put(None)
+        self._worker.join(timeout=CLOSE_TIMEOUT)
+        if self._worker.is_alive():
+            log.warning(
+                "the inference worker is still busy after %.1f s; not waiting for it", CLOSE_TIMEOUT
+            )
+        self._worker = None
+
+    def _work(self) -> None:
+        while True:
+            slot = self._jobs.get()
+            if slot is None:
+                return
+            if slot.decision == -1 or slot.generation != self.generation:
+                slot.state = Slot.FREE
+                self.health.stats.jobs_dropped += 1
+                continue
+            self._run(slot)
+
+    def _run(self, slot: Slot) -> None:
+        slot.state = Slot.RUNNING
+        generation, health = slot.generation, self.health
+        health.check_input(slot.audio, self.runner.plan.hop_samples)
+        started = health.running_since = time.perf_counter()
+        try:
+            estimate = self.runner.estimate(slot.audio, slot.stereo)
+        except Exception as error:  # the model may fail in any way; the stream must go on
+            health.running_since = 0.0
+            health.note_error(error)
+            slot.state = Slot.FAILED
+            if self.strict:
+                raise self._model_error(error) from None
+            return
+        health.running_since = 0.0
+        if generation != self.generation:
+            slot.state = Slot.FREE
+            return
+        np.multiply(estimate, self._weights, out=slot.estimate)
+        health.note_run(time.perf_counter() - started)
+        slot.state = Slot.READY
+
+    def _model_error(self, error: BaseException) -> ModelError:
+        stats = self.health.stats
+        reason = first_line(error).split(": ", 1)[-1] or type(error).__name__
+        if "NaN" in reason:
+            reason = "the model returned NaN/Inf"
+        return ModelError(
+            f"the model failed on {stats.model_failures} of {stats.windows_submitted} "
+            f"window(s): {reason}"
+        )

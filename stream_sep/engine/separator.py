@@ -1,0 +1,286 @@
+"""The streaming separator: composes the plan, the delay ring, the scheduler and the mixer.
+
+Safety (see docs/reliability.md): the mix is multiplied by an output gain that fades in over
+``fade_in`` seconds from ``latency_samples`` (where the delayed signal first arrives) and fades
+out on :meth:`Separator.fade_out`, then passes the :class:`~stream_sep.safety.OutputGuard`
+(peak limiter, NaN guard, hard clip at the ceiling). A window that raises, returns the wrong
+shape or NaN/Inf, or is late plays the dry signal; ``max_consecutive_failures`` such windows
+in a row latch :attr:`Separator.failed` with a :attr:`Separator.failure_reason`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+
+from stream_sep import safety
+from stream_sep.engine.delay import DelayRing
+from stream_sep.engine.health import EngineStats, Health
+from stream_sep.engine.mixer import Mixer
+from stream_sep.engine.plan import WindowPlan, seconds_to_samples
+from stream_sep.engine.scheduler import Scheduler
+from stream_sep.engine.window import STEREO_CHOICES, WindowRunner
+from stream_sep.errors import ModelError, UserError, first_line
+
+log = logging.getLogger(__name__)
+
+MAX_CHANNELS = 8
+DEFAULT_FADE_SECONDS = 0.05
+DEFAULT_MAX_CONSECUTIVE_FAILURES = 8
+
+
+class Separator:
+    """Streaming vocal separation with a fixed, exactly reported delay.
+
+    ``process(block)`` takes ``(channels, n)`` float32 blocks of any size ``n`` and returns
+    ``(channels, n)``; output sample ``j`` corresponds to input sample ``j - latency_samples``
+    (see :mod:`stream_sep.engine.plan` for the arithmetic). blocking: run each window inline
+    (offline) instead of on a worker thread; strict (with blocking): a window the model fails
+    on raises :class:`~stream_sep.errors.ModelError` instead of playing the dry signal.
+    """
+
+    def __init__(
+        self,
+        model,
+        sample_rate: int,
+        channels: int,
+        *,
+        hop: float = 0.5,
+        lookahead: float = 0.25,
+        crossfade: float = 0.064,
+        compute: float | None = None,
+        mode: str = "karaoke",
+        vocal_level: float | None = None,
+        stereo: str = "batch",
+        blocking: bool = False,
+        strict: bool = False,
+        ramp_seconds: float = 0.05,
+        ceiling_db: float = safety.DEFAULT_CEILING_DB,
+        limit: bool = True,
+        fade_in: float | None = None,
+        max_consecutive_failures: int = DEFAULT_MAX_CONSECUTIVE_FAILURES,
+    ):
+        self.model, self.contract = model, model.contract
+        self.sample_rate = _check_rate(sample_rate)
+        self.channels = _check_channels(channels)
+        if stereo not in STEREO_CHOICES:
+            raise UserError(f"--stereo must be one of {', '.join(STEREO_CHOICES)}, got {stereo!r}")
+        self.stereo, self.blocking = stereo, bool(blocking)
+        self.plan = plan = WindowPlan.build(
+            self.contract, self.sample_rate, hop, lookahead, crossfade, compute
+        )
+        self.stats = EngineStats(hop_seconds=plan.hop_samples / self.sample_rate)
+        self._health = Health(self.stats, _check_failures(max_consecutive_failures))
+        self._runner = WindowRunner(model, plan, stereo)
+        self._weights = plan.crossfade_weights()
+        self._scheduler = Scheduler(
+            self._runner,
+            self._health,
+            self._weights,
+            self.channels,
+            threaded=not self.blocking,
+            strict=strict and self.blocking,
+        )
+        self.limiter = safety.OutputGuard(
+            self.channels, self.sample_rate, ceiling_db, max_block=plan.hop_samples
+        )
+        self._mixer = self._make_mixer(ramp_seconds, fade_in, limit)
+        self._allocate()
+        self._mixer.set_targets(mode, vocal_level)
+        self._mixer.apply_requests(0, immediate=True)
+        if self.sample_rate != self.contract.sample_rate:
+            log.info(
+                "stream at %d Hz, model at %d Hz: resampling with soxr",
+                self.sample_rate,
+                self.contract.sample_rate,
+            )
+
+    def _make_mixer(self, ramp_seconds: float, fade_in: float | None, limit: bool) -> Mixer:
+        rate = self.sample_rate
+        if fade_in is None:  # offline callers (limit=False) want the signal from sample one
+            fade_in = DEFAULT_FADE_SECONDS if limit else 0.0
+        return Mixer(
+            self.plan.hop_samples,
+            seconds_to_samples("ramp", ramp_seconds, rate),
+            self.plan.latency_samples,
+            seconds_to_samples("fade-in", fade_in, rate),
+            self.limiter if limit else None,
+        )
+
+    def _allocate(self) -> None:
+        plan, channels, chunk = self.plan, self.channels, self.plan.hop_samples
+        capacity = plan.window_samples + plan.latency_samples + 2 * chunk
+        self._ring = DelayRing(channels, capacity, chunk)
+        self._vocals = np.zeros((channels, chunk), np.float32)
+        self._dry = np.zeros((channels, chunk), np.float32)
+        self._coverage = np.zeros(chunk, np.float32)
+        self._position = 0  # input samples received so far (= output samples emitted)
+
+    # ------------------------------------------------------------------ plan and state
+    def __getattr__(self, name: str):
+        """The plan's sample counts (hop_samples, latency_samples, ...) read as attributes."""
+        if name.endswith("_samples") and name != "plan":
+            return getattr(self.__dict__["plan"], name)
+        raise AttributeError(name)
+
+    @property
+    def latency_seconds(self) -> float:
+        return self.plan.latency_seconds
+
+    @property
+    def latency_breakdown(self) -> dict[str, float]:
+        return self.plan.breakdown
+
+    @property
+    def mode(self) -> str:
+        return self._mixer.mode
+
+    @property
+    def vocal_level(self) -> float:
+        return self._mixer.vocal_level
+
+    @property
+    def failed(self) -> bool:
+        """True once ``max_consecutive_failures`` windows in a row had no usable estimate
+        (the model raised, returned garbage, hung or cannot keep up). Latched: the stream
+        goes on with the dry signal; a live host should fade out and stop."""
+        return self._health.failure is not None
+
+    @property
+    def failure_reason(self) -> str:
+        """One line saying why :attr:`failed` is set; empty while it is not."""
+        return self._health.describe()
+
+    @property
+    def failure_kind(self) -> str:
+        """'' while healthy; 'errors', 'hung' (no call returned) or 'slow' once failed."""
+        return self._health.failure_kind
+
+    @property
+    def faded_out(self) -> bool:
+        """True once a :meth:`fade_out` has finished: every further output sample is 0."""
+        return self._mixer.faded_out(self._position)
+
+    @property
+    def queued_jobs(self) -> int:
+        return self._scheduler.queued_jobs
+
+    # ------------------------------------------------------------------ controls
+    def set_mode(self, mode: str) -> None:
+        """karaoke, vocals or bypass; applied click-free from the next block."""
+        self._mixer.set_targets(mode, None)
+
+    def set_vocal_level(self, level: float) -> None:
+        """Karaoke with the vocals at ``level`` (0 = none, 1 = original); switches to karaoke."""
+        self._mixer.set_targets("karaoke", level)
+
+    def fade_out(self, seconds: float = DEFAULT_FADE_SECONDS) -> None:
+        """Ramp the output to silence over ``seconds``, starting at the next block. Keep
+        calling :meth:`process` until :attr:`faded_out`, then close the stream."""
+        self._mixer.request_fade_out(seconds_to_samples("fade-out", seconds, self.sample_rate))
+
+    def warm_up(self) -> float:
+        """Run one silent window through the worker's path (resampling, batch size, shape and
+        NaN checks) before streaming; returns the seconds taken. Raises :class:`ModelError`
+        with one line if the model cannot separate it."""
+        started = time.perf_counter()
+        try:
+            self._runner.estimate(np.zeros((self.channels, self.window_samples), np.float32))
+        except Exception as error:  # any failure of the model is a refusal of that model
+            raise ModelError(
+                f"the model cannot separate a silent window: {first_line(error)}"
+            ) from None
+        return time.perf_counter() - started
+
+    # ------------------------------------------------------------------ streaming
+    def process(self, block: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """block: (channels, n) float32 -> (channels, n) float32, delayed by latency_samples."""
+        if block.ndim != 2 or block.shape[0] != self.channels:
+            raise ValueError(f"block must be ({self.channels}, n), got {block.shape}")
+        if out is None:
+            out = np.empty(block.shape, np.float32)
+        if self._mixer.pending:
+            self._mixer.apply_requests(self._position)
+        done, total, hop = 0, block.shape[1], self.plan.hop_samples
+        while done < total:
+            size = min(total - done, hop - self._position % hop)
+            self._process_chunk(block[:, done : done + size], out[:, done : done + size])
+            done += size
+        return out
+
+    def reset(self) -> None:
+        """Forget the stream: silence history, counters kept, worker results discarded."""
+        self._scheduler.reset()
+        self._ring.clear()
+        self._position = 0
+        self._health.reset_streak()
+        self._mixer.reset()
+
+    def close(self) -> None:
+        """Stop the worker thread (a hung model call is left behind, not waited for)."""
+        self._scheduler.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _process_chunk(self, block: np.ndarray, out: np.ndarray) -> None:
+        """Handle ``n <= hop`` samples that do not cross a window end."""
+        start, hop = self._position, self.plan.hop_samples
+        self.stats.nonfinite_input_samples += self._ring.write(block, start)
+        self._position = start + block.shape[1]
+        if self._position % hop == 0:
+            self._submit(self._position // hop)
+        self._mix_output(start, out)
+
+    def _submit(self, window_index: int) -> None:
+        slot = self._scheduler.claim(window_index)
+        if slot is not None:
+            self._ring.read(window_index * self.plan.hop_samples - self.window_samples, slot.audio)
+            self._scheduler.start(slot)
+
+    def _mix_output(self, start: int, out: np.ndarray) -> None:
+        """Fill out (C, n) for output samples [start, start + n)."""
+        n = out.shape[1]
+        vocals, coverage, dry = self._vocals[:, :n], self._coverage[:n], self._dry[:, :n]
+        vocals.fill(0.0)
+        coverage.fill(0.0)
+        self._gather_estimates(start, n, vocals, coverage)
+        self._ring.read(start - self.plan.latency_samples, dry)
+        self._mixer.mix(start, dry, vocals, coverage, out)
+
+    def _gather_estimates(self, start: int, n: int, vocals: np.ndarray, coverage: np.ndarray):
+        """Add the weighted estimates of every used window whose support meets output
+        samples [start, start + n)."""
+        plan, support = self.plan, self.plan.support_samples
+        for window_index in plan.windows_meeting(start, n):
+            slot = self._scheduler.decide(window_index)
+            if slot is None:
+                continue
+            offset = start - plan.latency_samples - plan.support_first(window_index)
+            first, last = max(0, offset), min(support, offset + n)
+            if first < last:
+                vocals[:, first - offset : last - offset] += slot.estimate[:, first:last]
+                coverage[first - offset : last - offset] += self._weights[first:last]
+
+
+def _check_failures(count) -> int:
+    if not isinstance(count, (int, np.integer)) or isinstance(count, bool) or count < 1:
+        raise UserError(f"max_consecutive_failures must be an integer >= 1, got {count!r}")
+    return int(count)
+
+
+def _check_rate(rate) -> int:
+    if not isinstance(rate, (int, np.integer)) or not 8000 <= rate <= 384000:
+        raise UserError(f"sample rate must be an integer in [8000, 384000] Hz, got {rate!r}")
+    return int(rate)
+
+
+def _check_channels(channels) -> int:
+    if not isinstance(channels, (int, np.integer)) or not 1 <= channels <= MAX_CHANNELS:
+        raise UserError(f"channels must be an integer in [1, {MAX_CHANNELS}], got {channels!r}")
+    return int(channels)

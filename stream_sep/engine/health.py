@@ -54,8 +54,9 @@ class Health:
     """Counts windows used, missed and failed; latches a failure after
     ``max_consecutive_failures`` windows in a row played the dry signal."""
 
-    def __init__(self, stats: EngineStats, max_consecutive_failures: int):
+    def __init__(self, stats: EngineStats, max_consecutive_failures: int, latch_slow=True):
         self.stats = stats
+        self.latch_slow = latch_slow  # False while shedding: slowness is counted, not fatal
         self.max_consecutive_failures = max_consecutive_failures
         self.failure: tuple | None = None  # (kind, streak, failed in streak, seconds running)
         self.running_since = 0.0  # perf_counter() when the current model call started
@@ -85,8 +86,11 @@ class Health:
         stats.consecutive_fallbacks += 1
         self._streak_failed += int(failed)
         if self.failure is None and stats.consecutive_fallbacks >= self.max_consecutive_failures:
+            kind = self._kind()
+            if kind == "slow" and not self.latch_slow:
+                return
             self.failure = (
-                self._kind(),
+                kind,
                 stats.consecutive_fallbacks,
                 self._streak_failed,
                 self.running_for(),

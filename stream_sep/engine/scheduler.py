@@ -16,6 +16,7 @@ import time
 import numpy as np
 
 from stream_sep.engine.health import Health
+from stream_sep.engine.shedding import Shedding
 from stream_sep.engine.window import WindowRunner
 from stream_sep.errors import ModelError, first_line
 
@@ -28,7 +29,7 @@ CLOSE_TIMEOUT = 1.0  # seconds close() waits for a busy worker (a hung model is 
 class Slot:
     """One window in flight: its input, its weighted estimate over the support, its state."""
 
-    FREE, QUEUED, RUNNING, READY, FAILED = range(5)
+    FREE, QUEUED, RUNNING, READY, FAILED, SHED = range(6)
 
     def __init__(self, channels: int, window: int, support: int):
         self.audio = np.zeros((channels, window), np.float32)  # (C, W) stream rate
@@ -38,6 +39,7 @@ class Slot:
         self.generation = -1
         self.decision = 0  # 0 undecided, 1 used, -1 fallback
         self.stereo: str | None = None  # the runner's stereo handling unless set
+        self.deadline = 0.0  # perf_counter() by which the estimate is due (shedding)
 
 
 class Scheduler:
@@ -45,7 +47,8 @@ class Scheduler:
 
     threaded: a daemon worker thread runs them (live); otherwise :meth:`start` runs the
     window before returning (offline). strict (inline only): a window the model fails on
-    raises :class:`ModelError` at once instead of playing the dry signal.
+    raises :class:`ModelError` at once instead of playing the dry signal. shedding (threaded
+    only): a :class:`~stream_sep.engine.shedding.Shedding` that sheds work under overload.
     """
 
     def __init__(
@@ -56,9 +59,11 @@ class Scheduler:
         channels: int,
         threaded: bool,
         strict: bool = False,
+        shedding: Shedding | None = None,
     ):
         plan = runner.plan
         self.runner, self.health, self.strict = runner, health, strict
+        self.shedding = shedding if threaded else None
         self._weights = weights
         self._slots = [
             Slot(channels, plan.window_samples, plan.support_samples) for _ in range(SLOTS)
@@ -91,6 +96,9 @@ class Scheduler:
         slot.generation = self.generation
         slot.decision = 0
         slot.stereo = None
+        if self.shedding is not None:
+            slot.stereo = self.shedding.stereo_for_next()
+            slot.deadline = time.perf_counter() + self.shedding.allowance
         return slot
 
     def start(self, slot: Slot) -> None:
@@ -112,7 +120,8 @@ class Scheduler:
             else:
                 slot.decision = -1
                 failed = slot.state == Slot.FAILED
-                self.health.note_fallback(failed, missed=not failed)
+                missed = slot.state not in (Slot.FAILED, Slot.SHED)
+                self.health.note_fallback(failed, missed=missed)
         return slot if slot.decision == 1 else None
 
     def reset(self) -> None:
@@ -146,6 +155,10 @@ class Scheduler:
                 slot.state = Slot.FREE
                 self.health.stats.jobs_dropped += 1
                 continue
+            shedding = self.shedding
+            if shedding and shedding.hopeless(slot.stereo, slot.deadline - time.perf_counter()):
+                slot.state = Slot.SHED
+                continue
             self._run(slot)
 
     def _run(self, slot: Slot) -> None:
@@ -167,7 +180,10 @@ class Scheduler:
             slot.state = Slot.FREE
             return
         np.multiply(estimate, self._weights, out=slot.estimate)
-        health.note_run(time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        health.note_run(elapsed)
+        if self.shedding is not None:
+            self.shedding.observe(slot.stereo, elapsed)
         slot.state = Slot.READY
 
     def _model_error(self, error: BaseException) -> ModelError:

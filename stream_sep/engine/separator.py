@@ -21,6 +21,7 @@ from stream_sep.engine.health import EngineStats, Health
 from stream_sep.engine.mixer import Mixer
 from stream_sep.engine.plan import WindowPlan, seconds_to_samples
 from stream_sep.engine.scheduler import Scheduler
+from stream_sep.engine.shedding import Shedding
 from stream_sep.engine.window import STEREO_CHOICES, WindowRunner
 from stream_sep.errors import ModelError, UserError, first_line
 
@@ -39,6 +40,10 @@ class Separator:
     (see :mod:`stream_sep.engine.plan` for the arithmetic). blocking: run each window inline
     (offline) instead of on a worker thread; strict (with blocking): a window the model fails
     on raises :class:`~stream_sep.errors.ModelError` instead of playing the dry signal.
+    shed (live): shed work under overload instead of missing deadlines, and never stop for
+    slowness (:mod:`stream_sep.engine.shedding`); ``stereo_cost`` is the measured time of a
+    both-channel window over a mid-channel one. compute: the compute allowance in seconds
+    (default one hop; :mod:`stream_sep.engine.fitting` sizes it from measured speed).
     """
 
     def __init__(
@@ -56,6 +61,8 @@ class Separator:
         stereo: str = "batch",
         blocking: bool = False,
         strict: bool = False,
+        shed: bool = False,
+        stereo_cost: float = 2.0,
         ramp_seconds: float = 0.05,
         ceiling_db: float = safety.DEFAULT_CEILING_DB,
         limit: bool = True,
@@ -72,9 +79,12 @@ class Separator:
             self.contract, self.sample_rate, hop, lookahead, crossfade, compute
         )
         self.stats = EngineStats(hop_seconds=plan.hop_samples / self.sample_rate)
-        self._health = Health(self.stats, _check_failures(max_consecutive_failures))
+        shed = shed and not self.blocking
+        self._health = Health(self.stats, _check_failures(max_consecutive_failures), not shed)
         self._runner = WindowRunner(model, plan, stereo)
         self._weights = plan.crossfade_weights()
+        allowance = plan.compute_samples / self.sample_rate
+        self.shedding = Shedding(allowance, stereo, self.channels, stereo_cost) if shed else None
         self._scheduler = Scheduler(
             self._runner,
             self._health,
@@ -82,6 +92,7 @@ class Separator:
             self.channels,
             threaded=not self.blocking,
             strict=strict and self.blocking,
+            shedding=self.shedding,
         )
         self.limiter = safety.OutputGuard(
             self.channels, self.sample_rate, ceiling_db, max_block=plan.hop_samples

@@ -1,0 +1,168 @@
+"""Fitting the plan to the machine: measure the model's speed, then choose the settings.
+
+The compute allowance ``D`` (the time a window's inference may take before its samples are
+due) comes from the measured speed: ``D = min(hop, COMPUTE_MARGIN * t90 + COMPUTE_SLACK)``
+with ``t90`` the 90th percentile of timed windows, so the latency shrinks on a fast machine.
+``--latency auto`` then picks the hop (and, for stereo, whether to run both channels or only
+the mid channel) with the lowest latency whose load (``t90 / hop``) stays at or below
+``LOAD_CEILING``; ``--latency SECONDS`` picks the best-quality setting that fits and spends
+the rest of the requested delay on lookahead, so the reported latency is exactly what was
+asked. All choices are pure functions of the measured :class:`SpeedProfile`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+
+import numpy as np
+
+from stream_sep.engine.plan import WindowPlan
+from stream_sep.engine.window import WindowRunner
+from stream_sep.errors import UserError
+
+LOAD_CEILING = 0.6  # inference time per window / hop
+COMPUTE_MARGIN = 1.5  # compute allowance = margin x the 90th percentile window time + slack
+COMPUTE_SLACK = 0.02  # seconds: thread wake-up and device-block jitter
+AUTO_LOOKAHEAD = 0.1  # seconds of future context --latency auto gives the model
+AUTO_CROSSFADE = 0.064
+GRID = 0.01  # hops and allowances are whole multiples of 10 ms
+TIMED_WINDOWS = 6
+
+
+@dataclasses.dataclass(frozen=True)
+class SpeedProfile:
+    """Measured seconds per window: ``batch`` runs every channel, ``mid`` one channel."""
+
+    batch: tuple[float, ...]
+    mid: tuple[float, ...]
+
+    def t90(self, stereo: str) -> float:
+        times = self.batch if stereo == "batch" else self.mid
+        return float(np.percentile(times, 90))
+
+
+@dataclasses.dataclass(frozen=True)
+class Fit:
+    """A chosen setting: engine options plus the numbers it was chosen from."""
+
+    hop: float
+    lookahead: float
+    crossfade: float
+    compute: float
+    stereo: str
+    window_seconds: float  # t90 of the chosen stereo handling
+    latency: float
+
+    @property
+    def load(self) -> float:
+        return self.window_seconds / self.hop
+
+    def engine_options(self) -> dict:
+        return {
+            "hop": self.hop,
+            "lookahead": self.lookahead,
+            "crossfade": self.crossfade,
+            "compute": self.compute,
+            "stereo": self.stereo,
+        }
+
+
+def measure(model, sample_rate: int, channels: int, runs: int = TIMED_WINDOWS) -> SpeedProfile:
+    """Time ``runs`` windows of quiet noise through the engine's own window path (resampling,
+    STFT, model, iSTFT) for both stereo handlings (one when mono), after one untimed run."""
+    contract = model.contract
+    edge = contract.n_fft // 4 / contract.sample_rate
+    quarter = contract.window_seconds / 4  # any valid plan: the timing hardly depends on it
+    plan = WindowPlan.build(contract, sample_rate, quarter, 2 * edge, min(quarter, 0.064))
+    runner = WindowRunner(model, plan)
+    audio = 0.01 * np.random.default_rng(0).standard_normal((channels, plan.window_samples))
+    audio = audio.astype(np.float32)
+    timings = {}
+    for stereo in ("batch", "mid") if channels > 1 else ("batch",):
+        runner.estimate(audio, stereo)
+        timings[stereo] = tuple(_timed(runner, audio, stereo) for _ in range(runs))
+    return SpeedProfile(timings["batch"], timings.get("mid", timings["batch"]))
+
+
+def _timed(runner: WindowRunner, audio: np.ndarray, stereo: str) -> float:
+    started = time.perf_counter()
+    runner.estimate(audio, stereo)
+    return time.perf_counter() - started
+
+
+def compute_allowance(window_seconds: float, hop: float) -> float:
+    """Seconds a window may take: a margin over the measured time, never more than the hop."""
+    return min(hop, _ceil_grid(COMPUTE_MARGIN * window_seconds + COMPUTE_SLACK))
+
+
+def choose(
+    contract,
+    sample_rate: int,
+    channels: int,
+    speed: SpeedProfile,
+    target: float | None = None,
+    stereo: str | None = None,
+) -> Fit:
+    """The setting for ``target`` seconds of latency, or the lowest latency (None).
+
+    stereo: force 'batch' or 'mid' (None: either, preferring 'batch' at equal latency).
+    Raises :class:`UserError` naming the lowest latency possible when ``target`` is below it.
+    """
+    options = [stereo] if stereo else (["batch", "mid"] if channels > 1 else ["batch"])
+    fits = [_lowest(contract, sample_rate, speed, s) for s in options]
+    fits = [f for f in fits if f is not None]
+    if not fits:
+        raise UserError("this model's window is too short for any live setting on this machine")
+    best = min(fits, key=lambda f: (round(f.latency, 6), f.stereo != "batch"))
+    if target is None:
+        return best
+    fitting = [f for f in fits if f.latency <= target + 1e-9]
+    if not fitting:
+        raise UserError(
+            f"--latency must be at least {best.latency:.3f} s on this machine with this "
+            f"model ({best.window_seconds:.3f} s per window, {best.stereo}), got {target:g}"
+        )
+    chosen = next((f for f in fitting if f.stereo == "batch"), fitting[0])
+    return _stretch(contract, sample_rate, chosen, target)
+
+
+def _lowest(contract, rate: int, speed: SpeedProfile, stereo: str) -> Fit | None:
+    """The lowest-latency setting for one stereo handling, or None if none fits."""
+    seconds = speed.t90(stereo)
+    hop = max(GRID, _ceil_grid(seconds / LOAD_CEILING))
+    crossfade = min(AUTO_CROSSFADE, hop)
+    compute = compute_allowance(seconds, hop)
+    edge = math.ceil(contract.n_fft // 4 * rate / contract.sample_rate) / rate
+    lookahead = max(AUTO_LOOKAHEAD, edge)
+    fit = Fit(hop, lookahead, crossfade, compute, stereo, seconds, latency=0.0)
+    try:
+        plan = _plan(contract, rate, fit)
+    except UserError:
+        return None
+    return dataclasses.replace(fit, latency=plan.latency_seconds)
+
+
+def _stretch(contract, rate: int, fit: Fit, target: float) -> Fit:
+    """Spend the slack up to ``target`` on lookahead (quality); exact in samples."""
+    plan = _plan(contract, rate, fit)
+    extra = int(round(target * rate)) - plan.latency_samples
+    room = plan.support_start - plan.edge_samples  # lookahead the window can still give
+    if extra > room:
+        raise UserError(
+            f"--latency must be at most {(plan.latency_samples + room) / rate:.3f} s for this "
+            f"model's {contract.window_seconds:.3f} s window, got {target:g}"
+        )
+    lookahead = (plan.lookahead_samples + extra) / rate
+    return dataclasses.replace(
+        fit, lookahead=lookahead, latency=(plan.latency_samples + extra) / rate
+    )
+
+
+def _plan(contract, rate: int, fit: Fit) -> WindowPlan:
+    return WindowPlan.build(contract, rate, fit.hop, fit.lookahead, fit.crossfade, fit.compute)
+
+
+def _ceil_grid(seconds: float) -> float:
+    return round(math.ceil(seconds / GRID - 1e-9) * GRID, 6)

@@ -1,0 +1,174 @@
+"""The plan as a value, the compute allowance from measured speed, --latency choices, and
+graceful overload (shedding) in the live engine."""
+
+import threading
+import time
+
+import numpy as np
+import pytest
+from helpers import noise
+
+from stream_sep.contract import ModelContract
+from stream_sep.engine import Separator, WindowPlan, fitting
+from stream_sep.engine.fitting import SpeedProfile
+from stream_sep.errors import UserError
+
+CONTRACT = ModelContract()  # 16 kHz, 65,024-sample (4.064 s) window, n_fft 1024
+
+
+def profile(batch: float, mid: float) -> SpeedProfile:
+    return SpeedProfile((batch,) * 6, (mid,) * 6)
+
+
+def test_a_plan_needs_no_model_and_states_every_term():
+    plan = WindowPlan.build(CONTRACT, 48000, hop=0.5, lookahead=0.25, crossfade=0.064)
+    assert plan.latency_samples == 63072  # the README's default: 1.314 s at 48 kHz
+    assert plan.breakdown == {"lookahead": 0.25, "hop": 0.5, "crossfade": 0.064, "compute": 0.5}
+    faster = WindowPlan.build(CONTRACT, 48000, 0.5, 0.25, 0.064, compute=0.2)
+    assert faster.latency_samples == plan.latency_samples - int(0.3 * 48000)
+
+
+def test_the_compute_allowance_never_exceeds_the_hop():
+    with pytest.raises(UserError, match="compute allowance must be at most the hop"):
+        WindowPlan.build(CONTRACT, 16000, 0.2, 0.1, 0.02, compute=0.3)
+    assert fitting.compute_allowance(window_seconds=5.0, hop=0.4) == 0.4
+    assert fitting.compute_allowance(window_seconds=0.1, hop=1.0) == pytest.approx(0.17)
+
+
+def test_auto_takes_the_lowest_latency_within_the_load_ceiling():
+    fit = fitting.choose(CONTRACT, 48000, 2, profile(batch=0.30, mid=0.15))
+    assert fit.stereo == "mid"  # half the compute, so a shorter hop
+    assert fit.load <= fitting.LOAD_CEILING
+    assert fit.compute <= fit.hop
+    plan = WindowPlan.build(
+        CONTRACT, 48000, **{k: v for k, v in fit.engine_options().items() if k != "stereo"}
+    )
+    assert fit.latency == plan.latency_seconds
+    assert fit.latency == pytest.approx(0.1 + 0.25 + 0.064 + 0.25)
+    mono = fitting.choose(CONTRACT, 48000, 1, profile(batch=0.15, mid=0.15))
+    assert mono.stereo == "batch" and mono.latency == pytest.approx(fit.latency)
+
+
+def test_a_slower_model_gets_a_longer_hop_and_a_longer_latency():
+    fast = fitting.choose(CONTRACT, 44100, 2, profile(0.2, 0.1))
+    slow = fitting.choose(CONTRACT, 44100, 2, profile(0.8, 0.4))
+    assert slow.hop > fast.hop and slow.latency > fast.latency
+    assert slow.load <= fitting.LOAD_CEILING
+
+
+def test_an_asked_latency_is_met_exactly_with_the_slack_spent_on_lookahead():
+    fit = fitting.choose(CONTRACT, 48000, 2, profile(0.2, 0.1), target=0.9)
+    assert fit.latency == 0.9 and fit.stereo == "batch"
+    options = {k: v for k, v in fit.engine_options().items() if k != "stereo"}
+    assert WindowPlan.build(CONTRACT, 48000, **options).latency_samples == int(0.9 * 48000)
+    assert fit.lookahead > fitting.AUTO_LOOKAHEAD
+
+
+def test_a_latency_below_what_the_machine_can_do_names_the_lowest():
+    lowest = fitting.choose(CONTRACT, 48000, 2, profile(0.6, 0.3)).latency
+    with pytest.raises(UserError) as caught:
+        fitting.choose(CONTRACT, 48000, 2, profile(0.6, 0.3), target=0.5)
+    message = str(caught.value)
+    assert message.startswith(f"--latency must be at least {lowest:.3f} s on this machine")
+    assert message.endswith("got 0.5") and "\n" not in message
+
+
+def test_speed_is_measured_on_the_real_window_path(half):
+    class Slow:
+        contract = half.contract
+
+        def separate(self, audio):
+            time.sleep(0.05 * audio.shape[0])
+            return half.separate(audio)
+
+    speed = fitting.measure(Slow(), 48000, 2, runs=3)
+    assert len(speed.batch) == len(speed.mid) == 3
+    assert min(speed.batch) >= 0.1 and min(speed.mid) >= 0.05
+    fit = fitting.choose(half.contract, 48000, 2, speed)
+    assert fit.hop >= speed.t90(fit.stereo) / fitting.LOAD_CEILING - 1e-9
+
+
+class SlowPhase:
+    """Wraps a model: between ``start`` and ``stop`` seconds after creation, each call sleeps
+    ``per_channel`` seconds per batch row (another program took the CPU)."""
+
+    def __init__(self, model, start: float, stop: float, per_channel: float):
+        self.model, self.contract = model, model.contract
+        self.start, self.stop, self.per_channel = start, stop, per_channel
+        self.born = time.monotonic()
+        self.batches = []
+
+    def separate(self, audio):
+        age = time.monotonic() - self.born
+        self.batches.append(audio.shape[0])
+        if self.start <= age < self.stop:
+            time.sleep(self.per_channel * audio.shape[0])
+        return self.model.separate(audio)
+
+
+def _paced(engine, audio, block):
+    out = np.zeros_like(audio)
+    started = time.monotonic()
+    for first in range(0, audio.shape[1], block):
+        engine.process(audio[:, first : first + block], out=out[:, first : first + block])
+        ahead = (first + block) / engine.sample_rate - (time.monotonic() - started)
+        if ahead > 0:
+            time.sleep(ahead)
+    return out
+
+
+def test_overload_sheds_to_the_mid_channel_keeps_the_latency_and_recovers(half):
+    """Both channels cost 0.3 s in the slow phase (allowance 0.2 s), the mid channel 0.15 s."""
+    rate, seconds = 16000, 9.0
+    model = SlowPhase(half, start=2.0, stop=4.5, per_channel=0.15)
+    mono = noise(1, int(seconds * rate), seed=3, amplitude=0.2)
+    audio = np.repeat(mono, 2, axis=0)  # identical channels: mid == each channel
+    settings = {"hop": 0.2, "lookahead": 0.05, "crossfade": 0.02, "compute": 0.2}
+    with Separator(model, rate, 2, shed=True, mode="karaoke", fade_in=0.0, **settings) as engine:
+        out = _paced(engine, audio, 320)
+        latency, shedding, stats = engine.latency_samples, engine.shedding, engine.stats
+        assert not engine.failed
+    assert shedding.switches >= 1 and shedding.mid_windows > 0
+    assert not shedding.on_mid  # recovered once the machine was free
+    assert model.batches[-1] == 2  # back on both channels at the end
+    # Time-aligned throughout: the half model's karaoke is 0.5 x the delayed input where a
+    # window was used, the dry input where one was shed or missed, a blend in crossfades.
+    delayed = np.zeros_like(audio)
+    delayed[:, latency:] = audio[:, :-latency]
+    out, delayed = out[:, latency:], delayed[:, latency:]
+    # out = delayed * (1 - 0.5 c) with c in [0, 1]: between 0.5 x delayed and delayed.
+    tolerance = 0.01  # the half model itself is within 0.0034 of 0.5 x its input here
+    low, high = np.minimum(0.5 * delayed, delayed), np.maximum(0.5 * delayed, delayed)
+    between = (out >= low - tolerance) & (out <= high + tolerance)
+    assert between.all()
+    separated = np.abs(out - 0.5 * delayed) < tolerance
+    assert separated.mean() > 0.8  # most of the run was separated, slow phase included
+    assert stats.fallback_windows == stats.deadline_misses + shedding.dropped + (
+        stats.windows_skipped
+    )
+
+
+def test_shedding_never_stops_a_slow_stream_but_a_hung_model_still_does(half):
+    class Hung:
+        contract = half.contract
+
+        def __init__(self):
+            self.release = threading.Event()
+
+        def separate(self, audio):
+            self.release.wait(10)
+            return half.separate(audio)
+
+    settings = {"hop": 0.1, "lookahead": 0.05, "crossfade": 0.02}
+    slow = SlowPhase(half, start=0.0, stop=99.0, per_channel=0.2)
+    with Separator(slow, 16000, 1, shed=True, **settings) as engine:
+        _paced(engine, noise(1, 32000, seed=4), 320)
+        assert not engine.failed and engine.stats.fallback_windows > 8
+    hung = Hung()
+    engine = Separator(hung, 16000, 1, shed=True, **settings)
+    try:
+        _paced(engine, noise(1, 32000, seed=5), 320)
+        assert engine.failed and engine.failure_kind == "hung"
+    finally:
+        hung.release.set()
+        engine.close()

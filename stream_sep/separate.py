@@ -2,7 +2,10 @@
 
 The engine runs with ``blocking=True``: every window is computed before its output is
 needed, so the result equals a live run without deadline misses. The latency is removed,
-so each output is time-aligned with its input, same length, rate and channels.
+so each output is time-aligned with its input, same length, rate and channels. Stems are
+exact floats by default (karaoke + vocals is the input); ``clip_mode`` bounds them for people
+and formats that need it. Nothing is overwritten without ``--overwrite``, and an output
+folder that cannot be written is refused before the model loads.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from stream_sep import atomic, providers, safety
+from stream_sep import atomic, providers
 from stream_sep import engine as engine_module
 from stream_sep.errors import AudioFileError, ModelError, UserError
 from stream_sep.inference import load_model
@@ -25,6 +28,9 @@ from stream_sep.inference import load_model
 log = logging.getLogger(__name__)
 
 OUTPUT_MODES = ("karaoke", "vocals", "both")
+# none: exact float stems; clamp: each sample clipped to [-1, 1]; rescale: a stem whose peak
+# exceeds 1 divided by that peak (as Demucs' --clip-mode, without its 1 % headroom).
+CLIP_MODES = ("none", "clamp", "rescale")
 _BLOCK_SECONDS = 1.0
 
 
@@ -37,12 +43,32 @@ def add_arguments(parser) -> None:
         "--output",
         required=True,
         metavar="OUTDIR",
-        help="writes OUTDIR/<input stem>/{karaoke,vocals}.wav",
+        help=(
+            "writes OUTDIR/<input stem>/{karaoke,vocals}.wav; if two inputs share a file stem "
+            "(a/mixture.wav, b/mixture.wav), every input goes to OUTDIR/<its path from the "
+            "inputs' common folder, suffix removed>/ instead (OUTDIR/a/mixture/, "
+            "OUTDIR/b/mixture/), keeping the suffix where that still collides"
+        ),
     )
     parser.add_argument(
         "--mode",
         default="both",
         help=f"which stems to write: {', '.join(OUTPUT_MODES)} (default both)",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace stems that already exist (default: refuse, before any work, and change nothing)",
+    )
+    parser.add_argument(
+        "--clip-mode",
+        default="none",
+        metavar="|".join(CLIP_MODES),
+        help=(
+            "none: exact 32-bit float stems that sum back to the input; samples beyond 1.0 "
+            "are kept, float WAV holds them; clamp: clip each sample to [-1, 1]; rescale: "
+            "divide a stem whose peak exceeds 1.0 by that peak (default none)"
+        ),
     )
     add_engine_arguments(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -96,6 +122,7 @@ def engine_options(args) -> dict:
 def run(args) -> int:
     if args.mode not in OUTPUT_MODES:
         raise UserError(f"--mode must be one of {', '.join(OUTPUT_MODES)}, got {args.mode!r}")
+    _check_clip_mode(args.clip_mode)
     inputs = [Path(p) for p in args.inputs]
     for path in inputs:
         _check_readable(path)
@@ -103,78 +130,203 @@ def run(args) -> int:
     outdir = Path(args.output)
     if outdir.exists() and not outdir.is_dir():
         raise UserError(f"-o/--output {str(outdir)!r} exists and is not a directory")
+    stems = ("karaoke", "vocals") if args.mode == "both" else (args.mode,)
+    folders = output_folders(inputs, outdir)
+    for folder in folders:  # every refusal comes before the model loads
+        _check_targets(folder, stems, args.overwrite)
+        _check_writable(folder)
     model = load_model(args.model, args.provider)
     log.info("model %s on %s", model.path, model.provider)
-    stems = ("karaoke", "vocals") if args.mode == "both" else (args.mode,)
-    for path in inputs:
+    for path, folder in zip(inputs, folders, strict=True):
         started = time.perf_counter()
         progress = None if args.quiet or not sys.stderr.isatty() else _Progress(path.name)
         seconds = separate_file(
-            model, path, outdir / path.stem, stems, progress=progress, **engine_options(args)
+            model,
+            path,
+            folder,
+            stems,
+            progress=progress,
+            clip_mode=args.clip_mode,
+            **engine_options(args),
         )
         if not args.quiet:
             took = time.perf_counter() - started
             print(
                 f"{path.name}: {seconds:.1f} s separated in {took:.1f} s "
-                f"({seconds / max(took, 1e-9):.1f}x real time) -> {outdir / path.stem}",
+                f"({seconds / max(took, 1e-9):.1f}x real time) -> {folder}",
                 file=sys.stderr,
             )
     return 0
 
 
+def output_folders(inputs: list[Path], outdir: Path) -> list[Path]:
+    """The result folder of each input: ``outdir/<stem>``, or, if two inputs share a stem,
+    ``outdir/<path from the inputs' common folder, suffix removed>`` for every input, the
+    suffix kept where that still collides (song.wav and song.flac side by side). Refuses the
+    same file given twice."""
+    _refuse_repeated(inputs)
+    stems = [path.stem for path in inputs]
+    if len(set(stems)) == len(stems):
+        return [outdir / stem for stem in stems]
+    absolute = [Path(os.path.abspath(path)) for path in inputs]
+    common = os.path.commonpath([path.parent for path in absolute])
+    relative = [path.relative_to(common) for path in absolute]
+    unsuffixed = [path.with_suffix("") for path in relative]
+    return [
+        outdir / (path if unsuffixed.count(name) > 1 else name)
+        for path, name in zip(relative, unsuffixed, strict=True)
+    ]
+
+
+def _refuse_repeated(inputs: list[Path]) -> None:
+    seen: dict[Path, Path] = {}
+    for path in inputs:
+        first = seen.setdefault(path.resolve(), path)
+        if first is path:
+            continue
+        if first == path:
+            raise UserError(f"input {str(path)!r} is given twice")
+        raise UserError(f"inputs {str(first)!r} and {str(path)!r} are the same file")
+
+
+def _check_targets(folder: Path, stems, overwrite: bool) -> None:
+    """Refuse to replace an existing stem without ``overwrite``, or anything not a file."""
+    for stem in stems:
+        target = folder / f"{stem}.wav"
+        if os.path.isdir(target):
+            raise AudioFileError(f"{str(target)!r} is a folder; it cannot be replaced by a stem")
+        if os.path.lexists(target) and not overwrite:
+            raise AudioFileError(f"{str(target)!r} already exists; pass --overwrite to replace it")
+
+
+def _check_writable(folder: Path) -> None:
+    """Create ``folder`` and a hidden file in it, then remove both again: a folder that
+    cannot take the stems is one line before the model loads, and leaves nothing behind."""
+    created = _missing_folders(folder)
+    try:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise AudioFileError(
+                f"cannot create output folder {str(folder)!r}: {_reason(error, folder)}"
+            ) from None
+        try:
+            atomic.hidden_sibling(folder / "probe").unlink()
+        except OSError as error:
+            raise AudioFileError(
+                f"cannot write in output folder {str(folder)!r}: {_reason(error, folder)}"
+            ) from None
+    finally:
+        _remove_empty(created)
+
+
+def _missing_folders(folder: Path) -> list[Path]:
+    """``folder`` and its ancestors that do not exist yet, deepest first."""
+    return [path for path in (folder, *folder.parents) if not os.path.lexists(path)]
+
+
+def _remove_empty(created: list[Path]) -> None:
+    """Remove the folders of ``created`` (deepest first) that are still empty."""
+    for directory in created:
+        if directory.is_dir() and not any(directory.iterdir()):
+            directory.rmdir()
+
+
+def _reason(error: OSError, folder: Path) -> str:
+    """Why ``error`` happened, in words: the OS's text, or the file in the folder's way."""
+    for path in (folder, *folder.parents):
+        if os.path.lexists(path):
+            if not path.is_dir():
+                return f"{str(path)!r} is a file, not a folder"
+            break
+    return error.strerror or str(error)
+
+
+def _check_clip_mode(clip_mode: str) -> None:
+    if clip_mode not in CLIP_MODES:
+        raise UserError(f"--clip-mode must be one of {', '.join(CLIP_MODES)}, got {clip_mode!r}")
+
+
 def separate_file(
-    model, path: Path, folder: Path, stems=("karaoke", "vocals"), progress=None, **options
+    model,
+    path: Path,
+    folder: Path,
+    stems=("karaoke", "vocals"),
+    progress=None,
+    clip_mode: str = "none",
+    **options,
 ) -> float:
     """Separate an audio file block by block into ``folder/<stem>.wav``; returns its seconds.
 
     The same samples as :func:`separate_array` on the whole file, in memory proportional to
     a block and the engine's window rather than to the song: one reader feeds the engine,
     a second reads the same file ``latency`` samples behind it for the karaoke subtraction,
-    and each stem is written to a hidden file renamed into place only when all is done.
-    Raises :class:`AudioFileError` for an unreadable file and :class:`ModelError` if the
-    model failed on any window; nothing is left behind then.
+    and each stem is written to a hidden file renamed into place (replacing an older one)
+    only when all is done; ``clip_mode="rescale"`` rescales that hidden file in a second
+    pass, once its peak is known. Raises :class:`AudioFileError` for an unreadable file or
+    a folder that cannot be written, and :class:`ModelError` if the model failed on any
+    window; nothing is left behind then, not even an empty folder.
     """
+    _check_clip_mode(clip_mode)
     rate, channels, frames = _audio_info(path)
-    created = [d for d in (folder, *folder.parents) if not d.exists()]  # deepest first
-    folder.mkdir(parents=True, exist_ok=True)
-    temporaries = {stem: atomic.hidden_sibling(folder / f"{stem}.wav") for stem in stems}
+    created = _missing_folders(folder)
+    temporaries: dict[str, Path] = {}
     try:
-        with (
-            _offline_engine(model, rate, channels, **options) as engine,
-            _FileReader(path) as ahead,
-            _FileReader(path) as behind,
-            contextlib.ExitStack() as files,
-        ):
-            writers = {
-                stem: files.enter_context(
-                    sf.SoundFile(str(temporary), "w", rate, channels, "FLOAT", format="WAV")
-                )
-                for stem, temporary in temporaries.items()
-            }
-            guards = {stem: safety.OutputGuard(channels, rate) for stem in stems}
-            _stream_through(engine, ahead, behind, frames, writers, guards, progress)
+        folder.mkdir(parents=True, exist_ok=True)
+        for stem in stems:
+            temporaries[stem] = atomic.hidden_sibling(folder / f"{stem}.wav")
+        peaks = _separate_into(model, path, temporaries, clip_mode, progress, **options)
+        if clip_mode == "rescale":
+            for stem, temporary in temporaries.items():
+                _divide_in_place(temporary, peaks[stem])
         for stem, temporary in temporaries.items():
             os.replace(temporary, folder / f"{stem}.wav")
+    except (OSError, sf.LibsndfileError) as error:
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else error
+        raise AudioFileError(f"cannot write stems to {str(folder)!r}: {reason}") from None
     finally:
         for temporary in temporaries.values():
             temporary.unlink(missing_ok=True)
-        for directory in created:  # a failed run leaves no empty folders behind either
-            if directory.is_dir() and not any(directory.iterdir()):
-                directory.rmdir()
+        _remove_empty(created)  # a failed run leaves no empty folders behind either
     if progress is not None:
         progress.done()
     return frames / rate
 
 
-def _stream_through(engine, ahead, behind, frames: int, writers, guards, progress) -> None:
+def _separate_into(
+    model, path: Path, temporaries: dict, clip_mode: str, progress, **options
+) -> dict[str, float]:
+    """Stream ``path`` through the engine into one float WAV per stem (``temporaries``:
+    {stem: path}); returns each stem's peak |sample| as written."""
+    rate, channels, frames = _audio_info(path)
+    with (
+        _offline_engine(model, rate, channels, **options) as engine,
+        _FileReader(path) as ahead,
+        _FileReader(path) as behind,
+        contextlib.ExitStack() as files,
+    ):
+        writers = {
+            stem: files.enter_context(
+                sf.SoundFile(str(temporary), "w", rate, channels, "FLOAT", format="WAV")
+            )
+            for stem, temporary in temporaries.items()
+        }
+        return _stream_through(engine, ahead, behind, frames, writers, clip_mode, progress)
+
+
+def _stream_through(
+    engine, ahead, behind, frames: int, writers, clip_mode: str, progress
+) -> dict[str, float]:
     """Feed ``frames`` samples plus the engine's latency of silence through the engine and
-    write the aligned stems: output sample t + latency is the estimate for input sample t."""
+    write the aligned stems: output sample t + latency is the estimate for input sample t.
+    Returns each stem's peak |sample| as written (after clamping, if asked)."""
     channels, rate, latency = engine.channels, engine.sample_rate, engine.latency_samples
     block = max(1, int(_BLOCK_SECONDS * rate))
     source = np.zeros((channels, block), np.float32)
     vocals = np.zeros((channels, block), np.float32)
     dry = np.zeros((channels, block), np.float32)
     stem = np.zeros((channels, block), np.float32)
+    peaks = dict.fromkeys(writers, 0.0)
     total = frames + latency
     for start in range(0, total, block):
         n = min(block, total - start)
@@ -189,10 +341,35 @@ def _stream_through(engine, ahead, behind, frames: int, writers, guards, progres
             np.copyto(stem[:, :kept], vocals[:, skip:n])
             if name == "karaoke":  # what the engine's karaoke mode computes
                 np.subtract(dry[:, :kept], stem[:, :kept], out=stem[:, :kept])
-            guards[name].process(stem[:, :kept])
+            if clip_mode == "clamp":
+                np.clip(stem[:, :kept], -1.0, 1.0, out=stem[:, :kept])
+            peaks[name] = max(peaks[name], _peak(stem[:, :kept]))
             writer.write(stem[:, :kept].T)
         if progress is not None:
             progress(min(1.0, (start + n) / total))
+    return peaks
+
+
+def _peak(audio: np.ndarray) -> float:
+    """max |sample| of (channels, n) float32 audio, without a temporary array."""
+    return max(float(audio.max(initial=0.0)), -float(audio.min(initial=0.0)))
+
+
+def _divide_in_place(path: Path, peak: float) -> None:
+    """Divide a float WAV by ``peak`` if it exceeds 1, block by block: its peak becomes
+    exactly 1.0 (float32 division never rounds x / peak above peak / peak)."""
+    if peak <= 1.0:
+        return
+    divisor = np.float32(peak)
+    with sf.SoundFile(str(path), "r+") as wav:
+        block = max(1, int(_BLOCK_SECONDS * wav.samplerate))
+        while True:
+            position = wav.tell()
+            data = wav.read(block, dtype="float32", always_2d=True)
+            if not len(data):
+                break
+            wav.seek(position)
+            wav.write(data / divisor)
 
 
 class _FileReader:
@@ -250,20 +427,31 @@ def _audio_info(path: Path) -> tuple[int, int, int]:
 
 
 def separate_array(
-    model, audio: np.ndarray, sample_rate: int, progress=None, **options
+    model,
+    audio: np.ndarray,
+    sample_rate: int,
+    progress=None,
+    clip_mode: str = "none",
+    **options,
 ) -> dict[str, np.ndarray]:
-    """Separate a whole signal with the streaming engine, for listening.
+    """Separate a whole signal with the streaming engine.
 
     audio: (channels, samples) float32. Returns {"vocals": ..., "karaoke": ...}, each
-    (channels, samples) float32, time-aligned with ``audio`` and passed through the output
-    guard that the live path applies. Raises :class:`ModelError` if the model failed on any
-    window (see :func:`estimate_vocals`).
+    (channels, samples) float32, time-aligned with ``audio``. clip_mode "none": exact
+    floats, karaoke + vocals == audio within float32 rounding, samples beyond 1 kept;
+    "clamp": each sample clipped to [-1, 1]; "rescale": a stem whose peak exceeds 1
+    divided by that peak. Raises :class:`ModelError` if the model failed on any window
+    (see :func:`estimate_vocals`).
     """
+    _check_clip_mode(clip_mode)
     vocals = estimate_vocals(model, audio, sample_rate, progress=progress, **options)
     # What the engine's karaoke mode computes: the delayed input minus the estimate.
     karaoke = audio - vocals
     for stem in (vocals, karaoke):
-        safety.OutputGuard(audio.shape[0], sample_rate).process(stem)
+        if clip_mode == "clamp":
+            np.clip(stem, -1.0, 1.0, out=stem)
+        elif clip_mode == "rescale" and (peak := _peak(stem)) > 1.0:
+            np.divide(stem, np.float32(peak), out=stem)
     return {"vocals": vocals, "karaoke": karaoke}
 
 

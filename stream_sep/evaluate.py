@@ -30,8 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from stream_sep import atomic, datasets, metrics, separate
-from stream_sep.engine import Separator
+from stream_sep import atomic, datasets, metrics, offline, settings
+from stream_sep.engine import WindowPlan
 from stream_sep.errors import UserError
 from stream_sep.inference import load_model
 
@@ -175,15 +175,11 @@ def run(args: argparse.Namespace) -> int:
 def engine_options(
     streaming: bool, hop: float | None = None, lookahead: float | None = None
 ) -> dict:
-    """Engine keyword options for an evaluation run: the defaults of ``stream-sep separate``
-    (hop, lookahead, crossfade, stereo), with ``hop``/``lookahead`` replaced when streaming."""
-    parser = argparse.ArgumentParser(add_help=False)
-    separate.add_engine_arguments(parser)
-    options = separate.engine_options(parser.parse_args([]))
-    if streaming:
-        chosen = {"hop": hop, "lookahead": lookahead}
-        options.update({name: value for name, value in chosen.items() if value is not None})
-    return options
+    """Engine keyword options for an evaluation run: the engine defaults (hop, lookahead,
+    crossfade, stereo), with ``hop``/``lookahead`` replaced when streaming."""
+    if not streaming:
+        hop = lookahead = None
+    return settings.Settings(hop=hop, lookahead=lookahead).engine_options()
 
 
 @contextlib.contextmanager
@@ -210,7 +206,7 @@ def estimate_vocals(model, mixture: np.ndarray, sample_rate: int, options: dict)
     the model failed on raises :class:`ModelError` rather than being scored as the dry mix.
     """
     with _quiet_engine_input_checks():
-        return separate.estimate_vocals(model, mixture, sample_rate, warm_up=False, **options)
+        return offline.estimate_vocals(model, mixture, sample_rate, warm_up=False, **options)
 
 
 def centre_cancel(mixture: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -227,15 +223,15 @@ def centre_cancel(mixture: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def describe_plan(model, options: dict) -> dict:
     """The engine's latency and settings for ``options`` at the model's own rate."""
     rate = model.contract.sample_rate
-    with Separator(model, rate, 1, blocking=True, limit=False, **options) as separator:
-        return {
-            "hop_seconds": separator.hop_samples / rate,
-            "lookahead_seconds": separator.lookahead_samples / rate,
-            "crossfade_seconds": separator.crossfade_samples / rate,
-            "latency_seconds": separator.latency_seconds,
-            "algorithmic_latency_seconds": (separator.lookahead_samples + separator.hop_samples)
-            / rate,
-        }
+    plan_options = {name: options[name] for name in ("hop", "lookahead", "crossfade")}
+    plan = WindowPlan.build(model.contract, rate, **plan_options)
+    return {
+        "hop_seconds": plan.hop_samples / rate,
+        "lookahead_seconds": plan.lookahead_samples / rate,
+        "crossfade_seconds": plan.crossfade_samples / rate,
+        "latency_seconds": plan.latency_seconds,
+        "algorithmic_latency_seconds": (plan.lookahead_samples + plan.hop_samples) / rate,
+    }
 
 
 # ---------------------------------------------------------------------- scoring

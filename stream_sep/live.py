@@ -24,13 +24,13 @@ import threading
 import time
 from pathlib import Path
 
-from stream_sep import devices, keys, status
+from stream_sep import devices, keys, providers, settings, status
 from stream_sep import engine as engine_module
+from stream_sep.audio_files import audio_file_info
 from stream_sep.errors import AudioFileError, DeviceError, UserError
 from stream_sep.inference import bundled_model_path, load_model
 from stream_sep.live_audio import BlockProcessor, FileClock, FileSource
 from stream_sep.recording import Recorder, check_recording_path
-from stream_sep.separate import add_engine_arguments, audio_file_info, engine_options
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,13 @@ def add_arguments(parser) -> None:
         metavar="G",
         help="karaoke with the vocals at G (0 none, 1 original)",
     )
-    add_engine_arguments(parser)
+    parser.add_argument(
+        "--model", metavar="PATH", help="ONNX separation model (default: the bundled model)"
+    )
+    parser.add_argument(
+        "--provider", default="auto", metavar="|".join(providers.CHOICES), help="default auto"
+    )
+    settings.add_arguments(parser)
     parser.add_argument(
         "--samplerate",
         type=int,
@@ -209,7 +215,7 @@ def run(args) -> int:
         mode=args.mode,
         vocal_level=args.vocal_level,
         blocking=False,
-        **engine_options(args),
+        **settings.from_args(args).engine_options(),
     )
     try:
         session = LiveSession(args, model, separator, source, sink, rate, out_channels)

@@ -1,37 +1,26 @@
-"""``stream-sep separate``: the streaming engine, offline, on files.
+"""``stream-sep separate``: the command over :mod:`stream_sep.offline` (argument parsing and
+printing only).
 
-The engine runs with ``blocking=True``: every window is computed before its output is
-needed, so the result equals a live run without deadline misses. The latency is removed,
-so each output is time-aligned with its input, same length, rate and channels. Stems are
-exact floats by default (karaoke + vocals is the input); ``clip_mode`` bounds them for people
-and formats that need it. Nothing is overwritten without ``--overwrite``, and an output
-folder that cannot be written is refused before the model loads.
+Each input goes to ``OUTDIR/<stem>/`` (or, when stems collide, its path from the inputs'
+common folder). Nothing is overwritten without ``--overwrite``, and an output folder that
+cannot be written is refused before the model loads.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import soundfile as sf
-
-from stream_sep import atomic, providers
-from stream_sep import engine as engine_module
-from stream_sep.errors import AudioFileError, ModelError, UserError
+from stream_sep import offline, providers, settings
+from stream_sep.audio_files import check_input_file, checked_audio_info
+from stream_sep.errors import UserError
 from stream_sep.inference import load_model
 
 log = logging.getLogger(__name__)
 
 OUTPUT_MODES = ("karaoke", "vocals", "both")
-# none: exact float stems; clamp: each sample clipped to [-1, 1]; rescale: a stem whose peak
-# exceeds 1 divided by that peak (as Demucs' --clip-mode, without its 1 % headroom).
-CLIP_MODES = ("none", "clamp", "rescale")
-_BLOCK_SECONDS = 1.0
 
 
 def add_arguments(parser) -> None:
@@ -63,91 +52,53 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--clip-mode",
         default="none",
-        metavar="|".join(CLIP_MODES),
+        metavar="|".join(offline.CLIP_MODES),
         help=(
             "none: exact 32-bit float stems that sum back to the input; samples beyond 1.0 "
             "are kept, float WAV holds them; clamp: clip each sample to [-1, 1]; rescale: "
             "divide a stem whose peak exceeds 1.0 by that peak (default none)"
         ),
     )
-    add_engine_arguments(parser)
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-
-
-def add_engine_arguments(parser) -> None:
-    """Options shared by every command that runs the engine."""
     parser.add_argument(
         "--model", metavar="PATH", help="ONNX separation model (default: the bundled model)"
     )
     parser.add_argument(
-        "--provider", default="auto", help=f"{'|'.join(providers.CHOICES)} (default auto)"
+        "--provider", default="auto", metavar="|".join(providers.CHOICES), help="default auto"
     )
-    parser.add_argument(
-        "--hop",
-        type=float,
-        default=0.5,
-        metavar="SECONDS",
-        help="time between windows (default 0.5)",
-    )
-    parser.add_argument(
-        "--lookahead",
-        type=float,
-        default=0.25,
-        metavar="SECONDS",
-        help="future context after the last sample emitted (default 0.25)",
-    )
-    parser.add_argument(
-        "--crossfade",
-        type=float,
-        default=0.064,
-        metavar="SECONDS",
-        help="blend between windows (default 0.064)",
-    )
-    parser.add_argument(
-        "--stereo",
-        default="batch",
-        help="batch: both channels through the model; mid: the mid channel only, half the compute (default batch)",
-    )
-
-
-def engine_options(args) -> dict:
-    return {
-        "hop": args.hop,
-        "lookahead": args.lookahead,
-        "crossfade": args.crossfade,
-        "stereo": args.stereo,
-    }
+    settings.add_arguments(parser)
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def run(args) -> int:
     if args.mode not in OUTPUT_MODES:
         raise UserError(f"--mode must be one of {', '.join(OUTPUT_MODES)}, got {args.mode!r}")
-    _check_clip_mode(args.clip_mode)
+    offline.check_clip_mode(args.clip_mode)
     inputs = [Path(p) for p in args.inputs]
     for path in inputs:
-        _check_readable(path)
-        _audio_info(path)
+        check_input_file(path)
+        checked_audio_info(path)
     outdir = Path(args.output)
     if outdir.exists() and not outdir.is_dir():
         raise UserError(f"-o/--output {str(outdir)!r} exists and is not a directory")
     stems = ("karaoke", "vocals") if args.mode == "both" else (args.mode,)
-    folders = output_folders(inputs, outdir)
+    folders = offline.output_folders(inputs, outdir)
     for folder in folders:  # every refusal comes before the model loads
-        _check_targets(folder, stems, args.overwrite)
-        _check_writable(folder)
+        offline.check_targets(folder, stems, args.overwrite)
+        offline.check_writable(folder)
+    options = settings.from_args(args).engine_options()
     model = load_model(args.model, args.provider)
     log.info("model %s on %s", model.path, model.provider)
     for path, folder in zip(inputs, folders, strict=True):
         started = time.perf_counter()
         progress = None if args.quiet or not sys.stderr.isatty() else _Progress(path.name)
-        seconds = separate_file(
+        seconds = offline.separate_file(
             model,
             path,
             folder,
             stems,
             progress=progress,
             clip_mode=args.clip_mode,
-            **engine_options(args),
+            **options,
         )
         if not args.quiet:
             took = time.perf_counter() - started
@@ -157,396 +108,6 @@ def run(args) -> int:
                 file=sys.stderr,
             )
     return 0
-
-
-def output_folders(inputs: list[Path], outdir: Path) -> list[Path]:
-    """The result folder of each input: ``outdir/<stem>``, or, if two inputs share a stem,
-    ``outdir/<path from the inputs' common folder, suffix removed>`` for every input, the
-    suffix kept where that still collides (song.wav and song.flac side by side). Refuses the
-    same file given twice."""
-    _refuse_repeated(inputs)
-    stems = [path.stem for path in inputs]
-    if len(set(stems)) == len(stems):
-        return [outdir / stem for stem in stems]
-    absolute = [Path(os.path.abspath(path)) for path in inputs]
-    common = os.path.commonpath([path.parent for path in absolute])
-    relative = [path.relative_to(common) for path in absolute]
-    unsuffixed = [path.with_suffix("") for path in relative]
-    return [
-        outdir / (path if unsuffixed.count(name) > 1 else name)
-        for path, name in zip(relative, unsuffixed, strict=True)
-    ]
-
-
-def _refuse_repeated(inputs: list[Path]) -> None:
-    seen: dict[Path, Path] = {}
-    for path in inputs:
-        first = seen.setdefault(path.resolve(), path)
-        if first is path:
-            continue
-        if first == path:
-            raise UserError(f"input {str(path)!r} is given twice")
-        raise UserError(f"inputs {str(first)!r} and {str(path)!r} are the same file")
-
-
-def _check_targets(folder: Path, stems, overwrite: bool) -> None:
-    """Refuse to replace an existing stem without ``overwrite``, or anything not a file."""
-    for stem in stems:
-        target = folder / f"{stem}.wav"
-        if os.path.isdir(target):
-            raise AudioFileError(f"{str(target)!r} is a folder; it cannot be replaced by a stem")
-        if os.path.lexists(target) and not overwrite:
-            raise AudioFileError(f"{str(target)!r} already exists; pass --overwrite to replace it")
-
-
-def _check_writable(folder: Path) -> None:
-    """Create ``folder`` and a hidden file in it, then remove both again: a folder that
-    cannot take the stems is one line before the model loads, and leaves nothing behind."""
-    created = _missing_folders(folder)
-    try:
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise AudioFileError(
-                f"cannot create output folder {str(folder)!r}: {_reason(error, folder)}"
-            ) from None
-        try:
-            atomic.hidden_sibling(folder / "probe").unlink()
-        except OSError as error:
-            raise AudioFileError(
-                f"cannot write in output folder {str(folder)!r}: {_reason(error, folder)}"
-            ) from None
-    finally:
-        _remove_empty(created)
-
-
-def _missing_folders(folder: Path) -> list[Path]:
-    """``folder`` and its ancestors that do not exist yet, deepest first."""
-    return [path for path in (folder, *folder.parents) if not os.path.lexists(path)]
-
-
-def _remove_empty(created: list[Path]) -> None:
-    """Remove the folders of ``created`` (deepest first) that are still empty."""
-    for directory in created:
-        if directory.is_dir() and not any(directory.iterdir()):
-            directory.rmdir()
-
-
-def _reason(error: OSError, folder: Path) -> str:
-    """Why ``error`` happened, in words: the OS's text, or the file in the folder's way."""
-    for path in (folder, *folder.parents):
-        if os.path.lexists(path):
-            if not path.is_dir():
-                return f"{str(path)!r} is a file, not a folder"
-            break
-    return error.strerror or str(error)
-
-
-def _check_clip_mode(clip_mode: str) -> None:
-    if clip_mode not in CLIP_MODES:
-        raise UserError(f"--clip-mode must be one of {', '.join(CLIP_MODES)}, got {clip_mode!r}")
-
-
-def separate_file(
-    model,
-    path: Path,
-    folder: Path,
-    stems=("karaoke", "vocals"),
-    progress=None,
-    clip_mode: str = "none",
-    **options,
-) -> float:
-    """Separate an audio file block by block into ``folder/<stem>.wav``; returns its seconds.
-
-    The same samples as :func:`separate_array` on the whole file, in memory proportional to
-    a block and the engine's window rather than to the song: one reader feeds the engine,
-    a second reads the same file ``latency`` samples behind it for the karaoke subtraction,
-    and each stem is written to a hidden file renamed into place (replacing an older one)
-    only when all is done; ``clip_mode="rescale"`` rescales that hidden file in a second
-    pass, once its peak is known. Raises :class:`AudioFileError` for an unreadable file or
-    a folder that cannot be written, and :class:`ModelError` if the model failed on any
-    window; nothing is left behind then, not even an empty folder.
-    """
-    _check_clip_mode(clip_mode)
-    rate, channels, frames = _audio_info(path)
-    created = _missing_folders(folder)
-    temporaries: dict[str, Path] = {}
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        for stem in stems:
-            temporaries[stem] = atomic.hidden_sibling(folder / f"{stem}.wav")
-        peaks = _separate_into(model, path, temporaries, clip_mode, progress, **options)
-        if clip_mode == "rescale":
-            for stem, temporary in temporaries.items():
-                _divide_in_place(temporary, peaks[stem])
-        for stem, temporary in temporaries.items():
-            os.replace(temporary, folder / f"{stem}.wav")
-    except (OSError, sf.LibsndfileError) as error:
-        reason = error.strerror if isinstance(error, OSError) and error.strerror else error
-        raise AudioFileError(f"cannot write stems to {str(folder)!r}: {reason}") from None
-    finally:
-        for temporary in temporaries.values():
-            temporary.unlink(missing_ok=True)
-        _remove_empty(created)  # a failed run leaves no empty folders behind either
-    if progress is not None:
-        progress.done()
-    return frames / rate
-
-
-def _separate_into(
-    model, path: Path, temporaries: dict, clip_mode: str, progress, **options
-) -> dict[str, float]:
-    """Stream ``path`` through the engine into one float WAV per stem (``temporaries``:
-    {stem: path}); returns each stem's peak |sample| as written."""
-    rate, channels, frames = _audio_info(path)
-    with (
-        _offline_engine(model, rate, channels, **options) as engine,
-        _FileReader(path) as ahead,
-        _FileReader(path) as behind,
-        contextlib.ExitStack() as files,
-    ):
-        writers = {
-            stem: files.enter_context(
-                sf.SoundFile(str(temporary), "w", rate, channels, "FLOAT", format="WAV")
-            )
-            for stem, temporary in temporaries.items()
-        }
-        return _stream_through(engine, ahead, behind, frames, writers, clip_mode, progress)
-
-
-def _stream_through(
-    engine, ahead, behind, frames: int, writers, clip_mode: str, progress
-) -> dict[str, float]:
-    """Feed ``frames`` samples plus the engine's latency of silence through the engine and
-    write the aligned stems: output sample t + latency is the estimate for input sample t.
-    Returns each stem's peak |sample| as written (after clamping, if asked)."""
-    channels, rate, latency = engine.channels, engine.sample_rate, engine.latency_samples
-    block = max(1, int(_BLOCK_SECONDS * rate))
-    source = np.zeros((channels, block), np.float32)
-    vocals = np.zeros((channels, block), np.float32)
-    dry = np.zeros((channels, block), np.float32)
-    stem = np.zeros((channels, block), np.float32)
-    peaks = dict.fromkeys(writers, 0.0)
-    total = frames + latency
-    for start in range(0, total, block):
-        n = min(block, total - start)
-        ahead.read_into(source[:, :n])
-        engine.process(source[:, :n], out=vocals[:, :n])
-        skip = min(n, max(0, latency - start))  # outputs before input sample 0
-        kept = n - skip
-        if kept == 0:
-            continue
-        behind.read_into(dry[:, :kept])
-        for name, writer in writers.items():
-            np.copyto(stem[:, :kept], vocals[:, skip:n])
-            if name == "karaoke":  # what the engine's karaoke mode computes
-                np.subtract(dry[:, :kept], stem[:, :kept], out=stem[:, :kept])
-            if clip_mode == "clamp":
-                np.clip(stem[:, :kept], -1.0, 1.0, out=stem[:, :kept])
-            peaks[name] = max(peaks[name], _peak(stem[:, :kept]))
-            writer.write(stem[:, :kept].T)
-        if progress is not None:
-            progress(min(1.0, (start + n) / total))
-    return peaks
-
-
-def _peak(audio: np.ndarray) -> float:
-    """max |sample| of (channels, n) float32 audio, without a temporary array."""
-    return max(float(audio.max(initial=0.0)), -float(audio.min(initial=0.0)))
-
-
-def _divide_in_place(path: Path, peak: float) -> None:
-    """Divide a float WAV by ``peak`` if it exceeds 1, block by block: its peak becomes
-    exactly 1.0 (float32 division never rounds x / peak above peak / peak)."""
-    if peak <= 1.0:
-        return
-    divisor = np.float32(peak)
-    with sf.SoundFile(str(path), "r+") as wav:
-        block = max(1, int(_BLOCK_SECONDS * wav.samplerate))
-        while True:
-            position = wav.tell()
-            data = wav.read(block, dtype="float32", always_2d=True)
-            if not len(data):
-                break
-            wav.seek(position)
-            wav.write(data / divisor)
-
-
-class _FileReader:
-    """Sequential (channels, n) float32 reads of an audio file, silence past its end; a
-    file that breaks mid-way raises :class:`AudioFileError`."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self._handle = None
-
-    def __enter__(self):
-        try:
-            self._handle = sf.SoundFile(str(self.path))
-        except (sf.LibsndfileError, RuntimeError, OSError) as error:
-            raise AudioFileError(f"cannot read audio file {str(self.path)!r}: {error}") from None
-        return self
-
-    def __exit__(self, *exc):
-        self._handle.close()
-
-    def read_into(self, out: np.ndarray) -> None:
-        try:
-            data = self._handle.read(out.shape[1], dtype="float32", always_2d=True)
-        except (sf.LibsndfileError, RuntimeError) as error:
-            raise AudioFileError(
-                f"cannot read audio file {str(self.path)!r} past "
-                f"{self._handle.tell() / self._handle.samplerate:.1f} s: {error}"
-            ) from None
-        got = data.shape[0]
-        out[:, :got] = data.T
-        out[:, got:] = 0.0
-
-
-def audio_file_info(path: Path) -> tuple[int, int, int]:
-    """(rate, channels, frames) of an input file, refusing one that cannot be read or is
-    empty with one line naming it."""
-    try:
-        info = sf.info(str(path))
-    except (sf.LibsndfileError, RuntimeError, OSError) as error:
-        raise AudioFileError(f"cannot read audio file {str(path)!r}: {error}") from None
-    if info.frames <= 0:
-        raise AudioFileError(f"audio file {str(path)!r} holds no samples")
-    return int(info.samplerate), int(info.channels), int(info.frames)
-
-
-def _audio_info(path: Path) -> tuple[int, int, int]:
-    """:func:`audio_file_info`, also refusing more channels than the engine separates."""
-    rate, channels, frames = audio_file_info(path)
-    if channels > engine_module.MAX_CHANNELS:
-        raise AudioFileError(
-            f"audio file {str(path)!r} has {channels} channels; at most "
-            f"{engine_module.MAX_CHANNELS} are supported"
-        )
-    return rate, channels, frames
-
-
-def separate_array(
-    model,
-    audio: np.ndarray,
-    sample_rate: int,
-    progress=None,
-    clip_mode: str = "none",
-    **options,
-) -> dict[str, np.ndarray]:
-    """Separate a whole signal with the streaming engine.
-
-    audio: (channels, samples) float32. Returns {"vocals": ..., "karaoke": ...}, each
-    (channels, samples) float32, time-aligned with ``audio``. clip_mode "none": exact
-    floats, karaoke + vocals == audio within float32 rounding, samples beyond 1 kept;
-    "clamp": each sample clipped to [-1, 1]; "rescale": a stem whose peak exceeds 1
-    divided by that peak. Raises :class:`ModelError` if the model failed on any window
-    (see :func:`estimate_vocals`).
-    """
-    _check_clip_mode(clip_mode)
-    vocals = estimate_vocals(model, audio, sample_rate, progress=progress, **options)
-    # What the engine's karaoke mode computes: the delayed input minus the estimate.
-    karaoke = audio - vocals
-    for stem in (vocals, karaoke):
-        if clip_mode == "clamp":
-            np.clip(stem, -1.0, 1.0, out=stem)
-        elif clip_mode == "rescale" and (peak := _peak(stem)) > 1.0:
-            np.divide(stem, np.float32(peak), out=stem)
-    return {"vocals": vocals, "karaoke": karaoke}
-
-
-def estimate_vocals(
-    model, audio: np.ndarray, sample_rate: int, progress=None, warm_up: bool = True, **options
-) -> np.ndarray:
-    """The model's vocal estimate of ``audio`` through the engine: (channels, samples) float32
-    -> the same shape, time-aligned (the engine's delay is removed), without the output guard.
-
-    Live, a window the model fails on (an exception, NaN/Inf, a wrong shape) plays the dry
-    mix so the music goes on; in a file that would be a silent defect, so here any failed
-    window raises :class:`ModelError` with the model's reason and nothing is returned.
-    warm_up: first run one silent window, refusing a model that cannot run at all.
-    """
-    channels, samples = audio.shape
-    with _offline_engine(model, sample_rate, channels, warm_up, **options) as engine:
-        latency = engine.latency_samples
-        padded = np.zeros((channels, samples + latency), np.float32)
-        padded[:, :samples] = audio
-        vocals = np.empty_like(padded)
-        block = max(1, int(_BLOCK_SECONDS * sample_rate))
-        for start in range(0, padded.shape[1], block):
-            engine.process(padded[:, start : start + block], out=vocals[:, start : start + block])
-            if progress is not None:
-                progress(min(1.0, (start + block) / padded.shape[1]))
-    if progress is not None:
-        progress.done()
-    return np.ascontiguousarray(vocals[:, latency:])
-
-
-@contextlib.contextmanager
-def _offline_engine(model, sample_rate: int, channels: int, warm_up: bool = True, **options):
-    """A blocking engine (vocals mode, no limiter) around ``model`` for whole files.
-
-    Live, a window the model fails on plays the dry mix; offline that would be a silent
-    defect, so leaving the block normally raises :class:`ModelError` with the model's
-    reason if any window failed. warm_up: first refuse a model that cannot run at all.
-    """
-    recorder = _FailureRecorder(model)
-    with engine_module.Separator(
-        recorder, sample_rate, channels, mode="vocals", blocking=True, limit=False, **options
-    ) as engine:
-        if warm_up:
-            engine.warm_up()
-        yield engine
-    failures, windows = engine.stats.model_failures, engine.stats.windows_submitted
-    if failures:
-        raise ModelError(
-            f"the model failed on {failures} of {windows} window(s){recorder.reason()}"
-        )
-
-
-class _FailureRecorder:
-    """A model wrapper that remembers the first exception ``separate`` raised, so that the
-    reason for a failed window can be reported after the engine has absorbed it."""
-
-    def __init__(self, model):
-        self.model = model
-        self.contract = model.contract
-        self.error: BaseException | None = None
-
-    def separate(self, audio: np.ndarray) -> np.ndarray:
-        try:
-            return self.model.separate(audio)
-        except Exception as error:
-            self.error = self.error or error
-            raise
-
-    def reason(self) -> str:
-        """': <first line of the error>', or why a window failed without one."""
-        if self.error is None:
-            return " (it returned an estimate of the wrong shape, or NaN/Inf)"
-        return f": {(str(self.error) or type(self.error).__name__).splitlines()[0]}"
-
-
-def _check_readable(path: Path) -> None:
-    if not path.exists():
-        raise AudioFileError(f"input file {str(path)!r} does not exist")
-    if not path.is_file():
-        raise AudioFileError(f"input {str(path)!r} is not a file")
-
-
-def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
-    """Read any soundfile-readable file -> ((channels, samples) float32, rate)."""
-    try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, OSError) as error:
-        raise AudioFileError(f"cannot read audio file {str(path)!r}: {error}") from None
-    if data.shape[0] == 0:
-        raise AudioFileError(f"audio file {str(path)!r} holds no samples")
-    if data.shape[1] > engine_module.MAX_CHANNELS:
-        raise AudioFileError(
-            f"audio file {str(path)!r} has {data.shape[1]} channels; at most {engine_module.MAX_CHANNELS} are supported"
-        )
-    return np.ascontiguousarray(data.T), int(rate)
 
 
 class _Progress:

@@ -17,7 +17,7 @@ from helpers import gain_model, noise, sine
 from stream_sep.cli import main
 from stream_sep.engine import Separator
 from stream_sep.inference import load_model
-from stream_sep.separate import CLIP_MODES, output_folders, separate_array
+from stream_sep.offline import CLIP_MODES, output_folders, separate_array
 
 FAST = ["--hop", "0.1", "--lookahead", "0.05", "--crossfade", "0.02"]
 
@@ -119,7 +119,7 @@ def test_mode_vocals_writes_only_vocals(tmp_path, half_path):
         ),
         (["good.wav", "./good.wav"], "input 'good.wav' is given twice"),
         (["good.wav", "link.wav"], "inputs 'good.wav' and 'link.wav' are the same file"),
-        (["good.wav", "--hop", "-1"], "--hop must be a number of seconds >= 0, got -1.0"),
+        (["good.wav", "--hop", "-1"], "--hop must be a number of seconds > 0, got -1.0"),
         (["good.wav", "--model", "nope.onnx"], "model file 'nope.onnx' does not exist"),
         (["good.wav", "--provider", "cuda"], "--provider cuda cannot be used here"),
     ],
@@ -209,7 +209,7 @@ def test_files_are_separated_block_by_block_into_the_samples_of_the_whole_signal
     separate_array on the whole signal in every clip mode (rescale: a second pass over the
     written file, once its peak is known), across block boundaries and for a file shorter
     than the engine's delay."""
-    from stream_sep.separate import separate_file
+    from stream_sep.offline import separate_file
 
     audio = noise(2, int(seconds * rate), seed=4, amplitude=0.9)  # stems peak beyond 1
     source = tmp_path / "song.wav"
@@ -235,7 +235,7 @@ def test_written_stems_follow_the_users_umask(tmp_path, half_path):
     import os
     import stat
 
-    from stream_sep.separate import separate_file
+    from stream_sep.offline import separate_file
 
     source = tmp_path / "song.wav"
     sf.write(source, noise(1, 8000, seed=2)[0], 16000)

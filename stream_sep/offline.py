@@ -1,0 +1,314 @@
+"""Separating whole signals and files offline: the library behind ``stream-sep separate``.
+
+Files are streamed block by block, in memory of a block and a few windows rather than of the
+song; each stem is written to a hidden file and renamed into place when complete. Stems are
+exact floats (karaoke + vocals == the input within float32 rounding) unless a clip mode is
+asked for. Any window the model fails on is an error: nothing is written then.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from stream_sep import atomic
+from stream_sep.audio_files import FileReader, checked_audio_info
+from stream_sep.engine import Separator
+from stream_sep.errors import AudioFileError, UserError
+
+CLIP_MODES = ("none", "clamp", "rescale")
+BLOCK_SECONDS = 1.0
+
+
+def output_folders(inputs: list[Path], outdir: Path) -> list[Path]:
+    """The result folder of each input: ``outdir/<stem>``, or, if two inputs share a stem,
+    ``outdir/<path from the inputs' common folder, suffix removed>`` for every input, the
+    suffix kept where that still collides (song.wav and song.flac side by side). Refuses the
+    same file given twice."""
+    _refuse_repeated(inputs)
+    stems = [path.stem for path in inputs]
+    if len(set(stems)) == len(stems):
+        return [outdir / stem for stem in stems]
+    absolute = [Path(os.path.abspath(path)) for path in inputs]
+    common = os.path.commonpath([path.parent for path in absolute])
+    relative = [path.relative_to(common) for path in absolute]
+    unsuffixed = [path.with_suffix("") for path in relative]
+    return [
+        outdir / (path if unsuffixed.count(name) > 1 else name)
+        for path, name in zip(relative, unsuffixed, strict=True)
+    ]
+
+
+def _refuse_repeated(inputs: list[Path]) -> None:
+    seen: dict[Path, Path] = {}
+    for path in inputs:
+        first = seen.setdefault(path.resolve(), path)
+        if first is path:
+            continue
+        if first == path:
+            raise UserError(f"input {str(path)!r} is given twice")
+        raise UserError(f"inputs {str(first)!r} and {str(path)!r} are the same file")
+
+
+def check_targets(folder: Path, stems, overwrite: bool) -> None:
+    """Refuse to replace an existing stem without ``overwrite``, or anything not a file."""
+    for stem in stems:
+        target = folder / f"{stem}.wav"
+        if os.path.isdir(target):
+            raise AudioFileError(f"{str(target)!r} is a folder; it cannot be replaced by a stem")
+        if os.path.lexists(target) and not overwrite:
+            raise AudioFileError(f"{str(target)!r} already exists; pass --overwrite to replace it")
+
+
+def check_writable(folder: Path) -> None:
+    """Create ``folder`` and a hidden file in it, then remove both again: a folder that
+    cannot take the stems is one line before the model loads, and leaves nothing behind."""
+    created = _missing_folders(folder)
+    try:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise AudioFileError(
+                f"cannot create output folder {str(folder)!r}: {_reason(error, folder)}"
+            ) from None
+        try:
+            atomic.hidden_sibling(folder / "probe").unlink()
+        except OSError as error:
+            raise AudioFileError(
+                f"cannot write in output folder {str(folder)!r}: {_reason(error, folder)}"
+            ) from None
+    finally:
+        _remove_empty(created)
+
+
+def _missing_folders(folder: Path) -> list[Path]:
+    """``folder`` and its ancestors that do not exist yet, deepest first."""
+    return [path for path in (folder, *folder.parents) if not os.path.lexists(path)]
+
+
+def _remove_empty(created: list[Path]) -> None:
+    """Remove the folders of ``created`` (deepest first) that are still empty."""
+    for directory in created:
+        if directory.is_dir() and not any(directory.iterdir()):
+            directory.rmdir()
+
+
+def _reason(error: OSError, folder: Path) -> str:
+    """Why ``error`` happened, in words: the OS's text, or the file in the folder's way."""
+    for path in (folder, *folder.parents):
+        if os.path.lexists(path):
+            if not path.is_dir():
+                return f"{str(path)!r} is a file, not a folder"
+            break
+    return error.strerror or str(error)
+
+
+def check_clip_mode(clip_mode: str) -> None:
+    if clip_mode not in CLIP_MODES:
+        raise UserError(f"--clip-mode must be one of {', '.join(CLIP_MODES)}, got {clip_mode!r}")
+
+
+def separate_file(
+    model,
+    path: Path,
+    folder: Path,
+    stems=("karaoke", "vocals"),
+    progress=None,
+    clip_mode: str = "none",
+    **options,
+) -> float:
+    """Separate an audio file block by block into ``folder/<stem>.wav``; returns its seconds.
+
+    The same samples as :func:`separate_array` on the whole file, in memory proportional to
+    a block and the engine's window rather than to the song: one reader feeds the engine,
+    a second reads the same file ``latency`` samples behind it for the karaoke subtraction,
+    and each stem is written to a hidden file renamed into place (replacing an older one)
+    only when all is done; ``clip_mode="rescale"`` rescales that hidden file in a second
+    pass, once its peak is known. Raises :class:`AudioFileError` for an unreadable file or
+    a folder that cannot be written, and :class:`ModelError` if the model failed on any
+    window; nothing is left behind then, not even an empty folder.
+    """
+    check_clip_mode(clip_mode)
+    rate, channels, frames = checked_audio_info(path)
+    created = _missing_folders(folder)
+    temporaries: dict[str, Path] = {}
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for stem in stems:
+            temporaries[stem] = atomic.hidden_sibling(folder / f"{stem}.wav")
+        peaks = _separate_into(model, path, temporaries, clip_mode, progress, **options)
+        if clip_mode == "rescale":
+            for stem, temporary in temporaries.items():
+                _divide_in_place(temporary, peaks[stem])
+        for stem, temporary in temporaries.items():
+            os.replace(temporary, folder / f"{stem}.wav")
+    except (OSError, sf.LibsndfileError) as error:
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else error
+        raise AudioFileError(f"cannot write stems to {str(folder)!r}: {reason}") from None
+    finally:
+        for temporary in temporaries.values():
+            temporary.unlink(missing_ok=True)
+        _remove_empty(created)  # a failed run leaves no empty folders behind either
+    if progress is not None:
+        progress.done()
+    return frames / rate
+
+
+def _separate_into(
+    model, path: Path, temporaries: dict, clip_mode: str, progress, **options
+) -> dict[str, float]:
+    """Stream ``path`` through the engine into one float WAV per stem (``temporaries``:
+    {stem: path}); returns each stem's peak |sample| as written."""
+    rate, channels, frames = checked_audio_info(path)
+    with (
+        _offline_engine(model, rate, channels, **options) as engine,
+        FileReader(path) as ahead,
+        FileReader(path) as behind,
+        contextlib.ExitStack() as files,
+    ):
+        writers = {
+            stem: files.enter_context(
+                sf.SoundFile(str(temporary), "w", rate, channels, "FLOAT", format="WAV")
+            )
+            for stem, temporary in temporaries.items()
+        }
+        return _stream_through(engine, ahead, behind, frames, writers, clip_mode, progress)
+
+
+def _stream_through(
+    engine, ahead, behind, frames: int, writers, clip_mode: str, progress
+) -> dict[str, float]:
+    """Feed ``frames`` samples plus the engine's latency of silence through the engine and
+    write the aligned stems: output sample t + latency is the estimate for input sample t.
+    Returns each stem's peak |sample| as written (after clamping, if asked)."""
+    channels, rate, latency = engine.channels, engine.sample_rate, engine.latency_samples
+    block = max(1, int(BLOCK_SECONDS * rate))
+    source = np.zeros((channels, block), np.float32)
+    vocals = np.zeros((channels, block), np.float32)
+    dry = np.zeros((channels, block), np.float32)
+    stem = np.zeros((channels, block), np.float32)
+    peaks = dict.fromkeys(writers, 0.0)
+    total = frames + latency
+    for start in range(0, total, block):
+        n = min(block, total - start)
+        ahead.read_into(source[:, :n])
+        engine.process(source[:, :n], out=vocals[:, :n])
+        skip = min(n, max(0, latency - start))  # outputs before input sample 0
+        kept = n - skip
+        if kept == 0:
+            continue
+        behind.read_into(dry[:, :kept])
+        for name, writer in writers.items():
+            np.copyto(stem[:, :kept], vocals[:, skip:n])
+            if name == "karaoke":  # what the engine's karaoke mode computes
+                np.subtract(dry[:, :kept], stem[:, :kept], out=stem[:, :kept])
+            if clip_mode == "clamp":
+                np.clip(stem[:, :kept], -1.0, 1.0, out=stem[:, :kept])
+            peaks[name] = max(peaks[name], _peak(stem[:, :kept]))
+            writer.write(stem[:, :kept].T)
+        if progress is not None:
+            progress(min(1.0, (start + n) / total))
+    return peaks
+
+
+def _peak(audio: np.ndarray) -> float:
+    """max |sample| of (channels, n) float32 audio, without a temporary array."""
+    return max(float(audio.max(initial=0.0)), -float(audio.min(initial=0.0)))
+
+
+def _divide_in_place(path: Path, peak: float) -> None:
+    """Divide a float WAV by ``peak`` if it exceeds 1, block by block: its peak becomes
+    exactly 1.0 (float32 division never rounds x / peak above peak / peak)."""
+    if peak <= 1.0:
+        return
+    divisor = np.float32(peak)
+    with sf.SoundFile(str(path), "r+") as wav:
+        block = max(1, int(BLOCK_SECONDS * wav.samplerate))
+        while True:
+            position = wav.tell()
+            data = wav.read(block, dtype="float32", always_2d=True)
+            if not len(data):
+                break
+            wav.seek(position)
+            wav.write(data / divisor)
+
+
+def separate_array(
+    model,
+    audio: np.ndarray,
+    sample_rate: int,
+    progress=None,
+    clip_mode: str = "none",
+    **options,
+) -> dict[str, np.ndarray]:
+    """Separate a whole signal with the streaming engine.
+
+    audio: (channels, samples) float32. Returns {"vocals": ..., "karaoke": ...}, each
+    (channels, samples) float32, time-aligned with ``audio``. clip_mode "none": exact
+    floats, karaoke + vocals == audio within float32 rounding, samples beyond 1 kept;
+    "clamp": each sample clipped to [-1, 1]; "rescale": a stem whose peak exceeds 1
+    divided by that peak. Raises :class:`ModelError` if the model failed on any window
+    (see :func:`estimate_vocals`).
+    """
+    check_clip_mode(clip_mode)
+    vocals = estimate_vocals(model, audio, sample_rate, progress=progress, **options)
+    # What the engine's karaoke mode computes: the delayed input minus the estimate.
+    karaoke = audio - vocals
+    for stem in (vocals, karaoke):
+        if clip_mode == "clamp":
+            np.clip(stem, -1.0, 1.0, out=stem)
+        elif clip_mode == "rescale" and (peak := _peak(stem)) > 1.0:
+            np.divide(stem, np.float32(peak), out=stem)
+    return {"vocals": vocals, "karaoke": karaoke}
+
+
+def estimate_vocals(
+    model, audio: np.ndarray, sample_rate: int, progress=None, warm_up: bool = True, **options
+) -> np.ndarray:
+    """The model's vocal estimate of ``audio`` through the engine: (channels, samples) float32
+    -> the same shape, time-aligned (the engine's delay is removed), without the output guard.
+
+    Live, a window the model fails on (an exception, NaN/Inf, a wrong shape) plays the dry
+    mix so the music goes on; in a file that would be a silent defect, so here any failed
+    window raises :class:`ModelError` with the model's reason and nothing is returned.
+    warm_up: first run one silent window, refusing a model that cannot run at all.
+    """
+    channels, samples = audio.shape
+    with _offline_engine(model, sample_rate, channels, warm_up, **options) as engine:
+        latency = engine.latency_samples
+        padded = np.zeros((channels, samples + latency), np.float32)
+        padded[:, :samples] = audio
+        vocals = np.empty_like(padded)
+        block = max(1, int(BLOCK_SECONDS * sample_rate))
+        for start in range(0, padded.shape[1], block):
+            engine.process(padded[:, start : start + block], out=vocals[:, start : start + block])
+            if progress is not None:
+                progress(min(1.0, (start + block) / padded.shape[1]))
+    if progress is not None:
+        progress.done()
+    return np.ascontiguousarray(vocals[:, latency:])
+
+
+@contextlib.contextmanager
+def _offline_engine(model, sample_rate: int, channels: int, warm_up: bool = True, **options):
+    """A blocking, strict engine (vocals mode, no limiter) around ``model`` for whole files:
+    live, a window the model fails on plays the dry mix; offline that would be a silent
+    defect, so the first such window raises :class:`ModelError` with the model's reason.
+    warm_up: first refuse a model that cannot run at all."""
+    with Separator(
+        model,
+        sample_rate,
+        channels,
+        mode="vocals",
+        blocking=True,
+        strict=True,
+        limit=False,
+        **options,
+    ) as engine:
+        if warm_up:
+            engine.warm_up()
+        yield engine

@@ -1,0 +1,126 @@
+"""The engine settings: one owner of their defaults, their validation and their options.
+
+Every command builds a :class:`Settings` from its arguments (:func:`from_args`); library
+callers build one directly. ``None`` means "not given": the default, or, live with
+``latency="auto"``, whatever :mod:`stream_sep.engine.fitting` chooses for this machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+
+from stream_sep.engine.plan import MIN_CROSSFADE_SECONDS
+from stream_sep.engine.window import STEREO_CHOICES
+from stream_sep.errors import UserError
+
+DEFAULTS = {"hop": 0.5, "lookahead": 0.25, "crossfade": 0.064, "stereo": "batch"}
+_PLAN_FIELDS = ("hop", "lookahead", "crossfade")
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """hop, lookahead, crossfade: seconds (see :mod:`stream_sep.engine.plan`); stereo: 'batch'
+    (every channel through the model) or 'mid' (the mid channel only, half the compute);
+    latency: 'auto', a number of seconds, or None (use the plan options as given)."""
+
+    hop: float | None = None
+    lookahead: float | None = None
+    crossfade: float | None = None
+    stereo: str | None = None
+    latency: float | str | None = None
+
+    def __post_init__(self):
+        _check_seconds("hop", self.hop, 0.0, strict=True)
+        _check_seconds("lookahead", self.lookahead, 0.0)
+        _check_seconds("crossfade", self.crossfade, MIN_CROSSFADE_SECONDS)
+        if self.stereo is not None and self.stereo not in STEREO_CHOICES:
+            choices = ", ".join(STEREO_CHOICES)
+            raise UserError(f"--stereo must be one of {choices}, got {self.stereo!r}")
+        if self.latency not in (None, "auto"):
+            _check_seconds("latency", self.latency, 0.0, strict=True, auto=True)
+            if self.plan_given:
+                raise UserError(
+                    "--latency chooses hop, lookahead and crossfade itself: give either "
+                    "--latency or --hop/--lookahead/--crossfade"
+                )
+
+    @property
+    def plan_given(self) -> bool:
+        """Whether any of hop, lookahead or crossfade was given explicitly."""
+        return any(getattr(self, name) is not None for name in _PLAN_FIELDS)
+
+    @property
+    def fitted(self) -> bool:
+        """Whether the plan is to be chosen from the measured speed (``--latency``)."""
+        return self.latency is not None and not (self.latency == "auto" and self.plan_given)
+
+    def engine_options(self) -> dict:
+        """hop, lookahead, crossfade and stereo for the engine, defaults filled in."""
+        return {
+            name: DEFAULTS[name] if getattr(self, name) is None else getattr(self, name)
+            for name in (*_PLAN_FIELDS, "stereo")
+        }
+
+
+def add_arguments(parser: argparse.ArgumentParser, live: bool = False) -> None:
+    """The engine options of a command; ``live`` adds ``--latency`` (default auto)."""
+    if live:
+        parser.add_argument(
+            "--latency",
+            default="auto",
+            type=_latency,
+            metavar="auto|SECONDS",
+            help="auto (default): the lowest latency this machine runs the model at within a "
+            "60%% load; SECONDS: exactly that latency, or one line saying the lowest possible",
+        )
+    for name, text in (
+        ("hop", "time between windows"),
+        ("lookahead", "future context after the last sample emitted"),
+        ("crossfade", "blend between windows"),
+    ):
+        parser.add_argument(
+            f"--{name}",
+            type=float,
+            default=None,
+            metavar="SECONDS",
+            help=f"{text} (default {DEFAULTS[name]:g}{'; overrides --latency' if live else ''})",
+        )
+    parser.add_argument(
+        "--stereo",
+        choices=STEREO_CHOICES,
+        default=None,
+        help="batch: both channels through the model; mid: the mid channel only, half the "
+        "compute (default batch" + ("; --latency auto may choose mid)" if live else ")"),
+    )
+
+
+def from_args(args: argparse.Namespace) -> Settings:
+    return Settings(
+        hop=args.hop,
+        lookahead=args.lookahead,
+        crossfade=args.crossfade,
+        stereo=args.stereo,
+        latency=getattr(args, "latency", None),
+    )
+
+
+def _latency(text: str) -> float | str:
+    if text == "auto":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        value = text
+    _check_seconds("latency", value, 0.0, strict=True, auto=True)
+    return value
+
+
+def _check_seconds(name, value, minimum, strict=False, auto=False) -> None:
+    if value is None:
+        return
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not number or not math.isfinite(value) or value < minimum or (strict and value == minimum):
+        allowed = f"a number of seconds {'>' if strict else '>='} {minimum:g}"
+        raise UserError(f"--{name} must be {'auto or ' if auto else ''}{allowed}, got {value!r}")

@@ -175,11 +175,13 @@ def run(args: argparse.Namespace) -> int:
 def engine_options(
     streaming: bool, hop: float | None = None, lookahead: float | None = None
 ) -> dict:
-    """Engine keyword options for an evaluation run: the engine defaults (hop, lookahead,
-    crossfade, stereo), with ``hop``/``lookahead`` replaced when streaming."""
+    """Options for an evaluation run: the engine defaults (hop, lookahead, crossfade,
+    stereo), with ``hop``/``lookahead`` replaced when streaming; ``like_live`` = streaming
+    (otherwise the offline throughput plan of :mod:`stream_sep.overlap_add` is scored)."""
     if not streaming:
         hop = lookahead = None
-    return settings.Settings(hop=hop, lookahead=lookahead).engine_options()
+    options = settings.Settings(hop=hop, lookahead=lookahead).engine_options()
+    return {**options, "like_live": streaming}
 
 
 @contextlib.contextmanager

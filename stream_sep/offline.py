@@ -19,6 +19,7 @@ from stream_sep import atomic
 from stream_sep.audio_files import FileReader, checked_audio_info
 from stream_sep.engine import Separator
 from stream_sep.errors import AudioFileError, UserError
+from stream_sep.overlap_add import OverlapAddStream, separate_overlap_add
 
 CLIP_MODES = ("none", "clamp", "rescale")
 BLOCK_SECONDS = 1.0
@@ -159,13 +160,12 @@ def separate_file(
 
 
 def _separate_into(
-    model, path: Path, temporaries: dict, clip_mode: str, progress, **options
+    model, path: Path, temporaries: dict, clip_mode: str, progress, like_live=False, **options
 ) -> dict[str, float]:
-    """Stream ``path`` through the engine into one float WAV per stem (``temporaries``:
+    """Stream ``path`` through the chosen plan into one float WAV per stem (``temporaries``:
     {stem: path}); returns each stem's peak |sample| as written."""
     rate, channels, frames = checked_audio_info(path)
     with (
-        _offline_engine(model, rate, channels, **options) as engine,
         FileReader(path) as ahead,
         FileReader(path) as behind,
         contextlib.ExitStack() as files,
@@ -176,43 +176,70 @@ def _separate_into(
             )
             for stem, temporary in temporaries.items()
         }
-        return _stream_through(engine, ahead, behind, frames, writers, clip_mode, progress)
+        stems = _StemWriter(writers, behind, clip_mode)
+        if not like_live:
+            stream = OverlapAddStream(model, rate, channels, stereo=options.get("stereo", "batch"))
+            _stream_overlap_add(stream, ahead, frames, stems, progress)
+            return stems.peaks
+        with _offline_engine(model, rate, channels, **options) as engine:
+            _stream_through(engine, ahead, frames, stems, progress)
+        return stems.peaks
 
 
-def _stream_through(
-    engine, ahead, behind, frames: int, writers, clip_mode: str, progress
-) -> dict[str, float]:
+class _StemWriter:
+    """Writes aligned vocal blocks as stems: vocals as they are, karaoke as the input (read
+    by ``behind`` in step) minus the vocals; clamps if asked and tracks each stem's peak."""
+
+    def __init__(self, writers: dict, behind, clip_mode: str):
+        self.writers, self.behind, self.clip_mode = writers, behind, clip_mode
+        self.peaks = dict.fromkeys(writers, 0.0)
+
+    def write(self, vocals: np.ndarray) -> None:
+        """vocals (C, n): the estimate for the next n input samples."""
+        dry = np.empty_like(vocals)
+        self.behind.read_into(dry)
+        for name, writer in self.writers.items():
+            stem = dry - vocals if name == "karaoke" else vocals.copy()
+            if self.clip_mode == "clamp":
+                np.clip(stem, -1.0, 1.0, out=stem)
+            self.peaks[name] = max(self.peaks[name], _peak(stem))
+            writer.write(stem.T)
+
+
+def _stream_overlap_add(stream, ahead, frames: int, stems: _StemWriter, progress) -> None:
+    """Feed the file's ``frames`` samples through an :class:`OverlapAddStream`."""
+    block = max(1, int(BLOCK_SECONDS * stream.sample_rate))
+    source = np.zeros((stream.channels, block), np.float32)
+    for start in range(0, frames, block):
+        n = min(block, frames - start)
+        ahead.read_into(source[:, :n])
+        vocals = stream.process(source[:, :n])
+        if vocals.shape[1]:
+            stems.write(vocals)
+        if progress is not None:
+            progress(min(0.99, (start + n) / frames))
+    rest = stream.finish()
+    if rest.shape[1]:
+        stems.write(rest)
+
+
+def _stream_through(engine, ahead, frames: int, stems: _StemWriter, progress) -> None:
     """Feed ``frames`` samples plus the engine's latency of silence through the engine and
-    write the aligned stems: output sample t + latency is the estimate for input sample t.
-    Returns each stem's peak |sample| as written (after clamping, if asked)."""
+    write the aligned stems: output sample t + latency is the estimate for input sample t."""
     channels, rate, latency = engine.channels, engine.sample_rate, engine.latency_samples
     block = max(1, int(BLOCK_SECONDS * rate))
     source = np.zeros((channels, block), np.float32)
     vocals = np.zeros((channels, block), np.float32)
-    dry = np.zeros((channels, block), np.float32)
-    stem = np.zeros((channels, block), np.float32)
-    peaks = dict.fromkeys(writers, 0.0)
     total = frames + latency
     for start in range(0, total, block):
         n = min(block, total - start)
         ahead.read_into(source[:, :n])
         engine.process(source[:, :n], out=vocals[:, :n])
         skip = min(n, max(0, latency - start))  # outputs before input sample 0
-        kept = n - skip
-        if kept == 0:
-            continue
-        behind.read_into(dry[:, :kept])
-        for name, writer in writers.items():
-            np.copyto(stem[:, :kept], vocals[:, skip:n])
-            if name == "karaoke":  # what the engine's karaoke mode computes
-                np.subtract(dry[:, :kept], stem[:, :kept], out=stem[:, :kept])
-            if clip_mode == "clamp":
-                np.clip(stem[:, :kept], -1.0, 1.0, out=stem[:, :kept])
-            peaks[name] = max(peaks[name], _peak(stem[:, :kept]))
-            writer.write(stem[:, :kept].T)
+        if n > skip:
+            stems.write(vocals[:, skip:n])
         if progress is not None:
             progress(min(1.0, (start + n) / total))
-    return peaks
 
 
 def _peak(audio: np.ndarray) -> float:
@@ -267,16 +294,30 @@ def separate_array(
 
 
 def estimate_vocals(
-    model, audio: np.ndarray, sample_rate: int, progress=None, warm_up: bool = True, **options
+    model,
+    audio: np.ndarray,
+    sample_rate: int,
+    progress=None,
+    warm_up: bool = True,
+    like_live: bool = False,
+    **options,
 ) -> np.ndarray:
-    """The model's vocal estimate of ``audio`` through the engine: (channels, samples) float32
-    -> the same shape, time-aligned (the engine's delay is removed), without the output guard.
+    """The model's vocal estimate of ``audio``: (channels, samples) float32 -> the same
+    shape, time-aligned, without the output guard.
 
-    Live, a window the model fails on (an exception, NaN/Inf, a wrong shape) plays the dry
-    mix so the music goes on; in a file that would be a silent defect, so here any failed
-    window raises :class:`ModelError` with the model's reason and nothing is returned.
-    warm_up: first run one silent window, refusing a model that cannot run at all.
+    By default the throughput plan (:mod:`stream_sep.overlap_add`: centred windows,
+    overlap-add, one resampling each way); ``like_live``: the streaming engine with the
+    given options (hop, lookahead, crossfade, stereo), whose samples equal a live run
+    without deadline misses. Any window the model fails on raises :class:`ModelError` with
+    the model's reason. warm_up (like_live): first refuse a model that cannot run at all.
     """
+    if not like_live:
+        vocals = separate_overlap_add(
+            model, audio, sample_rate, stereo=options.get("stereo", "batch"), progress=progress
+        )
+        if progress is not None:
+            progress.done()
+        return vocals
     channels, samples = audio.shape
     with _offline_engine(model, sample_rate, channels, warm_up, **options) as engine:
         latency = engine.latency_samples

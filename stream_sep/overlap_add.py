@@ -278,10 +278,12 @@ class OverlapAddStream:
         expected = (batch.shape[0], len(self.contract.sources), self.plan.window)
         shape = getattr(sources, "shape", None)
         if shape != expected:
-            raise ModelError(f"the model returned shape {shape} for {where}, expected {expected}")
+            raise ModelError(
+                f"the model failed on {where}: it returned shape {shape}, expected {expected}"
+            )
         vocals = np.asarray(sources[:, self._vocals_index], np.float32)
         if not np.isfinite(vocals).all():
-            raise ModelError(f"the model returned NaN or Inf for {where}")
+            raise ModelError(f"the model failed on {where}: it returned NaN/Inf")
         return vocals
 
     def _describe(self, first: int, count: int) -> str:

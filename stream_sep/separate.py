@@ -66,6 +66,13 @@ def add_arguments(parser) -> None:
         "--provider", default="auto", metavar="|".join(providers.CHOICES), help="default auto"
     )
     settings.add_arguments(parser)
+    parser.add_argument(
+        "--like-live",
+        action="store_true",
+        help="run the live plan (hop, lookahead, crossfade) so the stems equal a live run; "
+        "default: the throughput plan (centred overlap-add windows, several times faster; "
+        "--hop/--lookahead/--crossfade apply only with --like-live)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -98,6 +105,7 @@ def run(args) -> int:
             stems,
             progress=progress,
             clip_mode=args.clip_mode,
+            like_live=args.like_live,
             **options,
         )
         if not args.quiet:

@@ -22,3 +22,9 @@ def identity(tmp_path_factory):
 def half(tmp_path_factory):
     """A model whose vocal estimate is half the mixture (a known answer)."""
     return load_model(gain_model(tmp_path_factory.mktemp("m") / "half.onnx", 0.5))
+
+
+@pytest.fixture(scope="session")
+def half_path(tmp_path_factory):
+    """The path of a model whose vocal estimate is half the mixture."""
+    return gain_model(tmp_path_factory.mktemp("m") / "half.onnx", 0.5)

@@ -64,7 +64,9 @@ def test_separate_writes_aligned_stems(tmp_path, half_path, suffix, rate, channe
 def test_offline_equals_the_streaming_engine(half_path):
     model = load_model(half_path)
     audio = noise(2, 30000, seed=11, amplitude=0.1)
-    result = separate_array(model, audio, 16000, hop=0.1, lookahead=0.05, crossfade=0.02)
+    result = separate_array(
+        model, audio, 16000, like_live=True, hop=0.1, lookahead=0.05, crossfade=0.02
+    )
     engine = Separator(
         model,
         16000,

@@ -23,7 +23,8 @@ import sys
 import time
 from pathlib import Path
 
-from stream_sep import atomic, datasets, evaluate, metrics
+from stream_sep import atomic, datasets, metrics
+from stream_sep.commands import evaluate
 from stream_sep.errors import UserError
 from stream_sep.inference import load_model
 

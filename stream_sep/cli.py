@@ -1,8 +1,8 @@
 """The ``stream-sep`` command: live by default, plus ``separate`` and ``evaluate``.
 
     stream-sep --input mic --output headphones      live (stream_sep.live)
-    stream-sep separate song.flac -o out/           offline files (stream_sep.separate)
-    stream-sep evaluate --model M --data DIR ...     quality measures (stream_sep.evaluate)
+    stream-sep separate song.flac -o out/           offline files (stream_sep.commands.separate)
+    stream-sep evaluate --model M --data DIR ...     quality measures (stream_sep.commands.evaluate)
 
 Each subcommand module has ``add_arguments(parser)`` and ``run(args) -> int``. ``main`` turns
 a :class:`UserError` into one line ``stream-sep: error: ...`` and exit status 2.
@@ -19,8 +19,14 @@ from stream_sep.errors import UserError
 
 PROG = "stream-sep"
 SUBCOMMANDS = {
-    "separate": ("stream_sep.separate", "separate audio files offline with the same engine"),
-    "evaluate": ("stream_sep.evaluate", "measure separation quality (SDR, SI-SDR, museval)"),
+    "separate": (
+        "stream_sep.commands.separate",
+        "separate audio files offline with the same engine",
+    ),
+    "evaluate": (
+        "stream_sep.commands.evaluate",
+        "measure separation quality (SDR, SI-SDR, museval)",
+    ),
 }
 LIVE_MODULE = "stream_sep.live"
 

@@ -87,3 +87,41 @@ def test_the_api_is_what_the_package_exports():
     }
     with pytest.raises(UserError, match="--hop must be a number of seconds > 0, got 0"):
         stream_sep.Settings(hop=0)
+
+
+COMMANDS = {"live", "separate", "evaluate", "cli"}
+
+
+def _imported_modules(path):
+    import ast
+
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+    return names
+
+
+def test_no_command_imports_another_and_the_library_imports_no_command():
+    from pathlib import Path
+
+    package = Path(stream_sep.__file__).parent
+    offenders = {}
+    for path in package.rglob("*.py"):
+        own = path.stem
+        bad = {
+            name
+            for name in _imported_modules(path)
+            for command in COMMANDS - {own}
+            if name in (f"stream_sep.{command}", f"stream_sep.commands.{command}")
+        }
+        if path.parent.name != "commands" and own not in COMMANDS:
+            bad |= {n for n in _imported_modules(path) if n.startswith("stream_sep.commands")}
+        if own in ("cli", "__main__"):
+            bad = set()  # the entry points dispatch to the commands by name
+        if bad:
+            offenders[str(path.relative_to(package))] = sorted(bad)
+    assert offenders == {}

@@ -16,7 +16,7 @@ import soxr
 from helpers import gain_model, voice_over_band
 from test_evaluate_datasets import write_musdb
 
-from stream_sep import evaluate
+from stream_sep.commands import evaluate
 from stream_sep.cli import main
 from stream_sep.contract import ModelContract
 

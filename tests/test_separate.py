@@ -191,7 +191,7 @@ def test_a_model_failing_mid_file_writes_nothing_and_says_why(
     source = tmp_path / "song.wav"
     sf.write(source, quiet_then_loud, rate)
     half = load_model(half_path)
-    monkeypatch.setattr("stream_sep.separate.load_model", lambda *a: _FailsOnLoudWindows(half))
+    monkeypatch.setattr("stream_sep.commands.separate.load_model", lambda *a: _FailsOnLoudWindows(half))
     code = main(["separate", str(source), "-o", str(tmp_path / "out"), "--quiet", *FAST])
     err = capsys.readouterr().err.strip()
     assert code == 2
@@ -315,7 +315,7 @@ def test_a_second_run_changes_nothing_without_overwrite(tmp_path, half_path, cap
         raise AssertionError("the model was loaded before the refusal")
 
     with monkeypatch.context() as patch:
-        patch.setattr("stream_sep.separate.load_model", no_model)
+        patch.setattr("stream_sep.commands.separate.load_model", no_model)
         code = _separate(str(source), "-o", str(tmp_path / "out"), "--model", str(half_path))
     err = capsys.readouterr().err
     assert code == 2

@@ -144,7 +144,10 @@ def _gpu_skip_reason(skipped: list[str]) -> str:
 
 def _why_not(name: str, available: list[str], gpus: int) -> str | None:
     if PROVIDER_NAMES[name] not in available:
-        return f"this onnxruntime build has no {PROVIDER_NAMES[name]} (pip install onnxruntime-gpu)"
+        return (
+            f"this onnxruntime build has no {PROVIDER_NAMES[name]} "
+            "(install onnxruntime-gpu instead of onnxruntime)"
+        )
     if gpus == 0:
         return "no CUDA GPU was found (no NVIDIA driver or device)"
     return None

@@ -1,9 +1,6 @@
-"""``python -m train``: see :mod:`train.cli`."""
+"""``python -m train``: see :mod:`train.cli`. TensorFlow is imported only after the
+command line is parsed, so ``--help`` and bad options answer at once."""
 
-from train.quiet import quiet_tensorflow
-
-quiet_tensorflow()
-
-from train.cli import main  # noqa: E402
+from train.cli import main
 
 raise SystemExit(main())

@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 
 from stream_sep.errors import UserError
+from train.quiet import quiet_tensorflow
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Check what can be checked without Keras, then import it (TensorFlow takes seconds)
+    and train."""
     given = vars(args)
     from train.config import preset_config
 
@@ -154,7 +157,6 @@ def run(args: argparse.Namespace) -> int:
 
     from train import runs
     from train.config import ModelConfig
-    from train.fit import TrainSettings, train
 
     runs_root = given.get("runs_dir", runs.DEFAULT_RUNS_ROOT)
     if given.get("resume"):
@@ -167,6 +169,13 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(
                 f"a resumed run keeps its model; drop {', '.join('--' + k.replace('_', '-') for k in changed)}"
             )
+    elif "data" not in given and "download" not in given:
+        raise UserError("--data DIR is required (or --download DIR for MUSDB18, or --summary)")
+
+    quiet_tensorflow()
+    from train.fit import TrainSettings, train
+
+    if given.get("resume"):
         config = ModelConfig.from_dict(saved["model"])
         settings = TrainSettings(**{**saved["training"], **settings_overrides(given)})
     else:
@@ -175,8 +184,6 @@ def run(args: argparse.Namespace) -> int:
 
             given["data"] = str(download_musdb18(given["download"]))
             given.setdefault("format", "musdb")
-        if "data" not in given:
-            raise UserError("--data DIR is required (or --download DIR for MUSDB18, or --summary)")
         preset = given.get("preset", "full")
         config = preset_config(preset, **model_overrides(given))
         settings = TrainSettings(**settings_overrides(given))
@@ -207,6 +214,7 @@ def default_run_name(preset: str, fmt: str) -> str:
 
 def print_summary(config) -> int:
     """Print the training model (core network expanded) and its trainable parameter count."""
+    quiet_tensorflow()
     from train.model import build_training_model, core_network_of
 
     model = build_training_model(config)

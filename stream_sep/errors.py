@@ -20,3 +20,13 @@ class AudioFileError(UserError):
 
 class DeviceError(UserError):
     """An audio device that does not exist, is ambiguous, or cannot do what was asked."""
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an exception's message (at most 300 characters), else its type's name.
+
+    For one-line reports of errors raised by libraries whose messages run to many lines
+    (onnxruntime, tf2onnx, the ONNX checker, Keras).
+    """
+    lines = str(error).strip().splitlines()
+    return lines[0][:300] if lines else type(error).__name__

@@ -31,7 +31,8 @@ from stream_sep.contract import ModelContract  # noqa: E402
 from stream_sep.engine import Separator  # noqa: E402
 from stream_sep.inference import load_model  # noqa: E402
 from train.config import preset_config  # noqa: E402
-from train.model import build_training_model, load_checkpoint, spectrogram_to_waveform  # noqa: E402
+from train.model import build_training_model, load_checkpoint  # noqa: E402
+from train.stft import spectrogram_to_waveform  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 # 16 STFT frames: the shortest window the tiny preset's 4 scales accept.

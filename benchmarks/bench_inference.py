@@ -49,7 +49,8 @@ PRECISIONS = ("fp32", "fp16")
 HOPS = (1.0, 0.5, 0.25)  # 0.5 s is the engine's default hop
 RESULTS = REPO / "benchmarks" / "results"
 # Source files whose change invalidates a cached export.
-MODEL_SOURCES = ("train/model.py", "train/config.py", "export/onnx_export.py")
+MODEL_SOURCES = ("train/model.py", "train/config.py", "export/convert.py", "export/graph_passes.py",
+                 "export/fp16.py", "export/pipeline.py")  # fmt: skip
 SEED = 0
 
 
@@ -120,21 +121,24 @@ def cached_export(preset: str, precision: str, core=None, config=None) -> Path:
     path = providers.cache_dir() / "bench" / f"{preset}-{precision}-{source_digest(preset)}.onnx"
     if path.is_file():
         return path
-    from export import onnx_export
+    from export.checkpoint import contract_for
+    from export.convert import convert_core
+    from export.fp16 import to_float16
+    from export.graph_passes import attach_metadata
+    from export.pipeline import save_self_contained
+    from export.provenance import PROVENANCE
 
     if core is None:
         core, config = build_core(preset)
     started = time.perf_counter()
-    contract = onnx_export.contract_for(config)
-    proto = onnx_export.convert_core(core, contract)
+    contract = contract_for(config)
+    proto = convert_core(core, contract)
     if precision == "fp16":
-        proto = onnx_export.to_float16(proto)
-    onnx_export.attach_metadata(
-        proto, contract, {onnx_export.PROVENANCE + "weights": f"random, seed {SEED} (benchmark)"}
-    )
+        proto = to_float16(proto)
+    attach_metadata(proto, contract, {PROVENANCE + "weights": f"random, seed {SEED} (benchmark)"})
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(".partial")
-    onnx_export.save_self_contained(proto, temporary)
+    save_self_contained(proto, temporary)
     os.replace(temporary, path)
     log.info(
         "exported %s %s in %.1f s -> %s", preset, precision, time.perf_counter() - started, path

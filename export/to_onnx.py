@@ -1,16 +1,109 @@
 """Export a trained checkpoint to ONNX for the stream-sep host: ``python export/to_onnx.py``.
 
-Run from the repository root; ``--help`` lists the options. The work is done by
-:mod:`export.onnx_export`, which tests call in-process.
+Run from the repository root; ``--help`` lists the options. This is the command line (options
+and printing); the stages are the modules of :mod:`export`, which tests call in-process.
 """
 
+from __future__ import annotations
+
+import argparse
+import logging
+import os
 import sys
 from pathlib import Path
 
-# Run as a script, Python puts export/ on sys.path; the training code needs the root.
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from export.checkpoint import DEFAULT_RUNS_ROOT, default_output, resolve_checkpoint
+from export.convert import DEFAULT_OPSET, OPSET_RANGE
+from export.errors import ExportFailed
+from export.pipeline import ExportReport, export_checkpoint
+from stream_sep.cli_runner import OneLineParser, run_main
+from stream_sep.errors import UserError
 
-from export.onnx_export import main  # noqa: E402
+log = logging.getLogger(__name__)
+
+PROG = "to_onnx.py"
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(
+        prog=PROG,
+        description=(
+            "Export a trained checkpoint's core network to ONNX for the stream-sep host, "
+            "then load the file with ONNX Runtime and check it against Keras. Without "
+            "arguments it takes the newest run under ./runs, its best checkpoint, and writes "
+            "the .onnx next to it (best.onnx, or best.fp16.onnx with --fp16). Run it from "
+            "the repository root."
+        ),
+    )
+    parser.add_argument(
+        "--checkpoint",
+        metavar="PATH",
+        help="a .keras checkpoint (default: the best checkpoint of the newest run in --runs-root)",
+    )
+    parser.add_argument(
+        "--output",
+        metavar="PATH",
+        help="the .onnx file to write (default: next to the checkpoint, same name, .onnx)",
+    )
+    parser.add_argument(
+        "--runs-root",
+        metavar="DIR",
+        type=Path,
+        default=DEFAULT_RUNS_ROOT,
+        help="where training runs live, for the default checkpoint (default: ./runs)",
+    )
+    parser.add_argument(
+        "--opset",
+        type=int,
+        default=DEFAULT_OPSET,
+        help=f"ONNX opset, {OPSET_RANGE[0]}..{OPSET_RANGE[1]} (default: {DEFAULT_OPSET})",
+    )
+    parser.add_argument(
+        "--fp16",
+        action="store_true",
+        help="store float16 weights (float32 inputs and outputs), for GPUs",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more detail")
+    return parser
+
+
+def run(args: argparse.Namespace) -> ExportReport:
+    if not OPSET_RANGE[0] <= args.opset <= OPSET_RANGE[1]:
+        raise UserError(f"--opset must be in {OPSET_RANGE[0]}..{OPSET_RANGE[1]}, got {args.opset}")
+    checkpoint = resolve_checkpoint(args.checkpoint, args.runs_root)
+    output = Path(args.output) if args.output else default_output(checkpoint, args.fp16)
+    if output.resolve() == checkpoint.resolve():
+        raise UserError(f"--output {str(output)!r} is the checkpoint itself")
+    print(
+        f"exporting {checkpoint} -> {output} (opset {args.opset}, "
+        f"{'float16' if args.fp16 else 'float32'} weights)"
+    )
+    report = export_checkpoint(checkpoint, output, args.opset, args.fp16)
+    print(f"parity: {report.parity.describe()}")
+    print(f"wrote {report.path}: {report.size_bytes / 1e6:.1f} MB in {report.seconds:.1f} s")
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command line; returns the exit status (2 for user errors, 1 for failed exports)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    return run_main(PROG, lambda: parse_and_run(argv))
+
+
+def parse_and_run(argv: list[str] | None) -> int:
+    args = get_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format=f"{PROG}: %(message)s",
+    )
+    try:
+        run(args)
+    except ExportFailed as error:
+        log.debug("export failed", exc_info=error)
+        print(f"{PROG}: export failed: {error}", file=sys.stderr)
+        return 1
+    return 0
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,14 +1,20 @@
-"""Readers of evaluation data on disk: MUSDB18 (16 kHz wav), MUSDB18-HQ (44.1 kHz wav), MIR-1K.
+"""Datasets on disk: MUSDB18 (16 kHz wav), MUSDB18-HQ (44.1 kHz wav) and MIR-1K.
 
-The host's own small readers (``train/`` has its own; ``stream_sep`` never imports it).
+The one owner of these layouts: evaluation reads its clips here (:func:`find_clips`,
+:func:`load_clip`), and training (``train/data.py``) finds its songs and clips with the same
+functions, so both accept the same folders and treat them alike.
 
 Layouts:
 
 - ``musdb``: ``<root>/<split>/<song>/{drums,bass,other,vocals}.wav`` at 16 kHz (the seed's
   converted layout, which has no mixture file), optionally with ``mixture.wav``.
 - ``musdb-hq``: the same layout at 44.1 kHz (MUSDB18-HQ as distributed has ``mixture.wav``).
-- ``mir1k``: stereo ``.wav``/``.flac`` files directly in ``<root>``, channel 0 the
-  accompaniment, channel 1 the singing voice, named ``<singer>_<song>_<clip>``.
+- ``mir1k``: stereo ``.wav``/``.flac`` files anywhere under ``<root>`` (found recursively,
+  sorted by path), channel 0 the accompaniment, channel 1 the singing voice, named
+  ``<singer>_<song>_<clip>``.
+
+The stems of one MUSDB song share one sample rate; stems at another rate than the one asked
+for (the format's for evaluation, the model's for training) are resampled with soxr.
 
 For MUSDB the accompaniment reference is drums + bass + other, and the mixture is
 ``mixture.wav`` when present, else the sum of the four stems. For MIR-1K the mixture is the
@@ -23,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile
+import soxr
 
 from stream_sep.errors import AudioFileError, UserError
 
@@ -32,6 +39,7 @@ FORMATS = ("musdb", "musdb-hq", "mir1k")
 SPLITS = ("train", "test")
 MUSDB_STEMS = ("drums", "bass", "other", "vocals")
 MUSDB_RATES = {"musdb": 16000, "musdb-hq": 44100}
+MIR1K_STEMS = ("accompaniment", "vocals")
 MIR1K_SUFFIXES = (".wav", ".flac")
 
 
@@ -63,16 +71,120 @@ class Clip:
         return self.mixture.shape[1] / self.sample_rate
 
 
+# ------------------------------------------------------------------------- audio files
+
+
 def read_audio(path: Path) -> tuple[np.ndarray, int]:
     """Read an audio file as ((channels, samples) float32, sample_rate)."""
     try:
         data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
     except (soundfile.SoundFileError, RuntimeError, OSError) as error:
-        reason = getattr(error, "error_string", None) or str(error)
-        raise AudioFileError(f"cannot read audio file {path}: {reason}") from error
+        raise AudioFileError(f"cannot read audio file {path}: {_reason(error)}") from error
     if data.shape[0] == 0:
         raise AudioFileError(f"audio file {path} has no samples")
     return np.ascontiguousarray(data.T), int(rate)
+
+
+def audio_info(path: Path):
+    """soundfile's header information (``samplerate``, ``frames``, ``channels``) of a file."""
+    try:
+        return soundfile.info(str(path))
+    except (soundfile.SoundFileError, RuntimeError, OSError) as error:
+        raise AudioFileError(f"cannot read audio file {path}: {_reason(error)}") from error
+
+
+def _reason(error: Exception) -> str:
+    return getattr(error, "error_string", None) or str(error)
+
+
+def resample(audio: np.ndarray, rate: int, target_rate: int) -> np.ndarray:
+    """(channels, samples) at ``rate`` -> (channels, samples') float32 at ``target_rate`` (soxr HQ)."""
+    if rate == target_rate:
+        return audio
+    resampled = soxr.resample(audio.T, rate, target_rate, quality="HQ")
+    return np.ascontiguousarray(resampled.T, dtype=np.float32)
+
+
+# ------------------------------------------------------------------------------ layouts
+
+
+def check_format(data_format: str) -> None:
+    if data_format not in FORMATS:
+        raise UserError(f"--format must be one of {', '.join(FORMATS)}, got {data_format!r}")
+
+
+def musdb_songs(root: Path, split: str, data_format: str = "musdb") -> list[Path]:
+    """The song folders of one split, ``<root>/<split>/<song>/``, sorted by name."""
+    if split not in SPLITS:
+        raise UserError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
+    folder = Path(root) / split
+    if not folder.is_dir():
+        raise UserError(
+            f"no {split!r} folder in --data {str(root)!r}: --format {data_format} expects "
+            f"<root>/{{train,test}}/<song>/{{{','.join(MUSDB_STEMS)}}}.wav"
+        )
+    songs = sorted(path for path in folder.iterdir() if path.is_dir())
+    if not songs:
+        raise UserError(f"no song folders in {str(folder)!r}")
+    return songs
+
+
+def musdb_stem_paths(song: Path, data_format: str, mixture: bool = False) -> dict[str, Path]:
+    """``{stem: <song>/<stem>.wav}`` for the four stems (and ``mixture`` when asked and present).
+
+    All four stems must exist; their sample rates must agree (see :func:`musdb_rate`).
+    """
+    missing = [stem for stem in MUSDB_STEMS if not (song / f"{stem}.wav").is_file()]
+    if missing:
+        raise AudioFileError(
+            f"song folder {song} lacks {', '.join(s + '.wav' for s in missing)} "
+            f"(--format {data_format} needs {', '.join(s + '.wav' for s in MUSDB_STEMS)})"
+        )
+    names = [*MUSDB_STEMS, *(["mixture"] if mixture else [])]
+    return {name: song / f"{name}.wav" for name in names if (song / f"{name}.wav").is_file()}
+
+
+def musdb_rate(song: Path, paths: dict[str, Path]) -> int:
+    """The one sample rate of a song's files; :class:`AudioFileError` if they differ."""
+    rates = {name: int(audio_info(path).samplerate) for name, path in paths.items()}
+    if len(set(rates.values())) != 1:
+        raise AudioFileError(f"stems in {song} differ in sample rate: {rates}")
+    return next(iter(rates.values()))
+
+
+def find_mir1k(root: Path) -> list[Path]:
+    """Every ``.wav``/``.flac`` file under ``root`` (recursively), sorted by path."""
+    root = Path(root)
+    if not root.is_dir():
+        raise UserError(f"--data {str(root)!r} is not a directory")
+    files = sorted(
+        path for path in root.rglob("*") if path.suffix.lower() in MIR1K_SUFFIXES and path.is_file()
+    )
+    if not files:
+        raise UserError(
+            f"no .wav or .flac files in --data {str(root)!r} (--format mir1k expects stereo "
+            "files <singer>_<song>_<clip>.wav|.flac in the folder or below it)"
+        )
+    return files
+
+
+def mir1k_singer(name: str) -> str:
+    """The singer of a MIR-1K clip name ``<singer>_<song>_<clip>``."""
+    return name.split("_", 1)[0]
+
+
+def read_mir1k(path: Path) -> tuple[dict[str, np.ndarray], int]:
+    """One MIR-1K clip: ``({"accompaniment": (1, samples), "vocals": (1, samples)}, rate)``."""
+    audio, rate = read_audio(path)
+    if audio.shape[0] != 2:
+        raise AudioFileError(
+            f"{path} has {audio.shape[0]} channel(s); --format mir1k expects 2 "
+            "(channel 0 accompaniment, channel 1 vocals)"
+        )
+    return {"accompaniment": audio[0:1], "vocals": audio[1:2]}, rate
+
+
+# ---------------------------------------------------------------------- evaluation clips
 
 
 def find_clips(
@@ -83,8 +195,8 @@ def find_clips(
     limit: int | None = None,
     every: int = 1,
 ) -> list[ClipRef]:
-    """List the clips of a dataset folder, sorted by name: every ``every``-th one (a sample
-    spread over all singers or songs), at most ``limit`` of them.
+    """List the clips of a dataset folder, sorted: every ``every``-th one (a sample spread
+    over all singers or songs), at most ``limit`` of them.
 
     split: ``train`` or ``test`` for the MUSDB formats (default ``test``); not for mir1k.
     singers: MIR-1K singer names to keep (the part of the file name before the first ``_``).
@@ -92,47 +204,24 @@ def find_clips(
     root = Path(root)
     if every < 1:
         raise UserError(f"--every must be a positive integer, got {every}")
-    if data_format not in FORMATS:
-        raise UserError(f"--format must be one of {', '.join(FORMATS)}, got {data_format!r}")
+    check_format(data_format)
     if not root.is_dir():
         raise UserError(f"--data {str(root)!r} is not a directory")
     if data_format == "mir1k":
         if split is not None:
             raise UserError(f"--split applies to the musdb formats only, got --split {split}")
-        clips = _find_mir1k(root, singers)
+        clips = _mir1k_clips(root, singers)
     else:
         if singers:
             raise UserError("--singers applies to --format mir1k only")
-        clips = _find_musdb(root, data_format, split or "test")
+        songs = musdb_songs(root, split or "test", data_format)
+        clips = [ClipRef(song.name, data_format, song) for song in songs]
     clips = clips[::every]
     return clips if limit is None else clips[:limit]
 
 
-def _find_musdb(root: Path, data_format: str, split: str) -> list[ClipRef]:
-    if split not in SPLITS:
-        raise UserError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
-    folder = root / split
-    if not folder.is_dir():
-        raise UserError(
-            f"no {split!r} folder in --data {str(root)!r}: --format {data_format} expects "
-            f"<root>/{{train,test}}/<song>/{{{','.join(MUSDB_STEMS)}}}.wav"
-        )
-    songs = sorted(path for path in folder.iterdir() if path.is_dir())
-    if not songs:
-        raise UserError(f"no song folders in {str(folder)!r}")
-    return [ClipRef(song.name, data_format, song) for song in songs]
-
-
-def _find_mir1k(root: Path, singers: list[str] | None) -> list[ClipRef]:
-    files = sorted(
-        path for path in root.iterdir() if path.is_file() and path.suffix.lower() in MIR1K_SUFFIXES
-    )
-    if not files:
-        raise UserError(
-            f"no .wav or .flac files in --data {str(root)!r} (--format mir1k expects stereo "
-            "files <singer>_<song>_<clip>.wav|.flac directly in the folder)"
-        )
-    clips = [ClipRef(path.stem, "mir1k", path) for path in files]
+def _mir1k_clips(root: Path, singers: list[str] | None) -> list[ClipRef]:
+    clips = [ClipRef(path.stem, "mir1k", path) for path in find_mir1k(root)]
     if not singers:
         return clips
     present = sorted({mir1k_singer(clip.name) for clip in clips})
@@ -145,11 +234,6 @@ def _find_mir1k(root: Path, singers: list[str] | None) -> list[ClipRef]:
     return [clip for clip in clips if mir1k_singer(clip.name) in singers]
 
 
-def mir1k_singer(name: str) -> str:
-    """The singer of a MIR-1K clip name ``<singer>_<song>_<clip>``."""
-    return name.split("_", 1)[0]
-
-
 def load_clip(ref: ClipRef) -> Clip:
     """Read one clip into memory; bad files raise :class:`AudioFileError` naming the file."""
     if ref.data_format == "mir1k":
@@ -158,46 +242,27 @@ def load_clip(ref: ClipRef) -> Clip:
 
 
 def _load_mir1k(ref: ClipRef) -> Clip:
-    audio, rate = read_audio(ref.path)
-    if audio.shape[0] != 2:
-        raise AudioFileError(
-            f"{ref.path} has {audio.shape[0]} channel(s); --format mir1k expects 2 "
-            "(channel 0 accompaniment, channel 1 vocals)"
-        )
-    accompaniment, vocals = audio[0:1], audio[1:2]
+    stems, rate = read_mir1k(ref.path)
+    accompaniment, vocals = stems["accompaniment"], stems["vocals"]
     return Clip(ref.name, rate, accompaniment + vocals, vocals, accompaniment)
 
 
 def _load_musdb(ref: ClipRef) -> Clip:
-    missing = [stem for stem in MUSDB_STEMS if not (ref.path / f"{stem}.wav").is_file()]
-    if missing:
-        raise AudioFileError(
-            f"song folder {ref.path} lacks {', '.join(s + '.wav' for s in missing)} "
-            f"(--format {ref.data_format} needs {', '.join(s + '.wav' for s in MUSDB_STEMS)})"
-        )
-    names = list(MUSDB_STEMS)
-    if (ref.path / "mixture.wav").is_file():
-        names.append("mixture")
-    stems, rate = _read_matching(ref, names)
+    stems, rate = _read_matching(ref)
     accompaniment = stems["drums"] + stems["bass"] + stems["other"]
     mixture = stems.get("mixture", accompaniment + stems["vocals"])
     return Clip(ref.name, rate, mixture, stems["vocals"], accompaniment)
 
 
-def _read_matching(ref: ClipRef, names: list[str]) -> tuple[dict[str, np.ndarray], int]:
-    """Read ``<song>/<name>.wav`` for each name; same rate and channels, cut to the shortest."""
-    expected_rate = MUSDB_RATES[ref.data_format]
-    stems = {}
-    for name in names:
-        path = ref.path / f"{name}.wav"
-        audio, rate = read_audio(path)
-        if rate != expected_rate:
-            other = "musdb-hq" if ref.data_format == "musdb" else "musdb"
-            raise AudioFileError(
-                f"{path} is {rate} Hz; --format {ref.data_format} expects {expected_rate} Hz"
-                + (f" (try --format {other})" if rate == MUSDB_RATES[other] else "")
-            )
-        stems[name] = audio
+def _read_matching(ref: ClipRef) -> tuple[dict[str, np.ndarray], int]:
+    """Read the song's stems (and mixture) at the format's rate; same channels, cut to the
+    shortest."""
+    paths = musdb_stem_paths(ref.path, ref.data_format, mixture=True)
+    file_rate = musdb_rate(ref.path, paths)
+    rate = MUSDB_RATES[ref.data_format]
+    if file_rate != rate:
+        log.info("%s: %d Hz files, resampled to %d Hz", ref.path, file_rate, rate)
+    stems = {name: resample(read_audio(path)[0], file_rate, rate) for name, path in paths.items()}
     channels = {name: audio.shape[0] for name, audio in stems.items()}
     if len(set(channels.values())) != 1:
         raise AudioFileError(f"stems in {ref.path} differ in channel count: {channels}")
@@ -205,4 +270,4 @@ def _read_matching(ref: ClipRef, names: list[str]) -> tuple[dict[str, np.ndarray
     if len(lengths) > 1:
         log.warning("stems in %s differ in length; cutting to %d samples", ref.path, min(lengths))
     shortest = min(lengths)
-    return {name: audio[:, :shortest] for name, audio in stems.items()}, expected_rate
+    return {name: audio[:, :shortest] for name, audio in stems.items()}, rate

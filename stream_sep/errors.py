@@ -23,7 +23,16 @@ class DeviceError(UserError):
 
 
 def first_line(error: BaseException) -> str:
+    """The first line of an exception's message (at most 300 characters), else its type's name.
+
+    For one-line reports of errors raised by libraries whose messages run to many lines
+    (onnxruntime, tf2onnx, the ONNX checker, Keras).
+    """
+    lines = str(error).strip().splitlines()
+    return lines[0][:300] if lines else type(error).__name__
+
+
+def typed_first_line(error: BaseException) -> str:
     """``"<Type>: <first line of the message>"``, at most 300 characters."""
     lines = str(error).strip().splitlines()
-    text = lines[0] if lines else ""
-    return f"{type(error).__name__}: {text}"[:300]
+    return f"{type(error).__name__}: {lines[0] if lines else ''}"[:300]

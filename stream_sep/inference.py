@@ -19,7 +19,7 @@ import numpy as np
 
 from stream_sep import providers, spectral
 from stream_sep.contract import ModelContract, check_tensor_shape, contract_from_metadata
-from stream_sep.errors import ModelError, UserError
+from stream_sep.errors import ModelError, UserError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -222,7 +222,7 @@ class Runner:
             if not slot.graph_capture or slot.runs:
                 raise
             # The first runs capture the CUDA graph; if capture fails, run without graphs.
-            log.info("batch %d: CUDA graph capture failed (%s)", batch, _first_line(error))
+            log.info("batch %d: CUDA graph capture failed (%s)", batch, first_line(error))
             self._slots[batch] = _Slot(self, self.session, batch, graph_capture=False)
             np.copyto(self._slots[batch].staging, slot.staging)
             return self.run_staged(batch)
@@ -277,7 +277,7 @@ class Runner:
             log.info(
                 "batch %d: no static-shape session (%s); running without CUDA graphs",
                 batch,
-                _first_line(error),
+                first_line(error),
             )
             return self.session, False
         return session, graph_capture
@@ -313,9 +313,7 @@ def load_model(path: str | os.PathLike | None = None, provider: str = "auto") ->
     except UserError:
         raise
     except Exception as error:  # onnxruntime raises its own Fail/InvalidGraph/... types
-        raise ModelError(
-            f"{path.name} is not a loadable ONNX model: {_first_line(error)}"
-        ) from None
+        raise ModelError(f"{path.name} is not a loadable ONNX model: {first_line(error)}") from None
     metadata = session.get_modelmeta().custom_metadata_map
     contract = contract_from_metadata(metadata, origin=path.name)
     _check_graph(session, contract, path.name)
@@ -356,8 +354,3 @@ def _check_graph(session, contract: ModelContract, origin: str) -> None:
         origin, "input", inputs[0].name, tuple(inputs[0].shape), contract.input_shape
     )
     check_tensor_shape(origin, "output", output.name, tuple(output.shape), contract.output_shape)
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return text[0][:300] if text else type(error).__name__

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import soxr
 
 from stream_sep import datasets
 from stream_sep.errors import AudioFileError, UserError
@@ -81,11 +82,29 @@ def test_musdb_stems_of_different_lengths_are_cut_to_the_shortest(tmp_path):
     assert clip.mixture.shape == clip.vocals.shape == clip.accompaniment.shape == (1, 750)
 
 
-def test_musdb_at_the_wrong_rate_names_the_other_format(tmp_path):
-    write_musdb(tmp_path, {"song": _stems(500, 2, 6)}, 44100)
-    ref = datasets.find_clips(tmp_path, "musdb")[0]
-    with pytest.raises(AudioFileError, match=r"44100 Hz.*expects 16000 Hz.*--format musdb-hq"):
-        datasets.load_clip(ref)
+@pytest.mark.parametrize(
+    ("data_format", "file_rate", "rate"), [("musdb", 44100, 16000), ("musdb-hq", 16000, 44100)]
+)
+def test_musdb_at_another_rate_is_resampled_to_the_formats_rate(
+    tmp_path, data_format, file_rate, rate
+):
+    """As training does: soxr (HQ) per stem, the mixture too."""
+    stems = _stems(4410, 2, 6)
+    write_musdb(tmp_path, {"song": stems}, file_rate)
+    clip = datasets.load_clip(datasets.find_clips(tmp_path, data_format)[0])
+    vocals = soxr.resample(stems["vocals"].T, file_rate, rate, quality="HQ").T
+    assert clip.sample_rate == rate
+    assert clip.vocals.shape == vocals.shape and clip.vocals.dtype == np.float32
+    np.testing.assert_array_equal(clip.vocals, vocals)
+    mixture = soxr.resample(sum(stems.values()).T, file_rate, rate, quality="HQ").T
+    np.testing.assert_allclose(clip.mixture, mixture, atol=1e-6)
+
+
+def test_musdb_song_with_two_rates_is_refused(tmp_path):
+    write_musdb(tmp_path, {"song": _stems(500, 2, 9)}, 16000, with_mixture=False)
+    sf.write(tmp_path / "test" / "song" / "bass.wav", np.zeros((500, 2), np.float32), 44100)
+    with pytest.raises(AudioFileError, match=r"differ in sample rate.*'bass': 44100"):
+        datasets.load_clip(datasets.find_clips(tmp_path, "musdb")[0])
 
 
 def test_musdb_missing_stem_is_named(tmp_path):
@@ -113,6 +132,17 @@ def test_mir1k_reads_channels_as_accompaniment_and_vocals(tmp_path):
     np.testing.assert_allclose(clip.accompaniment, 0.25, atol=1e-4)
     np.testing.assert_allclose(clip.vocals, -0.5, atol=1e-4)
     np.testing.assert_allclose(clip.mixture, -0.25, atol=1e-4)
+
+
+def test_mir1k_files_are_found_in_subfolders_as_in_training(tmp_path):
+    """MIR-1K as distributed: the clips sit in Wavfile/ under the dataset's folder."""
+    write_mir1k(tmp_path / "MIR-1K" / "Wavfile", ["amy_1_01", "Ani_1_01"])
+    write_mir1k(tmp_path / "MIR-1K" / "more" / "deeper", ["bobon_2_05"])
+    (tmp_path / "MIR-1K" / "notes.wav").mkdir()  # a folder named like audio is no clip
+    refs = datasets.find_clips(tmp_path / "MIR-1K", "mir1k")
+    assert [ref.name for ref in refs] == ["Ani_1_01", "amy_1_01", "bobon_2_05"]
+    assert refs[2].path == tmp_path / "MIR-1K" / "more" / "deeper" / "bobon_2_05.wav"
+    assert datasets.load_clip(refs[2]).channels == 1
 
 
 def test_mir1k_singers_and_limit_choose_clips(tmp_path):

@@ -25,13 +25,15 @@ import pytest  # noqa: E402
 import soundfile as sf  # noqa: E402
 from helpers import noise, voice_over_band  # noqa: E402
 
-from export import onnx_export  # noqa: E402
+from export import fp16, graph_passes, parity  # noqa: E402
+from export.to_onnx import main as export_main  # noqa: E402
 from stream_sep.cli import main as stream_sep_main  # noqa: E402
 from stream_sep.contract import ModelContract  # noqa: E402
 from stream_sep.engine import Separator  # noqa: E402
 from stream_sep.inference import load_model  # noqa: E402
 from train.config import preset_config  # noqa: E402
-from train.model import build_training_model, load_checkpoint, spectrogram_to_waveform  # noqa: E402
+from train.model import build_training_model, load_checkpoint  # noqa: E402
+from train.stft import spectrogram_to_waveform  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 # 16 STFT frames: the shortest window the tiny preset's 4 scales accept.
@@ -61,7 +63,7 @@ def checkpoint(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def exported(checkpoint, tmp_path_factory) -> Path:
     output = tmp_path_factory.mktemp("export") / "tiny.onnx"
-    assert onnx_export.main(["--checkpoint", str(checkpoint), "--output", str(output)]) == 0
+    assert export_main(["--checkpoint", str(checkpoint), "--output", str(output)]) == 0
     return output
 
 
@@ -82,7 +84,7 @@ def test_host_waveforms_equal_keras(exported, checkpoint):
     audio = np.stack([mixture, noise(1, WINDOW, seed=4)[0]])  # (2, W): stereo as batch 2
     host = load_model(exported, provider="cpu").separate(audio)
     reference = keras_reference(checkpoint, audio)
-    tolerance = onnx_export.TOLERANCES["float32"].relative
+    tolerance = parity.TOLERANCES["float32"].relative
     peak = np.abs(reference).max()
     assert peak > 1e-3, "the reference is silent: the comparison would prove nothing"
     assert host.shape == reference.shape == (2, 1, WINDOW)
@@ -137,7 +139,7 @@ def test_splitting_a_strided_mean_keeps_its_value():
         return session.run(None, {"x": x})[0]
 
     before = run(proto)
-    assert onnx_export.split_strided_means(proto) == 1
+    assert graph_passes.split_strided_means(proto) == 1
     onnx.checker.check_model(proto)
     assert [onnx.helper.get_attribute_value(n.attribute[0]) for n in proto.graph.node] == [
         [1, 2],
@@ -222,7 +224,7 @@ def test_newest_run_fp16_next_to_its_checkpoint(tiny_scale_checkpoint, tmp_path,
     )
     (run / "commit.txt").write_text("abc1234\n")
 
-    assert onnx_export.main(["--runs-root", str(tmp_path / "runs"), "--fp16"]) == 0
+    assert export_main(["--runs-root", str(tmp_path / "runs"), "--fp16"]) == 0
 
     output = run / "best.fp16.onnx"
     printed = capsys.readouterr().out
@@ -244,7 +246,7 @@ def test_newest_run_fp16_next_to_its_checkpoint(tiny_scale_checkpoint, tmp_path,
     assert io_types == {onnx.TensorProto.FLOAT}
     # Full-scale low tones overflow a naive float16 GroupNorm into NaN; this one stays finite.
     host = load_model(output, provider="cpu")
-    loud = np.stack(list(onnx_export.stress_signals(host.contract).values()))
+    loud = np.stack(list(parity.stress_signals(host.contract).values()))
     assert np.isfinite(host.separate(loud)).all()
 
 
@@ -257,14 +259,14 @@ def test_float16_keeps_what_overflows_in_float32(exported, tmp_path):
         warnings.simplefilter("ignore", UserWarning)  # weights flushed to float16's 1e-7
         plain = float16.convert_float_to_float16(onnx.load(exported), keep_io_types=True)
     onnx.save(plain, tmp_path / "plain.onnx")
-    onnx.save(onnx_export.to_float16(fp32), tmp_path / "kept.onnx")
-    loud = np.stack(list(onnx_export.stress_signals(ModelContract(window_samples=WINDOW)).values()))
+    onnx.save(fp16.to_float16(fp32), tmp_path / "kept.onnx")
+    loud = np.stack(list(parity.stress_signals(ModelContract(window_samples=WINDOW)).values()))
     plain_out = load_model(tmp_path / "plain.onnx", provider="cpu").separate(loud)
     kept_out = load_model(tmp_path / "kept.onnx", provider="cpu").separate(loud)
     reference = load_model(exported, provider="cpu").separate(loud)
     assert not np.isfinite(plain_out).all()
     peak = np.abs(reference).max()
-    assert np.abs(kept_out - reference).max() <= onnx_export.TOLERANCES["float16"].relative * peak
+    assert np.abs(kept_out - reference).max() <= parity.TOLERANCES["float16"].relative * peak
 
 
 def test_parity_failure_deletes_the_file_and_keeps_the_old_one(
@@ -272,10 +274,8 @@ def test_parity_failure_deletes_the_file_and_keeps_the_old_one(
 ):
     output = tmp_path / "model.onnx"
     output.write_bytes(b"the previous export")
-    monkeypatch.setitem(
-        onnx_export.TOLERANCES, "float32", onnx_export.Tolerance(0.0, "test: nothing passes")
-    )
-    code = onnx_export.main(["--checkpoint", str(tiny_scale_checkpoint), "--output", str(output)])
+    monkeypatch.setitem(parity.TOLERANCES, "float32", parity.Tolerance(0.0, "test: nothing passes"))
+    code = export_main(["--checkpoint", str(tiny_scale_checkpoint), "--output", str(output)])
     err = capsys.readouterr().err
     assert code == 1
     assert (
@@ -287,7 +287,7 @@ def test_parity_failure_deletes_the_file_and_keeps_the_old_one(
 
 
 def refuse(args: list[str], capsys) -> str:
-    code = onnx_export.main(args)
+    code = export_main(args)
     err = capsys.readouterr().err
     assert code == 2
     assert err.count("\n") == 1 and err.startswith("to_onnx.py: error: ")

@@ -175,7 +175,7 @@ def test_fixed_validation_examples_are_real_mixtures_and_repeatable():
     [
         (lambda d: d / "missing", "mir1k", "not a directory"),
         (lambda d: d, "mir1k", "no .wav or .flac"),
-        (lambda d: d, "musdb", "no 'train' directory"),
+        (lambda d: d, "musdb", "no 'train' folder"),
         (lambda d: d, "wav", "--format must be one of"),
     ],
 )
@@ -187,7 +187,7 @@ def test_bad_data_is_one_clear_error(tmp_path, make, fmt, message):
 def test_an_empty_split_and_an_unreadable_file_are_clear_errors(tmp_path):
     root = tmp_path / "musdb"
     (root / "train").mkdir(parents=True)
-    with pytest.raises(UserError, match="no song directories"):
+    with pytest.raises(UserError, match="no song folders"):
         load_musdb(root, "train")
     bad = write_mir1k(tmp_path / "mir1k", singers=("ann", "bob"))
     (bad / "bob_1_01.flac").write_bytes(b"not audio at all")

@@ -173,7 +173,7 @@ def test_bad_input_is_one_line_and_exit_status_2(tmp_path):
     (unreadable / "ann_1_01.flac").write_bytes(b"garbage")
     cases = {
         "not a directory": ["--data", str(tmp_path / "missing"), "--format", "mir1k"],
-        "no song directories": ["--data", str(empty), "--format", "musdb"],
+        "no song folders": ["--data", str(empty), "--format", "musdb"],
         "cannot read audio file": [
             "--data",
             str(unreadable),

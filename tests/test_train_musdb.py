@@ -50,7 +50,8 @@ def test_every_source_stream_becomes_a_16k_wav(tmp_path):
         assert rate == 16000
         assert abs(len(audio) - SECONDS * 16000) < 0.1 * 16000
         assert dominant_frequency(audio, rate) == pytest.approx(STREAM_FREQS[path.stem], abs=4)
-    assert not list((tmp_path / "out").glob("partial-*"))
+    # nothing else: no hidden partial file is left behind
+    assert sorted((tmp_path / "out").iterdir()) == sorted(written)
 
 
 def test_a_converted_dataset_loads_as_musdb(tmp_path):

@@ -19,9 +19,9 @@ import dataclasses
 import datetime
 import logging
 import math
-import sys
 from pathlib import Path
 
+from stream_sep.cli_runner import OneLineParser, run_main
 from stream_sep.errors import UserError
 from train.quiet import quiet_tensorflow
 
@@ -31,14 +31,9 @@ PROG = "python -m train"
 MODEL_OPTIONS = ("channels", "growth", "n_scales", "block_size", "window_samples", "sources")
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):
-        raise UserError(message)
-
-
 def get_parser() -> argparse.ArgumentParser:
     # Options default to SUPPRESS so a resumed run can tell given options from defaults.
-    parser = _Parser(
+    parser = OneLineParser(
         prog=PROG, description=__doc__.split("\n")[0], argument_default=argparse.SUPPRESS
     )
     data = parser.add_argument_group("data")
@@ -131,19 +126,19 @@ def _names(text: str) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        args = get_parser().parse_args(argv)
-        logging.basicConfig(
-            level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        )
-        return run(args)
-    except UserError as error:
-        print(f"{PROG}: error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted; resume with --resume", file=sys.stderr)
-        return 130
+    """The command line; returns the exit status (2 for user errors, 130 for Ctrl-C)."""
+    return run_main(
+        PROG, lambda: parse_and_run(argv), interrupted="interrupted; resume with --resume"
+    )
+
+
+def parse_and_run(argv: list[str] | None) -> int:
+    args = get_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    return run(args)
 
 
 def run(args: argparse.Namespace) -> int:

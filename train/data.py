@@ -1,8 +1,9 @@
-"""Datasets: MUSDB18 (16 kHz wav), MUSDB18-HQ (44.1 kHz wav) and MIR-1K readers, and the
+"""Training data: MUSDB18 (16 kHz wav), MUSDB18-HQ (44.1 kHz wav) and MIR-1K tracks, and the
 seed's random-mix training set.
 
-A *track* is one song or clip: a set of mono stems at the model's sample rate that sum to
-the mixture. MUSDB tracks have ``drums, bass, other, vocals``; MIR-1K clips have
+The layouts are :mod:`stream_sep.datasets`' (the same folders evaluation reads); this module
+holds them as *tracks*: one song or clip as a set of mono stems at the model's sample rate
+that sum to the mixture. MUSDB tracks have ``drums, bass, other, vocals``; MIR-1K clips have
 ``accompaniment`` (channel 0) and ``vocals`` (channel 1).
 """
 
@@ -18,17 +19,14 @@ import audiomentations as aug
 import keras
 import numpy as np
 import soundfile as sf
-import soxr
 
+from stream_sep import datasets
 from stream_sep.contract import SAMPLE_RATE
 from stream_sep.errors import UserError
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("musdb", "musdb-hq", "mir1k")
-MUSDB_STEMS = ("drums", "bass", "other", "vocals")
-MIR1K_STEMS = ("accompaniment", "vocals")
-AUDIO_SUFFIXES = (".wav", ".flac")
+FORMATS = datasets.FORMATS
 # The seed rejects chunks quieter than this mean absolute amplitude.
 SILENCE_THRESHOLD = 0.01
 # The seed retries a silent chunk without limit; we give up after this many draws.
@@ -66,16 +64,13 @@ class MemoryTrack(Track):
 class WavTrack(Track):
     """A MUSDB song directory, one file per stem, read from disk and resampled per chunk."""
 
-    def __init__(self, name: str, paths: dict[str, Path]):
+    def __init__(self, name: str, paths: dict[str, Path], file_rate: int):
         self.name = name
         self.stems = tuple(paths)
         self.paths = paths
-        infos = {stem: _info(path) for stem, path in paths.items()}
-        rates = {info.samplerate for info in infos.values()}
-        if len(rates) != 1:
-            raise UserError(f"{name}: stems have different sample rates {sorted(rates)}")
-        self.file_rate = rates.pop()
-        file_length = _common_length(name, {k: info.frames for k, info in infos.items()})
+        self.file_rate = file_rate
+        frames = {stem: datasets.audio_info(path).frames for stem, path in paths.items()}
+        file_length = _common_length(name, frames)
         self.length = int(file_length * SAMPLE_RATE // self.file_rate)
 
     def read(self, stem: str, start: int, frames: int) -> np.ndarray:
@@ -87,17 +82,8 @@ class WavTrack(Track):
             self.paths[stem], file_frames, file_start, dtype="float32", always_2d=True
         )
         mono = audio.mean(axis=1)
-        if self.file_rate != SAMPLE_RATE:
-            mono = soxr.resample(mono, self.file_rate, SAMPLE_RATE, quality="HQ")
-        mono = mono[:frames]
+        mono = datasets.resample(mono[np.newaxis], self.file_rate, SAMPLE_RATE)[0, :frames]
         return np.pad(mono, (0, frames - len(mono))).astype(np.float32)
-
-
-def _info(path: Path):
-    try:
-        return sf.info(str(path))
-    except (sf.LibsndfileError, RuntimeError) as error:
-        raise UserError(f"cannot read audio file {path}: {error}") from None
 
 
 def _common_length(name: str, lengths: dict[str, int]) -> int:
@@ -107,60 +93,30 @@ def _common_length(name: str, lengths: dict[str, int]) -> int:
     return min(lengths.values())
 
 
-def read_audio(path: Path) -> np.ndarray:
-    """A whole file at ``SAMPLE_RATE``: (samples, channels) float32."""
-    try:
-        audio, rate = sf.read(str(path), dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError) as error:
-        raise UserError(f"cannot read audio file {path}: {error}") from None
-    if rate != SAMPLE_RATE:
-        audio = soxr.resample(audio, rate, SAMPLE_RATE, quality="HQ").astype(np.float32)
-    return audio
-
-
 # ---------------------------------------------------------------- dataset readers
 
 
-def load_musdb(root: Path, split: str) -> list[Track]:
+def load_musdb(root: Path, split: str, data_format: str = "musdb") -> list[Track]:
     """``<root>/<split>/<song>/{drums,bass,other,vocals}.wav`` (MUSDB18 wav or MUSDB18-HQ)."""
-    split_dir = Path(root) / split
-    if not split_dir.is_dir():
-        raise UserError(f"--data {root}: no '{split}' directory (expected {split_dir})")
     tracks = []
-    for song in sorted(p for p in split_dir.iterdir() if p.is_dir()):
-        paths = {stem: song / f"{stem}.wav" for stem in MUSDB_STEMS}
-        missing = [p.name for p in paths.values() if not p.is_file()]
-        if missing:
-            raise UserError(f"{song}: missing stems {', '.join(missing)}")
-        tracks.append(WavTrack(song.name, paths))
-    if not tracks:
-        raise UserError(f"--data {root}: split '{split}' has no song directories in {split_dir}")
+    for song in datasets.musdb_songs(Path(root), split, data_format):
+        paths = datasets.musdb_stem_paths(song, data_format)
+        tracks.append(WavTrack(song.name, paths, datasets.musdb_rate(song, paths)))
     return tracks
 
 
 def mir1k_singer(path: Path) -> str:
     """The singer of a MIR-1K clip: ``<singer>_<song>_<clip>.wav`` -> ``singer``."""
-    return path.stem.split("_")[0]
-
-
-def find_mir1k(root: Path) -> list[Path]:
-    """All MIR-1K clips under ``root`` (recursively), sorted."""
-    root = Path(root)
-    if not root.is_dir():
-        raise UserError(f"--data {root}: not a directory")
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
-    if not files:
-        raise UserError(f"--data {root}: no .wav or .flac files (MIR-1K layout expected)")
-    return files
+    return datasets.mir1k_singer(path.stem)
 
 
 def load_mir1k_clip(path: Path) -> MemoryTrack:
-    audio = read_audio(path)
-    if audio.shape[1] != 2:
-        raise UserError(
-            f"{path}: MIR-1K clips must be stereo (accompaniment, vocals), got {audio.shape[1]} channel(s)"
-        )
-    return MemoryTrack(path.stem, {"accompaniment": audio[:, 0], "vocals": audio[:, 1]})
+    """A MIR-1K clip at ``SAMPLE_RATE`` (resampled with soxr when the file has another rate)."""
+    stems, rate = datasets.read_mir1k(path)
+    return MemoryTrack(
+        path.stem,
+        {stem: datasets.resample(audio, rate, SAMPLE_RATE)[0] for stem, audio in stems.items()},
+    )
 
 
 def split_mir1k(
@@ -193,15 +149,14 @@ def load_tracks(
     seed: int = 0,
 ) -> tuple[list[Track], list[Track], dict]:
     """Training and validation tracks of a dataset, and a description for config.json."""
-    if fmt not in FORMATS:
-        raise UserError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    datasets.check_format(fmt)
     data = Path(data)
     if not data.is_dir():
         raise UserError(f"--data {data}: not a directory")
     if fmt in ("musdb", "musdb-hq"):
-        train, val = load_musdb(data, "train"), load_musdb(data, "test")
+        train, val = load_musdb(data, "train", fmt), load_musdb(data, "test", fmt)
         return train, val, {"train_songs": len(train), "val_songs": len(val)}
-    train_files, val_files = split_mir1k(find_mir1k(data), val_singers, val_split, seed)
+    train_files, val_files = split_mir1k(datasets.find_mir1k(data), val_singers, val_split, seed)
     train = [load_mir1k_clip(p) for p in train_files]
     val = [load_mir1k_clip(p) for p in val_files]
     info = {

@@ -6,7 +6,6 @@ import contextlib
 import dataclasses
 import datetime
 import logging
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +13,7 @@ from typing import Any
 
 import keras
 
+from stream_sep import atomic
 from stream_sep.errors import UserError
 from train import runs
 from train.config import ModelConfig
@@ -150,20 +150,20 @@ def distribution(enabled: bool) -> Iterator[int]:
 
 
 class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
-    """ModelCheckpoint that writes a temporary file and renames it into place, so a run
-    stopped during a save keeps the previous checkpoint intact."""
+    """ModelCheckpoint that saves to a hidden file beside the checkpoint and renames it into
+    place (:func:`stream_sep.atomic.write_path`), so a run stopped during a save keeps the
+    previous checkpoint intact."""
 
     def __init__(self, filepath: Path, **kwargs):
         self.final_path = Path(filepath)
-        super().__init__(
-            str(self.final_path.with_name("partial-" + self.final_path.name)), **kwargs
-        )
+        super().__init__(str(self.final_path), **kwargs)
 
     def on_epoch_end(self, epoch, logs=None):
-        super().on_epoch_end(epoch, logs)
-        partial = Path(self.filepath)
-        if partial.exists():
-            os.replace(partial, self.final_path)
+        with atomic.write_path(self.final_path) as staged:
+            self.filepath = str(staged)
+            super().on_epoch_end(epoch, logs)
+            if staged.stat().st_size == 0:  # nothing saved (not the best epoch): keep the old
+                staged.unlink()
 
 
 class RunState(keras.callbacks.Callback):

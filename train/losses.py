@@ -9,7 +9,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from train.model import PACKAGE, spectrogram_to_waveform, waveform_to_spectrogram
+from train.registry import PACKAGE
+from train.stft import spectrogram_to_waveform, waveform_to_spectrogram
 
 # Keeps SDR finite for silent targets and perfect estimates (the seed's epsilon).
 SDR_EPSILON = 1e-8

@@ -22,12 +22,14 @@ from pathlib import Path
 import keras
 from keras import layers, ops
 
-from stream_sep.errors import UserError
+from stream_sep.errors import UserError, first_line
+from train import losses, schedules  # noqa: F401 - registered for load_checkpoint
 from train.config import ModelConfig
+from train.registry import PACKAGE
+from train.stft import waveform_to_spectrogram
 
 log = logging.getLogger(__name__)
 
-PACKAGE = "stream_sep_train"
 CORE_NAME = "core_network"
 INPUT_NAME = "spectrogram"
 
@@ -63,23 +65,6 @@ class Spectrogram(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "n_fft": self.n_fft, "hop_length": self.hop_length}
-
-
-def waveform_to_spectrogram(waveform, n_fft: int, hop_length: int):
-    """waveform: (N, samples) -> (N, frames, n_fft // 2, 2), as :class:`Spectrogram`."""
-    real, imag = ops.stft(waveform, n_fft, hop_length, n_fft)
-    spectrum = ops.stack([real, imag], axis=-1)
-    return spectrum[:, :, :-1, :]
-
-
-def spectrogram_to_waveform(spectrum, n_fft: int, hop_length: int):
-    """spectrum: (N, frames, n_fft // 2, 2) -> (N, (frames - 1) * hop_length).
-
-    The dropped Nyquist bin comes back as zeros on every backend (TensorFlow and JAX pad it
-    implicitly; writing it out keeps the backends equal).
-    """
-    spectrum = ops.pad(spectrum, ((0, 0), (0, 0), (0, 1), (0, 0)))
-    return ops.istft((spectrum[..., 0], spectrum[..., 1]), n_fft, hop_length, n_fft)
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -314,6 +299,10 @@ def core_network_of(model: keras.Model) -> keras.Model:
 def load_checkpoint(path: str | Path, compile: bool = False) -> keras.Model:
     """Load a ``.keras`` checkpoint written by train/ (safe_mode on).
 
+    A compiled checkpoint (``last.keras``, for resuming) names the loss, metric and
+    learning-rate schedule: this module imports :mod:`train.losses` and :mod:`train.schedules`
+    so that they are registered.
+
     Raises UserError for a missing file or a file that is not a Keras model.
     """
     path = Path(path)
@@ -321,13 +310,9 @@ def load_checkpoint(path: str | Path, compile: bool = False) -> keras.Model:
         raise UserError(f"checkpoint {path} does not exist")
     if not zipfile.is_zipfile(path):
         raise UserError(f"checkpoint {path} is not a .keras model file (not a zip archive)")
-    # Register the losses, metric and learning-rate schedule of compiled checkpoints.
-    from train import losses, schedules  # noqa: F401
-
     try:
         return keras.saving.load_model(path, compile=compile, safe_mode=True)
     except (ValueError, KeyError, OSError, TypeError, zipfile.BadZipFile) as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error)
         raise UserError(
-            f"checkpoint {path} cannot be loaded as a Keras model: {first_line}"
+            f"checkpoint {path} cannot be loaded as a Keras model: {first_line(error)}"
         ) from None

@@ -11,11 +11,11 @@ MUSDB18 reference: Rafii, Z., Liutkus, A., Stoter, F.-R., Mimilakis, S. I., & Bi
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import subprocess
 from pathlib import Path
 
+from stream_sep import atomic
 from stream_sep.contract import SAMPLE_RATE
 from stream_sep.errors import UserError
 
@@ -47,25 +47,23 @@ def ffmpeg_executable() -> str:
 def convert_stem_mp4(mp4: Path, song_dir: Path, sample_rate: int = SAMPLE_RATE) -> list[Path]:
     """Write every source stream of ``mp4`` as ``song_dir/<stem>.wav`` at ``sample_rate``.
 
-    Each file is written under a temporary name and renamed, so an interrupted conversion
-    never leaves a half-written wav. Returns the wav paths.
+    Each file is written under a hidden name and renamed (:func:`stream_sep.atomic.write_path`),
+    so an interrupted conversion never leaves a half-written wav. Returns the wav paths.
     """
     ffmpeg = ffmpeg_executable()
     song_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for stem in SOURCE_STEMS:
         target = song_dir / f"{stem}.wav"
-        partial = song_dir / f"partial-{stem}.wav"
-        command = [ffmpeg, "-v", "error", "-y", "-i", str(mp4), "-map", f"0:{MUSDB_STREAMS[stem]}",
-                   "-vn", "-ar", str(sample_rate), str(partial)]  # fmt: skip
-        result = subprocess.run(command, capture_output=True, text=True)
-        if result.returncode != 0:
-            partial.unlink(missing_ok=True)
-            reason = (
-                result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "no output"
-            )
-            raise UserError(f"ffmpeg could not convert stream {stem} of {mp4}: {reason}")
-        os.replace(partial, target)
+        with atomic.write_path(target) as partial:
+            command = [ffmpeg, "-v", "error", "-y", "-i", str(mp4), "-map", f"0:{MUSDB_STREAMS[stem]}",
+                       "-vn", "-ar", str(sample_rate), str(partial)]  # fmt: skip
+            result = subprocess.run(command, capture_output=True, text=True)
+            if result.returncode != 0:
+                reason = (
+                    result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "no output"
+                )
+                raise UserError(f"ffmpeg could not convert stream {stem} of {mp4}: {reason}")
         written.append(target)
     return written
 

@@ -10,11 +10,11 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 from typing import Any
 
+from stream_sep import atomic
 from stream_sep.errors import UserError
 
 DEFAULT_RUNS_ROOT = Path("runs")
@@ -74,10 +74,8 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write JSON atomically (temporary file + rename), so a killed run never leaves half."""
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(partial, path)
+    """Write JSON atomically (hidden file + rename), so a killed run never leaves half."""
+    atomic.write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def git_commit(directory: str | Path | None = None) -> str:

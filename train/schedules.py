@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from train.model import PACKAGE
+from train.registry import PACKAGE
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)

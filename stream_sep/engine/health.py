@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from stream_sep.errors import first_line
+from stream_sep.errors import typed_first_line
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ class Health:
         stats.inference_max_s = max(stats.inference_max_s, seconds)
 
     def note_error(self, error: BaseException) -> None:
-        self.last_error = first_line(error)
+        self.last_error = typed_first_line(error)
         self.stats.nonfinite_model_outputs += int(isinstance(error, NonFiniteEstimate))
         self.stats.model_failures += 1
         self.stats.consecutive_failures += 1

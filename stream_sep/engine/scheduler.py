@@ -18,7 +18,7 @@ import numpy as np
 from stream_sep.engine.health import Health
 from stream_sep.engine.shedding import Shedding
 from stream_sep.engine.window import WindowRunner
-from stream_sep.errors import ModelError, first_line
+from stream_sep.errors import ModelError, typed_first_line
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +188,7 @@ class Scheduler:
 
     def _model_error(self, error: BaseException) -> ModelError:
         stats = self.health.stats
-        reason = first_line(error).split(": ", 1)[-1] or type(error).__name__
+        reason = typed_first_line(error).split(": ", 1)[-1] or type(error).__name__
         if "NaN" in reason:
             reason = "the model returned NaN/Inf"
         return ModelError(

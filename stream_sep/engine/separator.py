@@ -23,7 +23,7 @@ from stream_sep.engine.plan import WindowPlan, seconds_to_samples
 from stream_sep.engine.scheduler import Scheduler
 from stream_sep.engine.shedding import Shedding
 from stream_sep.engine.window import STEREO_CHOICES, WindowRunner
-from stream_sep.errors import ModelError, UserError, first_line
+from stream_sep.errors import ModelError, UserError, typed_first_line
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +201,7 @@ class Separator:
             self._runner.estimate(np.zeros((self.channels, self.window_samples), np.float32))
         except Exception as error:  # any failure of the model is a refusal of that model
             raise ModelError(
-                f"the model cannot separate a silent window: {first_line(error)}"
+                f"the model cannot separate a silent window: {typed_first_line(error)}"
             ) from None
         return time.perf_counter() - started
 

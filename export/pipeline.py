@@ -1,0 +1,97 @@
+"""Stage 5 of the export: the stages composed into one call, writing the file atomically.
+
+:func:`export_checkpoint` loads the checkpoint, converts its core network, optionally to
+float16, attaches the contract and provenance, writes the file under a hidden name beside
+the output and proves it (:func:`export.parity.verify`) before moving it into place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from export.checkpoint import contract_for, import_train, model_config_of
+from export.convert import DEFAULT_OPSET, convert_core
+from export.errors import ExportFailed
+from export.fp16 import to_float16
+from export.graph_passes import attach_metadata, check_graph
+from export.parity import Parity, verify
+from export.provenance import PROVENANCE, read_provenance
+from stream_sep import atomic
+from stream_sep.errors import UserError
+
+# A protobuf message cannot exceed 2 GiB: larger models would need external data files.
+MAX_SELF_CONTAINED_BYTES = 2 * 1024**3 - 1
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportReport:
+    path: Path
+    precision: str
+    seconds: float
+    size_bytes: int
+    parity: Parity
+    metadata: dict[str, str]
+
+
+def export_checkpoint(
+    checkpoint: Path, output: Path, opset: int = DEFAULT_OPSET, fp16: bool = False
+) -> ExportReport:
+    """Convert, describe, write and prove one checkpoint; see :mod:`export`."""
+    started = time.perf_counter()
+    precision = "float16" if fp16 else "float32"
+    with staged_output(output) as staged:
+        train_model = import_train("model")
+        model = train_model.load_checkpoint(checkpoint)
+        config = model_config_of(model, checkpoint)
+        contract = contract_for(config)
+        proto = convert_core(train_model.core_network_of(model), contract, opset)
+        if fp16:
+            proto = to_float16(proto)
+            check_graph(proto)
+        provenance = read_provenance(checkpoint, config)
+        provenance[PROVENANCE + "precision"] = precision
+        metadata = attach_metadata(proto, contract, provenance)
+        size = save_self_contained(proto, staged)
+        parity = verify(staged, model, precision)
+    return ExportReport(
+        path=output,
+        precision=precision,
+        seconds=time.perf_counter() - started,
+        size_bytes=size,
+        parity=parity,
+        metadata=metadata,
+    )
+
+
+@contextlib.contextmanager
+def staged_output(output: Path) -> Iterator[Path]:
+    """A hidden file beside ``output`` (:func:`stream_sep.atomic.write_path`); moved onto it
+    only if the block succeeds.
+
+    Creating it first also proves the output's folder is writable before any slow work.
+    """
+    if output.is_dir():
+        raise UserError(f"--output {str(output)!r} is a directory; give a file name")
+    with contextlib.ExitStack() as stack:
+        try:
+            staged = stack.enter_context(atomic.write_path(output))
+        except OSError as error:
+            raise UserError(
+                f"cannot write --output {str(output)!r}: {error.strerror or error}"
+            ) from None
+        yield staged
+
+
+def save_self_contained(proto, path: Path) -> int:
+    """Write one .onnx file with the weights inside; returns its size in bytes."""
+    size = proto.ByteSize()
+    if size > MAX_SELF_CONTAINED_BYTES:
+        raise ExportFailed(
+            f"the model is {size / 1e9:.2f} GB; a self-contained ONNX file must stay under 2 GB"
+        )
+    path.write_bytes(proto.SerializeToString())
+    return path.stat().st_size

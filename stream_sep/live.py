@@ -27,6 +27,7 @@ from pathlib import Path
 from stream_sep import devices, keys, providers, settings, status
 from stream_sep import engine as engine_module
 from stream_sep.audio_files import audio_file_info
+from stream_sep.engine import fitting
 from stream_sep.errors import AudioFileError, DeviceError, UserError
 from stream_sep.inference import bundled_model_path, load_model
 from stream_sep.live_audio import BlockProcessor, FileClock, FileSource
@@ -88,7 +89,7 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--provider", default="auto", metavar="|".join(providers.CHOICES), help="default auto"
     )
-    settings.add_arguments(parser)
+    settings.add_arguments(parser, live=True)
     parser.add_argument(
         "--samplerate",
         type=int,
@@ -207,7 +208,8 @@ def run(args) -> int:
         if end.device is not None:
             devices.check_settings(end.device, end.kind, count, rate)
     model = load_model(args.model, args.provider)
-    model.warm_up(batch=1 if args.stereo == "mid" else channels)
+    chosen = settings.from_args(args)
+    model.warm_up(batch=1 if chosen.stereo == "mid" else channels)
     separator = engine_module.Separator(
         model,
         rate,
@@ -215,13 +217,27 @@ def run(args) -> int:
         mode=args.mode,
         vocal_level=args.vocal_level,
         blocking=False,
-        **settings.from_args(args).engine_options(),
+        **fitted_options(model, rate, channels, chosen),
     )
     try:
         session = LiveSession(args, model, separator, source, sink, rate, out_channels)
         return session.run()
     finally:
         separator.close()
+
+
+def fitted_options(model, rate: int, channels: int, chosen: settings.Settings) -> dict:
+    """Engine options for this machine: with ``--latency`` the plan is chosen from the
+    model's measured speed and the engine sheds work under overload; with explicit
+    --hop/--lookahead/--crossfade those are used as given (one hop of compute allowance)."""
+    if not chosen.fitted:
+        return chosen.engine_options()
+    speed = fitting.measure(model, rate, channels)
+    target = None if chosen.latency == "auto" else chosen.latency
+    fit = fitting.choose(model.contract, rate, channels, speed, target, chosen.stereo)
+    stereo_cost = speed.t90("batch") / max(speed.t90("mid"), 1e-6)
+    log.info("measured %.3f s per window (%s): %s", fit.window_seconds, fit.stereo, fit)
+    return {**fit.engine_options(), "shed": True, "stereo_cost": stereo_cost}
 
 
 def _output_channels(sink: Endpoint, channels: int) -> int:

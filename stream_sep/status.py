@@ -58,7 +58,8 @@ def status_line(engine, processor, peaks: tuple[float, float], seconds: float) -
     return (
         f"{seconds:7.1f} s | in {level_db(peaks[0])} dB out {level_db(peaks[1])} dB | "
         f"{engine.mode}{level} | inference {stats.inference_last_s * 1000:5.0f} ms "
-        f"load {stats.load:4.2f} | misses {stats.deadline_misses} | xruns {processor.xruns} | "
+        f"load {stats.load:4.2f} | misses {stats.deadline_misses}{_shed(engine)} | "
+        f"xruns {processor.xruns} | "
         f"latency {engine.latency_seconds:.3f} s"
     )
 
@@ -74,12 +75,25 @@ def summary_lines(engine, processor, seconds: float, reason: str, extra: list[st
         f"{stats.inference_max_s * 1000:.1f} ms, load {stats.load:.2f}; latency "
         f"{engine.latency_seconds:.3f} s ({engine.latency_samples} samples)",
     ]
+    shedding = engine.shedding
+    if shedding is not None and shedding.shed:
+        lines.append(
+            f"overload: {shedding.shed} windows shed to keep the latency ({shedding.mid_windows} "
+            f"run on the mid channel only, {shedding.dropped} dropped as they could not finish "
+            f"within the {shedding.allowance:.3f} s compute allowance; they played the dry "
+            f"signal); the machine was busier than at start-up"
+        )
     if processor.muted_blocks or stats.nonfinite_input_samples:
         lines.append(
             f"safety: {processor.muted_blocks} blocks muted, "
             f"{stats.nonfinite_input_samples} NaN/Inf input samples replaced by silence"
         )
     return lines + extra
+
+
+def _shed(engine) -> str:
+    shedding = engine.shedding
+    return f" shed {shedding.shed}" if shedding is not None and shedding.shed else ""
 
 
 class StatusPrinter:

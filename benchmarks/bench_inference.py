@@ -303,7 +303,7 @@ def keras_functions(core, config, batch: int):
     iSTFT, and the core alone; both ``tf.function`` (graph mode), results fetched to numpy."""
     import tensorflow as tf
 
-    from train.model import spectrogram_to_waveform, waveform_to_spectrogram
+    from train.stft import spectrogram_to_waveform, waveform_to_spectrogram
 
     n_fft, hop = config.n_fft, config.hop_length
 

@@ -18,7 +18,7 @@ import soundfile as sf
 from stream_sep import atomic
 from stream_sep.audio_files import FileReader, checked_audio_info
 from stream_sep.engine import Separator
-from stream_sep.errors import AudioFileError, UserError
+from stream_sep.errors import AudioFileError, ModelError, UserError, typed_first_line
 from stream_sep.overlap_add import OverlapAddStream, separate_overlap_add
 
 CLIP_MODES = ("none", "clamp", "rescale")
@@ -179,6 +179,7 @@ def _separate_into(
         stems = _StemWriter(writers, behind, clip_mode)
         if not like_live:
             stream = OverlapAddStream(model, rate, channels, stereo=options.get("stereo", "batch"))
+            _refuse_unrunnable(model, stream.model_channels)
             _stream_overlap_add(stream, ahead, frames, stems, progress)
             return stems.peaks
         with _offline_engine(model, rate, channels, **options) as engine:
@@ -312,6 +313,9 @@ def estimate_vocals(
     the model's reason. warm_up (like_live): first refuse a model that cannot run at all.
     """
     if not like_live:
+        if warm_up:
+            stereo = options.get("stereo", "batch")
+            _refuse_unrunnable(model, 1 if stereo == "mid" else audio.shape[0])
         vocals = separate_overlap_add(
             model, audio, sample_rate, stereo=options.get("stereo", "batch"), progress=progress
         )
@@ -332,6 +336,18 @@ def estimate_vocals(
     if progress is not None:
         progress.done()
     return np.ascontiguousarray(vocals[:, latency:])
+
+
+def _refuse_unrunnable(model, rows: int) -> None:
+    """Run one silent (rows, window) batch: a model that loads but cannot run is refused
+    with one line before any file is written."""
+    silence = np.zeros((rows, model.contract.window_samples), np.float32)
+    try:
+        model.separate(silence)
+    except Exception as error:  # any failure of the model is a refusal of that model
+        raise ModelError(
+            f"the model cannot separate a silent window: {typed_first_line(error)}"
+        ) from None
 
 
 @contextlib.contextmanager

@@ -16,12 +16,12 @@ import time
 import numpy as np
 
 from stream_sep import safety
-from stream_sep.engine.delay import DelayRing
 from stream_sep.engine.health import EngineStats, Health
 from stream_sep.engine.mixer import Mixer
 from stream_sep.engine.plan import WindowPlan, seconds_to_samples
 from stream_sep.engine.scheduler import Scheduler
 from stream_sep.engine.shedding import Shedding
+from stream_sep.engine.timeline import Timeline
 from stream_sep.engine.window import STEREO_CHOICES, WindowRunner
 from stream_sep.errors import ModelError, UserError, typed_first_line
 
@@ -97,8 +97,8 @@ class Separator:
         self.limiter = safety.OutputGuard(
             self.channels, self.sample_rate, ceiling_db, max_block=plan.hop_samples
         )
-        self._mixer = self._make_mixer(ramp_seconds, fade_in, limit)
-        self._allocate()
+        self._mixer = _mixer_for(self.plan, ramp_seconds, fade_in, self.limiter if limit else None)
+        self._timeline = Timeline(plan, self.channels, self._scheduler, self._mixer, self.stats)
         self._mixer.set_targets(mode, vocal_level)
         self._mixer.apply_requests(0, immediate=True)
         if self.sample_rate != self.contract.sample_rate:
@@ -107,27 +107,6 @@ class Separator:
                 self.sample_rate,
                 self.contract.sample_rate,
             )
-
-    def _make_mixer(self, ramp_seconds: float, fade_in: float | None, limit: bool) -> Mixer:
-        rate = self.sample_rate
-        if fade_in is None:  # offline callers (limit=False) want the signal from sample one
-            fade_in = DEFAULT_FADE_SECONDS if limit else 0.0
-        return Mixer(
-            self.plan.hop_samples,
-            seconds_to_samples("ramp", ramp_seconds, rate),
-            self.plan.latency_samples,
-            seconds_to_samples("fade-in", fade_in, rate),
-            self.limiter if limit else None,
-        )
-
-    def _allocate(self) -> None:
-        plan, channels, chunk = self.plan, self.channels, self.plan.hop_samples
-        capacity = plan.window_samples + plan.latency_samples + 2 * chunk
-        self._ring = DelayRing(channels, capacity, chunk)
-        self._vocals = np.zeros((channels, chunk), np.float32)
-        self._dry = np.zeros((channels, chunk), np.float32)
-        self._coverage = np.zeros(chunk, np.float32)
-        self._position = 0  # input samples received so far (= output samples emitted)
 
     # ------------------------------------------------------------------ plan and state
     def __getattr__(self, name: str):
@@ -172,7 +151,7 @@ class Separator:
     @property
     def faded_out(self) -> bool:
         """True once a :meth:`fade_out` has finished: every further output sample is 0."""
-        return self._mixer.faded_out(self._position)
+        return self._mixer.faded_out(self._timeline.position)
 
     @property
     def queued_jobs(self) -> int:
@@ -212,20 +191,13 @@ class Separator:
             raise ValueError(f"block must be ({self.channels}, n), got {block.shape}")
         if out is None:
             out = np.empty(block.shape, np.float32)
-        if self._mixer.pending:
-            self._mixer.apply_requests(self._position)
-        done, total, hop = 0, block.shape[1], self.plan.hop_samples
-        while done < total:
-            size = min(total - done, hop - self._position % hop)
-            self._process_chunk(block[:, done : done + size], out[:, done : done + size])
-            done += size
+        self._timeline.process(block, out)
         return out
 
     def reset(self) -> None:
         """Forget the stream: silence history, counters kept, worker results discarded."""
         self._scheduler.reset()
-        self._ring.clear()
-        self._position = 0
+        self._timeline.reset()
         self._health.reset_streak()
         self._mixer.reset()
 
@@ -239,44 +211,20 @@ class Separator:
     def __exit__(self, *exc):
         self.close()
 
-    def _process_chunk(self, block: np.ndarray, out: np.ndarray) -> None:
-        """Handle ``n <= hop`` samples that do not cross a window end."""
-        start, hop = self._position, self.plan.hop_samples
-        self.stats.nonfinite_input_samples += self._ring.write(block, start)
-        self._position = start + block.shape[1]
-        if self._position % hop == 0:
-            self._submit(self._position // hop)
-        self._mix_output(start, out)
 
-    def _submit(self, window_index: int) -> None:
-        slot = self._scheduler.claim(window_index)
-        if slot is not None:
-            self._ring.read(window_index * self.plan.hop_samples - self.window_samples, slot.audio)
-            self._scheduler.start(slot)
-
-    def _mix_output(self, start: int, out: np.ndarray) -> None:
-        """Fill out (C, n) for output samples [start, start + n)."""
-        n = out.shape[1]
-        vocals, coverage, dry = self._vocals[:, :n], self._coverage[:n], self._dry[:, :n]
-        vocals.fill(0.0)
-        coverage.fill(0.0)
-        self._gather_estimates(start, n, vocals, coverage)
-        self._ring.read(start - self.plan.latency_samples, dry)
-        self._mixer.mix(start, dry, vocals, coverage, out)
-
-    def _gather_estimates(self, start: int, n: int, vocals: np.ndarray, coverage: np.ndarray):
-        """Add the weighted estimates of every used window whose support meets output
-        samples [start, start + n)."""
-        plan, support = self.plan, self.plan.support_samples
-        for window_index in plan.windows_meeting(start, n):
-            slot = self._scheduler.decide(window_index)
-            if slot is None:
-                continue
-            offset = start - plan.latency_samples - plan.support_first(window_index)
-            first, last = max(0, offset), min(support, offset + n)
-            if first < last:
-                vocals[:, first - offset : last - offset] += slot.estimate[:, first:last]
-                coverage[first - offset : last - offset] += self._weights[first:last]
+def _mixer_for(plan, ramp_seconds: float, fade_in: float | None, guard) -> Mixer:
+    """The mixer of a plan: gain ramps of ``ramp_seconds``, a fade-in from where the delayed
+    input first arrives (default: a short one when guarded, none for offline callers)."""
+    rate = plan.sample_rate
+    if fade_in is None:
+        fade_in = DEFAULT_FADE_SECONDS if guard is not None else 0.0
+    return Mixer(
+        plan.hop_samples,
+        seconds_to_samples("ramp", ramp_seconds, rate),
+        plan.latency_samples,
+        seconds_to_samples("fade-in", fade_in, rate),
+        guard,
+    )
 
 
 def _check_failures(count) -> int:

@@ -130,3 +130,29 @@ def test_memory_benchmark_smoke(tmp_path):
     for row in rows:
         assert 10 < row["peak_rss_mb"] < 4000 and row["seconds"] > 0, row
     assert "| separate | 0.1 min |" in (tmp_path / "memory.md").read_text()
+
+
+def test_latency_benchmark_smoke_reports_both_plans_and_a_fitted_live_plan(tmp_path):
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "bench_latency.py"),
+            "--smoke",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "latency.json").read_text())
+    live_plan, throughput, ratio = report["offline"]
+    # The throughput plan computes fewer model rows per second of audio than the live plan
+    # (a window every half window instead of every 0.5 s): counted, not timed.
+    assert throughput["model_rows_per_audio_s"] < live_plan["model_rows_per_audio_s"] / 2
+    for row in report["live"]:
+        assert row["load"] <= 0.6 and row["compute_s"] <= row["hop_s"]
+        total = row["lookahead_s"] + row["hop_s"] + row["crossfade_s"] + row["compute_s"]
+        assert abs(total - row["latency_s"]) < 1e-3
+    assert (tmp_path / "latency.md").read_text().startswith("# Fitting the machine")

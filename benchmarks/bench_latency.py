@@ -1,0 +1,210 @@
+"""Fitting the machine, measured: offline throughput of the old and new plans, and the live
+latency ``--latency auto`` chooses for each model, in one run on one machine.
+
+    python benchmarks/bench_latency.py                    # bundled + small + full presets
+    python benchmarks/bench_latency.py --smoke --out DIR  # CI: a gain model, seconds
+
+Offline: the same generated stereo 44.1 kHz song through the live plan (``--like-live``:
+a 4.064 s window every 0.5 s, each resampled on its own) and through the throughput plan
+(centred windows, overlap-add, one resampling); real-time factor = wall time / audio time,
+model rows per audio second = windows x channels the model computed per second of audio.
+Live: :func:`stream_sep.engine.fitting.measure` and ``choose`` at 48 kHz, stereo and mono,
+as the live command does at start-up: the chosen hop, stereo handling, compute allowance,
+latency and load (the 90th-percentile window time / hop). The small and full presets run
+with random weights (exported by benchmarks/bench_inference.py, cached). Writes
+``latency.json`` and ``latency.md`` to --out (default benchmarks/results).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from stream_sep import offline  # noqa: E402
+from stream_sep.engine import fitting  # noqa: E402
+from stream_sep.inference import load_model  # noqa: E402
+
+SONG_RATE = 44100
+LIVE_RATE = 48000
+
+
+class CountingModel:
+    """Wraps a model and counts the rows (windows x channels) it computes."""
+
+    def __init__(self, model):
+        self.model, self.contract, self.rows = model, model.contract, 0
+
+    def separate(self, audio):
+        self.rows += audio.shape[0]
+        return self.model.separate(audio)
+
+
+def song(seconds: float, rate: int = SONG_RATE) -> np.ndarray:
+    """(2, n) float32: a voice-like tone over noise, different in the two channels."""
+    rng = np.random.default_rng(0)
+    t = np.arange(int(seconds * rate)) / rate
+    voice = 0.3 * np.sin(2 * np.pi * 220 * t * (1 + 0.01 * np.sin(2 * np.pi * 5 * t)))
+    band = 0.1 * rng.standard_normal((2, t.size))
+    return (band + voice).astype(np.float32)
+
+
+def offline_rows(model, seconds: float) -> list[dict]:
+    audio = song(seconds)
+    rows = []
+    for name, like_live in (("live plan (--like-live)", True), ("throughput plan", False)):
+        counted = CountingModel(model)
+        offline.estimate_vocals(counted, audio[:, :SONG_RATE], SONG_RATE, like_live=like_live)
+        counted.rows = 0
+        started = time.perf_counter()
+        offline.estimate_vocals(counted, audio, SONG_RATE, like_live=like_live)
+        took = time.perf_counter() - started
+        rows.append(
+            {
+                "plan": name,
+                "seconds": seconds,
+                "wall_s": round(took, 2),
+                "rtf": round(took / seconds, 4),
+                "model_rows_per_audio_s": round(counted.rows / seconds, 3),
+            }
+        )
+    rows.append({"plan": "speed-up", "ratio": round(rows[0]["wall_s"] / rows[1]["wall_s"], 2)})
+    return rows
+
+
+def live_rows(name: str, model) -> list[dict]:
+    rows = []
+    for channels in (2, 1):
+        speed = fitting.measure(model, LIVE_RATE, channels)
+        fit = fitting.choose(model.contract, LIVE_RATE, channels, speed)
+        rows.append(
+            {
+                "model": name,
+                "channels": channels,
+                "stereo": fit.stereo,
+                "window_s_t90": round(fit.window_seconds, 4),
+                "hop_s": fit.hop,
+                "lookahead_s": round(fit.lookahead, 4),
+                "crossfade_s": fit.crossfade,
+                "compute_s": fit.compute,
+                "latency_s": round(fit.latency, 4),
+                "load": round(fit.load, 3),
+            }
+        )
+    return rows
+
+
+def machine() -> str:
+    import os
+    import platform
+
+    name = platform.processor() or "CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{name}, {os.cpu_count()} logical CPUs"
+
+
+def markdown(report: dict) -> str:
+    lines = [
+        f"# Fitting the machine ({report['date']}, {report['machine']})",
+        "",
+        f"Command: `{report['command']}`",
+        "",
+        "## Offline",
+        "",
+        "| plan | audio s | wall s | real-time factor | model rows / audio s |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for row in report["offline"]:
+        if "ratio" in row:
+            lines.append(f"| speed-up (live plan / throughput plan) | | {row['ratio']}x | | |")
+        else:
+            lines.append(
+                f"| {row['plan']} | {row['seconds']} | {row['wall_s']} | {row['rtf']} "
+                f"| {row['model_rows_per_audio_s']} |"
+            )
+    lines += [
+        "",
+        "## Live, `--latency auto` at 48 kHz",
+        "",
+        "| model | channels | stereo | t90 per window s | hop s | lookahead s | "
+        "crossfade s | compute s | latency s | load |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in report["live"]:
+        lines.append(
+            f"| {r['model']} | {r['channels']} | {r['stereo']} | {r['window_s_t90']} | "
+            f"{r['hop_s']} | {r['lookahead_s']} | {r['crossfade_s']} | "
+            f"{r['compute_s']} | {r['latency_s']} | {r['load']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def models(smoke: bool, presets: list[str]):
+    if smoke:
+        sys.path.insert(0, str(REPO / "tests"))
+        from helpers import gain_model
+
+        from stream_sep.contract import ModelContract
+
+        path = gain_model(Path(args_out) / "gain.onnx", 0.5, contract=ModelContract())
+        return [("gain test model", load_model(path, "cpu"))]
+    found = [("bundled", load_model(None, "cpu"))]
+    if presets:
+        import bench_inference
+
+        for preset in presets:
+            found.append(
+                (
+                    f"{preset} (random)",
+                    load_model(bench_inference.cached_export(preset, "fp32"), "cpu"),
+                )
+            )
+    return found
+
+
+args_out = "."
+
+
+def main(argv=None) -> int:
+    global args_out
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true")
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--presets", default="small,full")
+    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
+    args = parser.parse_args(argv)
+    args_out = args.out
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    seconds = 5.0 if args.smoke else args.seconds
+    chosen = models(args.smoke, [p for p in args.presets.split(",") if p])
+    report = {
+        "date": datetime.date.today().isoformat(),
+        "machine": machine(),
+        "command": "python benchmarks/bench_latency.py " + " ".join(argv or sys.argv[1:]),
+        "offline": offline_rows(chosen[0][1], seconds),
+        "live": [row for name, model in chosen for row in live_rows(name, model)],
+    }
+    text = markdown(report)
+    print(text)
+    (Path(args.out) / "latency.json").write_text(json.dumps(report, indent=2) + "\n")
+    (Path(args.out) / "latency.md").write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -28,6 +28,8 @@ COMPUTE_SLACK = 0.02  # seconds: thread wake-up and device-block jitter
 AUTO_LOOKAHEAD = 0.1  # seconds of future context --latency auto gives the model
 AUTO_CROSSFADE = 0.064
 GRID = 0.01  # hops and allowances are whole multiples of 10 ms
+MID_MIN_GAIN = 0.05  # auto takes the mid channel (one estimate for both sides) only if it
+# lowers the latency by at least this many seconds: both channels keep the stereo image
 TIMED_WINDOWS = 6
 
 
@@ -107,7 +109,8 @@ def choose(
 ) -> Fit:
     """The setting for ``target`` seconds of latency, or the lowest latency (None).
 
-    stereo: force 'batch' or 'mid' (None: either, preferring 'batch' at equal latency).
+    stereo: force 'batch' or 'mid' (None: either; 'mid' only when it is at least
+    ``MID_MIN_GAIN`` seconds lower).
     Raises :class:`UserError` naming the lowest latency possible when ``target`` is below it.
     """
     options = [stereo] if stereo else (["batch", "mid"] if channels > 1 else ["batch"])
@@ -115,7 +118,7 @@ def choose(
     fits = [f for f in fits if f is not None]
     if not fits:
         raise UserError("this model's window is too short for any live setting on this machine")
-    best = min(fits, key=lambda f: (round(f.latency, 6), f.stereo != "batch"))
+    best = min(fits, key=lambda f: f.latency + (MID_MIN_GAIN if f.stereo == "mid" else 0.0))
     if target is None:
         return best
     fitting = [f for f in fits if f.latency <= target + 1e-9]

@@ -8,7 +8,10 @@ show), and models that fail at run time, return NaN or return the wrong shape.
 
 from __future__ import annotations
 
+import json
 import math
+import sys
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -325,6 +328,12 @@ def test_lengths(models, rate, length):
     assert np.max(np.abs(half - 0.5 * round_trip(audio, rate))) < 0.01
 
 
+def test_progress_rises_to_one(models):
+    seen = []
+    separate_overlap_add(models["half"], noise(2, 3 * 44100), 44100, progress=seen.append)
+    assert len(seen) > 3 and seen == sorted(seen) and seen[-1] == 1.0 and 0 < seen[0] < 1
+
+
 def test_silence_gives_silence_and_an_empty_signal_an_empty_estimate(models):
     silence = np.zeros((2, 44100), np.float32)
     assert np.array_equal(separate_overlap_add(models["frame"], silence, 44100), silence)
@@ -431,3 +440,27 @@ def test_the_tapers_sum_to_a_constant_where_the_plan_says():
         middle = total[window : 3 * window]
         np.testing.assert_allclose(middle, constant, atol=1e-9)
         assert weights[:512].max() < 0.01 and weights[-512:].max() < 0.01
+
+
+# ---------------------------------------------------------------------------- the benchmark
+def test_the_offline_benchmark_runs_and_counts_the_windows(tmp_path):
+    """bench_offline.py end to end on a gain model (a smoke run: no timing is asserted)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    import bench_offline
+
+    contract = small_contract(63 * 512)  # 2.016 s: long enough for the engine's defaults
+    model = gain_model(tmp_path / "half.onnx", 0.5, contract=contract)
+    out = tmp_path / "offline"
+    arguments = ["--model", str(model), "--seconds", "3", "--rounds", "1", "--repeats", "1"]
+    assert bench_offline.main([*arguments, "--out", str(out)]) == 0
+    report = json.loads(out.with_suffix(".json").read_text())
+    first, today, second = report["plans"]["runs"]
+    assert [first["plan"], today["plan"], second["plan"]] == ["overlap-add", "today", "overlap-add"]
+    hop = round(overlap_add.DEFAULT_HOP_FRACTION * contract.window_samples)
+    model_samples = round(3 * 44100 * MODEL_RATE / 44100)
+    assert first["model_rows"] == second["model_rows"] == 2 * math.ceil(model_samples / hop)
+    # Today's plan: one stereo window per 0.5 s of the song and its delay, and a warm-up.
+    assert today["model_rows"] >= 2 * 3 / 0.5
+    assert [row["rows"] for row in report["batch_sweep"]] == list(bench_offline.BATCH_ROWS)
+    assert len(report["threads"]) == 5
+    assert "faster in the same run" in out.with_suffix(".md").read_text()

@@ -42,7 +42,8 @@ STEREO_CHOICES = ("batch", "mid")
 # (+0.18 +- 0.07 dB) at half of them.
 DEFAULT_HOP_FRACTION = 0.75
 # Rows of B per model call when batch_windows is None: on the 2-core test machine the bundled
-# model is fastest per row at B = 2 and slower at B >= 4 (benchmarks/results/offline.md).
+# model is slowest per row at B = 1, and batches larger than 2 were not clearly faster
+# (benchmarks/results/offline.md), while they hold more memory and more work per call.
 DEFAULT_BATCH_ROWS = 2
 HOP_FRACTION_RANGE = (1 / 64, 0.875)  # at 7/8 the tapers are still W/8 long (0.5 s)
 MAX_BATCH_WINDOWS = 64

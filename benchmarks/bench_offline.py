@@ -115,7 +115,8 @@ def _session(data: bytes, folder: Path, **changes):
     if "intra" in changes:
         options.intra_op_num_threads = changes["intra"]
     if changes.get("spinning"):
-        options.add_session_config_entry("session.intra_op.allow_spinning", "1")
+        with providers.captured_native_output():  # ONNX Runtime warns that it overwrites
+            options.add_session_config_entry("session.intra_op.allow_spinning", "1")
     if changes.get("parallel"):
         options.execution_mode = onnxruntime.ExecutionMode.ORT_PARALLEL
         options.inter_op_num_threads = 2

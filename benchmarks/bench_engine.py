@@ -103,7 +103,9 @@ def window_costs(model, repeats: int) -> dict[str, float]:
         "stft_ms": _median_ms(lambda: spectral.to_network_input(audio, contract), repeats),
         "core_ms": _median_ms(lambda: model.run_network(spectrogram), repeats),
         "istft_ms": _median_ms(lambda: spectral.from_network_output(output, contract), repeats),
-        "resample_down_ms": _median_ms(lambda: separator._runner.to_model_rate(stream_window), repeats),
+        "resample_down_ms": _median_ms(
+            lambda: separator._runner.to_model_rate(stream_window), repeats
+        ),
         "resample_up_ms": _median_ms(
             lambda: soxr.resample(stretch, contract.sample_rate, STREAM_RATE, quality), repeats
         ),

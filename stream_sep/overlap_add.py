@@ -36,8 +36,15 @@ from stream_sep.contract import ModelContract
 from stream_sep.errors import ModelError, UserError
 
 STEREO_CHOICES = ("batch", "mid")
-DEFAULT_HOP_FRACTION = 0.5
-DEFAULT_BATCH_WINDOWS = 1
+# Measured with the bundled model (benchmarks/results/offline_quality.md): on 30 held-out
+# MIR-1K clips every hop from 1/4 to 7/8 of the window scores at least today's streaming
+# plan; 3/4 (+0.05 +- 0.10 dB) computes a sixth of today's windows, 1/4 is the best
+# (+0.18 +- 0.07 dB) at half of them.
+DEFAULT_HOP_FRACTION = 0.75
+# Rows of B per model call when batch_windows is None: on the 2-core test machine the bundled
+# model is slowest per row at B = 1, and batches larger than 2 were not clearly faster
+# (benchmarks/results/offline.md), while they hold more memory and more work per call.
+DEFAULT_BATCH_ROWS = 2
 HOP_FRACTION_RANGE = (1 / 64, 0.875)  # at 7/8 the tapers are still W/8 long (0.5 s)
 MAX_BATCH_WINDOWS = 64
 MAX_CHANNELS = 8
@@ -116,7 +123,8 @@ class OverlapAddStream:
     stereo: ``batch`` runs every channel through the model; ``mid`` runs their mean once
     and gives every channel that estimate (half the compute for stereo).
     batch_windows: windows per model call (each with all channels: ``B = windows x
-    channels``); the last call of a stream may hold fewer.
+    channels``); the last call of a stream may hold fewer. None: enough windows for
+    :data:`DEFAULT_BATCH_ROWS` rows (one stereo window, two mono ones).
 
     Non-finite input samples are replaced by silence (counted in
     ``nonfinite_input_samples``). A model that raises, returns a wrong shape or NaN/Inf
@@ -131,7 +139,7 @@ class OverlapAddStream:
         channels: int,
         *,
         hop_fraction: float = DEFAULT_HOP_FRACTION,
-        batch_windows: int = DEFAULT_BATCH_WINDOWS,
+        batch_windows: int | None = None,
         stereo: str = "batch",
     ):
         self.model = model
@@ -142,9 +150,11 @@ class OverlapAddStream:
         if stereo not in STEREO_CHOICES:
             raise UserError(f"--stereo must be one of {', '.join(STEREO_CHOICES)}, got {stereo!r}")
         self.stereo = stereo
-        self.batch_windows = _check_batch_windows(batch_windows)
         self.plan = plan_windows(self.contract, hop_fraction)
         self._model_channels = 1 if stereo == "mid" else self.channels
+        if batch_windows is None:
+            batch_windows = max(1, DEFAULT_BATCH_ROWS // self._model_channels)
+        self.batch_windows = _check_batch_windows(batch_windows)
         self._to_model = self._resampler(self.sample_rate, self.contract.sample_rate)
         self._to_stream = self._resampler(self.contract.sample_rate, self.sample_rate)
         plan = self.plan
@@ -342,7 +352,7 @@ def separate_overlap_add(
     sample_rate: int,
     *,
     hop_fraction: float = DEFAULT_HOP_FRACTION,
-    batch_windows: int = DEFAULT_BATCH_WINDOWS,
+    batch_windows: int | None = None,
     stereo: str = "batch",
     progress: Callable[[float], None] | None = None,
 ) -> np.ndarray:
@@ -385,7 +395,7 @@ def separate_blocks(
     channels: int,
     *,
     hop_fraction: float = DEFAULT_HOP_FRACTION,
-    batch_windows: int = DEFAULT_BATCH_WINDOWS,
+    batch_windows: int | None = None,
     stereo: str = "batch",
 ) -> Iterator[np.ndarray]:
     """Stream a signal given as blocks through :class:`OverlapAddStream`.

@@ -16,8 +16,8 @@ import soxr
 from helpers import gain_model, voice_over_band
 from test_evaluate_datasets import write_musdb
 
-from stream_sep.commands import evaluate
 from stream_sep.cli import main
+from stream_sep.commands import evaluate
 from stream_sep.contract import ModelContract
 
 RATE = 16000

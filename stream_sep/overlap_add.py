@@ -102,7 +102,7 @@ def plan_windows(contract: ModelContract, hop_fraction: float) -> WindowPlan:
     valid = isinstance(hop_fraction, (int, float)) and not isinstance(hop_fraction, bool)
     if not valid or not math.isfinite(hop_fraction) or not low <= hop_fraction <= high:
         raise UserError(
-            f"--hop-fraction must be a number in [1/64, {high:g}] (of the model's window), "
+            f"hop_fraction must be a number in [1/64, {high:g}] (of the model's window), "
             f"got {hop_fraction!r}"
         )
     window = contract.window_samples
@@ -451,6 +451,6 @@ def _check_batch_windows(count) -> int:
         or not 1 <= count <= MAX_BATCH_WINDOWS
     ):
         raise UserError(
-            f"--batch-windows must be an integer in [1, {MAX_BATCH_WINDOWS}], got {count!r}"
+            f"batch_windows must be an integer in [1, {MAX_BATCH_WINDOWS}], got {count!r}"
         )
     return int(count)

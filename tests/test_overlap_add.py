@@ -419,10 +419,10 @@ def test_nan_mid_signal_names_the_window(tmp_path):
 
 def test_bad_options_are_refused_with_one_line(models):
     for bad in (0, -0.5, 0.9, float("nan"), True, "half"):
-        with pytest.raises(UserError, match=r"--hop-fraction must be a number in \[1/64, 0.875\]"):
+        with pytest.raises(UserError, match=r"hop_fraction must be a number in \[1/64, 0.875\]"):
             OverlapAddStream(models["half"], 16000, 1, hop_fraction=bad)
     for bad in (0, 65, 1.5, True):
-        with pytest.raises(UserError, match=r"--batch-windows must be an integer in \[1, 64\]"):
+        with pytest.raises(UserError, match=r"batch_windows must be an integer in \[1, 64\]"):
             OverlapAddStream(models["half"], 16000, 1, batch_windows=bad)
     with pytest.raises(UserError, match="--stereo must be one of batch, mid"):
         OverlapAddStream(models["half"], 16000, 2, stereo="side")

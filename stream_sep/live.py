@@ -194,6 +194,7 @@ def run(args) -> int:
         print(devices.describe())
         return 0
     check_options(args)
+    chosen = settings.from_args(args)  # every engine option checked before devices and model
     if args.model is None:
         bundled_model_path()  # no bundled model: say so before touching any device
     source = resolve_endpoint(args.input, "input")
@@ -208,7 +209,6 @@ def run(args) -> int:
         if end.device is not None:
             devices.check_settings(end.device, end.kind, count, rate)
     model = load_model(args.model, args.provider)
-    chosen = settings.from_args(args)
     model.warm_up(batch=1 if chosen.stereo == "mid" else channels)
     separator = engine_module.Separator(
         model,

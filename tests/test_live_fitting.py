@@ -162,3 +162,67 @@ def test_a_cpu_hog_mid_stream_is_shed_and_the_stream_stays_aligned(harness, caps
         piece = np.stack([accompaniment[first:last]] * 2)
         window = harness.capture[:, first : last + 2 * delay]
         assert find_delay(window, piece) == delay, (start_s, err)
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ("0", "--latency must be auto or a number of seconds > 0, got 0.0"),
+        ("-1", "--latency must be auto or a number of seconds > 0, got -1.0"),
+        ("nan", "--latency must be auto or a number of seconds > 0, got nan"),
+        ("soon", "--latency must be auto or a number of seconds > 0, got 'soon'"),
+    ],
+)
+def test_bad_latency_values_are_one_line_with_status_2(capsys, value, message):
+    rc = cli.main(["--input", "mic", "--output", "headphones", "--latency", value])
+    err = capsys.readouterr().err
+    assert rc == 2 and err == f"stream-sep: error: {message}\n"
+
+
+def test_latency_with_explicit_plan_options_is_refused(capsys):
+    rc = cli.main(["--latency", "0.8", "--hop", "0.2"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1
+    assert "give either --latency or --hop/--lookahead/--crossfade" in err
+
+
+class Sleepy:
+    """A real model that also sleeps ``seconds`` per call (a slow machine)."""
+
+    def __init__(self, model, seconds: float):
+        self.model, self.seconds = model, seconds
+        self.contract, self.path, self.provider = model.contract, model.path, model.provider
+
+    def separate(self, audio):
+        time.sleep(self.seconds)
+        return self.model.separate(audio)
+
+    def warm_up(self, batch: int = 1) -> float:
+        return 0.0
+
+
+def test_a_slow_model_gets_a_longer_hop_or_one_line_naming_the_lowest_latency(
+    harness, half_model, capsys, monkeypatch
+):
+    from stream_sep import inference, live
+
+    slow = Sleepy(inference.load_model(half_model, "cpu"), 0.3)
+    monkeypatch.setattr(live, "load_model", lambda *args: slow)
+    rc = cli.main(["--input", "mic", "--output", "headphones", "--latency", "0.4"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1, err
+    lowest = float(re.search(r"at least ([0-9.]+) s on this machine", err).group(1))
+    assert lowest > 0.4 and err.rstrip().endswith("got 0.4")
+    signal_ = sweep_with_clicks(harness.rate, seconds=1.0)
+    rc, err = run_clean(
+        harness,
+        capsys,
+        ["--input", "mic", "--output", "headphones", "--mode", "bypass"],
+        signal_,
+        tail_s=1.0,
+    )
+    assert rc == 0, err
+    line = next(text for text in err.splitlines() if "algorithmic latency" in text)
+    hop = float(re.search(r"hop ([0-9.]+)", line).group(1))
+    assert hop >= 0.3 / 0.6  # the load ceiling: 0.3 s per window needs a hop of 0.5 s
+    assert reported_latency(err) >= int(lowest * harness.rate) - 1

@@ -22,7 +22,7 @@ def profile(batch: float, mid: float) -> SpeedProfile:
 
 def test_a_plan_needs_no_model_and_states_every_term():
     plan = WindowPlan.build(CONTRACT, 48000, hop=0.5, lookahead=0.25, crossfade=0.064)
-    assert plan.latency_samples == 63072  # the README's default: 1.314 s at 48 kHz
+    assert plan.latency_samples == 63072  # the README: 1.314 s (63,072 samples) at 48 kHz
     assert plan.breakdown == {"lookahead": 0.25, "hop": 0.5, "crossfade": 0.064, "compute": 0.5}
     faster = WindowPlan.build(CONTRACT, 48000, 0.5, 0.25, 0.064, compute=0.2)
     assert faster.latency_samples == plan.latency_samples - int(0.3 * 48000)

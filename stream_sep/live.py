@@ -49,6 +49,7 @@ AUDIO_SUFFIXES = {
     ".caf",
 }
 FILE_CLOCK_BLOCKSIZE = 1024
+ASSUMED_DEVICE_BLOCK = 1024  # frames, for fitting the plan when the device chooses its block
 _TICK_SECONDS = 0.25  # status line and key polling: 4 times a second
 _FADE_WAIT_SECONDS = 2.0
 _CLOSE_SECONDS = 1.0  # a stream whose device vanished may never close: give up after this
@@ -217,7 +218,7 @@ def run(args) -> int:
         mode=args.mode,
         vocal_level=args.vocal_level,
         blocking=False,
-        **fitted_options(model, rate, channels, chosen),
+        **fitted_options(model, rate, channels, chosen, args.blocksize),
     )
     try:
         session = LiveSession(args, model, separator, source, sink, rate, out_channels)
@@ -226,7 +227,9 @@ def run(args) -> int:
         separator.close()
 
 
-def fitted_options(model, rate: int, channels: int, chosen: settings.Settings) -> dict:
+def fitted_options(
+    model, rate: int, channels: int, chosen: settings.Settings, blocksize: int = 0
+) -> dict:
     """Engine options for this machine: with ``--latency`` the plan is chosen from the
     model's measured speed and the engine sheds work under overload; with explicit
     --hop/--lookahead/--crossfade those are used as given (one hop of compute allowance)."""
@@ -234,7 +237,8 @@ def fitted_options(model, rate: int, channels: int, chosen: settings.Settings) -
         return chosen.engine_options()
     speed = fitting.measure(model, rate, channels)
     target = None if chosen.latency == "auto" else chosen.latency
-    fit = fitting.choose(model.contract, rate, channels, speed, target, chosen.stereo)
+    block = (blocksize or ASSUMED_DEVICE_BLOCK) / rate
+    fit = fitting.choose(model.contract, rate, channels, speed, target, chosen.stereo, block)
     stereo_cost = speed.t90("batch") / max(speed.t90("mid"), 1e-6)
     log.info("measured %.3f s per window (%s): %s", fit.window_seconds, fit.stereo, fit)
     return {**fit.engine_options(), "shed": True, "stereo_cost": stereo_cost}

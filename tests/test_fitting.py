@@ -172,3 +172,15 @@ def test_shedding_never_stops_a_slow_stream_but_a_hung_model_still_does(half):
     finally:
         hung.release.set()
         engine.close()
+
+
+def test_the_plan_covers_the_device_block():
+    """A fast model on 1024-frame JACK blocks at 48 kHz: a window is handed over at the end of
+    the block that completes it and read out by a later callback, so the allowance holds a
+    block beyond the compute time, and the hop is at least two blocks."""
+    block = 1024 / 48000
+    fit = fitting.choose(CONTRACT, 48000, 2, profile(0.004, 0.002), block_seconds=block)
+    assert fit.compute >= 1.5 * 0.004 + fitting.COMPUTE_SLACK + block - 1e-9
+    assert fit.hop >= 2 * block
+    unblocked = fitting.choose(CONTRACT, 48000, 2, profile(0.004, 0.002))
+    assert fit.latency > unblocked.latency

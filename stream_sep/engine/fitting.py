@@ -94,9 +94,12 @@ def _timed(runner: WindowRunner, audio: np.ndarray, stereo: str) -> float:
     return time.perf_counter() - started
 
 
-def compute_allowance(window_seconds: float, hop: float) -> float:
-    """Seconds a window may take: a margin over the measured time, never more than the hop."""
-    return min(hop, _ceil_grid(COMPUTE_MARGIN * window_seconds + COMPUTE_SLACK))
+def compute_allowance(window_seconds: float, hop: float, block_seconds: float = 0.0) -> float:
+    """Seconds a window may take: a margin over the measured time plus one device block
+    (a window is handed over at the end of the block that completes it, and its first output
+    sample is written by a later block's callback), never more than the hop."""
+    needed = COMPUTE_MARGIN * window_seconds + COMPUTE_SLACK + block_seconds
+    return min(hop, _ceil_grid(needed))
 
 
 def choose(
@@ -106,15 +109,17 @@ def choose(
     speed: SpeedProfile,
     target: float | None = None,
     stereo: str | None = None,
+    block_seconds: float = 0.0,
 ) -> Fit:
     """The setting for ``target`` seconds of latency, or the lowest latency (None).
 
     stereo: force 'batch' or 'mid' (None: either; 'mid' only when it is at least
     ``MID_MIN_GAIN`` seconds lower).
+    block_seconds: the device's block (callback) duration: hop and allowance cover it.
     Raises :class:`UserError` naming the lowest latency possible when ``target`` is below it.
     """
     options = [stereo] if stereo else (["batch", "mid"] if channels > 1 else ["batch"])
-    fits = [_lowest(contract, sample_rate, speed, s) for s in options]
+    fits = [_lowest(contract, sample_rate, speed, s, block_seconds) for s in options]
     fits = [f for f in fits if f is not None]
     if not fits:
         raise UserError("this model's window is too short for any live setting on this machine")
@@ -131,12 +136,12 @@ def choose(
     return _stretch(contract, sample_rate, chosen, target)
 
 
-def _lowest(contract, rate: int, speed: SpeedProfile, stereo: str) -> Fit | None:
+def _lowest(contract, rate: int, speed: SpeedProfile, stereo: str, block: float) -> Fit | None:
     """The lowest-latency setting for one stereo handling, or None if none fits."""
     seconds = speed.t90(stereo)
-    hop = max(GRID, _ceil_grid(seconds / LOAD_CEILING))
+    hop = max(GRID, _ceil_grid(seconds / LOAD_CEILING), _ceil_grid(2 * block))
     crossfade = min(AUTO_CROSSFADE, hop)
-    compute = compute_allowance(seconds, hop)
+    compute = compute_allowance(seconds, hop, block)
     edge = math.ceil(contract.n_fft // 4 * rate / contract.sample_rate) / rate
     lookahead = max(AUTO_LOOKAHEAD, edge)
     fit = Fit(hop, lookahead, crossfade, compute, stereo, seconds, latency=0.0)

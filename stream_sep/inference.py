@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from stream_sep import families, providers, spectral
-from stream_sep.contract import ModelContract, check_tensor_shape
+from stream_sep.contract import PREFIX, ModelContract, check_tensor_shape
 from stream_sep.errors import ModelError, UserError, first_line
 
 log = logging.getLogger(__name__)
@@ -339,6 +339,12 @@ def load_model(path: str | os.PathLike | None = None, provider: str = "auto") ->
     except Exception as error:  # onnxruntime raises its own Fail/InvalidGraph/... types
         raise ModelError(f"{path.name} is not a loadable ONNX model: {first_line(error)}") from None
     metadata = session.get_modelmeta().custom_metadata_map
+    if not any(key.startswith(PREFIX) for key in metadata):
+        raise ModelError(
+            f"{path.name} is not a stream-sep separation model: its metadata has no "
+            f"stream-sep contract (a community MDX-Net model is imported first: "
+            f"stream-sep models import {path.name})"
+        )
     family = families.family_module(families.family_name(metadata, path.name))
     contract = family.contract_from_metadata(metadata, origin=path.name)
     _check_graph(session, contract, path.name)

@@ -44,9 +44,9 @@ _ITEM_BYTES = {
 def check(model, folder: Path, origin: str, available_bytes: int | None = None) -> None:
     """Run every check on ``model`` (an ``onnx.ModelProto`` parsed without external data)
     whose file lies in ``folder``; :class:`ModelError` (one line) for the first failure."""
-    check_external_data(model, folder, origin)
-    check_domains(model, origin)
     check_memory(model, origin, available_bytes)
+    check_domains(model, origin)
+    check_external_data(model, folder, origin)
 
 
 # ---------------------------------------------------------------------------- walking

@@ -153,14 +153,14 @@ class MdxContract:
                 raise ModelError(f"{name} must be in [{low}, {high}], got {value}")
         if self.n_fft % 2:
             raise ModelError(f"n_fft must be even, got {self.n_fft}")
-        if self.hop_length > self.n_fft:
-            raise ModelError(
-                f"hop_length must be at most n_fft={self.n_fft}, got {self.hop_length}"
-            )
         if not ZEROED_BINS < self.dim_f <= self.n_bins:
             raise ModelError(
                 f"dim_f must be in [{ZEROED_BINS + 1}, n_fft/2+1={self.n_bins}] for n_fft "
                 f"{self.n_fft}, got {self.dim_f}"
+            )
+        if self.hop_length > self.n_fft:
+            raise ModelError(
+                f"hop_length must be at most n_fft={self.n_fft}, got {self.hop_length}"
             )
         max_window = int(_MAX_WINDOW_SECONDS * self.sample_rate)
         if not self.n_fft <= self.window_samples <= max_window:

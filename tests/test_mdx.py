@@ -274,3 +274,24 @@ def test_a_shelf_copy_whose_graph_disagrees_with_its_contract_is_refused(tmp_pat
     path = mdx_model(tmp_path / "m.onnx", metadata=contract_for(dim_f=512).to_metadata())
     with pytest.raises(ModelError, match=r"axis 2 is 256, not 512"):
         load_model(path, "cpu")
+
+
+# ---------------------------------------------------------------------------- benchmark
+def test_the_mdx_benchmark_runs_and_its_flop_count_is_the_graphs(tmp_path):
+    """Smoke run of benchmarks/bench_mdx.py (no timing assertions); the analytic FLOP count
+    of the MDX-sized network equals bench_inference's count from the graph itself."""
+    import json
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    import bench_inference
+    import bench_mdx
+
+    assert bench_mdx.main(["--smoke", "--out", str(tmp_path), "--workdir", str(tmp_path)]) == 0
+    (row,) = json.loads((tmp_path / "mdx.json").read_text())["rows"]
+    assert row["window_s"] == pytest.approx(31 * 1024 / RATE, abs=1e-3) and row["host_s"] > 0
+    assert row["latency_s"] > 0 or row["why"]
+    shape, _ = bench_mdx.SMOKE["mdx-smoke"]
+    flops, _ = bench_inference.count_flops(tmp_path / "mdx-smoke.onnx", 1)
+    assert flops == shape.flops()

@@ -3,6 +3,7 @@
     stream-sep --input mic --output headphones      live (stream_sep.live)
     stream-sep separate song.flac -o out/           offline files (stream_sep.commands.separate)
     stream-sep evaluate --model M --data DIR ...     quality measures (stream_sep.commands.evaluate)
+    stream-sep models list|import|remove|measure    the model shelf (stream_sep.commands.models)
 
 Each subcommand module has ``add_arguments(parser)`` and ``run(args) -> int``. ``main`` turns
 a :class:`UserError` into one line ``stream-sep: error: ...`` and exit status 2.
@@ -26,6 +27,10 @@ SUBCOMMANDS = {
     "evaluate": (
         "stream_sep.commands.evaluate",
         "measure separation quality (SDR, SI-SDR, museval)",
+    ),
+    "models": (
+        "stream_sep.commands.models",
+        "the model shelf: list, import (UVR MDX-Net models), remove, measure",
     ),
 }
 LIVE_MODULE = "stream_sep.live"

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from stream_sep import providers, spectral
-from stream_sep.contract import ModelContract, check_tensor_shape, contract_from_metadata
+from stream_sep import families, providers, spectral
+from stream_sep.contract import PREFIX, ModelContract, check_tensor_shape
 from stream_sep.errors import ModelError, UserError, first_line
 
 log = logging.getLogger(__name__)
@@ -119,8 +119,8 @@ class _Slot:
 
     def __init__(self, runner: Runner, session, batch: int, graph_capture: bool):
         contract = runner.contract
-        in_shape = (batch, contract.frames, contract.n_bins, 2)
-        out_shape = (batch, len(contract.sources), contract.frames, 2 * contract.n_bins)
+        in_shape = (batch, *contract.input_shape[1:])
+        out_shape = (batch, *contract.output_shape[1:])
         ort = _import_onnxruntime()
         self.session = session
         self.staging = np.zeros(in_shape, np.float32)  # what the host STFT writes
@@ -200,7 +200,8 @@ class Runner:
         self._copy_tensors_works = True
 
     def input_buffer(self, batch: int) -> np.ndarray:
-        """The float32 (B, T, F, 2) array that :meth:`run_staged` reads."""
+        """The float32 array of the contract's input shape, batch ``B``, that
+        :meth:`run_staged` reads ((B, T, F, 2) for ``tfc_tdf``)."""
         return self.slot(batch).staging
 
     def run(self, spectrogram: np.ndarray) -> np.ndarray:
@@ -210,7 +211,8 @@ class Runner:
         return self.run_staged(spectrogram.shape[0])
 
     def run_staged(self, batch: int) -> np.ndarray:
-        """Run on what is in :meth:`input_buffer`; returns the (B, S, T, 2F) float32 output."""
+        """Run on what is in :meth:`input_buffer`; returns the float32 output of the
+        contract's output shape ((B, S, T, 2F) for ``tfc_tdf``)."""
         slot = self.slot(batch)
         if slot.host_in is not slot.staging:
             np.copyto(slot.host_in, slot.staging, casting="same_kind")
@@ -298,14 +300,36 @@ def read_model_file(path: str | os.PathLike) -> bytes:
     return path.read_bytes()
 
 
+def resolve_model_path(path_or_name: str | os.PathLike | None) -> Path:
+    """The file of a model given as a path, a name on the shelf (``stream-sep models
+    list``, the bundled model included) or None (the bundled model).
+
+    An existing path wins; a bare name (no folder, no ``.onnx``) that is not a file is looked
+    up on the shelf (:class:`ModelError` naming the shelf's models if it is not there);
+    anything else is returned as given, for :func:`read_model_file` to refuse.
+    """
+    if path_or_name is None:
+        return bundled_model_path()
+    path = Path(path_or_name)
+    if path.exists() or len(path.parts) != 1 or path.suffix.lower() == ".onnx":
+        return path
+    from stream_sep import shelf
+
+    found = shelf.resolve(str(path_or_name))
+    if found is None:
+        raise shelf.describe_missing(str(path_or_name))
+    return found
+
+
 def load_model(path: str | os.PathLike | None = None, provider: str = "auto") -> SeparationModel:
-    """Load and validate a separation model; ``path=None`` means the bundled model.
+    """Load and validate a separation model of any family (:mod:`stream_sep.families`);
+    ``path`` is a file, a name on the shelf, or None for the bundled model.
 
     ``provider`` is ``auto`` (TensorRT, CUDA, then CPU: the first that really starts),
     ``tensorrt``, ``cuda`` or ``cpu``; an explicit one that cannot run here raises
     :class:`~stream_sep.providers.ProviderUnavailable` (a UserError).
     """
-    path = Path(path) if path is not None else bundled_model_path()
+    path = resolve_model_path(path)
     data = read_model_file(path)
     _import_onnxruntime()
     try:
@@ -315,7 +339,14 @@ def load_model(path: str | os.PathLike | None = None, provider: str = "auto") ->
     except Exception as error:  # onnxruntime raises its own Fail/InvalidGraph/... types
         raise ModelError(f"{path.name} is not a loadable ONNX model: {first_line(error)}") from None
     metadata = session.get_modelmeta().custom_metadata_map
-    contract = contract_from_metadata(metadata, origin=path.name)
+    if not any(key.startswith(PREFIX) for key in metadata):
+        raise ModelError(
+            f"{path.name} is not a stream-sep separation model: its metadata has no "
+            f"stream-sep contract (a community MDX-Net model is imported first: "
+            f"stream-sep models import {path.name})"
+        )
+    family = families.family_module(families.family_name(metadata, path.name))
+    contract = family.contract_from_metadata(metadata, origin=path.name)
     _check_graph(session, contract, path.name)
     runner = Runner(data, session, choice, contract, model_folder=path.parent)
     log.info("provider %s: %s", runner.provider, choice.reason)
@@ -323,7 +354,7 @@ def load_model(path: str | os.PathLike | None = None, provider: str = "auto") ->
         log.warning(
             "%s is a float16 export: on the CPU it runs slower than the float32 one", path.name
         )
-    return SeparationModel(runner, contract, path, choice.reason)
+    return family.make_model(runner, contract, path, choice.reason)
 
 
 def _check_graph(session, contract: ModelContract, origin: str) -> None:

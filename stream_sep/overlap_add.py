@@ -34,6 +34,7 @@ import soxr
 
 from stream_sep.contract import ModelContract
 from stream_sep.errors import ModelError, UserError
+from stream_sep.families import separate_rows
 
 STEREO_CHOICES = ("batch", "mid")
 # Measured with the bundled model (benchmarks/results/offline_quality.md): on 30 held-out
@@ -282,7 +283,7 @@ class OverlapAddStream:
         """(B, W) float32 -> (B, W) vocal estimates; :class:`ModelError` if the model fails."""
         where = self._describe(first, count)
         try:
-            sources = self.model.separate(batch)
+            sources = separate_rows(self.model, batch, channels=self._model_channels)
         except Exception as error:  # the model may fail in any way: one line for the user
             raise ModelError(f"the model failed on {where}: {_first_line(error)}") from None
         expected = (batch.shape[0], len(self.contract.sources), self.plan.window)

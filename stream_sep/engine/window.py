@@ -7,6 +7,7 @@ import soxr
 
 from stream_sep.engine.health import NonFiniteEstimate
 from stream_sep.engine.plan import WindowPlan
+from stream_sep.families import separate_rows
 
 RESAMPLE_QUALITY = "HQ"
 STEREO_CHOICES = ("batch", "mid")
@@ -16,7 +17,8 @@ class WindowRunner:
     """Separates one stream-rate window with ``model`` according to ``plan``.
 
     The window is resampled to the model rate as a whole (soxr), separated (the model does
-    STFT -> ONNX -> iSTFT), and only the stretch around the support is resampled back, starting
+    STFT -> ONNX -> iSTFT; the window's channels are one signal, see
+    :func:`~stream_sep.families.separate_rows`), and only the stretch around the support is resampled back, starting
     on a sample-aligned point, so the estimate has no resampling delay. ``stereo="mid"`` runs
     the mean of the channels (half the compute for stereo) and returns one channel.
     """
@@ -37,7 +39,8 @@ class WindowRunner:
         model_in = audio.mean(axis=0, keepdims=True) if mode == "mid" else audio
         if self._resample:
             model_in = self.to_model_rate(model_in)
-        sources = self.model.separate(np.ascontiguousarray(model_in, np.float32))
+        model_in = np.ascontiguousarray(model_in, np.float32)
+        sources = separate_rows(self.model, model_in, channels=model_in.shape[0])
         expected = (model_in.shape[0], len(self.contract.sources), self.contract.window_samples)
         if getattr(sources, "shape", None) != expected:
             raise ValueError(

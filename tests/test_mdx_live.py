@@ -1,0 +1,140 @@
+"""An MDX-shaped model live through the JACK dummy device: ``stream-sep --input mic --output
+headphones --model NAME`` with a model imported onto the shelf, at the device's 48 kHz while
+the model runs at 44.1 kHz. What reaches ``headphones`` is the karaoke at exactly the latency
+the command reports."""
+
+from __future__ import annotations
+
+import _thread
+import re
+import threading
+import time
+
+import numpy as np
+import pytest
+from jack_harness import Harness, find_delay, refresh_portaudio
+from mdx_helpers import mdx_model
+
+from stream_sep import cli, shelf
+
+pytestmark = pytest.mark.jack
+
+SETTLE_SECONDS = 0.3  # the engine fades its output in over 0.05 s after the start
+ATTEMPTS = 3  # a run spoiled by an xrun of the harness itself (busy machine) is repeated
+# Vocals = 0.5 x the band-limited input (a sweep inside the band): karaoke is 0.5 x the
+# input, through 48k -> 44.1k -> 48k resampling and the STFT round trip.
+KARAOKE_TOLERANCE = 5e-3
+# dim_f 512 of n_fft 2048 at 44.1 kHz: the network sees 65 Hz - 11 kHz, all of the sweep.
+SHAPE = {"dim_f": 512, "dim_t": 32}
+
+
+@pytest.fixture(scope="module")
+def harness(jack_server):
+    rig = Harness()
+    refresh_portaudio()
+    yield rig
+    rig.close()
+    refresh_portaudio()
+
+
+@pytest.fixture(scope="module")
+def shelf_model(tmp_path_factory):
+    """'live-mdx' on a shelf of its own: an MDX vocals model returning half its input."""
+    folder = tmp_path_factory.mktemp("uvr")
+    source = mdx_model(folder / "UVR-live.onnx", "scale", scale=0.5, **SHAPE)
+    shelf_folder = tmp_path_factory.mktemp("shelf")
+    patch = pytest.MonkeyPatch()
+    patch.setenv(shelf.ENV_VAR, str(shelf_folder))
+    code = cli.main(
+        [
+            "models",
+            "import",
+            str(source),
+            "--name",
+            "live-mdx",
+            "--n-fft",
+            "2048",
+            "--stem",
+            "vocals",
+        ]
+    )
+    assert code == 0
+    yield "live-mdx"
+    patch.undo()
+
+
+def sweep(rate: int, seconds: float = 1.5, amplitude: float = 0.3) -> np.ndarray:
+    """(2, n) float32: a log sweep 150 Hz - 6 kHz with 20 ms fades, the right channel a
+    quieter copy; wholly inside the band the model sees (clicks would reach below bin 3)."""
+    t = np.arange(int(seconds * rate)) / rate
+    low, high = 150.0, 6000.0
+    k = np.log(high / low) / seconds
+    signal_ = amplitude * np.sin(2 * np.pi * low * (np.exp(k * t) - 1) / k)
+    signal_ *= np.minimum(1.0, np.minimum(t, seconds - t) / 0.02)
+    return np.stack([signal_, 0.5 * signal_]).astype(np.float32)
+
+
+def summary_counter(stderr: str, name: str) -> int:
+    match = re.search(rf"(\d+) {name}", stderr)
+    assert match, f"no '{name}' in the summary:\n{stderr}"
+    return int(match.group(1))
+
+
+def run_in_process(harness: Harness, argv: list[str], signal_, tail_s: float) -> int:
+    """cli.main(argv) in this thread; a helper thread arms the harness once stream-sep is
+    connected and presses Ctrl-C (interrupt_main) once the signal and ``tail_s`` are in."""
+    harness.play(signal_)
+    state = {"running": True}
+
+    def arm_then_interrupt():
+        deadline = time.monotonic() + 180
+        while state["running"] and not harness.connected() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(SETTLE_SECONDS)
+        harness.arm()
+        needed = signal_.shape[1] + int(tail_s * harness.rate)
+        while state["running"] and harness.captured < needed and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if state["running"]:
+            _thread.interrupt_main()
+
+    threading.Thread(target=arm_then_interrupt, daemon=True).start()
+    try:
+        return cli.main(argv)
+    finally:
+        state["running"] = False
+
+
+# --latency auto: the plan fitted to the measured speed; explicit settings: latency =
+# lookahead + hop + crossfade + one hop of compute allowance = 0.1 + 0.1 + 0.02 + 0.1 s.
+PLANS = {
+    "auto": (["--latency", "auto"], None),
+    "explicit": (["--hop", "0.1", "--lookahead", "0.1", "--crossfade", "0.02"], 0.32),
+}
+
+
+@pytest.mark.parametrize("plan", sorted(PLANS))
+def test_an_mdx_model_does_karaoke_live_at_exactly_the_reported_latency(
+    harness, shelf_model, capsys, plan
+):
+    options, latency = PLANS[plan]
+    signal_ = sweep(harness.rate)
+    argv = ["--input", "mic", "--output", "headphones", "--model", shelf_model, *options]
+    for _attempt in range(ATTEMPTS):
+        before = harness.xruns
+        rc = run_in_process(harness, argv, signal_, tail_s=1.5)
+        err = capsys.readouterr().err
+        if harness.xruns == before:
+            break
+    assert rc == 0, err
+    assert "stopped (interrupted)" in err and "Traceback" not in err
+    reported = int(re.search(r"latency [0-9.]+ s \((\d+) samples\)", err).group(1))
+    if latency is not None:
+        assert reported == round(latency * harness.rate)
+    expected = 0.5 * signal_
+    assert find_delay(harness.capture, expected) == reported
+    if harness.xruns == before and summary_counter(err, "deadline misses") == 0:
+        heard = harness.capture[:, reported : reported + signal_.shape[1]]
+        error = np.abs(heard - expected).max()
+        print(f"mdx live, {plan} plan: {reported} samples, karaoke max error {error:.2e}")
+        assert error < KARAOKE_TOLERANCE * np.abs(signal_).max(), f"max error {error}"

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from stream_sep import atomic, providers, safety
+from stream_sep import atomic, options, providers, safety
 from stream_sep import engine as engine_module
 from stream_sep.errors import AudioFileError, ModelError, UserError
 from stream_sep.inference import load_model
@@ -42,7 +42,9 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--mode",
         default="both",
-        help=f"which stems to write: {', '.join(OUTPUT_MODES)} (default both)",
+        type=options.choice("mode", OUTPUT_MODES),
+        metavar=options.listing(OUTPUT_MODES),
+        help="which stems to write (default both)",
     )
     add_engine_arguments(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -54,33 +56,42 @@ def add_engine_arguments(parser) -> None:
         "--model", metavar="PATH", help="ONNX separation model (default: the bundled model)"
     )
     parser.add_argument(
-        "--provider", default="auto", help=f"{'|'.join(providers.CHOICES)} (default auto)"
+        "--provider",
+        default="auto",
+        type=options.choice("provider", providers.CHOICES),
+        metavar=options.listing(providers.CHOICES),
+        help="where the model runs; auto: the first of tensorrt, cuda, cpu that starts "
+        "(default auto)",
     )
     parser.add_argument(
         "--hop",
-        type=float,
+        type=options.seconds("hop", 0.0, inclusive=False),
         default=0.5,
         metavar="SECONDS",
-        help="time between windows (default 0.5)",
+        help="time between windows, > 0 (default 0.5)",
     )
     parser.add_argument(
         "--lookahead",
-        type=float,
+        type=options.seconds("lookahead", 0.0),
         default=0.25,
         metavar="SECONDS",
         help="future context after the last sample emitted (default 0.25)",
     )
     parser.add_argument(
         "--crossfade",
-        type=float,
+        type=options.seconds("crossfade", engine_module.MIN_CROSSFADE_SECONDS),
         default=0.064,
         metavar="SECONDS",
-        help="blend between windows (default 0.064)",
+        help=f"blend between windows, {engine_module.MIN_CROSSFADE_SECONDS:g} to --hop "
+        "(default 0.064)",
     )
     parser.add_argument(
         "--stereo",
         default="batch",
-        help="batch: both channels through the model; mid: the mid channel only, half the compute (default batch)",
+        type=options.choice("stereo", engine_module.STEREO_CHOICES),
+        metavar=options.listing(engine_module.STEREO_CHOICES),
+        help="batch: both channels through the model; mid: the mid channel only, half the "
+        "compute (default batch)",
     )
 
 

@@ -109,7 +109,7 @@ def test_mode_vocals_writes_only_vocals(tmp_path, half_path):
             ["good.wav", "--mode", "drums"],
             "--mode must be one of karaoke, vocals, both, got 'drums'",
         ),
-        (["good.wav", "--hop", "-1"], "--hop must be a number of seconds >= 0, got -1.0"),
+        (["good.wav", "--hop", "-1"], "--hop must be a number of seconds > 0, got -1"),
         (["good.wav", "--model", "nope.onnx"], "model file 'nope.onnx' does not exist"),
         (["good.wav", "--provider", "cuda"], "--provider cuda cannot be used here"),
     ],

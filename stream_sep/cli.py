@@ -5,7 +5,8 @@
     stream-sep evaluate --model M --data DIR ...     quality measures (stream_sep.commands.evaluate)
     stream-sep models list|import|remove|measure    the model shelf (stream_sep.commands.models)
 
-Each subcommand module has ``add_arguments(parser)`` and ``run(args) -> int``. ``main`` turns
+Each subcommand module has ``add_arguments(parser)`` and ``run(args) -> int``. Option values
+are checked while parsing (:mod:`stream_sep.options`), before any model loads. ``main`` turns
 a :class:`UserError` into one line ``stream-sep: error: ...`` and exit status 2.
 """
 
@@ -16,6 +17,7 @@ import importlib
 import logging
 import sys
 
+from stream_sep import __version__, options
 from stream_sep.errors import UserError
 
 PROG = "stream-sep"
@@ -59,6 +61,9 @@ def get_parser(subcommand: str | None = None) -> argparse.ArgumentParser:
         module = importlib.import_module(module_name)
         parser = OneLineParser(prog=f"{PROG} {subcommand}", description=text)
     parser.add_argument("-v", "--verbose", action="store_true", help="log more detail to stderr")
+    parser.add_argument(
+        "--version", action="version", version=f"{PROG} {__version__}", help="print the version"
+    )
     module.add_arguments(parser)
     parser.set_defaults(_module=module)
     return parser
@@ -70,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         parser = get_parser(subcommand)
         args = parser.parse_args(argv[1:] if subcommand else argv)
+        options.check_crossfade(args)
         logging.basicConfig(
             level=logging.DEBUG if args.verbose else logging.WARNING,
             format=f"{PROG}: %(message)s",

@@ -158,16 +158,82 @@ def _candidates(found: list[Device], kind: str) -> str:
     return f"{kind} devices: " + ", ".join(usable)
 
 
-def check_feedback(source: Device, sink: Device, allowed: bool) -> None:
-    """Refuse a microphone and a speaker on one physical device: the speaker would feed the
-    microphone and howl. ``allowed`` is ``--allow-feedback`` (for headphones on that device)."""
-    if allowed or not same_hardware(source, sink):
+def check_feedback(source: Device, sink: Device, output_spec: str, allowed: bool) -> None:
+    """Refuse a capture device and a playback device that would form a feedback loop.
+
+    ``output_spec`` is what the user typed for --output; ``allowed`` is --allow-feedback,
+    which skips every check. The rule, in order:
+
+    1. A loop in the wiring is refused, headphones or not: the input is a monitor or
+       loopback (its name says ``monitor``/``loopback``) of that very output (``Monitor of
+       <output>``, ``<output>.monitor``, or the same device or ALSA card).
+    2. Headphones are allowed: the user typed the word ``headphones`` (the default --output,
+       which means the default output when no device has that name), or the output's name
+       says headphone/headset/earphone/earbud. Sound in the ears does not reach a microphone,
+       so one sound card for both sides (every laptop, JACK's ``system``) is fine.
+    3. A loudspeaker near a microphone is refused: the output's name (or what the user typed)
+       says speaker, and the input is not a monitor or loopback; or the output was named
+       explicitly (by index or name) and is the input's own device or ALSA card.
+    4. Anything else is allowed.
+    """
+    if allowed:
         return
-    raise DeviceError(
-        f"--input {source.label()} and --output {sink.label()} are the same physical device, "
-        "so the output can feed back into the microphone; pick another output, or pass "
-        "--allow-feedback if you listen on headphones"
-    )
+    if _captures(source, sink):
+        raise DeviceError(
+            f"--input {source.label()} captures what --output {sink.label()} plays, so the "
+            "output would be fed back into the input (on headphones too); choose another "
+            "--input or --output, or pass --allow-feedback if you want that loop"
+        )
+    said_headphones = output_spec.strip().lower() == DEFAULT_WORDS["output"]
+    if said_headphones or _says(sink.name, _HEADPHONE_WORDS):
+        if _says(sink.name, _SPEAKER_WORDS):
+            log.warning(
+                "--output %r is %s, which sounds like loudspeakers; if it is, it can feed "
+                "back into the microphone: name your headphones output instead",
+                output_spec,
+                sink.label(),
+            )
+        return
+    speaker = _says(sink.name, _SPEAKER_WORDS) or _says(output_spec, _SPEAKER_WORDS)
+    if speaker and not _says(source.name, _MONITOR_WORDS):
+        raise DeviceError(
+            f"--output {sink.label()} is a loudspeaker and --input {source.label()} can hear "
+            "it (feedback); to listen on headphones, name them (--output headphones for the "
+            "default output, or their index from stream-sep --list-devices), or pass "
+            "--allow-feedback"
+        )
+    if same_hardware(source, sink):
+        raise DeviceError(
+            f"--input {source.label()} and --output {sink.label()} are the same physical "
+            "device, so a loudspeaker on it can feed back into the microphone; if you listen "
+            "on headphones, say so with --output headphones (the default output) or pass "
+            "--allow-feedback"
+        )
+
+
+_HEADPHONE_WORDS = ("headphone", "headset", "earphone", "earbud")
+_SPEAKER_WORDS = ("speaker",)  # also "loudspeaker", "Speakers (Realtek ...)"
+_MONITOR_WORDS = ("monitor", "loopback")
+
+
+def _says(name: str, words: tuple[str, ...]) -> bool:
+    lowered = name.lower()
+    return any(word in lowered for word in words)
+
+
+def _captures(source: Device, sink: Device) -> bool:
+    """Whether ``source`` is a monitor/loopback of ``sink`` (rule 1 of check_feedback)."""
+    if not _says(source.name, _MONITOR_WORDS):
+        return False
+    if same_hardware(source, sink):
+        return True
+    name, target = source.name.lower(), sink.name.lower()
+    for marker in ("monitor of ", ".monitor"):
+        if marker in name:
+            monitored = name.replace(marker, " ").strip(" :-_")
+            if monitored and (monitored in target or target in monitored):
+                return True
+    return False
 
 
 def same_hardware(first: Device, second: Device) -> bool:

@@ -1,7 +1,9 @@
 """Live keys when stdin is a terminal: k karaoke, v vocals, b bypass, up/down level, q quit.
 
 The terminal is put in cbreak mode (keys arrive one by one, unechoed; Ctrl-C still sends
-SIGINT) and restored on exit, however the program ends.
+SIGINT) and restored on exit, however the program ends. The live command enters it before the
+model loads, so keys typed during start-up wait unechoed in the terminal's input queue and
+take effect when the stream starts.
 """
 
 from __future__ import annotations
@@ -66,7 +68,8 @@ class KeyReader:
             fd = self.stream.fileno()
             self._saved = termios.tcgetattr(fd)
             atexit.register(self.restore)
-            tty.setcbreak(fd)
+            # TCSANOW, not tty's default TCSAFLUSH: keep what was typed before this point.
+            tty.setcbreak(fd, termios.TCSANOW)
         return self
 
     def __exit__(self, *exc) -> None:

@@ -17,18 +17,17 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import signal
 import sys
 import threading
 import time
 from pathlib import Path
 
-from stream_sep import devices, keys, providers, settings, status
+from stream_sep import devices, keys, options, providers, settings, status
 from stream_sep import engine as engine_module
 from stream_sep.audio_files import audio_file_info
 from stream_sep.engine import fitting
-from stream_sep.errors import AudioFileError, DeviceError, UserError
+from stream_sep.errors import AudioFileError, DeviceError
 from stream_sep.inference import bundled_model_path, load_model
 from stream_sep.live_audio import BlockProcessor, FileClock, FileSource
 from stream_sep.recording import Recorder, check_recording_path
@@ -50,6 +49,8 @@ AUDIO_SUFFIXES = {
 }
 FILE_CLOCK_BLOCKSIZE = 1024
 ASSUMED_DEVICE_BLOCK = 1024  # frames, for fitting the plan when the device chooses its block
+SAMPLERATE_RANGE = (8000, 384000)
+_MIXING_PLUGINS = {"default", "sysdefault", "pulse", "pipewire", "jack", "dmix", "dsnoop"}
 _TICK_SECONDS = 0.25  # status line and key polling: 4 times a second
 _FADE_WAIT_SECONDS = 2.0
 _CLOSE_SECONDS = 1.0  # a stream whose device vanished may never close: give up after this
@@ -69,61 +70,77 @@ def add_arguments(parser) -> None:
         default="headphones",
         metavar="DEVICE|FILE.wav",
         help="playback device (index, part of its name, or 'headphones' for the default "
-        "output) or a .wav file that records the processed stream (default headphones)",
+        "output) or a .wav file that records the processed stream (default headphones). A "
+        "recording starts with the latency (silence while the first input travels through) "
+        "and, from an input file, holds exactly the file's frames (at the stream rate) plus "
+        "the latency, so frame n + latency of the recording is frame n of the file",
     )
     parser.add_argument(
         "--mode",
         default="karaoke",
-        choices=engine_module.MODES,
-        help="karaoke: vocals removed; vocals: vocals alone; bypass: the delayed input",
+        type=options.choice("mode", engine_module.MODES),
+        metavar=options.listing(engine_module.MODES),
+        help="karaoke: vocals removed; vocals: vocals alone; bypass: the delayed input "
+        "(default karaoke)",
     )
+    low, high = engine_module.VOCAL_LEVEL_RANGE
     parser.add_argument(
         "--vocal-level",
-        type=float,
+        type=options.number("vocal-level", low, high),
         default=None,
         metavar="G",
-        help="karaoke with the vocals at G (0 none, 1 original)",
+        help=f"karaoke with the vocals at G, {low:g} to {high:g} (0 none, 1 original)",
     )
     parser.add_argument(
         "--model", metavar="PATH", help="ONNX separation model (default: the bundled model)"
     )
     parser.add_argument(
-        "--provider", default="auto", metavar="|".join(providers.CHOICES), help="default auto"
+        "--provider",
+        default="auto",
+        type=options.choice("provider", providers.CHOICES),
+        metavar=options.listing(providers.CHOICES),
+        help="where the model runs; auto: the first of tensorrt, cuda, cpu that starts "
+        "(default auto)",
     )
     settings.add_arguments(parser, live=True)
     parser.add_argument(
         "--samplerate",
-        type=int,
+        type=options.whole("samplerate", "Hz", *SAMPLERATE_RANGE),
         default=None,
         metavar="HZ",
         help="stream rate (default: the device's default rate, or the input file's rate)",
     )
     parser.add_argument(
         "--blocksize",
-        type=int,
+        type=options.whole("blocksize", "frames", 0, note="0: the device's choice"),
         default=0,
         metavar="FRAMES",
         help="frames per audio callback (default 0: the device's choice)",
     )
     parser.add_argument(
         "--channels",
-        type=int,
+        type=options.choice("channels", (1, 2)),
         default=None,
-        choices=(1, 2),
+        metavar="{1,2}",
         help="channels to process (default: 2 where the devices and file have them)",
     )
     parser.add_argument(
         "--duration",
-        type=float,
+        type=options.seconds("duration", 0.0, inclusive=False),
         default=None,
         metavar="SECONDS",
-        help="stop after this many seconds (default: run until q, Ctrl-C or the input file ends)",
+        help="stop after this many seconds (default: run until q, Ctrl-C or the input file "
+        "ends); a recording then holds exactly this many seconds (less if the input file "
+        "and the latency end sooner)",
     )
     parser.add_argument("--quiet", action="store_true", help="no live status line")
     parser.add_argument(
         "--allow-feedback",
         action="store_true",
-        help="allow a microphone and a speaker on the same device (e.g. with headphones)",
+        help="skip the feedback guard. Without it, stream-sep refuses an input that captures "
+        "the output (its monitor or loopback), and a microphone with a loudspeaker output "
+        "(named 'speaker', or the microphone's own device named explicitly); --output "
+        "headphones (the default) or a device named headphones/headset is always fine",
     )
     parser.add_argument("--list-devices", action="store_true", help="list audio devices and exit")
 
@@ -160,17 +177,6 @@ def resolve_endpoint(spec: str, kind: str) -> Endpoint:
     return Endpoint(kind, spec, device=devices.resolve(spec, kind))
 
 
-def check_options(args) -> None:
-    if args.blocksize < 0:
-        raise UserError(
-            f"--blocksize must be 0 (the device's choice) or a positive integer, got {args.blocksize}"
-        )
-    if args.samplerate is not None and not 8000 <= args.samplerate <= 384000:
-        raise UserError(f"--samplerate must be in [8000, 384000] Hz, got {args.samplerate}")
-    if args.duration is not None and not (math.isfinite(args.duration) and args.duration > 0):
-        raise UserError(f"--duration must be a positive number of seconds, got {args.duration}")
-
-
 def choose_rate(args, source: Endpoint, sink: Endpoint, file_rate: int | None) -> int:
     if args.samplerate is not None:
         return args.samplerate
@@ -194,14 +200,20 @@ def run(args) -> int:
     if args.list_devices:
         print(devices.describe())
         return 0
-    check_options(args)
-    chosen = settings.from_args(args)  # every engine option checked before devices and model
+    # The key reader's cbreak mode starts now, not when the stream does: keys typed while
+    # the model loads are neither echoed nor flushed, and the first poll applies them.
+    with keys.KeyReader() as reader:
+        return _run(args, reader)
+
+
+def _run(args, reader: keys.KeyReader) -> int:
+    chosen = settings.from_args(args)  # engine options checked before devices and model
     if args.model is None:
         bundled_model_path()  # no bundled model: say so before touching any device
     source = resolve_endpoint(args.input, "input")
     sink = resolve_endpoint(args.output, "output")
     if source.device is not None and sink.device is not None:
-        devices.check_feedback(source.device, sink.device, args.allow_feedback)
+        devices.check_feedback(source.device, sink.device, args.output, args.allow_feedback)
     file_rate, file_channels = audio_file_info(source.path)[:2] if source.path else (None, None)
     rate = choose_rate(args, source, sink, file_rate)
     channels = choose_channels(args, source, sink, file_channels)
@@ -209,6 +221,7 @@ def run(args) -> int:
     for end, count in ((source, channels), (sink, out_channels)):
         if end.device is not None:
             devices.check_settings(end.device, end.kind, count, rate)
+    notes = channel_notes(source, sink, channels, out_channels, file_channels)
     model = load_model(args.model, args.provider)
     model.warm_up(batch=1 if chosen.stereo == "mid" else channels)
     separator = engine_module.Separator(
@@ -222,7 +235,7 @@ def run(args) -> int:
     )
     try:
         session = LiveSession(args, model, separator, source, sink, rate, out_channels)
-        return session.run()
+        return session.run(reader, notes)
     finally:
         separator.close()
 
@@ -244,6 +257,48 @@ def fitted_options(
     return {**fit.engine_options(), "shed": True, "stereo_cost": stereo_cost}
 
 
+def channel_notes(
+    source: Endpoint, sink: Endpoint, channels: int, out_channels: int, file_channels: int | None
+) -> str | None:
+    """One line saying where channels are mixed down, left out or copied; None when the
+    stream's ``channels`` match both sides exactly."""
+    notes = []
+    if file_channels is not None and file_channels != channels:
+        notes.append(f"the input file {_file_mix(file_channels, channels)}")
+    if _physical(source.device) and source.device.max_input_channels > channels:
+        notes.append(
+            f"--input {source.device.label()} has {source.device.max_input_channels} "
+            f"channels, {_first(channels)} captured"
+        )
+    if out_channels > channels:
+        notes.append(f"the mono stream plays on all {out_channels} output channels")
+    if _physical(sink.device) and sink.device.max_output_channels > out_channels:
+        notes.append(
+            f"--output {sink.device.label()} has {sink.device.max_output_channels} channels, "
+            f"{_first(out_channels)} played"
+        )
+    return "channels: " + "; ".join(notes) if notes else None
+
+
+def _physical(device: devices.Device | None) -> bool:
+    """A device whose channel count is its hardware's: not a sound server's ALSA plugin
+    (``default``, ``pulse``, ``pipewire``...), which offers 32 or more channels it mixes."""
+    return device is not None and device.name.strip().lower() not in _MIXING_PLUGINS
+
+
+def _file_mix(have: int, channels: int) -> str:
+    """What :func:`stream_sep.live_audio.match_channels` does to a file's channels."""
+    if channels == 1:
+        return f"has {have} channels, mixed down to mono (their mean)"
+    if have == 1:
+        return f"is mono, copied to all {channels} channels"
+    return f"has {have} channels, {_first(channels)} used and the other {have - channels} left out"
+
+
+def _first(count: int) -> str:
+    return "channel 1" if count == 1 else f"channels 1-{count}"
+
+
 def _output_channels(sink: Endpoint, channels: int) -> int:
     """A mono stream plays on both sides of a stereo output device."""
     if sink.device is None:
@@ -263,12 +318,15 @@ class LiveSession:
         self.file_source = (
             FileSource(source.path, rate, separator.channels) if source.path else None
         )
-        end_frame = None
+        # The stream (and a recording) ends after the input file and the latency, or after
+        # --duration, whichever comes first.
+        ends = {}
         if self.file_source is not None:
-            end_frame = self.file_source.frames + separator.latency_samples
+            ends["end of input"] = self.file_source.frames + separator.latency_samples
         if args.duration is not None:
-            limit = int(round(args.duration * rate))
-            end_frame = limit if end_frame is None else min(end_frame, limit)
+            ends["duration reached"] = int(round(args.duration * rate))
+        self.end_reason = min(ends, key=ends.get) if ends else None
+        end_frame = ends.get(self.end_reason)
         self.recorder = None
         self.processor = BlockProcessor(
             separator, out_channels, source=self.file_source, end_frame=end_frame
@@ -277,7 +335,9 @@ class LiveSession:
         self.clock = None
         self.stop_reason = "stopped"
 
-    def run(self) -> int:
+    def run(self, reader: keys.KeyReader, notes: str | None = None) -> int:
+        """Stream until a stop, then print the summary; 0, or 1 when the stream, the model
+        or the input file failed. ``notes``: a start-up line printed after the first."""
         extra: list[str] = []
         try:
             self._open()
@@ -293,11 +353,16 @@ class LiveSession:
                     self.model, self.engine, self._route(), self.rate, blocksize, self.stream
                 )
             )
-            healthy = self._loop(time.monotonic())
+            if notes:
+                _say(notes)
+            healthy = self._loop(reader, time.monotonic())
         finally:
             self._close()
             extra = self._close_recorder() + self._close_file_source()
         seconds = self.processor.frames / self.rate
+        warning = self._xrun_warning()
+        if warning:
+            extra.insert(0, f"warning: {warning[1]}")
         for line in status.summary_lines(
             self.engine, self.processor, seconds, self.stop_reason, extra
         ):
@@ -360,10 +425,15 @@ class LiveSession:
             return self.clock.active
         return bool(self.stream is not None and self.stream.active)
 
-    def _loop(self, started: float) -> bool:
+    def _xrun_warning(self) -> tuple[str, str] | None:
+        return status.xrun_warning(
+            self.processor.xruns, self.processor.callbacks, self.rate, self.args.blocksize
+        )
+
+    def _loop(self, reader: keys.KeyReader, started: float) -> bool:
         """Runs until a stop; returns False when the stream died on its own."""
         printer = status.StatusPrinter(enabled=not self.args.quiet)
-        with _stop_on_sigterm(), keys.KeyReader() as reader:
+        with _stop_on_sigterm():
             if reader.enabled and not self.args.quiet:
                 _say(keys.HELP)
             try:
@@ -371,7 +441,7 @@ class LiveSession:
                     if self.engine.failed:
                         printer.clear()
                         _say(f"stopping: {self.engine.failure_reason}")
-                        self.stop_reason = "model failed"
+                        self.stop_reason = status.failure_cause(self.engine)
                         return False
                     if not self._active():
                         printer.clear()
@@ -381,15 +451,17 @@ class LiveSession:
                     if not self._apply(reader.poll(_TICK_SECONDS)):
                         self.stop_reason = "q"
                         break
+                    warning = self._xrun_warning()
                     line = status.status_line(
                         self.engine,
                         self.processor,
                         self.processor.take_peaks(),
                         self.processor.frames / self.rate,
+                        warning[0] if warning else None,
                     )
                     printer.show(line, time.monotonic() - started)
                 else:
-                    self.stop_reason = "end of input" if self.file_source else "duration reached"
+                    self.stop_reason = self.end_reason
             except KeyboardInterrupt:
                 self.stop_reason = "interrupted"
             finally:

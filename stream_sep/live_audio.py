@@ -154,7 +154,8 @@ class BlockProcessor:
     out_channels: channels of the output device (engine channel k % C feeds device channel k).
     source: a FileSource instead of a capture device, or None.
     recorder: a stream_sep.recording.Recorder, or None.
-    end_frame: stop (``finished``) after this many frames, or None to run until stopped.
+    end_frame: stop (``finished``) after this many frames, and record no more than that; or
+        None to run (and record) until stopped.
     """
 
     def __init__(
@@ -251,12 +252,23 @@ class BlockProcessor:
         if max(high, -low) > self.output_peak:
             self.output_peak = max(high, -low)
         if self.recorder is not None and not self.faded:
-            self.recorder.write(target)
+            self._record(target)
         if not self.faded and self.engine.faded_out:
             self.faded = True
         self.frames += n
         if self.end_frame is not None and self.frames >= self.end_frame:
             self.finished = True
+
+    def _record(self, target: np.ndarray) -> None:
+        """Record target (C, n), but nothing at or past ``end_frame``: a recording holds
+        exactly ``end_frame`` frames however the stream is cut into blocks, and however long
+        the stream runs on while the main thread notices the end and fades out."""
+        n = target.shape[1]
+        if self.end_frame is not None and self.frames + n > self.end_frame:
+            n = max(0, self.end_frame - self.frames)
+            target = target[:, :n]
+        if n:
+            self.recorder.write(target)
 
     def _fan_out(self, target: np.ndarray, outdata: np.ndarray) -> None:
         """target (C, n) -> outdata (n, O): device channel k plays engine channel k % C."""

@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import math
 
+from stream_sep import options
 from stream_sep.engine.plan import MIN_CROSSFADE_SECONDS
 from stream_sep.engine.window import STEREO_CHOICES
 from stream_sep.errors import UserError
@@ -80,16 +81,18 @@ def add_arguments(parser: argparse.ArgumentParser, live: bool = False) -> None:
         ("lookahead", "future context after the last sample emitted"),
         ("crossfade", "blend between windows"),
     ):
+        minimum = MIN_CROSSFADE_SECONDS if name == "crossfade" else 0.0
         parser.add_argument(
             f"--{name}",
-            type=float,
+            type=options.seconds(name, minimum, inclusive=name != "hop"),
             default=None,
             metavar="SECONDS",
             help=f"{text} (default {DEFAULTS[name]:g}{'; overrides --latency' if live else ''})",
         )
     parser.add_argument(
         "--stereo",
-        choices=STEREO_CHOICES,
+        type=options.choice("stereo", STEREO_CHOICES),
+        metavar=options.listing(STEREO_CHOICES),
         default=None,
         help="batch: both channels through the model; mid: the mid channel only, half the "
         "compute (default batch" + ("; --latency auto may choose mid)" if live else ")"),
@@ -107,13 +110,14 @@ def from_args(args: argparse.Namespace) -> Settings:
 
 
 def _latency(text: str) -> float | str:
-    if text == "auto":
-        return text
+    if text.strip() == "auto":
+        return "auto"
     try:
         value = float(text)
     except ValueError:
-        value = text
-    _check_seconds("latency", value, 0.0, strict=True, auto=True)
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise UserError(f"--latency must be auto or a number of seconds > 0, got {text}")
     return value
 
 

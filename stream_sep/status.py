@@ -52,16 +52,75 @@ def startup_line(model, engine, route: str, rate: int, blocksize: int, stream) -
     return text
 
 
-def status_line(engine, processor, peaks: tuple[float, float], seconds: float) -> str:
+def status_line(
+    engine, processor, peaks: tuple[float, float], seconds: float, xrun_note: str | None = None
+) -> str:
+    """xrun_note: the short text of :func:`xrun_warning`, shown after the xrun count."""
     stats = engine.stats
     level = f" {engine.vocal_level:.1f}" if engine.mode == "karaoke" else ""
+    xruns = f"xruns {processor.xruns}" + (f" ({xrun_note})" if xrun_note else "")
     return (
         f"{seconds:7.1f} s | in {level_db(peaks[0])} dB out {level_db(peaks[1])} dB | "
         f"{engine.mode}{level} | inference {stats.inference_last_s * 1000:5.0f} ms "
-        f"load {stats.load:4.2f} | misses {stats.deadline_misses}{_shed(engine)} | "
-        f"xruns {processor.xruns} | "
+        f"load {stats.load:4.2f} | misses {stats.deadline_misses}{_shed(engine)} | {xruns} | "
         f"latency {engine.latency_seconds:.3f} s"
     )
+
+
+def failure_cause(engine) -> str:
+    """Why the engine latched ``failed``, as the summary's stop reason.
+
+    The engine's :attr:`~stream_sep.engine.Separator.failure_reason` names one of three
+    causes; the summary says which, with the count that proves it:
+    ``inference too slow, N deadline misses`` (windows computed, but late),
+    ``model hung`` (a model call that never returned) or
+    ``model failed, N failures: <last error>`` (calls that raised or returned garbage).
+    """
+    reason, stats = engine.failure_reason, engine.stats
+    if "cannot keep up" in reason:
+        return f"inference too slow, {stats.deadline_misses} deadline misses"
+    if "hung" in reason:
+        return "model hung"
+    last_error = reason.partition("last error: ")[2]
+    return f"model failed, {stats.model_failures} failures" + (
+        f": {last_error}" if last_error else ""
+    )
+
+
+# Xruns are worth a warning above this share of callbacks, from this many on (one or two at
+# start-up are common and harmless).
+XRUN_SHARE_LIMIT = 0.01
+XRUN_COUNT_LIMIT = 3
+_SMALL_BLOCK_SECONDS = 0.01  # a block shorter than 10 ms is a likely cause of xruns
+
+
+def xrun_warning(xruns: int, callbacks: int, rate: int, blocksize: int) -> tuple[str, str] | None:
+    """(short, long) texts when more than 1% of the audio callbacks (and at least 3) reported
+    an over/underflow, naming the likely cause; None otherwise.
+
+    blocksize: the --blocksize asked (0: the device's choice).
+    """
+    if xruns < XRUN_COUNT_LIMIT or xruns <= XRUN_SHARE_LIMIT * callbacks:
+        return None
+    share = f"{xruns / max(callbacks, 1):.0%} of callbacks"
+    small = _power_of_two_at_least(_SMALL_BLOCK_SECONDS * rate)
+    if 0 < blocksize < small:
+        return (
+            f"{share}: --blocksize too small, try {small}",
+            f"{xruns} xruns ({share}): --blocksize {blocksize} ({blocksize / rate * 1000:.2f} "
+            f"ms) is too small for this machine; try --blocksize {small}, or leave it out",
+        )
+    larger = max(_power_of_two_at_least(2 * blocksize), 2 * small)
+    return (
+        f"{share}: machine too busy",
+        f"{xruns} xruns ({share}): the machine is too busy to serve the audio device in time "
+        f"(other programs, or the model on the same CPU cores); close them, or try a larger "
+        f"--blocksize such as {larger}",
+    )
+
+
+def _power_of_two_at_least(value: float) -> int:
+    return 1 << max(0, math.ceil(math.log2(max(value, 1.0))))
 
 
 def summary_lines(engine, processor, seconds: float, reason: str, extra: list[str]) -> list[str]:

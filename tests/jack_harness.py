@@ -13,6 +13,7 @@ under ``CI=true`` and are skipped elsewhere.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -205,6 +206,55 @@ class Harness:
         for client in (self.mic, self.headphones):
             client.deactivate()
             client.close()
+
+    @contextlib.contextmanager
+    def away(self):
+        """Within the block, ``mic`` and ``headphones`` do not exist: the words ``mic`` and
+        ``headphones`` then mean the default devices, JACK's ``system`` for both, the way a
+        laptop's one sound card serves the microphone and the output."""
+        self.close()
+        refresh_portaudio()
+        try:
+            yield
+        finally:
+            self.__init__(len(self.outports))
+            refresh_portaudio()
+
+
+class Devices:
+    """Plain JACK clients that PortAudio lists as devices: ``{name: (inputs, outputs)}``,
+    inputs being ports that receive (a playback device), outputs ports that send (a capture
+    device). They capture silence: they stand for devices whose names matter, such as a
+    sound server's ``Built-in Speakers`` and its monitor. (Each needs a process callback: a
+    client without one stalls the JACK graph of whatever connects to it.)"""
+
+    def __init__(self, layout: dict[str, tuple[int, int]]):
+        import jack
+
+        self.clients = []
+        for name, (inputs, outputs) in layout.items():
+            client = jack.Client(name, use_exact_name=True, no_start_server=True)
+            for c in range(inputs):
+                client.inports.register(f"playback_{c + 1}")
+            ports = [client.outports.register(f"capture_{c + 1}") for c in range(outputs)]
+            client.set_process_callback(_silence(ports))
+            client.activate()
+            self.clients.append(client)
+        refresh_portaudio()
+
+    def close(self) -> None:
+        for client in self.clients:
+            client.deactivate()
+            client.close()
+        refresh_portaudio()
+
+
+def _silence(ports):
+    def process(frames: int) -> None:
+        for port in ports:
+            port.get_array().fill(0.0)
+
+    return process
 
 
 def _release_portaudio() -> None:

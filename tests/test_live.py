@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -15,7 +16,7 @@ import pytest
 import soundfile as sf
 from helpers import gain_model, small_contract
 
-from stream_sep import cli, keys
+from stream_sep import cli, keys, live
 from stream_sep.engine import Separator
 from stream_sep.inference import load_model
 from stream_sep.recording import RingBuffer
@@ -57,9 +58,42 @@ def test_file_to_file_equals_the_engine_run_offline(model_path, song, tmp_path, 
     ) as engine:
         padded = np.pad(audio, ((0, 0), (0, engine.latency_samples)))
         expected = engine.process(padded)
-    # The recording runs on to the end of the clock's last block after input + latency.
-    assert recorded.shape[0] >= expected.shape[1]
-    np.testing.assert_array_equal(recorded.T[:, : expected.shape[1]], expected)
+    # The recording is exactly the input plus the latency: no part of the clock's last block
+    # or of the fade-out after the end.
+    assert recorded.shape[0] == expected.shape[1] == audio.shape[1] + engine.latency_samples
+    assert f"recorded {expected.shape[1]} frames" in err
+    np.testing.assert_array_equal(recorded.T, expected)
+
+
+@pytest.mark.parametrize(
+    "blocksize, samplerate", [("1024", None), ("1000", None), ("333", None), ("1024", "44100")]
+)
+def test_a_file_to_file_recording_is_exactly_the_input_plus_the_latency(
+    model_path, song, tmp_path, capsys, blocksize, samplerate
+):
+    """Whatever the block size (a multiple of the input's length or not) and rate, the same
+    length on every run: the input's frames at the stream rate plus the latency."""
+    path, audio = song
+    extra = ["--samplerate", samplerate] if samplerate else []
+    rate = int(samplerate or RATE)
+    input_frames = int(round(audio.shape[1] * rate / RATE))
+    lengths = set()
+    for run in range(2):
+        out = tmp_path / f"out{run}.wav"
+        argv = ["--input", str(path), "--output", str(out), "--model", model_path, *FAST]
+        assert cli.main(argv + ["--blocksize", blocksize, *extra]) == 0
+        err = capsys.readouterr().err
+        latency = int(re.search(r"latency [\d.]+ s \((\d+) samples\)", err).group(1))
+        lengths.add(sf.info(str(out)).frames)
+    assert lengths == {input_frames + latency}
+
+
+def test_a_recording_with_duration_holds_exactly_that_long(model_path, song, tmp_path, capsys):
+    out = tmp_path / "short.wav"
+    argv = ["--input", str(song[0]), "--output", str(out), "--model", model_path, *FAST]
+    assert cli.main(argv + ["--duration", "0.5", "--blocksize", "700"]) == 0
+    assert "stopped (duration reached)" in capsys.readouterr().err
+    assert sf.info(str(out)).frames == RATE // 2
 
 
 def test_sigkill_during_a_recording_leaves_a_playable_wav(model_path, tmp_path):
@@ -102,19 +136,44 @@ def test_sigkill_during_a_recording_leaves_a_playable_wav(model_path, tmp_path):
     [
         (["--output", "take.flac"], r"recordings are written as WAV"),
         (["--input", "missing.wav"], r"--input 'missing.wav': no such file"),
-        (["--blocksize", "-3"], r"--blocksize must be 0 .* got -3"),
-        (["--duration", "0"], r"--duration must be a positive number"),
-        (["--mode", "loud"], r"invalid choice: 'loud'"),
-        (["--vocal-level", "5"], r"--vocal-level must be a number in \[0, 2\], got 5"),
+        (
+            ["--blocksize", "-3"],
+            r"^stream-sep: error: --blocksize must be a whole number of frames >= 0 "
+            r"\(0: the device's choice\), got -3$",
+        ),
+        (["--blocksize", "2.5"], r"--blocksize must be a whole number of frames >= 0 .*got 2.5$"),
+        (["--duration", "0"], r"--duration must be a number of seconds > 0, got 0$"),
+        (["--duration", "nan"], r"--duration must be a number of seconds > 0, got nan$"),
+        (["--mode", "loud"], r"--mode must be one of karaoke, vocals, bypass, got 'loud'$"),
+        (["--vocal-level", "5"], r"--vocal-level must be a number in \[0, 2\], got 5$"),
+        (["--vocal-level", "-0.1"], r"--vocal-level must be a number in \[0, 2\], got -0.1$"),
+        # --hop 0 and --hop -1 say the same thing.
+        (["--hop", "0"], r"--hop must be a number of seconds > 0, got 0$"),
+        (["--hop", "-1"], r"--hop must be a number of seconds > 0, got -1$"),
+        (["--hop", "x"], r"--hop must be a number of seconds > 0, got x$"),
+        (["--lookahead", "-1"], r"--lookahead must be a number of seconds >= 0, got -1$"),
+        (["--crossfade", "0"], r"--crossfade must be a number of seconds >= 0.005, got 0$"),
+        (["--crossfade", "0.2"], r"--crossfade must be at most --hop \(0.1 s\), got 0.2$"),
+        (["--samplerate", "100"], r"--samplerate must be a whole number of Hz in \[8000, 384000\]"),
+        (["--stereo", "side"], r"--stereo must be one of batch, mid, got 'side'$"),
+        (["--provider", "gpu"], r"--provider must be one of auto, tensorrt, cuda, cpu, got 'gpu'"),
+        (["--channels", "3"], r"--channels must be one of 1, 2, got '3'$"),
         (["--output", "/nonexistent-dir/x.wav"], r"does not exist"),
     ],
 )
-def test_bad_options_are_one_line_with_status_2(model_path, song, tmp_path, capsys, argv, message):
-    options = {"--input": str(song[0]), "--output": str(tmp_path / "o.wav")}
+def test_bad_options_are_one_line_with_status_2_before_the_model_loads(
+    model_path, song, tmp_path, capsys, monkeypatch, argv, message
+):
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded before the options were checked")
+
+    monkeypatch.setattr(live, "load_model", no_model)
+    options = {"--input": str(song[0]), "--output": str(tmp_path / "o.wav"), "--hop": "0.1"}
     for i in range(0, len(argv), 2):
         options[argv[i]] = argv[i + 1]
-    os.chdir(tmp_path)
-    rc = cli.main([x for kv in options.items() for x in kv] + ["--model", model_path, *FAST])
+    monkeypatch.chdir(tmp_path)
+    fixed = ["--lookahead", "0.05", "--crossfade", "0.02"]
+    rc = cli.main(fixed + [x for kv in options.items() for x in kv] + ["--model", model_path])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and err[0].startswith("stream-sep: error: "), err
     assert re.search(message, err[0]), err[0]
@@ -179,6 +238,59 @@ def test_live_keys_in_a_terminal_switch_modes_and_quit(model_path, song):
     text = output.decode(errors="replace")
     assert os.WEXITSTATUS(status) == 0, text
     assert "stopped (q)" in text and "vocals" in text
+
+
+def test_keys_typed_while_the_model_loads_are_not_echoed_and_take_effect(model_path, song):
+    """The terminal leaves echo and line mode before the model loads (seen from the parent
+    through the pty); 'v' typed then switches to vocals once the stream runs, and nothing
+    typed is echoed."""
+    import termios
+
+    long_song = song[0].parent / "long_keys.wav"
+    sf.write(long_song, np.zeros((60 * RATE, 2), np.float32), RATE)
+    pid, fd = pty.fork()
+    if pid == 0:  # child: stdin/stdout/stderr are the terminal
+        os.execv(
+            sys.executable,
+            [sys.executable, "-m", "stream_sep", "--input", str(long_song), "--output",
+             str(song[0].parent / "keys.wav"), "--model", model_path, *FAST],
+        )  # fmt: skip
+    output = b""
+    deadline = time.monotonic() + 120
+    while termios.tcgetattr(fd)[3] & termios.ECHO and time.monotonic() < deadline:
+        time.sleep(0.005)
+    output += _read_ready(fd)
+    assert b"keys:" not in output, "the stream started before the terminal left echo mode"
+    os.write(fd, b"vxyzzy")  # typed during start-up
+    while b"| vocals |" not in output and time.monotonic() < deadline:
+        output += _read(fd)
+    os.write(fd, b"q")
+    while time.monotonic() < deadline:
+        chunk = _read(fd)
+        if not chunk:
+            break
+        output += chunk
+    _, status = os.waitpid(pid, 0)
+    text = output.decode(errors="replace")
+    assert os.WEXITSTATUS(status) == 0, text
+    assert "| vocals |" in text and "stopped (q)" in text, text
+    assert "xyzzy" not in text, text  # not echoed
+
+
+def _read_ready(fd) -> bytes:
+    """What the child has written so far, without waiting."""
+    import select
+
+    data = b""
+    while select.select([fd], [], [], 0)[0]:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        data += chunk
+    return data
 
 
 def _read(fd) -> bytes:
@@ -306,3 +418,173 @@ def test_a_cut_input_file_plays_to_its_promised_end_and_fails_with_the_reason(
     assert "the input file could not be read to its end" in err
     assert "stopped (end of input)" in err
     assert sf.info(out).frames >= RATE  # the recording holds the whole promised length
+
+
+class _WrappedModel:
+    """A real model whose ``separate`` is replaced after loading (warm-up runs the real one)."""
+
+    def __init__(self, model, separate):
+        self._model, self.separate = model, separate
+
+    def __getattr__(self, name):
+        return getattr(self._model, name)
+
+
+@pytest.fixture
+def noise_song(tmp_path):
+    path = tmp_path / "noise.wav"
+    audio = 0.2 * np.random.default_rng(4).standard_normal((4 * RATE, 2))
+    sf.write(path, audio.astype(np.float32), RATE, subtype="FLOAT")
+    return path
+
+
+@pytest.mark.parametrize("behaviour", ["slow", "raises", "hangs"])
+def test_the_summary_names_the_real_cause_of_a_model_stop(
+    model_path, noise_song, tmp_path, capsys, monkeypatch, behaviour
+):
+    """A model that is late, one that fails and one that never returns each stop the stream
+    with their own cause: never 'model failed' beside '0 model failures'."""
+    release = threading.Event()
+
+    def slow(audio):
+        time.sleep(0.25)  # 2.5 hops: every window late
+        return real.separate(audio)
+
+    def raises(audio):
+        raise RuntimeError("boom")
+
+    def hangs(audio):
+        release.wait(60)
+        return real.separate(audio)
+
+    real = load_model(model_path)
+    behaviours = {"slow": slow, "raises": raises, "hangs": hangs}
+    monkeypatch.setattr(live, "load_model", lambda *a: _WrappedModel(real, behaviours[behaviour]))
+    out = tmp_path / "out.wav"
+    try:
+        rc = cli.main(
+            ["--input", str(noise_song), "--output", str(out), "--model", model_path, *FAST]
+        )
+    finally:
+        release.set()
+    err = capsys.readouterr().err
+    assert rc == 1, err
+    summary = re.search(
+        r"stopped \((.*)\) after .* (\d+) deadline misses, (\d+) model failures", err
+    )
+    assert summary, err
+    cause, misses, failures = summary.group(1), int(summary.group(2)), int(summary.group(3))
+    if behaviour == "slow":
+        assert cause == f"inference too slow, {misses} deadline misses" and misses >= 8, err
+        assert failures == 0
+    elif behaviour == "raises":
+        assert cause == f"model failed, {failures} failures: RuntimeError: boom", err
+        assert failures >= 8
+    else:
+        assert cause == "model hung" and failures == 0, err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "file_channels, option, note, recorded_channels",
+    [
+        (6, [], "the input file has 6 channels, channels 1-2 used and the other 4 left out", 2),
+        (2, ["--channels", "1"], "the input file has 2 channels, mixed down to mono", 1),
+        (1, ["--channels", "2"], "the input file is mono, copied to all 2 channels", 2),
+        (1, [], None, 1),
+        (2, [], None, 2),
+    ],
+)
+def test_a_start_up_line_says_how_channels_are_mixed(
+    model_path, tmp_path, capsys, file_channels, option, note, recorded_channels
+):
+    path = tmp_path / "in.wav"
+    audio = 0.1 * np.random.default_rng(5).standard_normal((RATE // 2, file_channels))
+    sf.write(path, audio.astype(np.float32), RATE, subtype="FLOAT")
+    out = tmp_path / "out.wav"
+    argv = ["--input", str(path), "--output", str(out), "--model", model_path, *FAST, *option]
+    assert cli.main(argv) == 0
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("stream-sep: channels: ")]
+    if note is None:
+        assert not lines, err
+    else:
+        assert len(lines) == 1 and note in lines[0], err
+    assert sf.info(str(out)).channels == recorded_channels
+
+
+def test_version_prints_the_package_version(capsys):
+    from importlib import metadata
+
+    import stream_sep
+
+    with pytest.raises(SystemExit) as done:
+        cli.main(["--version"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out == f"stream-sep {stream_sep.__version__}\n"
+    assert stream_sep.__version__ == metadata.version("stream-sep")
+
+
+@pytest.mark.parametrize(
+    "argv, listings",
+    [
+        (["--help"], ["{batch,mid}", "{auto,tensorrt,cuda,cpu}", "{karaoke,vocals,bypass}"]),
+        (
+            ["separate", "--help"],
+            ["{batch,mid}", "{auto,tensorrt,cuda,cpu}", "{karaoke,vocals,both}"],
+        ),
+    ],
+)
+def test_help_shows_the_choices(capsys, argv, listings):
+    with pytest.raises(SystemExit):
+        cli.main(argv)
+    text = capsys.readouterr().out
+    for listing in listings:
+        assert listing in text, listing
+
+
+def test_the_readme_live_synopsis_lists_every_live_option():
+    from pathlib import Path
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme.split("\n## Live\n", 1)[1].split("\n## ", 1)[0]
+    synopsis = section.split("```", 2)[1]
+    parser = cli.get_parser()
+    for action in parser._actions:
+        for flag in action.option_strings:
+            if flag.startswith("--") and flag != "--help":
+                assert flag in synopsis, f"{flag} missing from the README's live synopsis"
+
+
+def test_xrun_warning_threshold_and_causes():
+    from stream_sep import status
+
+    assert status.xrun_warning(2, 10, 48000, 7) is None  # fewer than 3: start-up glitches
+    assert status.xrun_warning(10, 1000, 48000, 7) is None  # exactly 1%: not more
+    short, long = status.xrun_warning(4389, 22000, 48000, 7)
+    assert short == "20% of callbacks: --blocksize too small, try 512"
+    assert "--blocksize 7 (0.15 ms) is too small" in long and "--blocksize 512" in long
+    short, long = status.xrun_warning(50, 1000, 48000, 0)
+    assert short == "5% of callbacks: machine too busy"
+    assert "too busy" in long and "--blocksize such as 1024" in long
+
+
+def test_channel_notes_for_devices():
+    """Device sides (a JACK run covers the real devices; these counts need hardware that is
+    not here): an interface's extra inputs and a mono stream on a stereo output are named; a
+    sound server's ALSA plugin, which offers 32 channels it mixes, is not."""
+    from stream_sep.devices import Device
+
+    interface = live.Endpoint(
+        "input", "3", device=Device(3, "USB Audio Interface", "ALSA", 6, 0, 48e3)
+    )
+    mic = live.Endpoint("input", "mic", device=Device(1, "USB Mic", "ALSA", 1, 0, 48e3))
+    plugin = live.Endpoint("input", "mic", device=Device(9, "default", "ALSA", 32, 32, 48e3))
+    phones = live.Endpoint("output", "headphones", device=Device(2, "Phones", "ALSA", 0, 2, 48e3))
+    notes = live.channel_notes(interface, phones, 2, 2, None)
+    assert (
+        notes == "channels: --input 3 'USB Audio Interface' has 6 channels, channels 1-2 captured"
+    )
+    notes = live.channel_notes(mic, phones, 1, 2, None)
+    assert notes == "channels: the mono stream plays on all 2 output channels"
+    assert live.channel_notes(plugin, phones, 2, 2, None) is None

@@ -8,6 +8,7 @@ that signal, delayed by a constant found by cross-correlation, and exactly so in
 from __future__ import annotations
 
 import _thread
+import logging
 import os
 import re
 import signal
@@ -20,7 +21,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 from helpers import gain_model, small_contract
-from jack_harness import Harness, find_delay, refresh_portaudio, sweep_with_clicks
+from jack_harness import (
+    Devices,
+    Harness,
+    find_delay,
+    refresh_portaudio,
+    sweep_with_clicks,
+)
 
 from stream_sep import cli, inference, live
 from stream_sep.contract import ModelContract
@@ -242,7 +249,10 @@ def test_a_model_that_never_keeps_up_stops_the_stream_with_the_reason(
     err = capsys.readouterr().err
     assert rc == 1, err
     assert "stopping: inference cannot keep up" in err
-    assert "stopped (model failed)" in err and "Traceback" not in err
+    # The cause, with its count: not "model failed" beside "0 model failures".
+    misses = summary_counter(err, "deadline misses")
+    assert f"stopped (inference too slow, {misses} deadline misses)" in err, err
+    assert summary_counter(err, "model failures") == 0 and "Traceback" not in err
 
 
 def test_recording_from_mic_survives_sigint_with_everything_up_to_the_stop(
@@ -337,11 +347,15 @@ def test_file_to_headphones_plays_the_file_and_stops_at_its_end(harness, models,
         ),
         (["--input", "99"], r"there is no device 99"),
         (["--input", "system", "--output", "system"], r"same physical device.*--allow-feedback"),
-        (["--input", "mic", "--output", "headphones", "--channels", "3"], r"invalid choice: 3"),
+        (["--input", "system", "--output", "0"], r"same physical device.*--allow-feedback"),
+        (
+            ["--input", "mic", "--output", "headphones", "--channels", "3"],
+            r"--channels must be one of 1, 2, got '3'",
+        ),
     ],
 )
 def test_device_errors_are_one_line_with_status_2(harness, models, capsys, argv, message):
-    base = {"--input": "mic", "--output": "headphones"}
+    base = {"--input": "mic", "--output": "headphones", "--duration": "3"}  # if not refused
     for i in range(0, len(argv), 2):
         base[argv[i]] = argv[i + 1]
     rc = cli.main([x for pair in base.items() for x in pair] + ["--model", models["small"], *FAST])
@@ -383,6 +397,89 @@ def test_feedback_is_allowed_when_asked(harness, models, capsys):
     err = capsys.readouterr().err
     assert rc == 0, err
     assert "stopped (duration reached)" in err
+
+
+def test_the_headline_command_runs_as_written_on_one_sound_card(harness, models, capsys, caplog):
+    """``stream-sep --input mic --output headphones`` where no device has those names and the
+    system's default input and output are one device (JACK's ``system``, as a laptop's card):
+    the word headphones says where the user listens, so it runs without --allow-feedback."""
+    caplog.set_level(logging.INFO, logger="stream_sep.devices")
+    argv = ["--input", "mic", "--output", "headphones", "--duration", "1"]
+    explicit = ["--input", "mic", "--output", "system", "--duration", "1"]
+    with harness.away():
+        refused = cli.main(explicit + ["--model", models["small"], *FAST])
+        refusal = capsys.readouterr().err
+        rc = cli.main(argv + ["--model", models["small"], *FAST])
+    # The same device named explicitly is not a statement about headphones: refused.
+    assert refused == 2 and refusal.count("\n") == 1, refusal
+    assert re.search(r"0 'system' are the same physical device.*--output headphones", refusal)
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    assert "--input 'mic' means the default input device, 0 'system'" in caplog.text
+    assert "--output 'headphones' means the default output device, 0 'system'" in caplog.text
+    assert "system -> system" in err and "stopped (duration reached)" in err, err
+    frames = summary_counter(err, "frames,")
+    assert frames >= harness.rate  # one second streamed through the device
+
+
+@pytest.fixture
+def sound_server_devices(harness):
+    """A loudspeaker output and its monitor, named as PulseAudio/PipeWire present them."""
+    rig = Devices({"Built-in Speakers": (2, 0), "Monitor of Built-in Speakers": (0, 2)})
+    yield rig
+    rig.close()
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (
+            ["--input", "monitor of built-in speakers", "--output", "built-in speakers"],
+            r"--input \d+ 'Monitor of Built-in Speakers' captures what --output \d+ "
+            r"'Built-in Speakers' plays, so the output would be fed back into the input",
+        ),
+        (
+            ["--input", "mic", "--output", "speakers"],
+            r"--output \d+ 'Built-in Speakers' is a loudspeaker and --input \d+ 'mic' can "
+            r"hear it.*--output headphones.*--allow-feedback",
+        ),
+    ],
+)
+def test_a_set_up_that_really_loops_is_refused_in_one_line(
+    sound_server_devices, models, capsys, argv, message
+):
+    rc = cli.main(argv + ["--duration", "3", "--model", models["small"], *FAST])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(lines) == 1 and lines[0].startswith("stream-sep: error: "), lines
+    assert re.search(message, lines[0]), lines[0]
+
+
+def test_the_monitor_of_another_output_is_allowed(sound_server_devices, models, capsys):
+    """Capturing what the speakers play and listening on headphones cannot loop."""
+    argv = ["--input", "monitor of built-in speakers", "--output", "headphones"]
+    rc = cli.main(argv + ["--duration", "0.5", "--model", models["small"], *FAST])
+    err = capsys.readouterr().err
+    assert rc == 0 and "stopped (duration reached)" in err, err
+
+
+def test_a_tiny_block_size_warns_about_xruns_with_the_cause(harness, models, capsys):
+    """--blocksize 7 (0.15 ms at 48 kHz): the status line and the summary say that the xruns
+    are too many, and that the block size is the likely cause, with a size to try."""
+    argv = ["--input", "mic", "--output", "headphones", "--blocksize", "7", "--duration", "3"]
+    rc = cli.main(argv + ["--model", models["small"], *FAST])
+    err = capsys.readouterr().err
+    assert rc in (0, 1), err  # the model may miss deadlines too on a machine this busy
+    xruns = summary_counter(err, "xruns")
+    callbacks = 3 * harness.rate / 7
+    assert xruns > 0.01 * callbacks, err
+    assert re.search(
+        rf"warning: {xruns} xruns \(\d+% of callbacks\): --blocksize 7 \(0.15 ms\) is too "
+        r"small for this machine; try --blocksize 512",
+        err,
+    ), err
+    status_lines = [line for line in err.splitlines() if "| xruns " in line]
+    assert any("--blocksize too small, try 512)" in line for line in status_lines), err
+    print(f"--blocksize 7 for 3 s: {xruns} xruns")
 
 
 def test_list_devices_names_the_jack_clients(harness, capsys):

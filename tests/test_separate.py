@@ -121,7 +121,7 @@ def test_mode_vocals_writes_only_vocals(tmp_path, half_path):
         ),
         (["good.wav", "./good.wav"], "input 'good.wav' is given twice"),
         (["good.wav", "link.wav"], "inputs 'good.wav' and 'link.wav' are the same file"),
-        (["good.wav", "--hop", "-1"], "--hop must be a number of seconds > 0, got -1.0"),
+        (["good.wav", "--hop", "-1"], "--hop must be a number of seconds > 0, got -1"),
         (["good.wav", "--model", "nope.onnx"], "model file 'nope.onnx' does not exist"),
         (["good.wav", "--provider", "cuda"], "--provider cuda cannot be used here"),
     ],
@@ -191,7 +191,9 @@ def test_a_model_failing_mid_file_writes_nothing_and_says_why(
     source = tmp_path / "song.wav"
     sf.write(source, quiet_then_loud, rate)
     half = load_model(half_path)
-    monkeypatch.setattr("stream_sep.commands.separate.load_model", lambda *a: _FailsOnLoudWindows(half))
+    monkeypatch.setattr(
+        "stream_sep.commands.separate.load_model", lambda *a: _FailsOnLoudWindows(half)
+    )
     code = main(["separate", str(source), "-o", str(tmp_path / "out"), "--quiet", *FAST])
     err = capsys.readouterr().err.strip()
     assert code == 2

@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from stream_sep import offline, providers, settings
+from stream_sep import offline, options, providers, settings
 from stream_sep.audio_files import check_input_file, checked_audio_info
 from stream_sep.errors import UserError
 from stream_sep.inference import load_model
@@ -42,7 +42,9 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--mode",
         default="both",
-        help=f"which stems to write: {', '.join(OUTPUT_MODES)} (default both)",
+        type=options.choice("mode", OUTPUT_MODES),
+        metavar=options.listing(OUTPUT_MODES),
+        help="which stems to write (default both)",
     )
     parser.add_argument(
         "--overwrite",
@@ -63,7 +65,12 @@ def add_arguments(parser) -> None:
         "--model", metavar="PATH", help="ONNX separation model (default: the bundled model)"
     )
     parser.add_argument(
-        "--provider", default="auto", metavar="|".join(providers.CHOICES), help="default auto"
+        "--provider",
+        default="auto",
+        type=options.choice("provider", providers.CHOICES),
+        metavar=options.listing(providers.CHOICES),
+        help="where the model runs; auto: the first of tensorrt, cuda, cpu that starts "
+        "(default auto)",
     )
     settings.add_arguments(parser)
     parser.add_argument(

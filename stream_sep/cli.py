@@ -1,6 +1,6 @@
 """The ``stream-sep`` command: live by default, plus ``separate`` and ``evaluate``.
 
-    stream-sep --input mic --output headphones      live (stream_sep.live)
+    stream-sep --input mic --output headphones      live (stream_sep.commands.live)
     stream-sep separate song.flac -o out/           offline files (stream_sep.commands.separate)
     stream-sep evaluate --model M --data DIR ...     quality measures (stream_sep.commands.evaluate)
     stream-sep models list|import|remove|measure    the model shelf (stream_sep.commands.models)
@@ -18,7 +18,7 @@ import logging
 import sys
 
 from stream_sep import __version__, options
-from stream_sep.errors import UserError
+from stream_sep.cli_runner import OneLineParser, run_main
 
 PROG = "stream-sep"
 SUBCOMMANDS = {
@@ -35,14 +35,7 @@ SUBCOMMANDS = {
         "the model shelf: list, import (UVR MDX-Net models), remove, measure",
     ),
 }
-LIVE_MODULE = "stream_sep.live"
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line and exit status 2."""
-
-    def error(self, message: str):  # noqa: D401 - argparse API
-        raise UserError(f"{message} (see {self.prog} --help)")
+LIVE_MODULE = "stream_sep.commands.live"
 
 
 def get_parser(subcommand: str | None = None) -> argparse.ArgumentParser:
@@ -71,22 +64,19 @@ def get_parser(subcommand: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    return run_main(PROG, lambda: _run(argv))
+
+
+def _run(argv: list[str]) -> int:
     subcommand = argv[0] if argv and argv[0] in SUBCOMMANDS else None
-    try:
-        parser = get_parser(subcommand)
-        args = parser.parse_args(argv[1:] if subcommand else argv)
-        options.check_crossfade(args)
-        logging.basicConfig(
-            level=logging.DEBUG if args.verbose else logging.WARNING,
-            format=f"{PROG}: %(message)s",
-        )
-        return int(args._module.run(args) or 0)
-    except UserError as error:
-        print(f"{PROG}: error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
+    parser = get_parser(subcommand)
+    args = parser.parse_args(argv[1:] if subcommand else argv)
+    options.check_crossfade(args)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format=f"{PROG}: %(message)s",
+    )
+    return int(args._module.run(args) or 0)
 
 
 if __name__ == "__main__":  # pragma: no cover

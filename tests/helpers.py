@@ -15,6 +15,18 @@ from onnx import TensorProto, helper, numpy_helper
 
 from stream_sep.contract import ModelContract
 
+# Fast engine settings for streaming tests: a window every 0.1 s. One definition, in the three
+# forms the tests need: engine keyword options, command-line arguments, a Settings value.
+FAST_OPTIONS = {"hop": 0.1, "lookahead": 0.05, "crossfade": 0.02}
+FAST_ARGS = ["--hop", "0.1", "--lookahead", "0.05", "--crossfade", "0.02"]
+
+
+def fast_settings():
+    from stream_sep.settings import Settings
+
+    return Settings(**FAST_OPTIONS)
+
+
 # A short window keeps streaming tests fast: 7680 samples = 0.48 s at 16 kHz, 16 frames.
 SMALL_WINDOW = 7680
 

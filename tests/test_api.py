@@ -6,12 +6,12 @@ import sys
 import numpy as np
 import pytest
 import soundfile as sf
-from helpers import noise
+from helpers import fast_settings, noise
 
 import stream_sep
 from stream_sep.errors import UserError
 
-FAST = stream_sep.Settings(hop=0.1, lookahead=0.05, crossfade=0.02)
+FAST = fast_settings()
 
 
 @pytest.mark.parametrize("block_sizes", [[1], [65], [441], [512], [8193], "random"])

@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 import pytest
-from helpers import impulse, noise, sine, stream
+from helpers import FAST_OPTIONS, impulse, noise, sine, stream
 
 from stream_sep.engine import Separator
 from stream_sep.errors import UserError
@@ -15,7 +15,7 @@ from stream_sep.errors import UserError
 # Settings that fit the helpers' 0.48 s test window and keep streams short. No start fade-in
 # here, so outputs can be compared with the input from the first delayed sample (the fades
 # are tested in test_safety.py).
-FAST = {"hop": 0.1, "lookahead": 0.05, "crossfade": 0.02, "fade_in": 0.0}
+FAST = {**FAST_OPTIONS, "fade_in": 0.0}
 
 # Tolerances, and why each is what it is.
 TOL = {

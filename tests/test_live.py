@@ -14,14 +14,15 @@ import time
 import numpy as np
 import pytest
 import soundfile as sf
-from helpers import gain_model, small_contract
+from helpers import FAST_ARGS, gain_model, small_contract
 
-from stream_sep import cli, keys, live
+from stream_sep import cli, keys
+from stream_sep.commands import live
 from stream_sep.engine import Separator
 from stream_sep.inference import load_model
 from stream_sep.recording import RingBuffer
 
-FAST = ["--hop", "0.1", "--lookahead", "0.05", "--crossfade", "0.02"]
+FAST = FAST_ARGS
 RATE = 16000
 
 

@@ -204,7 +204,8 @@ class Sleepy:
 def test_a_slow_model_gets_a_longer_hop_or_one_line_naming_the_lowest_latency(
     harness, half_model, capsys, monkeypatch
 ):
-    from stream_sep import inference, live
+    from stream_sep import inference
+    from stream_sep.commands import live
 
     slow = Sleepy(inference.load_model(half_model, "cpu"), 0.3)
     monkeypatch.setattr(live, "load_model", lambda *args: slow)

@@ -20,7 +20,7 @@ import time
 import numpy as np
 import pytest
 import soundfile as sf
-from helpers import gain_model, small_contract
+from helpers import FAST_ARGS, gain_model, small_contract
 from jack_harness import (
     Devices,
     Harness,
@@ -29,13 +29,14 @@ from jack_harness import (
     sweep_with_clicks,
 )
 
-from stream_sep import cli, inference, live
+from stream_sep import cli, inference
+from stream_sep.commands import live
 from stream_sep.contract import ModelContract
 
 pytestmark = pytest.mark.jack
 
 # Small-window model settings that fit its 0.48 s window (the defaults need 4 s).
-FAST = ["--hop", "0.1", "--lookahead", "0.05", "--crossfade", "0.02"]
+FAST = FAST_ARGS
 # The engine fades its output in over 0.05 s when the stream starts: play the test signal
 # after that.
 SETTLE_SECONDS = 0.3

@@ -16,7 +16,16 @@ import numpy as np
 import onnx
 import pytest
 import soundfile as sf
-from helpers import gain_model, impulse, noise, sine, small_contract, stream
+from helpers import (
+    FAST_ARGS,
+    FAST_OPTIONS,
+    gain_model,
+    impulse,
+    noise,
+    sine,
+    small_contract,
+    stream,
+)
 from onnx import TensorProto, helper, numpy_helper
 
 from stream_sep import engine as engine_module
@@ -27,8 +36,7 @@ from stream_sep.errors import ModelError, UserError
 from stream_sep.inference import load_model
 from stream_sep.safety import db_to_gain
 
-FAST = {"hop": 0.1, "lookahead": 0.05, "crossfade": 0.02}
-FAST_ARGS = ["--hop", "0.1", "--lookahead", "0.05", "--crossfade", "0.02"]
+FAST = FAST_OPTIONS
 # A 0.896 s window fits the engine's default hop 0.5 / lookahead 0.25 / crossfade 0.064 and
 # needs 5x fewer windows per minute of audio than FAST: for the long streams here.
 LONG_WINDOW = 28 * 512

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from helpers import gain_model
+from helpers import FAST_ARGS, gain_model
 from jack_harness import unavailable
 
 pytestmark = pytest.mark.jack
@@ -32,7 +32,7 @@ pytestmark = pytest.mark.jack
 FAULT_TO_EXIT_SECONDS = 5.0
 PERIOD = 4800  # sawtooth period in samples (0.1 s at 48 kHz)
 AMPLITUDE = 0.8  # peak to peak: stays under the limiter's ceiling
-FAST = ["--hop", "0.1", "--lookahead", "0.05", "--crossfade", "0.02"]
+FAST = FAST_ARGS
 
 
 # The ``mic`` client runs in a process of its own: libjack keeps per-process global state,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import gain_model, noise, sine, stream, voice_over_band
+from helpers import FAST_OPTIONS, gain_model, noise, sine, stream, voice_over_band
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -14,7 +14,7 @@ from stream_sep.engine import MODES, Separator
 from stream_sep.inference import load_model
 from stream_sep.safety import OutputGuard, db_to_gain
 
-FAST = {"hop": 0.1, "lookahead": 0.05, "crossfade": 0.02}
+FAST = FAST_OPTIONS
 CEILING = db_to_gain(safety.DEFAULT_CEILING_DB)
 CEILING32 = float(np.float32(CEILING))  # the hard clip rounds the ceiling to float32
 

@@ -12,14 +12,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from helpers import gain_model, noise, sine
+from helpers import FAST_ARGS, gain_model, noise, sine
 
 from stream_sep.cli import main
 from stream_sep.engine import Separator
 from stream_sep.inference import load_model
 from stream_sep.offline import CLIP_MODES, output_folders, separate_array
 
-FAST = ["--hop", "0.1", "--lookahead", "0.05", "--crossfade", "0.02"]
+FAST = FAST_ARGS
 
 
 @pytest.fixture(scope="module")

@@ -62,8 +62,11 @@ def connected(address: str) -> Iterator[object]:
 
 
 def _init(ray, address: str, options: dict) -> None:
+    """ray.init, with what Ray's C++ core prints meanwhile (a retry warning every second
+    while it cannot reach the cluster) kept off the terminal; a failure is one line."""
     try:
-        ray.init(address=address, **options)
+        with providers.captured_native_output():
+            ray.init(address=address, **options)
     except (ConnectionError, RuntimeError, ValueError, TimeoutError) as error:
         raise UserError(
             f"cannot connect to the Ray cluster at {address!r}: {first_line(error)}"

@@ -275,12 +275,14 @@ def _run(request, job_manifest, plan, identity, settings, workers, report, progr
     tasks = [_task(request, song, workers.spec) for song, _, _ in plan.todo]
     unfinished = {task.key for task in tasks}
     started = time.monotonic()
+    results = workers.run(tasks, progress.tick if progress is not None else None)
     try:
-        for result in workers.run(tasks, progress.tick if progress is not None else None):
-            unfinished.discard(result.key)
-            _record(job_manifest, result, progress)
-            report.results.append(result)
-            job_manifest.save(force=False)
+        with contextlib.closing(results):  # on Ctrl-C the workers stop before the cleanup
+            for result in results:
+                unfinished.discard(result.key)
+                _record(job_manifest, result, progress)
+                report.results.append(result)
+                job_manifest.save(force=False)
     except KeyboardInterrupt:
         manifest.remove_temporaries(outdir, sorted(unfinished))
         raise
@@ -329,7 +331,11 @@ class _Lock:
         """Create the output folder if needed and lock it (once)."""
         if self.descriptor is not None:
             return
-        self.outdir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.outdir.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            reason = error.strerror or str(error)
+            raise UserError(f"cannot create output folder {str(self.outdir)!r}: {reason}") from None
         descriptor = os.open(self.outdir, os.O_RDONLY)
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)

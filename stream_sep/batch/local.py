@@ -94,9 +94,10 @@ def _worker_died(task: SongTask) -> SongResult:
 def _stop(pool: concurrent.futures.ProcessPoolExecutor) -> None:
     """End the pool's processes now (Ctrl-C): their songs' hidden files stay, for the
     job to remove."""
-    pool.shutdown(wait=False, cancel_futures=True)
-    # concurrent.futures has no public way to stop running work before Python 3.14.
+    # concurrent.futures has no public way to stop running work before Python 3.14; its
+    # processes are forgotten by shutdown(), so they are taken first.
     processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
     for process in processes:
         process.terminate()
     for process in processes:

@@ -149,7 +149,11 @@ class Manifest:
         if not force and now - self._saved_at < SAVE_INTERVAL:
             return
         text = json.dumps({"format": FORMAT, "songs": self.entries}, indent=1, sort_keys=True)
-        atomic.write_text(self.path, text + "\n")
+        try:
+            atomic.write_text(self.path, text + "\n")
+        except OSError as error:
+            reason = error.strerror or str(error)
+            raise UserError(f"cannot write the manifest {str(self.path)!r}: {reason}") from None
         self._saved_at = now
 
 

@@ -426,3 +426,24 @@ def test_the_batch_benchmark_runs(tmp_path):
         assert row["workers"] == row["model_loads"] == (1 if mode == "jobs1" else 2), mode
         assert row["throughput_x"] > 0 and row["steady_x"] >= row["throughput_x"], mode
     assert "Ray overhead per song" in (tmp_path / "batch.md").read_text()
+
+
+def test_a_worker_runs_the_model_on_its_share_of_the_cores():
+    from stream_sep import providers
+    from stream_sep.batch import local
+
+    cpu = providers.ProviderChoice("cpu", ["CPUExecutionProvider"], "test")
+    try:
+        providers.limit_cpu_threads(1)
+        assert providers.session_options(cpu).intra_op_num_threads == 1
+    finally:
+        providers.limit_cpu_threads(None)
+    assert providers.session_options(cpu).intra_op_num_threads == providers.cpu_threads()
+    assert [local.threads_per_worker(jobs, cores=16) for jobs in (1, 2, 3, 16, 32)] == [
+        16,
+        8,
+        5,
+        1,
+        1,
+    ]
+    assert local.default_jobs(cores=16) == 16 and local.default_jobs(gpu=True, cores=16) == 1

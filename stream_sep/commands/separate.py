@@ -192,10 +192,12 @@ def _summary(report: JobReport) -> list[str]:
             f"settings" + (f"; {unchanged} failed before and are unchanged" if unchanged else "")
         ]
     audio, took = report.audio_seconds, report.wall_seconds
-    lines = [
-        f"separated {_count(len(report.separated), 'song')} ({_duration(audio)} of audio) in "
-        f"{_duration(took)}: {audio / max(took, 1e-9):.1f}x real time {report.workers}"
-    ]
+    lines = []
+    if report.separated:
+        lines.append(
+            f"separated {_count(len(report.separated), 'song')} ({_duration(audio)} of audio) "
+            f"in {_duration(took)}: {audio / max(took, 1e-9):.1f}x real time {report.workers}"
+        )
     loads = report.model_loads
     if loads:
         times = "once per worker" if set(loads.values()) == {1} else f"{sum(loads.values())} times"

@@ -425,7 +425,7 @@ def test_the_batch_benchmark_runs(tmp_path):
         assert row["songs"] == 4 and row["audio_s"] == pytest.approx(8.0), mode
         assert row["workers"] == row["model_loads"] == (1 if mode == "jobs1" else 2), mode
         assert row["throughput_x"] > 0 and row["steady_x"] >= row["throughput_x"], mode
-    assert "Ray overhead per song" in (tmp_path / "batch.md").read_text()
+    assert "Ray path against the local pool" in (tmp_path / "batch.md").read_text()
 
 
 def test_a_worker_runs_the_model_on_its_share_of_the_cores():
@@ -447,3 +447,17 @@ def test_a_worker_runs_the_model_on_its_share_of_the_cores():
         1,
     ]
     assert local.default_jobs(cores=16) == 16 and local.default_jobs(gpu=True, cores=16) == 1
+
+
+def test_model_loads_are_counted_per_job():
+    """A result carries its process's count of model loads so far; the job counts its own
+    (a process that ran an earlier job, as run_job called twice in one program, has loaded
+    the model before)."""
+    from stream_sep.batch.job import JobReport
+    from stream_sep.batch.worker import SongResult
+
+    report = JobReport(songs=5)
+    report.results = [SongResult(f"s{i}", "done", worker="h:1", model_loads=3) for i in range(3)]
+    report.results += [SongResult("s3", "done", worker="h:2", model_loads=1)]
+    report.results += [SongResult("s4", "done", worker="h:2", model_loads=2)]  # loaded again
+    assert report.model_loads == {"h:1": 1, "h:2": 2}

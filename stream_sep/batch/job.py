@@ -93,12 +93,15 @@ class JobReport:
 
     @property
     def model_loads(self) -> dict[str, int]:
-        """worker ("host:pid") -> times it loaded the model."""
-        loads: dict[str, int] = {}
+        """worker ("host:pid") -> times it loaded the model during this job. Each result
+        carries its process's count of loads so far; a process may have loaded it for an
+        earlier job (this process, run_job called twice), so the job's share is the
+        count's rise over the job's songs plus the load before the first."""
+        counts: dict[str, list[int]] = {}
         for result in self.results:
             if result.worker:
-                loads[result.worker] = max(loads.get(result.worker, 0), result.model_loads)
-        return loads
+                counts.setdefault(result.worker, []).append(result.model_loads)
+        return {worker: max(c) - min(c) + 1 for worker, c in counts.items()}
 
     @property
     def exit_status(self) -> int:

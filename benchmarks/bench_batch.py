@@ -1,12 +1,14 @@
 """Batch throughput (issue 17's numbers): one generated collection separated by
 ``--jobs 1``, ``--jobs 2`` and ``--ray auto`` in one run, and the Ray path's cost per song.
 
-    python benchmarks/bench_batch.py                       # bundled model, 8 songs x 20 s
+    python benchmarks/bench_batch.py                       # bundled model, 6 songs x 20 s
     python benchmarks/bench_batch.py --smoke --out /tmp/bench
 
 Each mode separates the same songs (44.1 kHz stereo, FLAC and WAV, voice over a band) into
-a fresh output folder through :func:`stream_sep.batch.run_job`, as the command does.
-Per mode:
+a fresh output folder through :func:`stream_sep.batch.run_job`, as the command does. The
+modes run in rounds, in turn forwards and backwards (jobs1 jobs2 ray, ray jobs2 jobs1,
+...), so that a load that rises or falls during the run (a shared machine) weighs on every
+mode alike; each figure is the mean over the rounds, each round is listed too. Per mode:
 
 - throughput: audio separated / wall time of the whole job, start-up included (workers
   started, Ray started, models loaded): audio hours per hour, i.e. "x real time";
@@ -100,33 +102,52 @@ def _mean_gap(results) -> float:
     return statistics.mean(gaps) if gaps else float("nan")
 
 
+def mean_row(rounds: list[dict]) -> dict:
+    """The rounds' mean of each number, their shared description, and the rounds."""
+    row = {
+        key: statistics.mean(r[key] for r in rounds)
+        for key, value in rounds[0].items()
+        if isinstance(value, int | float)
+    }
+    return {**row, "where": rounds[0]["where"], "rounds": rounds}
+
+
 def write_results(rows: dict, meta: dict, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "batch.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
     lines = [
         f"Measured {meta['when']} on {meta['machine']}; {meta['songs']} songs x "
-        f"{meta['seconds']:g} s (44.1 kHz stereo), model {meta['model']}. {meta['note']}",
+        f"{meta['seconds']:g} s (44.1 kHz stereo), model {meta['model']}, {meta['rounds']} "
+        f"round(s) in turn forwards and backwards. {meta['note']}",
         "",
         "| mode | where | wall s | audio h per h (x real time) | steady x | start-up s "
-        "| per-song gap ms | workers (model loads) |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| per-song gap ms | workers (model loads) | x real time by round |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for mode, row in rows.items():
+        by_round = ", ".join(f"{r['throughput_x']:.2f}" for r in row["rounds"])
         lines.append(
             f"| {mode} | {row['where']} | {row['wall_s']:.1f} | {row['throughput_x']:.2f} "
             f"| {row['steady_x']:.2f} | {row['startup_s']:.2f} | {row['gap_ms']:.1f} "
-            f"| {row['workers']} ({row['model_loads']}) |"
+            f"| {row['workers']:g} ({row['model_loads']:g}) | {by_round} |"
         )
     if "ray" in rows and "jobs2" in rows:
-        extra = rows["ray"]["gap_ms"] - rows["jobs2"]["gap_ms"]
-        lines += ["", f"Ray overhead per song (its gap minus the local pool's): {extra:.1f} ms."]
+        gap = rows["ray"]["gap_ms"] - rows["jobs2"]["gap_ms"]
+        start = rows["ray"]["startup_s"] - rows["jobs2"]["startup_s"]
+        lines += [
+            "",
+            f"Ray path against the local pool of as many workers: {gap:+.1f} ms per song (its "
+            f"gap minus the pool's), {start:+.1f} s at start-up (a local Ray instance started "
+            "for the job, against spawning the pool).",
+        ]
     lines += ["", "Written by `python benchmarks/bench_batch.py`; see its docstring."]
     (out / "batch.md").write_text("\n".join(lines) + "\n")
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--songs", type=int, default=8)
+    parser.add_argument("--songs", type=int, default=6)
+    parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument(
         "--model", default="bundled", help="bundled, test (the tests' gain model) or a path"
@@ -139,21 +160,26 @@ def main(argv=None) -> int:
     parser.add_argument("--note", default="", help="what else ran on the machine")
     args = parser.parse_args(argv)
     if args.smoke:
-        args.songs, args.seconds, args.model = 4, 2.0, "test"
+        args.songs, args.seconds, args.model, args.rounds = 4, 2.0, "test", 1
     with tempfile.TemporaryDirectory(prefix="bench-batch-") as scratch:
         scratch = Path(scratch)
         model = _model(args.model, scratch)
         make_collection(scratch / "music", args.songs, args.seconds)
-        rows = {}
-        for mode in args.modes.split(","):
-            rows[mode] = run_mode(scratch / "music", scratch / f"out-{mode}", model, MODES[mode])
-            print(f"{mode}: {json.dumps(rows[mode])}", flush=True)
+        modes = args.modes.split(",")
+        rounds: dict[str, list] = {mode: [] for mode in modes}
+        for number in range(args.rounds):
+            for mode in modes if number % 2 == 0 else modes[::-1]:
+                out = scratch / f"out-{mode}-{number}"
+                rounds[mode].append(run_mode(scratch / "music", out, model, MODES[mode]))
+                print(f"round {number + 1} {mode}: {json.dumps(rounds[mode][-1])}", flush=True)
+        rows = {mode: mean_row(rounds[mode]) for mode in modes}
     meta = {
         "when": time.strftime("%Y-%m-%d %H:%M"),
         "machine": f"{platform.machine()}, {providers.cpu_cores()} cores, load average "
         f"{os.getloadavg()[0]:.1f} at the end",
         "songs": args.songs,
         "seconds": args.seconds,
+        "rounds": args.rounds,
         "model": args.model,
         "note": args.note,
     }

@@ -79,9 +79,25 @@ def cpu_threads(cores: int | None = None) -> int:
 
     With two cores or fewer both are used: one thread would double every window's time,
     and the audio callback only copies blocks (it needs a core briefly, not a whole one).
+    A process that called :func:`limit_cpu_threads` gets that number instead.
     """
+    if cores is None and _thread_limit is not None:
+        return _thread_limit
     cores = cpu_cores() if cores is None else cores
     return cores - 1 if cores > 2 else cores
+
+
+_thread_limit: int | None = None
+
+
+def limit_cpu_threads(threads: int | None) -> None:
+    """Give every CPU session this process creates from now on ``threads`` intra-op threads
+    (None: back to :func:`cpu_threads`). For batch workers, several of which share the
+    cores: each runs the model on its share of them."""
+    global _thread_limit
+    if threads is not None and threads < 1:
+        raise ValueError(f"threads must be at least 1, got {threads}")
+    _thread_limit = threads
 
 
 def cache_dir() -> Path:

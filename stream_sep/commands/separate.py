@@ -1,9 +1,12 @@
-"""``stream-sep separate``: the command over :mod:`stream_sep.offline` (argument parsing and
-printing only).
+"""``stream-sep separate``: the command over :mod:`stream_sep.offline` and
+:mod:`stream_sep.batch` (argument parsing and printing only).
 
-Each input goes to ``OUTDIR/<stem>/`` (or, when stems collide, its path from the inputs'
-common folder). Nothing is overwritten without ``--overwrite``, and an output folder that
-cannot be written is refused before the model loads.
+Files alone: each input goes to ``OUTDIR/<stem>/`` (or, when stems collide, its path from
+the inputs' common folder), one after another; nothing is overwritten without
+``--overwrite``, and an output folder that cannot be written is refused before the model
+loads. A folder among the inputs, or ``--recursive``, ``--jobs`` or ``--ray``, makes it a
+batch job (docs/batch.md): songs found under the folders, separated in parallel, resumable
+through a manifest in OUTDIR, a bad song recorded and skipped (exit status 1), not fatal.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from pathlib import Path
 
 from stream_sep import offline, options, providers, settings
 from stream_sep.audio_files import check_input_file, checked_audio_info
+from stream_sep.batch import BatchRequest, JobReport, run_job
 from stream_sep.errors import UserError
 from stream_sep.inference import load_model
 
@@ -25,7 +29,10 @@ OUTPUT_MODES = ("karaoke", "vocals", "both")
 
 def add_arguments(parser) -> None:
     parser.add_argument(
-        "inputs", nargs="+", metavar="INPUT", help="audio files (any format soundfile reads)"
+        "inputs",
+        nargs="+",
+        metavar="DIR_OR_FILE",
+        help="audio files (any format soundfile reads) or folders of them (a batch job)",
     )
     parser.add_argument(
         "-o",
@@ -81,6 +88,29 @@ def add_arguments(parser) -> None:
         "--hop/--lookahead/--crossfade apply only with --like-live)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    batch = parser.add_argument_group(
+        "batch jobs",
+        "a folder among the inputs, or any option below, makes a batch job: songs keep their "
+        "folders under OUTDIR, a manifest there lets a rerun skip what is done, a bad song "
+        "is recorded and the job goes on (exit status 1); see docs/batch.md",
+    )
+    batch.add_argument(
+        "--recursive", action="store_true", help="also search the folders' subfolders"
+    )
+    batch.add_argument(
+        "--jobs",
+        type=int,
+        metavar="N",
+        help="worker processes, each loading the model once (default: one per core, or one "
+        "on a GPU); with --ray, the most songs in flight on the cluster (default its CPUs)",
+    )
+    batch.add_argument(
+        "--ray",
+        metavar="ADDRESS|auto",
+        help="run the songs on a Ray cluster (pip install stream-sep[cluster]); auto: the "
+        "running cluster, or a local one started for the job. Songs, OUTDIR and the model "
+        "must be at the same paths on every node",
+    )
 
 
 def run(args) -> int:
@@ -88,6 +118,8 @@ def run(args) -> int:
         raise UserError(f"--mode must be one of {', '.join(OUTPUT_MODES)}, got {args.mode!r}")
     offline.check_clip_mode(args.clip_mode)
     inputs = [Path(p) for p in args.inputs]
+    if _is_batch(args, inputs):
+        return _run_batch(args, inputs)
     for path in inputs:
         check_input_file(path)
         checked_audio_info(path)
@@ -123,6 +155,73 @@ def run(args) -> int:
                 file=sys.stderr,
             )
     return 0
+
+
+def _is_batch(args, inputs: list[Path]) -> bool:
+    options = (args.recursive, args.jobs is not None, args.ray is not None)
+    return any(options) or any(path.is_dir() for path in inputs)
+
+
+def _run_batch(args, inputs: list[Path]) -> int:
+    request = BatchRequest(
+        inputs=inputs,
+        outdir=Path(args.output),
+        recursive=args.recursive,
+        jobs=args.jobs,
+        ray=args.ray,
+        stems=("karaoke", "vocals") if args.mode == "both" else (args.mode,),
+        clip_mode=args.clip_mode,
+        like_live=args.like_live,
+        options=settings.from_args(args).engine_options(),
+        model=args.model,
+        provider=args.provider,
+        overwrite=args.overwrite,
+    )
+    report = run_job(request, quiet=args.quiet)
+    if not args.quiet:
+        for line in _summary(report):
+            print(line, file=sys.stderr)
+    failures = report.failures
+    if failures:
+        print(f"{len(failures)} of {_count(report.songs, 'song')} failed:", file=sys.stderr)
+        for key, reason in failures:
+            print(f"  {key}: {reason}", file=sys.stderr)
+    return report.exit_status
+
+
+def _summary(report: JobReport) -> list[str]:
+    """What the job did, in a few lines (failures are listed by the caller)."""
+    before = len(report.done_before)
+    if not report.results:
+        unchanged = len(report.failed_before)
+        return [
+            f"nothing to do: {_count(before, 'song')} already done with this model and "
+            f"settings" + (f"; {unchanged} failed before and are unchanged" if unchanged else "")
+        ]
+    audio, took = report.audio_seconds, report.wall_seconds
+    lines = []
+    if report.separated:
+        lines.append(
+            f"separated {_count(len(report.separated), 'song')} ({_duration(audio)} of audio) "
+            f"in {_duration(took)}: {audio / max(took, 1e-9):.1f}x real time {report.workers}"
+        )
+    loads = report.model_loads
+    if loads:
+        times = "once per worker" if set(loads.values()) == {1} else f"{sum(loads.values())} times"
+        lines.append(f"the model was loaded {times} ({_count(len(loads), 'worker process')})")
+    if before:
+        lines.append(f"{_count(before, 'song')} done before skipped")
+    return lines
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 'es' if noun.endswith('s') else 's'}"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 600:
+        return f"{seconds:.1f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 6 * 3600 else f"{seconds / 3600:.2f} h"
 
 
 class _Progress:

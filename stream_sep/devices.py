@@ -64,11 +64,26 @@ def query() -> list[Device]:
     ]
 
 
-def default_index(kind: str) -> int | None:
-    """The system default input or output device, or None when there is none."""
+def default_index(kind: str, hostapi: str | None = None) -> int | None:
+    """The default input or output device (of the host API named ``hostapi``, or of the
+    system), or None when there is none."""
     sd = _sounddevice()
+    if hostapi is not None:
+        for api in sd.query_hostapis():
+            if api["name"] == hostapi:
+                index = api[f"default_{kind}_device"]
+                return int(index) if index is not None and index >= 0 else None
+        return None
     index = sd.default.device[0 if kind == "input" else 1]
     return int(index) if index is not None and index >= 0 else None
+
+
+def means_default(spec: str) -> bool:
+    """Whether ``spec`` is the word ``mic`` or ``headphones`` and no device carries it."""
+    wanted = spec.strip().lower()
+    return wanted in DEFAULT_WORDS.values() and not any(
+        wanted in device.name.lower() for device in query()
+    )
 
 
 def describe() -> str:
@@ -89,8 +104,12 @@ def describe() -> str:
     return "\n".join(lines)
 
 
-def resolve(spec: str, kind: str) -> Device:
+def resolve(spec: str, kind: str, partner: Device | None = None) -> Device:
     """Find the ``kind`` ("input" or "output") device that ``spec`` names.
+
+    partner: the device of the stream's other side. A default word (``mic``,
+    ``headphones``) then means the default device of the partner's host API, so the two
+    sides can open one stream (PortAudio refuses a duplex stream across host APIs).
 
     Raises DeviceError for an unknown or ambiguous name, or a device that has no
     ``kind`` channels.
@@ -102,7 +121,7 @@ def resolve(spec: str, kind: str) -> Device:
             f"{option} {spec!r}: no audio devices found (is a sound server such as JACK or "
             "PulseAudio running? stream-sep --list-devices)"
         )
-    device = _by_index(spec, found, option) or _by_name(spec, found, kind, option)
+    device = _by_index(spec, found, option) or _by_name(spec, found, kind, option, partner)
     if device.channels(kind) < 1:
         raise DeviceError(
             f"{option} {spec!r}: device {device.label()} has no {kind} channels; "
@@ -123,7 +142,9 @@ def _by_index(spec: str, found: list[Device], option: str) -> Device | None:
     return found[index]
 
 
-def _by_name(spec: str, found: list[Device], kind: str, option: str) -> Device:
+def _by_name(
+    spec: str, found: list[Device], kind: str, option: str, partner: Device | None = None
+) -> Device:
     wanted = spec.strip().lower()
     exact = [d for d in found if d.name.lower() == wanted]
     matches = exact or [d for d in found if wanted and wanted in d.name.lower()]
@@ -136,12 +157,16 @@ def _by_name(spec: str, found: list[Device], kind: str, option: str) -> Device:
         names = ", ".join(d.label() for d in matches)
         raise DeviceError(f"{option} {spec!r} is ambiguous: it matches {names}; use the index")
     if wanted in DEFAULT_WORDS.values():
-        return _default(found, kind, option, spec)
+        return _default(found, kind, option, spec, partner)
     raise DeviceError(f"{option} {spec!r}: no device has that name; {_candidates(found, kind)}")
 
 
-def _default(found: list[Device], kind: str, option: str, spec: str) -> Device:
+def _default(
+    found: list[Device], kind: str, option: str, spec: str, partner: Device | None = None
+) -> Device:
     index = default_index(kind)
+    if partner is not None and (index is None or found[index].hostapi != partner.hostapi):
+        index = default_index(kind, partner.hostapi) or index
     if index is None or index >= len(found):
         raise DeviceError(
             f"{option} {spec!r}: no device has that name and there is no default {kind} "

@@ -29,7 +29,7 @@ from jack_harness import (
     sweep_with_clicks,
 )
 
-from stream_sep import cli, inference
+from stream_sep import cli, devices, inference
 from stream_sep.commands import live
 from stream_sep.contract import ModelContract
 
@@ -137,18 +137,18 @@ def test_bypass_through_jack_is_sample_exact_after_a_constant_delay(harness, mod
         "--model",
         models["full"],
     ]
-    (rc, err), harness_xruns = run_through_jack(
-        harness, signal_, lambda: start_cli(args), stop_cli, latency_s=1.4
-    )
+    for _attempt in range(ATTEMPTS):
+        (rc, err), harness_xruns = run_through_jack(
+            harness, signal_, lambda: start_cli(args), stop_cli, latency_s=1.4
+        )
+        if harness_xruns == 0 and summary_counter(err, "xruns") == 0:
+            break  # a run with a dropped JACK cycle is repeated: it proves nothing either way
     assert rc == 0, err
     assert "stopped (interrupted)" in err and "deadline misses" in err
     assert "Traceback" not in err
-    if harness_xruns == 0 and summary_counter(err, "xruns") == 0:
-        delay = check_delayed_copy(harness.capture, signal_, exact=True)
-    else:  # a glitch elsewhere on the machine: the delay still holds, exactness may not
-        delay = find_delay(harness.capture, signal_)
     latency = int(re.search(r"latency [\d.]+ s \((\d+) samples\)", err).group(1))
-    assert delay >= latency
+    delay = check_delayed_copy(harness.capture, signal_, exact=True)
+    assert delay == latency  # the reported latency is the delay through the device, exactly
     print(
         f"end-to-end delay through JACK, default settings: {delay} samples "
         f"({delay / harness.rate * 1000:.1f} ms); engine latency {latency}"
@@ -188,14 +188,14 @@ def test_karaoke_in_process_removes_the_known_vocal_part(harness, models, capsys
         before = harness.xruns
         rc = run_in_process(harness, argv, signal_)
         err = capsys.readouterr().err
-        if harness.xruns == before:
+        if harness.xruns == before and summary_counter(err, "xruns") == 0:
             break
     assert rc == 0, err
     assert "stopped (interrupted)" in err
-    if harness.xruns == before and summary_counter(err, "deadline misses") == 0:
-        check_delayed_copy(harness.capture, signal_, exact=False, scale=0.5)
-    else:
-        assert find_delay(harness.capture, signal_) > 0
+    # With a gain model at a 0.1 s hop a missed deadline is an engine bug, not load.
+    assert summary_counter(err, "deadline misses") == 0, err
+    latency = int(re.search(r"latency [\d.]+ s \((\d+) samples\)", err).group(1))
+    assert check_delayed_copy(harness.capture, signal_, exact=False, scale=0.5) == latency
 
 
 class SlowModel:
@@ -295,8 +295,7 @@ def test_recording_from_mic_survives_sigint_with_everything_up_to_the_stop(
     assert rate == harness.rate and data.shape == (frames, 2)
     assert frames == summary_counter(err, "frames,")
     delay = find_delay(data.T, signal_)
-    if summary_counter(err, "xruns") == 0:
-        np.testing.assert_array_equal(data.T[:, delay : delay + signal_.shape[1]], signal_)
+    np.testing.assert_array_equal(data.T[:, delay : delay + signal_.shape[1]], signal_)
 
 
 def test_file_to_headphones_plays_the_file_and_stops_at_its_end(harness, models, tmp_path):
@@ -327,10 +326,8 @@ def test_file_to_headphones_plays_the_file_and_stops_at_its_end(harness, models,
     _, err = process.communicate(timeout=120)
     assert process.returncode == 0, err
     assert "stopped (end of input)" in err
-    assert find_delay(harness.capture, signal_) >= 0
     delay = find_delay(harness.capture, signal_)
-    if summary_counter(err, "xruns") == 0:
-        np.testing.assert_array_equal(harness.capture[:, delay : delay + signal_.shape[1]], signal_)
+    np.testing.assert_array_equal(harness.capture[:, delay : delay + signal_.shape[1]], signal_)
 
 
 @pytest.mark.parametrize(
@@ -348,7 +345,7 @@ def test_file_to_headphones_plays_the_file_and_stops_at_its_end(harness, models,
         ),
         (["--input", "99"], r"there is no device 99"),
         (["--input", "system", "--output", "system"], r"same physical device.*--allow-feedback"),
-        (["--input", "system", "--output", "0"], r"same physical device.*--allow-feedback"),
+        (["--input", "system", "--output", "{system}"], r"same physical device.*--allow-feedback"),
         (
             ["--input", "mic", "--output", "headphones", "--channels", "3"],
             r"--channels must be one of 1, 2, got '3'",
@@ -357,8 +354,9 @@ def test_file_to_headphones_plays_the_file_and_stops_at_its_end(harness, models,
 )
 def test_device_errors_are_one_line_with_status_2(harness, models, capsys, argv, message):
     base = {"--input": "mic", "--output": "headphones", "--duration": "3"}  # if not refused
+    system = next(d.index for d in devices.query() if d.name == "system")
     for i in range(0, len(argv), 2):
-        base[argv[i]] = argv[i + 1]
+        base[argv[i]] = argv[i + 1].format(system=system)  # the system device by its index
     rc = cli.main([x for pair in base.items() for x in pair] + ["--model", models["small"], *FAST])
     err = capsys.readouterr().err
     assert rc == 2
@@ -408,17 +406,27 @@ def test_the_headline_command_runs_as_written_on_one_sound_card(harness, models,
     argv = ["--input", "mic", "--output", "headphones", "--duration", "1"]
     explicit = ["--input", "mic", "--output", "system", "--duration", "1"]
     with harness.away():
+        found = devices.query()
+        mic, phones = (found[devices.default_index(kind)] for kind in ("input", "output"))
+        system = next(d for d in found if d.name == "system")
         refused = cli.main(explicit + ["--model", models["small"], *FAST])
         refusal = capsys.readouterr().err
         rc = cli.main(argv + ["--model", models["small"], *FAST])
-    # The same device named explicitly is not a statement about headphones: refused.
+    # The same device named explicitly is not a statement about headphones: refused. (mic
+    # means the default input of the output's host API, JACK's system here, even where the
+    # system default is another API's device, such as ALSA's jack plugin.)
     assert refused == 2 and refusal.count("\n") == 1, refusal
-    assert re.search(r"0 'system' are the same physical device.*--output headphones", refusal)
+    assert re.search(
+        rf"{system.index} 'system' are the same physical device.*--output headphones", refusal
+    )
     err = capsys.readouterr().err
     assert rc == 0, err
-    assert "--input 'mic' means the default input device, 0 'system'" in caplog.text
-    assert "--output 'headphones' means the default output device, 0 'system'" in caplog.text
-    assert "system -> system" in err and "stopped (duration reached)" in err, err
+    assert mic == phones  # one device for both sides, as on a laptop
+    assert f"--input 'mic' means the default input device, {mic.label()}" in caplog.text
+    assert f"--output 'headphones' means the default output device, {phones.label()}" in (
+        caplog.text
+    )
+    assert f"{mic.name} -> {phones.name}" in err and "stopped (duration reached)" in err, err
     frames = summary_counter(err, "frames,")
     assert frames >= harness.rate  # one second streamed through the device
 

@@ -166,7 +166,7 @@ def is_file_spec(spec: str) -> bool:
     return path.is_file() or "/" in spec or path.suffix.lower() in AUDIO_SUFFIXES
 
 
-def resolve_endpoint(spec: str, kind: str) -> Endpoint:
+def resolve_endpoint(spec: str, kind: str, partner: devices.Device | None = None) -> Endpoint:
     if is_file_spec(spec):
         if kind == "output":
             return Endpoint(kind, spec, path=check_recording_path(spec))
@@ -174,7 +174,7 @@ def resolve_endpoint(spec: str, kind: str) -> Endpoint:
         if not path.is_file():
             raise AudioFileError(f"--input {spec!r}: no such file")
         return Endpoint(kind, spec, path=path)
-    return Endpoint(kind, spec, device=devices.resolve(spec, kind))
+    return Endpoint(kind, spec, device=devices.resolve(spec, kind, partner))
 
 
 def choose_rate(args, source: Endpoint, sink: Endpoint, file_rate: int | None) -> int:
@@ -211,7 +211,9 @@ def _run(args, reader: keys.KeyReader) -> int:
     if args.model is None:
         bundled_model_path()  # no bundled model: say so before touching any device
     source = resolve_endpoint(args.input, "input")
-    sink = resolve_endpoint(args.output, "output")
+    sink = resolve_endpoint(args.output, "output", partner=source.device)
+    if source.device is not None and sink.device is not None and devices.means_default(args.input):
+        source = resolve_endpoint(args.input, "input", partner=sink.device)
     if source.device is not None and sink.device is not None:
         devices.check_feedback(source.device, sink.device, args.output, args.allow_feedback)
     file_rate, file_channels = audio_file_info(source.path)[:2] if source.path else (None, None)

@@ -66,6 +66,7 @@ def add_arguments(parser) -> None:
         "--provider", default="auto", metavar="|".join(providers.CHOICES), help="default auto"
     )
     settings.add_arguments(parser)
+    settings.add_quality_arguments(parser)
     parser.add_argument(
         "--like-live",
         action="store_true",

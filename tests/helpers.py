@@ -311,3 +311,23 @@ def _hats(samples: int, rate: int, rng) -> np.ndarray:
         end = min(samples, start + hit.size)
         envelope[start:end] = hit[: end - start]
     return 0.05 * hiss * envelope
+
+
+def write_mir1k_like(
+    folder: Path, singers, clips: int = 2, seconds: float = 1.5, rate: int = 16000
+) -> list[Path]:
+    """Write generated MIR-1K-style clips: ``folder/<singer>_1_<nn>.wav``, stereo float,
+    channel 0 the band, channel 1 the voice (:func:`voice_over_band`, a seed per clip).
+    Returns the paths, sorted."""
+    import soundfile
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for number, singer in enumerate(singers):
+        for clip in range(1, clips + 1):
+            _mixture, vocals, band = voice_over_band(seconds, rate, seed=100 * number + clip)
+            path = folder / f"{singer}_1_{clip:02d}.wav"
+            soundfile.write(path, np.stack([band, vocals], axis=1), rate, subtype="FLOAT")
+            paths.append(path)
+    return sorted(paths)

@@ -79,10 +79,11 @@ class ReusedModel:
 
 def score_clip(model: ReusedModel, clip: datasets.Clip, variants: list[str], plan: dict) -> dict:
     """{variant: {"sdr", "si_sdr"}} of one clip's vocal estimate through the engine;
-    plan: hop and lookahead (None: the live defaults)."""
+    plan: streaming (else the offline overlap-add plan), hop and lookahead (None: the
+    live defaults)."""
     scores = {}
     for name in variants:
-        options = evaluate.engine_options(True, plan["hop"], plan["lookahead"])
+        options = evaluate.engine_options(plan["streaming"], plan["hop"], plan["lookahead"])
         options["postfilter"] = VARIANTS[name]()
         estimate = evaluate.estimate_vocals(model, clip.mixture, clip.sample_rate, options)
         scores[name] = {
@@ -162,6 +163,11 @@ def main(argv=None) -> int:
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--hop", type=float, help="seconds (default: the live default)")
     parser.add_argument("--lookahead", type=float, help="seconds (default: the live default)")
+    parser.add_argument(
+        "--offline",
+        action="store_true",
+        help="score the offline overlap-add plan (stream-sep separate's default) instead",
+    )
     parser.add_argument("--timing-runs", type=int, default=5)
     parser.add_argument("--json")
     parser.add_argument("--md")
@@ -179,12 +185,26 @@ def main(argv=None) -> int:
     results, started = [], time.perf_counter()
     for ref in refs:
         clip = datasets.load_clip(ref)
-        scores = score_clip(model, clip, variants, {"hop": args.hop, "lookahead": args.lookahead})
+        scores = score_clip(
+            model,
+            clip,
+            variants,
+            {"streaming": not args.offline, "hop": args.hop, "lookahead": args.lookahead},
+        )
         results.append({"name": clip.name, "seconds": clip.seconds, "scores": scores})
         cells = "  ".join(f"{name} {scores[name]['sdr']:6.2f}" for name in variants)
         print(f"{clip.name:<20} {clip.seconds:5.1f} s  {cells}", flush=True)
     evaluate_seconds = time.perf_counter() - started
-    summary = summarise(results, variants)
+    held_out = set(args.singers.split(","))
+    groups = {"all clips": results}
+    if args.also:
+        groups[f"--singers {args.singers}"] = [
+            r for r in results if datasets.mir1k_singer(r["name"]) in held_out
+        ]
+        groups[f"--also {args.also}"] = [
+            r for r in results if datasets.mir1k_singer(r["name"]) not in held_out
+        ]
+    summary = {name: summarise(members, variants) for name, members in groups.items()}
     costs = {}
     for rate, channels in ((16000, 1), (48000, 2)):
         key = f"{rate // 1000} kHz x{channels}"
@@ -195,6 +215,7 @@ def main(argv=None) -> int:
             costs[key][name] = {"postfilter_seconds": extra, "ratio": extra / window}
     report = {
         "model": str(raw.path),
+        "plan": "offline overlap-add" if args.offline else "streaming",
         "engine": evaluate.describe_plan(
             raw, evaluate.engine_options(True, args.hop, args.lookahead)
         ),
@@ -216,23 +237,40 @@ def main(argv=None) -> int:
 
 
 def format_markdown(report: dict, variants: list[str]) -> str:
+    engine = report["engine"]
+    plan_text = (
+        "the offline overlap-add plan (stream-sep separate's default)"
+        if report["plan"] != "streaming"
+        else f"streaming with hop {engine['hop_seconds']:g} s and lookahead "
+        f"{engine['lookahead_seconds']:g} s"
+    )
     lines = [
-        f"{report['clips']} clips ({report['audio_seconds']:.0f} s of audio), streaming "
-        f"with hop {report['engine']['hop_seconds']:g} s and lookahead "
-        f"{report['engine']['lookahead_seconds']:g} s, vocals SDR in dB",
-        "",
-        "| post-filter | SDR mean | SDR median | SI-SDR mean | gain over none (mean ± sd) "
-        "| clips better |",
-        "| --- | --- | --- | --- | --- | --- |",
+        f"{report['clips']} clips ({report['audio_seconds']:.0f} s of audio), {plan_text}, "
+        "vocals SDR in dB",
     ]
-    for name in variants:
-        row = report["summary"][name]
-        lines.append(
-            f"| {name} | {row['sdr_mean']:.2f} | {row['sdr_median']:.2f} | "
-            f"{row['si_sdr_mean']:.2f} | {row['gain_mean']:+.2f} ± {row['gain_stdev']:.2f} | "
-            f"{row['clips_better']} / {row['clips']} |"
-        )
-    lines += ["", "| window | model path | " + " | ".join(variants[1:]) + " |"]
+    for group, summary in report["summary"].items():
+        lines += [
+            "",
+            f"{group} ({summary['none']['clips']} clips):",
+            "",
+            "| post-filter | SDR mean | SDR median | SI-SDR mean | gain over none (mean ± sd) "
+            "| clips better |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        for name in variants:
+            row = summary[name]
+            lines.append(
+                f"| {name} | {row['sdr_mean']:.2f} | {row['sdr_median']:.2f} | "
+                f"{row['si_sdr_mean']:.2f} | {row['gain_mean']:+.2f} ± "
+                f"{row['gain_stdev']:.2f} | {row['clips_better']} / {row['clips']} |"
+            )
+    lines += [
+        "",
+        "Cost per window (median), the engine's window path without post-filter and what "
+        "each post-filter adds (share of that time):",
+        "",
+        "| window | model path | " + " | ".join(variants[1:]) + " |",
+    ]
     lines.append("| --- | --- |" + " --- |" * len(variants[1:]))
     for key, cost in report["costs"].items():
         cells = [

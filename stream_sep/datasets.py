@@ -173,6 +173,44 @@ def mir1k_singer(name: str) -> str:
     return name.split("_", 1)[0]
 
 
+def mir1k_singers(root: str | Path) -> list[str]:
+    """The singers of the MIR-1K clips under ``root``, sorted."""
+    return sorted({mir1k_singer(path.stem) for path in find_mir1k(Path(root))})
+
+
+@dataclasses.dataclass(frozen=True)
+class Fold:
+    """One cross-validation fold: the singers held out (evaluated) and those trained on."""
+
+    index: int
+    held_out: tuple[str, ...]
+    training: tuple[str, ...]
+
+
+def singer_folds(singers, held_out: int = 2) -> list[Fold]:
+    """Rotating cross-validation folds over singers, whole singers on one side only.
+
+    The distinct singers are sorted (case-insensitively, then by name); fold ``k`` holds
+    out singers ``[k * held_out, (k + 1) * held_out)`` of that order and trains on all the
+    others, so each singer is held out in exactly one fold and trained on in all the rest.
+    When ``held_out`` does not divide the count, the last fold holds out the remainder.
+    12 MIR-1K singers, 2 held out: 6 folds. Raises :class:`UserError` unless
+    ``1 <= held_out < number of singers``.
+    """
+    names = sorted(set(singers), key=lambda name: (name.lower(), name))
+    valid = isinstance(held_out, int) and not isinstance(held_out, bool)
+    if not valid or not 1 <= held_out < len(names):
+        raise UserError(
+            f"singers held out per fold must be an integer from 1 to {len(names) - 1} "
+            f"(there are {len(names)} singers), got {held_out!r}"
+        )
+    folds = []
+    for index, first in enumerate(range(0, len(names), held_out)):
+        out = tuple(names[first : first + held_out])
+        folds.append(Fold(index, out, tuple(name for name in names if name not in out)))
+    return folds
+
+
 def read_mir1k(path: Path) -> tuple[dict[str, np.ndarray], int]:
     """One MIR-1K clip: ``({"accompaniment": (1, samples), "vocals": (1, samples)}, rate)``."""
     audio, rate = read_audio(path)

@@ -178,7 +178,7 @@ def _separate_into(
         }
         stems = _StemWriter(writers, behind, clip_mode)
         if not like_live:
-            stream = OverlapAddStream(model, rate, channels, stereo=options.get("stereo", "batch"))
+            stream = OverlapAddStream(model, rate, channels, **_overlap_add_options(options))
             _refuse_unrunnable(model, stream.model_channels)
             _stream_overlap_add(stream, ahead, frames, stems, progress)
             return stems.peaks
@@ -317,7 +317,7 @@ def estimate_vocals(
             stereo = options.get("stereo", "batch")
             _refuse_unrunnable(model, 1 if stereo == "mid" else audio.shape[0])
         vocals = separate_overlap_add(
-            model, audio, sample_rate, stereo=options.get("stereo", "batch"), progress=progress
+            model, audio, sample_rate, progress=progress, **_overlap_add_options(options)
         )
         if progress is not None:
             progress.done()
@@ -336,6 +336,13 @@ def estimate_vocals(
     if progress is not None:
         progress.done()
     return np.ascontiguousarray(vocals[:, latency:])
+
+
+def _overlap_add_options(options: dict) -> dict:
+    """The engine options the overlap-add plan takes (its windows are its own: hop,
+    lookahead and crossfade are the live plan's)."""
+    names = ("stereo", "postfilter", "high_band_voice_removal")
+    return {name: options[name] for name in names if name in options}
 
 
 def _refuse_unrunnable(model, rows: int) -> None:

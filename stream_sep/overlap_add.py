@@ -33,8 +33,10 @@ import numpy as np
 import soxr
 
 from stream_sep.contract import ModelContract
+from stream_sep.engine import highband
 from stream_sep.errors import ModelError, UserError
 from stream_sep.families import separate_rows
+from stream_sep.postfilter import PostFilter
 
 STEREO_CHOICES = ("batch", "mid")
 # Measured with the bundled model (benchmarks/results/offline_quality.md): on 30 held-out
@@ -126,6 +128,12 @@ class OverlapAddStream:
     batch_windows: windows per model call (each with all channels: ``B = windows x
     channels``); the last call of a stream may hold fewer. None: enough windows for
     :data:`DEFAULT_BATCH_ROWS` rows (one stereo window, two mono ones).
+    postfilter: a :data:`~stream_sep.postfilter.POSTFILTERS` name, applied to each window's
+    estimate (all its channels together) before the taper.
+    high_band_voice_removal: as in the streaming engine (:mod:`stream_sep.engine.highband`):
+    each window's voice ratio r(t) is overlap-added like its estimate and resampled with it,
+    and ``removal * r * (input - its round trip through the model rate)`` is added to the
+    estimate at the stream rate.
 
     Non-finite input samples are replaced by silence (counted in
     ``nonfinite_input_samples``). A model that raises, returns a wrong shape or NaN/Inf
@@ -142,9 +150,13 @@ class OverlapAddStream:
         hop_fraction: float = DEFAULT_HOP_FRACTION,
         batch_windows: int | None = None,
         stereo: str = "batch",
+        postfilter: str = "none",
+        high_band_voice_removal: float = 0.0,
     ):
         self.model = model
         self.contract = model.contract
+        self.postfilter = PostFilter.of(postfilter)
+        self.high_band_removal = highband.check_removal(high_band_voice_removal)
         self._vocals_index = self.contract.source_index("vocals")
         self.sample_rate = _check_rate(sample_rate)
         self.channels = _check_channels(channels)
@@ -156,8 +168,16 @@ class OverlapAddStream:
         if batch_windows is None:
             batch_windows = max(1, DEFAULT_BATCH_ROWS // self._model_channels)
         self.batch_windows = _check_batch_windows(batch_windows)
+        self._high_band = highband.is_active(
+            self.high_band_removal, self.sample_rate, self.contract.sample_rate
+        )
+        # Rows resampled back per model channel: the estimate, and with the high band the
+        # voice ratio and the model-rate input (whose round trip is the input's low band).
+        self._back_rows = 3 if self._high_band else 1
         self._to_model = self._resampler(self.sample_rate, self.contract.sample_rate)
-        self._to_stream = self._resampler(self.contract.sample_rate, self.sample_rate)
+        self._to_stream = self._resampler(
+            self.contract.sample_rate, self.sample_rate, self._back_rows
+        )
         plan = self.plan
         # Model-rate input not yet done with: column 0 is model sample _input_first.
         self._input = np.zeros((self._model_channels, plan.pad), np.float32)
@@ -166,11 +186,15 @@ class OverlapAddStream:
         # Weighted estimates and summed weights: column 0 is the start of window _next_window.
         span = (self.batch_windows - 1) * plan.hop + plan.window
         self._sum = np.zeros((self._model_channels, span), np.float64)
+        self._ratio_sum = np.zeros((self._model_channels if self._high_band else 0, span))
         self._weight_sum = np.zeros(span, np.float64)
         self._next_window = 0
         self._samples_in = 0  # stream-rate samples taken
         self._samples_out = 0  # stream-rate samples returned
-        self._held = np.zeros((self._model_channels, 0), np.float32)  # output not yet due
+        # Resampled rows not yet due: (back rows x model channels, n).
+        self._held = np.zeros((self._back_rows * self._model_channels, 0), np.float32)
+        # With the high band: the stream-rate input not yet released, (model channels, n).
+        self._stream_input = np.zeros((self._model_channels, 0), np.float32)
         self._finished = False
         self.windows_run = 0
         self.model_rows = 0  # rows of B the model computed (windows x model channels)
@@ -189,7 +213,10 @@ class OverlapAddStream:
         if block.ndim != 2 or block.shape[0] != self.channels:
             raise ValueError(f"block must be ({self.channels}, n), got {block.shape}")
         self._samples_in += block.shape[1]
-        self._take_input(self._model_input(block), last=False)
+        audio = self._model_input(block)
+        if self._high_band:
+            self._stream_input = np.concatenate([self._stream_input, audio], axis=1)
+        self._take_input(audio, last=False)
         while self._ready_windows() >= self.batch_windows:
             self._run_batch(self.batch_windows)
         return self._release(last=False)
@@ -213,11 +240,12 @@ class OverlapAddStream:
         """Model sample of the accumulators' column 0."""
         return self.plan.start(self._next_window)
 
-    def _resampler(self, from_rate: int, to_rate: int):
+    def _resampler(self, from_rate: int, to_rate: int, rows_per_channel: int = 1):
         if from_rate == to_rate:
             return None
+        channels = rows_per_channel * self._model_channels
         return soxr.ResampleStream(
-            from_rate, to_rate, self._model_channels, dtype="float32", quality=_RESAMPLE_QUALITY
+            from_rate, to_rate, channels, dtype="float32", quality=_RESAMPLE_QUALITY
         )
 
     def _model_input(self, block: np.ndarray) -> np.ndarray:
@@ -264,10 +292,16 @@ class OverlapAddStream:
         for i in range(count):
             self._window_input(first + i, batch[i * rows_per_window : (i + 1) * rows_per_window])
         vocals = self._separate(batch, first, count)
+        if self.postfilter.active:
+            self._postfilter(vocals, batch, first)
         for i in range(count):
             columns = slice(i * plan.hop, i * plan.hop + plan.window)
-            estimate = vocals[i * rows_per_window : (i + 1) * rows_per_window]
+            rows = slice(i * rows_per_window, (i + 1) * rows_per_window)
+            estimate = vocals[rows]
             self._sum[:, columns] += estimate * plan.weights
+            if self._high_band:
+                ratio = highband.voice_ratio(estimate, batch[rows], np.arange(plan.window))
+                self._ratio_sum[:, columns] += ratio * plan.weights
             self._weight_sum[columns] += plan.weights
         self.windows_run += count
         self.model_rows += batch.shape[0]
@@ -297,6 +331,16 @@ class OverlapAddStream:
             raise ModelError(f"the model failed on {where}: it returned NaN/Inf")
         return vocals
 
+    def _postfilter(self, vocals: np.ndarray, batch: np.ndarray, first: int) -> None:
+        """Filter each window's rows of vocals (B, W) in place, with its mixture from batch."""
+        rows = self._model_channels
+        for i in range(vocals.shape[0] // rows):
+            window = slice(i * rows, (i + 1) * rows)
+            vocals[window] = self.postfilter.apply(vocals[window], batch[window])
+            if not np.isfinite(vocals[window]).all():
+                where = self._describe(first + i, 1)
+                raise ModelError(f"the post-filter returned NaN/Inf on {where}")
+
     def _describe(self, first: int, count: int) -> str:
         """'window 3 (8.1-12.2 s)' or 'windows 3-4 (...)', times in the signal."""
         rate, plan = self.contract.sample_rate, self.plan
@@ -308,8 +352,9 @@ class OverlapAddStream:
     def _shift(self, columns: int) -> None:
         """Drop the accumulators' first ``columns`` columns; new columns start at zero."""
         keep = self._weight_sum.shape[0] - columns
-        self._sum[:, :keep] = self._sum[:, columns:]
-        self._sum[:, keep:] = 0.0
+        for accumulator in (self._sum, self._ratio_sum):
+            accumulator[:, :keep] = accumulator[:, columns:]
+            accumulator[:, keep:] = 0.0
         self._weight_sum[:keep] = self._weight_sum[columns:]
         self._weight_sum[keep:] = 0.0
 
@@ -320,20 +365,25 @@ class OverlapAddStream:
         skip = max(0, -self._sum_first)  # columns before signal sample 0
         if columns <= skip:
             return
-        vocals = (self._sum[:, skip:columns] / self._weight_sum[skip:columns]).astype(np.float32)
-        self._hold(vocals, last=False)
+        weights = self._weight_sum[skip:columns]
+        rows = self._sum[:, skip:columns] / weights
+        if self._high_band:
+            # The input's columns are the accumulators': both start at _sum_first here.
+            ratio = self._ratio_sum[:, skip:columns] / weights
+            rows = np.concatenate([rows, ratio, self._input[:, skip:columns]])
+        self._hold(rows.astype(np.float32), last=False)
 
-    def _hold(self, vocals: np.ndarray, last: bool) -> None:
+    def _hold(self, rows: np.ndarray, last: bool) -> None:
         if self._to_stream is not None:
-            vocals = self._to_stream.resample_chunk(np.ascontiguousarray(vocals.T), last=last).T
-        if vocals.shape[1]:
-            self._held = np.concatenate([self._held, vocals], axis=1)
+            rows = self._to_stream.resample_chunk(np.ascontiguousarray(rows.T), last=last).T
+        if rows.shape[1]:
+            self._held = np.concatenate([self._held, rows], axis=1)
 
     def _release(self, last: bool) -> np.ndarray:
         """The held output that is due: never more samples than were taken, and at the end
         exactly as many (the resampler's rounding is cut or padded with silence)."""
         if last:
-            self._hold(np.zeros((self._model_channels, 0), np.float32), last=True)
+            self._hold(np.zeros((self._held.shape[0], 0), np.float32), last=True)
             due = self._samples_in - self._samples_out
             if self._held.shape[1] < due:
                 missing = due - self._held.shape[1]
@@ -342,9 +392,20 @@ class OverlapAddStream:
             due = min(self._held.shape[1], self._samples_in - self._samples_out)
         out, self._held = self._held[:, :due], self._held[:, due:]
         self._samples_out += due
+        if self._high_band:
+            out = self._add_high_band(out, due)
         if self._model_channels != self.channels:
             return np.repeat(out, self.channels, axis=0)
         return np.ascontiguousarray(out)
+
+    def _add_high_band(self, held: np.ndarray, due: int) -> np.ndarray:
+        """held: (3 x model channels, due) resampled estimate, ratio and model-rate input
+        -> (model channels, due) estimate with the high band's share added."""
+        vocals, ratio, low_band = np.split(held, 3)
+        audio, self._stream_input = self._stream_input[:, :due], self._stream_input[:, due:]
+        ratio = np.clip(ratio, 0.0, 1.0)  # the resampler may overshoot a little
+        share = highband.high_band_share(self.high_band_removal, audio, low_band, ratio)
+        return (vocals + share).astype(np.float32)
 
 
 def separate_overlap_add(
@@ -355,6 +416,8 @@ def separate_overlap_add(
     hop_fraction: float = DEFAULT_HOP_FRACTION,
     batch_windows: int | None = None,
     stereo: str = "batch",
+    postfilter: str = "none",
+    high_band_voice_removal: float = 0.0,
     progress: Callable[[float], None] | None = None,
 ) -> np.ndarray:
     """The vocal estimate of a whole signal by overlap-add (see the module's docstring).
@@ -373,6 +436,8 @@ def separate_overlap_add(
         hop_fraction=hop_fraction,
         batch_windows=batch_windows,
         stereo=stereo,
+        postfilter=postfilter,
+        high_band_voice_removal=high_band_voice_removal,
     )
     # Blocks of one model call's worth of hops, so progress moves once per call.
     hop_seconds = stream.plan.hop * stream.batch_windows / stream.contract.sample_rate
@@ -398,6 +463,8 @@ def separate_blocks(
     hop_fraction: float = DEFAULT_HOP_FRACTION,
     batch_windows: int | None = None,
     stereo: str = "batch",
+    postfilter: str = "none",
+    high_band_voice_removal: float = 0.0,
 ) -> Iterator[np.ndarray]:
     """Stream a signal given as blocks through :class:`OverlapAddStream`.
 
@@ -413,6 +480,8 @@ def separate_blocks(
         hop_fraction=hop_fraction,
         batch_windows=batch_windows,
         stereo=stereo,
+        postfilter=postfilter,
+        high_band_voice_removal=high_band_voice_removal,
     )
     for block in blocks:
         out = stream.process(block)

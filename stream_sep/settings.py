@@ -12,25 +12,40 @@ import dataclasses
 import math
 
 from stream_sep import options
+from stream_sep.engine.highband import check_removal
 from stream_sep.engine.plan import MIN_CROSSFADE_SECONDS
 from stream_sep.engine.window import STEREO_CHOICES
 from stream_sep.errors import UserError
+from stream_sep.postfilter import POSTFILTERS, check_postfilter, load_norbert
 
-DEFAULTS = {"hop": 0.5, "lookahead": 0.25, "crossfade": 0.064, "stereo": "batch"}
+DEFAULTS = {
+    "hop": 0.5,
+    "lookahead": 0.25,
+    "crossfade": 0.064,
+    "stereo": "batch",
+    "postfilter": "none",
+    "high_band_voice_removal": 0.0,
+}
 _PLAN_FIELDS = ("hop", "lookahead", "crossfade")
+WINDOW_FIELDS = ("postfilter", "high_band_voice_removal")
 
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
     """hop, lookahead, crossfade: seconds (see :mod:`stream_sep.engine.plan`); stereo: 'batch'
     (every channel through the model) or 'mid' (the mid channel only, half the compute);
-    latency: 'auto', a number of seconds, or None (use the plan options as given)."""
+    latency: 'auto', a number of seconds, or None (use the plan options as given);
+    postfilter: 'none', 'wiener' or 'wiener-em' (:mod:`stream_sep.postfilter`);
+    high_band_voice_removal: 0..1, the share of the voice above the model's band removed in
+    karaoke (:mod:`stream_sep.engine.highband`)."""
 
     hop: float | None = None
     lookahead: float | None = None
     crossfade: float | None = None
     stereo: str | None = None
     latency: float | str | None = None
+    postfilter: str | None = None
+    high_band_voice_removal: float | None = None
 
     def __post_init__(self):
         _check_seconds("hop", self.hop, 0.0, strict=True)
@@ -39,6 +54,10 @@ class Settings:
         if self.stereo is not None and self.stereo not in STEREO_CHOICES:
             choices = ", ".join(STEREO_CHOICES)
             raise UserError(f"--stereo must be one of {choices}, got {self.stereo!r}")
+        if self.postfilter is not None and check_postfilter(self.postfilter) != "none":
+            load_norbert()  # a missing package is one line before any model loads
+        if self.high_band_voice_removal is not None:
+            check_removal(self.high_band_voice_removal)
         if self.latency not in (None, "auto"):
             _check_seconds("latency", self.latency, 0.0, strict=True, auto=True)
             if self.plan_given:
@@ -58,10 +77,20 @@ class Settings:
         return self.latency is not None and not (self.latency == "auto" and self.plan_given)
 
     def engine_options(self) -> dict:
-        """hop, lookahead, crossfade and stereo for the engine, defaults filled in."""
+        """hop, lookahead, crossfade, stereo and the window options for the engine,
+        defaults filled in."""
         return {
             name: DEFAULTS[name] if getattr(self, name) is None else getattr(self, name)
-            for name in (*_PLAN_FIELDS, "stereo")
+            for name in (*_PLAN_FIELDS, "stereo", *WINDOW_FIELDS)
+        }
+
+    def window_options(self) -> dict:
+        """postfilter and high_band_voice_removal, defaults filled in: what a fitted live
+        plan adds to :meth:`~stream_sep.engine.fitting.Fit.engine_options` (and what
+        :func:`~stream_sep.engine.fitting.measure` must time)."""
+        return {
+            name: DEFAULTS[name] if getattr(self, name) is None else getattr(self, name)
+            for name in WINDOW_FIELDS
         }
 
 
@@ -99,6 +128,28 @@ def add_arguments(parser: argparse.ArgumentParser, live: bool = False) -> None:
     )
 
 
+def add_quality_arguments(parser: argparse.ArgumentParser) -> None:
+    """--postfilter and --high-band-voice-removal (the per-window quality options)."""
+    parser.add_argument(
+        "--postfilter",
+        type=options.choice("postfilter", POSTFILTERS),
+        metavar=options.listing(POSTFILTERS),
+        default=None,
+        help="re-filter each window's estimate with norbert's Wiener filter (the model's "
+        "vocals and the mixture minus them as the two sources); wiener-em adds an EM "
+        "iteration; needs pip install 'stream-sep[postfilter]' (default none)",
+    )
+    parser.add_argument(
+        "--high-band-voice-removal",
+        type=options.number("high-band-voice-removal", 0.0, 1.0),
+        default=None,
+        metavar="FRACTION",
+        help="0..1: at stream rates above the model's, also remove this share of the input "
+        "above the model's band where the model hears voice at the top of its band "
+        "(sibilants a 16 kHz model cannot see; default 0)",
+    )
+
+
 def from_args(args: argparse.Namespace) -> Settings:
     return Settings(
         hop=args.hop,
@@ -106,6 +157,8 @@ def from_args(args: argparse.Namespace) -> Settings:
         crossfade=args.crossfade,
         stereo=args.stereo,
         latency=getattr(args, "latency", None),
+        postfilter=getattr(args, "postfilter", None),
+        high_band_voice_removal=getattr(args, "high_band_voice_removal", None),
     )
 
 

@@ -236,3 +236,110 @@ def _bass(samples: int, rate: int, rng) -> np.ndarray:
     envelope = 0.4 + 0.6 * np.exp(-position / 0.15)
     envelope *= np.clip((0.5 - position) / 0.01, 0.0, 1.0)
     return bass * envelope
+
+
+def full_band_song(
+    seconds: float, rate: int = 44100, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A full-band mix at ``rate`` (44.1 kHz: content up to 16 kHz): (mixture, vocals,
+    accompaniment), each (samples,) float32, ``mixture = vocals + accompaniment``.
+
+    The voice is :func:`voice_over_band`'s singer plus what a 16 kHz model cannot see: a
+    sibilant ("s", band-limited noise at 4.5-13 kHz, 60-120 ms) before about half of the
+    syllables, and breath noise (6-14 kHz, 25 dB under the voice) while it sings. The band
+    is the kick, snare and bass of :func:`voice_over_band`, a pad (a three-note sawtooth
+    chord with harmonics to 10 kHz, changing every 2 s) and closed hi-hats on every eighth
+    note (noise at 7-16 kHz, 30 ms decay): instruments above 8 kHz that karaoke must keep.
+    Voice and band have the same RMS; the mix peaks at most at 0.9.
+    """
+    rng = np.random.default_rng(seed)
+    samples = int(round(seconds * rate))
+    voice = _voice(samples, rate, rng)
+    voice *= 0.1 / max(np.sqrt(np.mean(voice**2)), 1e-12)
+    voice += _sibilants(samples, rate, rng) + _breath(voice, rate, rng)
+    band = _drums(samples, rate, rng) + _bass(samples, rate, rng)
+    band *= 0.1 / max(np.sqrt(np.mean(band**2)), 1e-12)
+    band += _pad(samples, rate, rng) + _hats(samples, rate, rng)
+    voice *= 0.1 / max(np.sqrt(np.mean(voice**2)), 1e-12)
+    band *= 0.1 / max(np.sqrt(np.mean(band**2)), 1e-12)
+    scale = min(1.0, 0.9 / max(np.abs(voice + band).max(), 1e-12))
+    vocals, accompaniment = (voice * scale).astype(np.float32), (band * scale).astype(np.float32)
+    return vocals + accompaniment, vocals, accompaniment
+
+
+def band_noise(samples: int, rate: int, low: float, high: float, rng) -> np.ndarray:
+    """(samples,) float64 white noise limited to [low, high] Hz (FFT mask), unit RMS."""
+    spectrum = np.fft.rfft(rng.standard_normal(samples))
+    frequencies = np.fft.rfftfreq(samples, 1.0 / rate)
+    spectrum[(frequencies < low) | (frequencies > high)] = 0.0
+    noise = np.fft.irfft(spectrum, samples)
+    return noise / max(np.sqrt(np.mean(noise**2)), 1e-12)
+
+
+def _sibilants(samples: int, rate: int, rng) -> np.ndarray:
+    """(samples,) float64: 's' sounds just before about half of the syllables."""
+    hiss = band_noise(samples, rate, 4500.0, 13000.0, rng)
+    envelope = np.zeros(samples)
+    for start, _length in _syllables(samples, rate, np.random.default_rng(rng.integers(2**31))):
+        if rng.uniform() < 0.5:
+            length = int(rng.uniform(0.06, 0.12) * rate)
+            first = max(0, start - length)
+            shape = np.hanning(start - first + 2)[1:-1] if start > first else np.zeros(0)
+            envelope[first:start] = np.maximum(envelope[first:start], shape)
+    return 0.12 * hiss * envelope
+
+
+def _breath(voice: np.ndarray, rate: int, rng) -> np.ndarray:
+    """(samples,) float64 breath noise following the voice's loudness, 25 dB under it."""
+    window = max(1, int(0.02 * rate))
+    loudness = np.sqrt(np.convolve(voice**2, np.ones(window) / window, mode="same"))
+    return 10 ** (-25 / 20) * loudness * band_noise(len(voice), rate, 6000.0, 14000.0, rng)
+
+
+def _pad(samples: int, rate: int, rng) -> np.ndarray:
+    """(samples,) float64 sawtooth chords (harmonics up to 10 kHz), a new chord every 2 s."""
+    roots = np.array([130.8, 146.8, 164.8, 174.6, 196.0, 220.0])  # C3 to A3
+    chord_length = int(2.0 * rate)
+    pad = np.zeros(samples)
+    for start in range(0, samples, chord_length):
+        end = min(samples, start + chord_length)
+        t = np.arange(end - start) / rate
+        root = rng.choice(roots)
+        for note in (root, root * 2 ** (4 / 12), root * 2 ** (7 / 12)):
+            harmonics = range(1, int(10000 / note) + 1)
+            pad[start:end] += sum(np.sin(2 * np.pi * k * note * t) / k for k in harmonics)
+        swell = np.minimum(1.0, t / 0.2) * np.minimum(1.0, (t[-1] - t) / 0.05 + 1e-3)
+        pad[start:end] *= swell
+    return 0.02 * pad
+
+
+def _hats(samples: int, rate: int, rng) -> np.ndarray:
+    """(samples,) float64 closed hi-hats on every eighth note at 120 bpm."""
+    hiss = band_noise(samples, rate, 7000.0, 16000.0, rng)
+    eighth = int(0.25 * rate)
+    envelope = np.zeros(samples)
+    hit = _decay(min(int(0.12 * rate), samples), rate, 0.03)
+    for start in range(eighth // 2, samples, eighth):
+        end = min(samples, start + hit.size)
+        envelope[start:end] = hit[: end - start]
+    return 0.05 * hiss * envelope
+
+
+def write_mir1k_like(
+    folder: Path, singers, clips: int = 2, seconds: float = 1.5, rate: int = 16000
+) -> list[Path]:
+    """Write generated MIR-1K-style clips: ``folder/<singer>_1_<nn>.wav``, stereo float,
+    channel 0 the band, channel 1 the voice (:func:`voice_over_band`, a seed per clip).
+    Returns the paths, sorted."""
+    import soundfile
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for number, singer in enumerate(singers):
+        for clip in range(1, clips + 1):
+            _mixture, vocals, band = voice_over_band(seconds, rate, seed=100 * number + clip)
+            path = folder / f"{singer}_1_{clip:02d}.wav"
+            soundfile.write(path, np.stack([band, vocals], axis=1), rate, subtype="FLOAT")
+            paths.append(path)
+    return sorted(paths)

@@ -17,6 +17,7 @@ import contextlib
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 
 import numpy as np
@@ -46,7 +47,11 @@ def server_running() -> bool:
 
 
 def start_server(name: str, rate: int = 48000, period: int = 1024) -> subprocess.Popen:
-    """Start jackd's dummy driver under ``name`` and make it this process's default."""
+    """Start jackd's dummy driver under ``name`` and make it this process's default. A
+    server that does not come up within a minute (a loaded machine) is an error naming
+    jackd's own last words."""
+    # Open for the server's lifetime (read back only if it fails to start).
+    log = tempfile.NamedTemporaryFile("w+", prefix=f"jackd-{name}-", suffix=".log")  # noqa: SIM115
     process = subprocess.Popen(
         [
             "jackd",
@@ -61,11 +66,11 @@ def start_server(name: str, rate: int = 48000, period: int = 1024) -> subprocess
             "-p",
             str(period),
         ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     os.environ[SERVER_ENV] = name
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
             break
@@ -75,7 +80,9 @@ def start_server(name: str, rate: int = 48000, period: int = 1024) -> subprocess
     process.kill()
     process.wait()
     del os.environ[SERVER_ENV]
-    raise RuntimeError(f"jackd -n {name} did not start (exit status {process.returncode})")
+    log.seek(0)
+    said = " | ".join(log.read().strip().splitlines()[-3:])
+    raise RuntimeError(f"jackd -n {name} did not start (exit status {process.returncode}): {said}")
 
 
 def unavailable(reason: str) -> None:

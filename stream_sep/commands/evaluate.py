@@ -103,6 +103,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="S",
         help="--streaming: seconds of future context after the last sample used",
     )
+    settings.add_quality_arguments(parser)
     parser.add_argument(
         "--provider",
         default="auto",
@@ -142,7 +143,13 @@ def run(args: argparse.Namespace) -> int:
         args.data, args.data_format, args.split, args.singers, args.limit, args.every
     )
     model = load_model(args.model, provider=args.provider)
-    options = engine_options(args.streaming, args.hop, args.lookahead)
+    options = engine_options(
+        args.streaming,
+        args.hop,
+        args.lookahead,
+        postfilter=args.postfilter,
+        high_band_voice_removal=args.high_band_voice_removal,
+    )
     plan = describe_plan(model, options)
     print(_plan_line(args, model, plan, len(refs)), flush=True)
     results = []
@@ -173,14 +180,19 @@ def run(args: argparse.Namespace) -> int:
 
 
 def engine_options(
-    streaming: bool, hop: float | None = None, lookahead: float | None = None
+    streaming: bool,
+    hop: float | None = None,
+    lookahead: float | None = None,
+    **window_options,
 ) -> dict:
     """Options for an evaluation run: the engine defaults (hop, lookahead, crossfade,
-    stereo), with ``hop``/``lookahead`` replaced when streaming; ``like_live`` = streaming
-    (otherwise the offline throughput plan of :mod:`stream_sep.overlap_add` is scored)."""
+    stereo, post-filter, high band), with ``hop``/``lookahead`` replaced when streaming and
+    the window options (``postfilter``, ``high_band_voice_removal``) as given;
+    ``like_live`` = streaming (otherwise the offline throughput plan of
+    :mod:`stream_sep.overlap_add` is scored)."""
     if not streaming:
         hop = lookahead = None
-    options = settings.Settings(hop=hop, lookahead=lookahead).engine_options()
+    options = settings.Settings(hop=hop, lookahead=lookahead, **window_options).engine_options()
     return {**options, "like_live": streaming}
 
 
@@ -233,6 +245,8 @@ def describe_plan(model, options: dict) -> dict:
         "crossfade_seconds": plan.crossfade_samples / rate,
         "latency_seconds": plan.latency_seconds,
         "algorithmic_latency_seconds": (plan.lookahead_samples + plan.hop_samples) / rate,
+        "postfilter": options.get("postfilter", "none"),
+        "high_band_voice_removal": options.get("high_band_voice_removal", 0.0),
     }
 
 
@@ -422,8 +436,18 @@ def _plan_line(args, model, plan: dict, clips: int) -> str:
         f"{model.provider}; {mode}: hop {plan['hop_seconds']:.3f} s, lookahead "
         f"{plan['lookahead_seconds']:.3f} s, algorithmic latency (lookahead + hop) "
         f"{plan['algorithmic_latency_seconds']:.3f} s, engine delay "
-        f"{plan['latency_seconds']:.3f} s"
+        f"{plan['latency_seconds']:.3f} s" + _window_options_text(plan)
     )
+
+
+def _window_options_text(plan: dict) -> str:
+    """'' at the defaults, else '; post-filter wiener, ...'."""
+    parts = []
+    if plan["postfilter"] != "none":
+        parts.append(f"post-filter {plan['postfilter']}")
+    if plan["high_band_voice_removal"]:
+        parts.append(f"high-band voice removal {plan['high_band_voice_removal']:g}")
+    return "".join(f"; {part}" for part in parts)
 
 
 _CLIP_COLUMNS = "{:<28} {:>6} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7}"

@@ -103,6 +103,7 @@ def add_arguments(parser) -> None:
         "(default auto)",
     )
     settings.add_arguments(parser, live=True)
+    settings.add_quality_arguments(parser)
     parser.add_argument(
         "--samplerate",
         type=options.whole("samplerate", "Hz", *SAMPLERATE_RANGE),
@@ -250,13 +251,14 @@ def fitted_options(
     --hop/--lookahead/--crossfade those are used as given (one hop of compute allowance)."""
     if not chosen.fitted:
         return chosen.engine_options()
-    speed = fitting.measure(model, rate, channels)
+    speed = fitting.measure(model, rate, channels, **chosen.window_options())
     target = None if chosen.latency == "auto" else chosen.latency
     block = (blocksize or ASSUMED_DEVICE_BLOCK) / rate
     fit = fitting.choose(model.contract, rate, channels, speed, target, chosen.stereo, block)
     stereo_cost = speed.t90("batch") / max(speed.t90("mid"), 1e-6)
     log.info("measured %.3f s per window (%s): %s", fit.window_seconds, fit.stereo, fit)
-    return {**fit.engine_options(), "shed": True, "stereo_cost": stereo_cost}
+    options = {**fit.engine_options(), **chosen.window_options()}
+    return {**options, "shed": True, "stereo_cost": stereo_cost}
 
 
 def channel_notes(

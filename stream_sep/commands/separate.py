@@ -80,6 +80,7 @@ def add_arguments(parser) -> None:
         "(default auto)",
     )
     settings.add_arguments(parser)
+    settings.add_quality_arguments(parser)
     parser.add_argument(
         "--like-live",
         action="store_true",

@@ -71,14 +71,18 @@ class Fit:
         }
 
 
-def measure(model, sample_rate: int, channels: int, runs: int = TIMED_WINDOWS) -> SpeedProfile:
+def measure(
+    model, sample_rate: int, channels: int, runs: int = TIMED_WINDOWS, **window_options
+) -> SpeedProfile:
     """Time ``runs`` windows of quiet noise through the engine's own window path (resampling,
-    STFT, model, iSTFT) for both stereo handlings (one when mono), after one untimed run."""
+    STFT, model, iSTFT) for both stereo handlings (one when mono), after one untimed run.
+    window_options: the :class:`WindowRunner`'s post-filter and high-band options, timed
+    with the window (:meth:`stream_sep.settings.Settings.window_options`)."""
     contract = model.contract
     edge = contract.n_fft // 4 / contract.sample_rate
     quarter = contract.window_seconds / 4  # any valid plan: the timing hardly depends on it
     plan = WindowPlan.build(contract, sample_rate, quarter, 2 * edge, min(quarter, 0.064))
-    runner = WindowRunner(model, plan)
+    runner = WindowRunner(model, plan, **window_options)
     audio = 0.01 * np.random.default_rng(0).standard_normal((channels, plan.window_samples))
     audio = audio.astype(np.float32)
     timings = {}

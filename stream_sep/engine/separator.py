@@ -44,6 +44,8 @@ class Separator:
     slowness (:mod:`stream_sep.engine.shedding`); ``stereo_cost`` is the measured time of a
     both-channel window over a mid-channel one. compute: the compute allowance in seconds
     (default one hop; :mod:`stream_sep.engine.fitting` sizes it from measured speed).
+    postfilter, high_band_voice_removal: per-window quality options of
+    :class:`~stream_sep.engine.window.WindowRunner` (default off).
     """
 
     def __init__(
@@ -59,6 +61,8 @@ class Separator:
         mode: str = "karaoke",
         vocal_level: float | None = None,
         stereo: str = "batch",
+        postfilter: str = "none",
+        high_band_voice_removal: float = 0.0,
         blocking: bool = False,
         strict: bool = False,
         shed: bool = False,
@@ -81,7 +85,7 @@ class Separator:
         self.stats = EngineStats(hop_seconds=plan.hop_samples / self.sample_rate)
         shed = shed and not self.blocking
         self._health = Health(self.stats, _check_failures(max_consecutive_failures), not shed)
-        self._runner = WindowRunner(model, plan, stereo)
+        self._runner = WindowRunner(model, plan, stereo, postfilter, high_band_voice_removal)
         self._weights = plan.crossfade_weights()
         allowance = plan.compute_samples / self.sample_rate
         self.shedding = Shedding(allowance, stereo, self.channels, stereo_cost) if shed else None

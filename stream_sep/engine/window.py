@@ -6,8 +6,10 @@ import numpy as np
 import soxr
 
 from stream_sep.engine.health import NonFiniteEstimate
+from stream_sep.engine.highband import RATIO_FFT, HighBandVoice
 from stream_sep.engine.plan import WindowPlan
 from stream_sep.families import separate_rows
+from stream_sep.postfilter import PostFilter
 
 RESAMPLE_QUALITY = "HQ"
 STEREO_CHOICES = ("batch", "mid")
@@ -21,9 +23,22 @@ class WindowRunner:
     :func:`~stream_sep.families.separate_rows`), and only the stretch around the support is resampled back, starting
     on a sample-aligned point, so the estimate has no resampling delay. ``stereo="mid"`` runs
     the mean of the channels (half the compute for stereo) and returns one channel.
+
+    postfilter: a :data:`~stream_sep.postfilter.POSTFILTERS` name (or a
+    :class:`~stream_sep.postfilter.PostFilter`), applied to the model-rate
+    estimate of the stretch around the support (:mod:`stream_sep.postfilter`).
+    high_band_voice_removal: the share of the voice above the model's band added to the
+    estimate (:mod:`stream_sep.engine.highband`; 0 = off).
     """
 
-    def __init__(self, model, plan: WindowPlan, stereo: str = "batch"):
+    def __init__(
+        self,
+        model,
+        plan: WindowPlan,
+        stereo: str = "batch",
+        postfilter: str = "none",
+        high_band_voice_removal: float = 0.0,
+    ):
         self.model = model
         self.plan = plan
         self.stereo = stereo
@@ -31,6 +46,19 @@ class WindowRunner:
         self._vocals_index = self.contract.source_index("vocals")
         self._resample = plan.sample_rate != plan.model_rate
         self._model_slice, self._slice_offset = plan.resampled_stretch()
+        self.postfilter = PostFilter.of(postfilter)
+        self.high_band = HighBandVoice(plan, high_band_voice_removal)
+        self._filter_slice = self._stretch_with_margin(max(self.postfilter.n_fft, RATIO_FFT))
+
+    def _stretch_with_margin(self, margin: int) -> slice:
+        """The model-rate samples the support is made of, widened by ``margin`` on each side
+        (within the window): what the post-filter and the voice ratio look at."""
+        if self._resample:
+            first, last = self._model_slice.start, self._model_slice.stop
+        else:
+            first = self.plan.support_start
+            last = first + self.plan.support_samples
+        return slice(max(0, first - margin), min(self.plan.model_window, last + margin))
 
     def estimate(self, audio: np.ndarray, stereo: str | None = None) -> np.ndarray:
         """audio (C, W) stream rate -> (C, S) vocal estimate over the support, or (1, S) for
@@ -49,7 +77,25 @@ class WindowRunner:
         vocals = sources[:, self._vocals_index]
         if not np.isfinite(vocals).all():
             raise NonFiniteEstimate("model returned NaN or Inf")
-        return self._support_of(vocals)
+        stretch = self._filter_slice
+        if self.postfilter.active:
+            vocals = np.array(vocals, np.float32)  # the model's own buffer is left alone
+            vocals[:, stretch] = self.postfilter.apply(vocals[:, stretch], model_in[:, stretch])
+            if not np.isfinite(vocals[:, stretch]).all():
+                raise NonFiniteEstimate("the post-filter returned NaN or Inf")
+        estimate = self._support_of(vocals)
+        if self.high_band.active:
+            estimate = estimate + self._high_band_share(audio, mode, vocals, model_in)
+        return estimate
+
+    def _high_band_share(self, audio, mode, vocals, model_in) -> np.ndarray:
+        """(B, S): the input above the model's band, weighted by how much voice the model
+        found at the top of its band (:class:`~stream_sep.engine.highband.HighBandVoice`)."""
+        stretch, first = self._filter_slice, self.plan.support_start
+        rows = audio.mean(axis=0, keepdims=True) if mode == "mid" else audio
+        ratio = self.high_band.voice_ratio(vocals[:, stretch], model_in[:, stretch], stretch.start)
+        support = rows[:, first : first + self.plan.support_samples]
+        return self.high_band.share(support, self._support_of(model_in), ratio)
 
     def _support_of(self, vocals: np.ndarray) -> np.ndarray:
         """(B, model window) model-rate estimate -> (B, S) at the stream rate."""

@@ -1,0 +1,315 @@
+"""Cross-validation of the training recipe by singer: an SDR that does not depend on which
+two singers happened to be held out.
+
+The MIR-1K singers are split into rotating folds (:func:`stream_sep.datasets.singer_folds`:
+sorted, ``--held-out`` singers per fold, each singer held out in exactly one fold; 12 singers,
+2 per fold: 6 folds). For each fold:
+
+1. **train** the recipe on the other singers: ``python -m train --data DIR --format mir1k
+   --val-singers <the fold's singers> ...`` for ``--steps`` steps (the bundled model's recipe,
+   see :data:`RECIPE`, with its warm-up and a final linear decay over the last quarter; more
+   options with ``--train-args``). The held-out singers are training's validation split:
+   they only give the logged ``val_sdr`` and ``best.keras``. The recipe always has a
+   learning-rate schedule, which turns the plateau rule (the one thing that would act on the
+   validation loss) off, and the fold is scored with ``last.keras``, so nothing of the
+   held-out singers reaches the weights that are scored;
+2. **export** ``last.keras`` with ``python export/to_onnx.py`` (which also checks the ONNX
+   file against Keras);
+3. **evaluate** the fold's held-out singers (every ``--every``-th clip) exactly as
+   ``stream-sep evaluate --streaming`` does at the live default settings
+   (:func:`stream_sep.commands.evaluate.evaluate_clip`; museval off): vocals SDR per clip.
+
+The report gives each fold's mean vocals SDR and its singers', then the mean over folds and
+its spread (standard deviation, min, max), and the per-singer table (each singer scored by the
+one model that never heard it).
+
+Cost on the 2-core CPU machine (tiny preset, batch 4: about 1.2 s per step when idle;
+export about a minute; evaluation about (clip seconds / 0.5 s hop) x 0.15-0.3 s):
+
+- the full measure, ``--steps 5550 --every 1`` (the bundled model's length, all 612 clips):
+  6 folds x (about 1.9 h training + 1 min export) + about 25 min of evaluation = about 12 h;
+- a cheap variant for iterating, ``--steps 500 --every 6 --folds 2``: 2 x (about 10 min
+  training + 1 min export + 1-2 min evaluation) = about 25 min. Few steps score far below
+  the shipped model (a recipe is compared with another at the same steps, not with it).
+
+On a GPU machine pass ``--train-args "--distribute"`` or set ``KERAS_BACKEND=jax`` for the
+training step (the export needs TensorFlow and runs on the CPU).
+
+    python benchmarks/cross_validate.py --data ../shared/data/mir1k --steps 500 --every 6 \\
+        --folds 2 --work runs/cv --json cv.json --md cv.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from stream_sep import datasets  # noqa: E402
+from stream_sep.commands import evaluate  # noqa: E402
+from stream_sep.errors import UserError  # noqa: E402
+from stream_sep.inference import load_model  # noqa: E402
+
+# The bundled model's recipe (docs/training.md), less what depends on the number of steps.
+RECIPE = (
+    "--preset tiny --batch-size 4 --accumulation-steps 0 --lr 5e-4 --lr-half-life 3000 "
+    "--original-pairs-fraction 0.5 --seed 21"
+)
+STEPS_PER_EPOCH = 150
+VAL_EXAMPLES = 16  # validation is only logged here: a few chunks keep each epoch cheap
+
+
+def train_command(data: Path, fold: datasets.Fold, steps: int, run_dir: Path, extra: str):
+    """The ``python -m train`` command line of one fold: (argv, total steps)."""
+    per_epoch = min(STEPS_PER_EPOCH, steps)
+    epochs = math.ceil(steps / per_epoch)
+    total = epochs * per_epoch
+    decay_start = int(0.75 * total)
+    schedule = (
+        f"--warmup-steps {min(200, max(1, total // 10))} "
+        f"--lr-decay-start {decay_start} --lr-decay-steps {max(1, total - decay_start)}"
+    )
+    argv = [
+        sys.executable,
+        "-m",
+        "train",
+        "--data",
+        str(data),
+        "--format",
+        "mir1k",
+        "--val-singers",
+        ",".join(fold.held_out),
+        "--val-examples",
+        str(VAL_EXAMPLES),
+        "--steps-per-epoch",
+        str(per_epoch),
+        "--epochs",
+        str(epochs),
+        "--runs-dir",
+        str(run_dir.parent),
+        "--run-name",
+        run_dir.name,
+        "--progress",
+        "none",
+        *shlex.split(RECIPE),
+        *shlex.split(schedule),
+        *shlex.split(extra),
+    ]
+    return argv, total
+
+
+def export_command(run_dir: Path) -> list[str]:
+    return [
+        sys.executable,
+        str(REPO / "export" / "to_onnx.py"),
+        "--checkpoint",
+        str(run_dir / "last.keras"),
+        "--output",
+        str(run_dir / "last.onnx"),
+    ]
+
+
+def run_step(name: str, argv: list[str], log_path: Path) -> float:
+    """Run one stage as a subprocess from the repository root, its output into
+    ``log_path``; returns the seconds it took. A failure is one line naming the log."""
+    paths = [str(REPO), os.environ.get("PYTHONPATH", "")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path for path in paths if path)}
+    started = time.perf_counter()
+    with open(log_path, "w") as log:
+        result = subprocess.run(argv, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    if result.returncode != 0:
+        last = (log_path.read_text().strip().splitlines() or [""])[-1]
+        raise UserError(
+            f"{name} failed (exit {result.returncode}): {last[:200]}; full output in {log_path}"
+        )
+    return time.perf_counter() - started
+
+
+def evaluate_fold(model_path: Path, data: Path, fold: datasets.Fold, every: int, options):
+    """Score the fold's held-out singers: (per-clip results, summary, per-singer summary)."""
+    model = load_model(str(model_path), provider="cpu")
+    refs = datasets.find_clips(data, "mir1k", None, list(fold.held_out), None, every)
+    results = [
+        evaluate.evaluate_clip(model, datasets.load_clip(ref), options, use_museval=False)
+        for ref in refs
+    ]
+    return results, evaluate.summarise(results), evaluate.summarise_groups(results, "mir1k")
+
+
+def vocals_sdr(summary: dict) -> dict:
+    cell = summary["model"]["vocals"]["sdr"]
+    return {"mean": cell["mean"], "median": cell["median"], "clips": cell["clips"]}
+
+
+def spread(values: list[float]) -> dict:
+    return {
+        "mean": statistics.fmean(values),
+        "stdev": statistics.stdev(values) if len(values) > 1 else 0.0,
+        "min": min(values),
+        "max": max(values),
+        "folds": len(values),
+    }
+
+
+def run_fold(args, fold: datasets.Fold, options: dict) -> dict:
+    run_dir = args.work / f"fold-{fold.index}-{'-'.join(fold.held_out)}"
+    if (run_dir / "config.json").exists():
+        raise UserError(f"{run_dir} already exists; remove it or choose another --work")
+    args.work.mkdir(parents=True, exist_ok=True)
+    argv, steps = train_command(args.data, fold, args.steps, run_dir, args.train_args)
+    print(f"fold {fold.index}: holding out {', '.join(fold.held_out)}; training", flush=True)
+    logs = args.work / f"fold-{fold.index}"
+    train_seconds = run_step("training", argv, Path(f"{logs}-train.log"))
+    export_seconds = run_step("export", export_command(run_dir), Path(f"{logs}-export.log"))
+    started = time.perf_counter()
+    results, summary, by_singer = evaluate_fold(
+        run_dir / "last.onnx", args.data, fold, args.every, options
+    )
+    row = {
+        "fold": fold.index,
+        "held_out": list(fold.held_out),
+        "run": str(run_dir),
+        "steps": steps,
+        "train_seconds": train_seconds,
+        "export_seconds": export_seconds,
+        "evaluate_seconds": time.perf_counter() - started,
+        "vocals_sdr": vocals_sdr(summary),
+        "by_singer": {singer: vocals_sdr(s) for singer, s in by_singer.items()},
+        "clips": [
+            {
+                "name": r["name"],
+                "seconds": r["seconds"],
+                "vocals_sdr": r["scores"]["model"]["vocals"]["sdr"],
+            }
+            for r in results
+        ],
+    }
+    print(format_fold(row), flush=True)
+    return row
+
+
+def format_fold(row: dict) -> str:
+    singers = ", ".join(
+        f"{name} {cell['mean']:.2f} ({cell['clips']})" for name, cell in row["by_singer"].items()
+    )
+    sdr = row["vocals_sdr"]
+    return (
+        f"fold {row['fold']}: vocals SDR mean {sdr['mean']:.2f} dB, median {sdr['median']:.2f} "
+        f"over {sdr['clips']} clips [{singers}]; {row['steps']} steps in "
+        f"{row['train_seconds'] / 60:.1f} min, export {row['export_seconds']:.0f} s, "
+        f"evaluation {row['evaluate_seconds']:.0f} s"
+    )
+
+
+def format_markdown(report: dict) -> str:
+    overall = report["over_folds"]
+    lines = [
+        f"Cross-validation by singer: {overall['folds']} fold(s), {report['held_out']} singer(s) "
+        f"held out per fold, {report['steps']} steps, every {report['every']} clip(s), "
+        f"streaming with hop {report['evaluation']['hop_seconds']:g} s and lookahead "
+        f"{report['evaluation']['lookahead_seconds']:g} s, vocals SDR (dB)",
+        "",
+        "| fold | held out | clips | mean | median | train min |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in report["folds"]:
+        sdr = row["vocals_sdr"]
+        lines.append(
+            f"| {row['fold']} | {', '.join(row['held_out'])} | {sdr['clips']} | "
+            f"{sdr['mean']:.2f} | {sdr['median']:.2f} | {row['train_seconds'] / 60:.1f} |"
+        )
+    lines += [
+        "",
+        f"Mean over folds **{overall['mean']:.2f} dB**, standard deviation "
+        f"{overall['stdev']:.2f} dB, range {overall['min']:.2f} to {overall['max']:.2f} dB "
+        f"(mean over all {report['clips']} clips: {report['clip_mean']:.2f} dB).",
+        "",
+        "| singer | clips | mean | median |",
+        "| --- | --- | --- | --- |",
+    ]
+    for singer, cell in report["by_singer"].items():
+        lines.append(f"| {singer} | {cell['clips']} | {cell['mean']:.2f} | {cell['median']:.2f} |")
+    return "\n".join(lines)
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, required=True, help="the MIR-1K folder")
+    parser.add_argument("--steps", type=int, default=5550, help="training steps per fold")
+    parser.add_argument("--every", type=int, default=1, help="evaluate every K-th clip")
+    parser.add_argument("--folds", type=int, help="run only the first F folds (default: all)")
+    parser.add_argument("--held-out", type=int, default=2, help="singers held out per fold")
+    parser.add_argument("--work", type=Path, help="run folders (default runs/cv-<date-time>)")
+    parser.add_argument(
+        "--train-args",
+        default="",
+        help="more options for python -m train, after the recipe's (so they override it)",
+    )
+    parser.add_argument("--hop", type=float, help="evaluation hop (default: the live default)")
+    parser.add_argument("--lookahead", type=float, help="evaluation lookahead (live default)")
+    parser.add_argument("--json", type=Path, help="write the report as JSON")
+    parser.add_argument("--md", type=Path, help="write the tables as Markdown")
+    args = parser.parse_args(argv)
+    for name in ("steps", "every", "folds"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise UserError(f"--{name} must be a positive integer, got {value}")
+    if args.work is None:
+        args.work = REPO / "runs" / f"cv-{time.strftime('%Y%m%d-%H%M%S')}"
+    return args
+
+
+def run(argv=None) -> dict:
+    args = parse_args(argv)
+    folds = datasets.singer_folds(datasets.mir1k_singers(args.data), args.held_out)
+    folds = folds[: args.folds] if args.folds else folds
+    options = evaluate.engine_options(True, args.hop, args.lookahead)
+    rows = [run_fold(args, fold, options) for fold in folds]
+    first_model = load_model(str(Path(rows[0]["run"]) / "last.onnx"), provider="cpu")
+    clip_sdrs = [clip["vocals_sdr"] for row in rows for clip in row["clips"]]
+    by_singer = {}
+    for row in rows:
+        by_singer.update(row["by_singer"])
+    report = {
+        "data": str(args.data),
+        "steps": args.steps,
+        "every": args.every,
+        "held_out": args.held_out,
+        "recipe": f"{RECIPE} {args.train_args}".strip(),
+        "evaluation": evaluate.describe_plan(first_model, options),
+        "folds": rows,
+        "over_folds": spread([row["vocals_sdr"]["mean"] for row in rows]),
+        "clips": len(clip_sdrs),
+        "clip_mean": statistics.fmean(clip_sdrs),
+        "by_singer": dict(sorted(by_singer.items(), key=lambda item: item[0].lower())),
+    }
+    text = format_markdown(report)
+    print(text, flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    if args.md:
+        args.md.write_text(text + "\n")
+    return report
+
+
+def main(argv=None) -> int:
+    try:
+        run(argv)
+    except UserError as error:
+        print(f"cross_validate.py: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,108 @@
+"""Cross-validation by singer: the folds, and benchmarks/cross_validate.py end to end."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import time
+from pathlib import Path
+
+import pytest
+from helpers import write_mir1k_like
+
+from stream_sep import datasets
+from stream_sep.errors import UserError
+
+MIR1K_SINGERS = [
+    "Ani", "Kenshin", "abjones", "amy", "bobon", "bug",
+    "fdps", "heycat", "jmzen", "stool", "tammy", "yifen",
+]  # fmt: skip
+REPO = Path(__file__).resolve().parents[1]
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location(
+        "cross_validate", REPO / "benchmarks" / "cross_validate.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("held_out", range(1, len(MIR1K_SINGERS)))
+def test_no_singer_is_ever_on_both_sides(held_out):
+    folds = datasets.singer_folds(MIR1K_SINGERS, held_out)
+    assert len(folds) == -(-len(MIR1K_SINGERS) // held_out)
+    for fold in folds:
+        assert not set(fold.held_out) & set(fold.training), fold
+        assert set(fold.held_out) | set(fold.training) == set(MIR1K_SINGERS), fold
+        assert fold.training, fold
+    held = [singer for fold in folds for singer in fold.held_out]
+    assert sorted(held) == sorted(MIR1K_SINGERS)  # each singer held out exactly once
+    assert [len(fold.held_out) for fold in folds[:-1]] == [held_out] * (len(folds) - 1)
+
+
+def test_six_rotating_pairs_for_mir1k_in_name_order():
+    folds = datasets.singer_folds(reversed(MIR1K_SINGERS + ["amy"]), 2)  # order, repeats: no matter
+    assert [fold.held_out for fold in folds] == [
+        ("abjones", "amy"),
+        ("Ani", "bobon"),
+        ("bug", "fdps"),
+        ("heycat", "jmzen"),
+        ("Kenshin", "stool"),
+        ("tammy", "yifen"),
+    ]
+    assert [fold.index for fold in folds] == list(range(6))
+
+
+@pytest.mark.parametrize("held_out", [0, 12, -1, 1.5, True])
+def test_impossible_folds_are_one_line(held_out):
+    with pytest.raises(
+        UserError, match="singers held out per fold must be an integer from 1 to 11"
+    ):
+        datasets.singer_folds(MIR1K_SINGERS, held_out)
+
+
+def test_the_singers_of_a_folder(tmp_path):
+    write_mir1k_like(tmp_path / "data", ["bob", "Al", "amy"], clips=2, seconds=0.2)
+    assert datasets.mir1k_singers(tmp_path / "data") == ["Al", "amy", "bob"]
+
+
+def test_each_fold_trains_without_its_singers_and_with_a_schedule(tmp_path):
+    script = load_script()
+    fold = datasets.singer_folds(MIR1K_SINGERS, 2)[1]
+    argv, total = script.train_command(tmp_path, fold, 1000, tmp_path / "runs" / "f1", "")
+    given = argv[3:]
+    assert given[given.index("--val-singers") + 1] == "Ani,bobon"
+    assert given[given.index("--epochs") + 1] == "7" and total == 1050
+    # a schedule turns the plateau rule (which reads the validation loss) off
+    assert "--warmup-steps" in given and "--lr-decay-steps" in given
+    assert given[given.index("--lr-decay-start") + 1] == "787"
+
+
+@pytest.mark.slow
+def test_a_smoke_run_trains_exports_and_scores_each_fold(tmp_path):
+    """Two steps of a very small model on generated clips: the whole chain, not the quality."""
+    data = tmp_path / "mir1k"
+    write_mir1k_like(data, ["ann", "bo", "cy", "di"], clips=2, seconds=1.5)
+    script = load_script()
+    started = time.perf_counter()
+    report = script.run(
+        [
+            "--data", str(data), "--steps", "2", "--folds", "1", "--work", str(tmp_path / "cv"),
+            "--hop", "0.1", "--lookahead", "0.05", "--json", str(tmp_path / "cv.json"),
+            "--train-args",
+            "--window-samples 7680 --n-scales 1 --block-size 1 --batch-size 2 --val-examples 2",
+        ]
+    )  # fmt: skip
+    seconds = time.perf_counter() - started
+    (fold,) = report["folds"]
+    assert fold["held_out"] == ["ann", "bo"]
+    assert {clip["name"].split("_")[0] for clip in fold["clips"]} == {"ann", "bo"}
+    assert fold["vocals_sdr"]["clips"] == 4
+    assert report["over_folds"]["folds"] == 1
+    assert json.loads((tmp_path / "cv.json").read_text())["clips"] == 4
+    config = json.loads((Path(fold["run"]) / "config.json").read_text())
+    assert config["data"]["val_singers"] == ["ann", "bo"]
+    assert config["training"]["epochs"] * config["training"]["steps_per_epoch"] == 2
+    print(f"smoke run: {seconds:.0f} s")

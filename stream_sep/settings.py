@@ -13,15 +13,20 @@ import math
 
 from stream_sep import options
 from stream_sep.engine.highband import check_removal
-from stream_sep.engine.plan import MIN_CROSSFADE_SECONDS
+from stream_sep.engine.plan import (
+    DEFAULT_CROSSFADE,
+    DEFAULT_HOP,
+    DEFAULT_LOOKAHEAD,
+    MIN_CROSSFADE_SECONDS,
+)
 from stream_sep.engine.window import STEREO_CHOICES
 from stream_sep.errors import UserError
 from stream_sep.postfilter import POSTFILTERS, check_postfilter, load_norbert
 
 DEFAULTS = {
-    "hop": 0.5,
-    "lookahead": 0.25,
-    "crossfade": 0.064,
+    "hop": DEFAULT_HOP,
+    "lookahead": DEFAULT_LOOKAHEAD,
+    "crossfade": DEFAULT_CROSSFADE,
     "stereo": "batch",
     "postfilter": "none",
     "high_band_voice_removal": 0.0,

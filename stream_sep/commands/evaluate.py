@@ -388,16 +388,8 @@ def _notes(results: list[dict]) -> list[str]:
 
 
 def write_json_atomically(path: Path, report: dict) -> None:
-    """Write ``report`` as JSON (NaN/Inf as null) via a temp file in the same folder."""
-    text = json.dumps(_finite(report), indent=2, allow_nan=False)
-    temporary = atomic.hidden_sibling(path)
-    try:
-        with open(temporary, "w") as handle:
-            handle.write(text + "\n")
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    """Write ``report`` as JSON (NaN/Inf as null), whole or not at all."""
+    atomic.write_text(path, json.dumps(_finite(report), indent=2, allow_nan=False) + "\n")
 
 
 def _finite(value):

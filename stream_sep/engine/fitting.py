@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from stream_sep.engine.plan import WindowPlan
+from stream_sep.engine.plan import DEFAULT_CROSSFADE, WindowPlan
 from stream_sep.engine.window import WindowRunner
 from stream_sep.errors import UserError
 
@@ -26,7 +26,7 @@ LOAD_CEILING = 0.6  # inference time per window / hop
 COMPUTE_MARGIN = 1.5  # compute allowance = margin x the 90th percentile window time + slack
 COMPUTE_SLACK = 0.02  # seconds: thread wake-up and device-block jitter
 AUTO_LOOKAHEAD = 0.1  # seconds of future context --latency auto gives the model
-AUTO_CROSSFADE = 0.064
+AUTO_CROSSFADE = DEFAULT_CROSSFADE
 GRID = 0.01  # hops and allowances are whole multiples of 10 ms
 MID_MIN_GAIN = 0.05  # auto takes the mid channel (one estimate for both sides) only if it
 # lowers the latency by at least this many seconds: both channels keep the stereo image
@@ -81,7 +81,9 @@ def measure(
     contract = model.contract
     edge = contract.n_fft // 4 / contract.sample_rate
     quarter = contract.window_seconds / 4  # any valid plan: the timing hardly depends on it
-    plan = WindowPlan.build(contract, sample_rate, quarter, 2 * edge, min(quarter, 0.064))
+    plan = WindowPlan.build(
+        contract, sample_rate, quarter, 2 * edge, min(quarter, DEFAULT_CROSSFADE)
+    )
     runner = WindowRunner(model, plan, **window_options)
     audio = 0.01 * np.random.default_rng(0).standard_normal((channels, plan.window_samples))
     audio = audio.astype(np.float32)

@@ -23,6 +23,11 @@ import numpy as np
 
 from stream_sep.errors import UserError
 
+# The hand-sized streaming plan (seconds): the one place these defaults are written. Settings
+# and the engine read them from here; live, --latency auto replaces them by a fitted plan.
+DEFAULT_HOP = 0.5
+DEFAULT_LOOKAHEAD = 0.25
+DEFAULT_CROSSFADE = 0.064
 MIN_CROSSFADE_SECONDS = 0.005  # a fallback always fades; a zero crossfade would click
 RESAMPLE_PAD = 256  # model-rate samples resampled beyond each side of the support
 

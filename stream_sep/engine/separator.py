@@ -18,7 +18,13 @@ import numpy as np
 from stream_sep import safety
 from stream_sep.engine.health import EngineStats, Health
 from stream_sep.engine.mixer import Mixer
-from stream_sep.engine.plan import WindowPlan, seconds_to_samples
+from stream_sep.engine.plan import (
+    DEFAULT_CROSSFADE,
+    DEFAULT_HOP,
+    DEFAULT_LOOKAHEAD,
+    WindowPlan,
+    seconds_to_samples,
+)
 from stream_sep.engine.scheduler import Scheduler
 from stream_sep.engine.shedding import Shedding
 from stream_sep.engine.timeline import Timeline
@@ -54,9 +60,9 @@ class Separator:
         sample_rate: int,
         channels: int,
         *,
-        hop: float = 0.5,
-        lookahead: float = 0.25,
-        crossfade: float = 0.064,
+        hop: float = DEFAULT_HOP,
+        lookahead: float = DEFAULT_LOOKAHEAD,
+        crossfade: float = DEFAULT_CROSSFADE,
         compute: float | None = None,
         mode: str = "karaoke",
         vocal_level: float | None = None,

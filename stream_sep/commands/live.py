@@ -26,8 +26,10 @@ from pathlib import Path
 from stream_sep import devices, keys, options, providers, settings, status
 from stream_sep import engine as engine_module
 from stream_sep.audio_files import audio_file_info
+from stream_sep.controls import Controls
 from stream_sep.engine import fitting
-from stream_sep.errors import AudioFileError, DeviceError
+from stream_sep.engine.key import KEY_RANGE, KeyShift
+from stream_sep.errors import AudioFileError, DeviceError, UserError
 from stream_sep.inference import bundled_model_path, load_model
 from stream_sep.live_audio import BlockProcessor, FileClock, FileSource
 from stream_sep.recording import Recorder, check_recording_path
@@ -54,7 +56,6 @@ _MIXING_PLUGINS = {"default", "sysdefault", "pulse", "pipewire", "jack", "dmix",
 _TICK_SECONDS = 0.25  # status line and key polling: 4 times a second
 _FADE_WAIT_SECONDS = 2.0
 _CLOSE_SECONDS = 1.0  # a stream whose device vanished may never close: give up after this
-_LEVEL_STEP = 0.1
 
 
 def add_arguments(parser) -> None:
@@ -90,6 +91,16 @@ def add_arguments(parser) -> None:
         default=None,
         metavar="G",
         help=f"karaoke with the vocals at G, {low:g} to {high:g} (0 none, 1 original)",
+    )
+    parser.add_argument(
+        "--key",
+        type=options.whole("key", "semitones", *KEY_RANGE),
+        default=None,
+        metavar="SEMITONES",
+        help=f"change the key by SEMITONES, {KEY_RANGE[0]} to +{KEY_RANGE[1]} (the music in karaoke, "
+        "everything in the other modes; also live with the [ and ] keys and the panel). Adds "
+        "Rubber Band's fixed delay to the latency whatever the key, so 0 turns key change on "
+        "unshifted; needs pip install 'stream-sep[night]' (default: no key change, no delay)",
     )
     parser.add_argument(
         "--model", metavar="PATH", help="ONNX separation model (default: the bundled model)"
@@ -222,6 +233,7 @@ def _run(args, reader: keys.KeyReader) -> int:
         if end.device is not None:
             devices.check_settings(end.device, end.kind, count, rate)
     notes = channel_notes(source, sink, channels, out_channels, file_channels)
+    key_delay = KeyShift(rate, channels).latency_seconds if args.key is not None else 0.0
     model = load_model(args.model, args.provider)
     model.warm_up(batch=1 if chosen.stereo == "mid" else channels)
     separator = engine_module.Separator(
@@ -231,7 +243,8 @@ def _run(args, reader: keys.KeyReader) -> int:
         mode=args.mode,
         vocal_level=args.vocal_level,
         blocking=False,
-        **fitted_options(model, rate, channels, chosen, args.blocksize),
+        key=args.key,
+        **fitted_options(model, rate, channels, chosen, args.blocksize, key_delay),
     )
     try:
         session = LiveSession(args, model, separator, source, sink, rate, out_channels)
@@ -241,15 +254,28 @@ def _run(args, reader: keys.KeyReader) -> int:
 
 
 def fitted_options(
-    model, rate: int, channels: int, chosen: settings.Settings, blocksize: int = 0
+    model,
+    rate: int,
+    channels: int,
+    chosen: settings.Settings,
+    blocksize: int = 0,
+    key_delay: float = 0.0,
 ) -> dict:
     """Engine options for this machine: with ``--latency`` the plan is chosen from the
     model's measured speed and the engine sheds work under overload; with explicit
-    --hop/--lookahead/--crossfade those are used as given (one hop of compute allowance)."""
+    --hop/--lookahead/--crossfade those are used as given (one hop of compute allowance).
+    key_delay: seconds the key stage adds, taken from a --latency SECONDS target."""
     if not chosen.fitted:
         return chosen.engine_options()
     speed = fitting.measure(model, rate, channels)
     target = None if chosen.latency == "auto" else chosen.latency
+    if target is not None and key_delay:
+        if target <= key_delay:
+            raise UserError(
+                f"--latency {target:g} is shorter than the key change's own delay "
+                f"({key_delay:.3f} s): ask for more, or leave out --key"
+            )
+        target -= key_delay
     block = (blocksize or ASSUMED_DEVICE_BLOCK) / rate
     fit = fitting.choose(model.contract, rate, channels, speed, target, chosen.stereo, block)
     stereo_cost = speed.t90("batch") / max(speed.t90("mid"), 1e-6)
@@ -313,6 +339,7 @@ class LiveSession:
         self, args, model, separator, source: Endpoint, sink: Endpoint, rate: int, out_channels: int
     ):
         self.args, self.model, self.engine = args, model, separator
+        self.controls = Controls(separator)
         self.source, self.sink, self.rate = source, sink, rate
         self.out_channels = out_channels
         self.file_source = (
@@ -448,18 +475,22 @@ class LiveSession:
                         _say("the audio stream stopped unexpectedly")
                         self.stop_reason = "stream died"
                         return False
-                    if not self._apply(reader.poll(_TICK_SECONDS)):
+                    going, notes = self.controls.apply_keys(reader.poll(_TICK_SECONDS))
+                    for note in notes:
+                        printer.clear()
+                        _say(note)
+                    if not going:
                         self.stop_reason = "q"
                         break
                     warning = self._xrun_warning()
-                    line = status.status_line(
+                    numbers = status.snapshot(
                         self.engine,
                         self.processor,
                         self.processor.take_peaks(),
                         self.processor.frames / self.rate,
                         warning[0] if warning else None,
                     )
-                    printer.show(line, time.monotonic() - started)
+                    printer.show(status.status_line(numbers), time.monotonic() - started)
                 else:
                     self.stop_reason = self.end_reason
             except KeyboardInterrupt:
@@ -467,24 +498,6 @@ class LiveSession:
             finally:
                 printer.clear()
                 self._fade_out()
-        return True
-
-    def _apply(self, commands: list[str]) -> bool:
-        """Apply live keys; False on quit. Every change ramps inside the engine (no click)."""
-        for command in commands:
-            if command == "quit":
-                return False
-            if command in engine_module.MODES:
-                self.engine.set_mode(command)
-            else:
-                low, high = engine_module.VOCAL_LEVEL_RANGE
-                step = _LEVEL_STEP if command == "up" else -_LEVEL_STEP
-                level = (
-                    self.engine.vocal_level
-                    if self.engine.mode == "karaoke"
-                    else (1.0 if step < 0 else 0.0)
-                )
-                self.engine.set_vocal_level(round(min(high, max(low, level + step)), 3))
         return True
 
     def _fade_out(self) -> None:

@@ -24,7 +24,14 @@ def device_latency(stream) -> tuple[float, float] | None:
     if stream is None:
         return None
     latency = stream.latency
-    pair = tuple(latency) if isinstance(latency, (tuple, list)) else (latency, latency)
+    if isinstance(latency, (tuple, list)):
+        pair = tuple(latency)
+    elif type(stream).__name__ == "InputStream":  # one side only: the other has no buffer
+        pair = (latency, 0.0)
+    elif type(stream).__name__ == "OutputStream":
+        pair = (0.0, latency)
+    else:
+        pair = (latency, latency)
     if not all(0.0 <= float(value) <= _ABSURD_LATENCY_S for value in pair):
         return None
     if len(pair) == 1:

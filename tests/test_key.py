@@ -35,9 +35,7 @@ BLOCKS = (1024, 333, 4096, 64, 517)
 
 def tone(frequency: float, seconds: float, channels: int = 2, amplitude: float = 0.3):
     t = np.arange(int(seconds * RATE)) / RATE
-    return np.tile(amplitude * np.sin(2 * np.pi * frequency * t), (channels, 1)).astype(
-        np.float32
-    )
+    return np.tile(amplitude * np.sin(2 * np.pi * frequency * t), (channels, 1)).astype(np.float32)
 
 
 def peak_frequency(signal: np.ndarray, rate: int = RATE) -> float:
@@ -207,7 +205,10 @@ def test_key_options_are_refused_in_one_line(song, tmp_path, half_path, capsys, 
     base = ["--input", str(song), "--output", str(tmp_path / "o.wav"), "--model", str(half_path)]
     assert cli.main(base + ["--key", "13"]) == 2
     err = capsys.readouterr().err
-    assert err.strip() == "stream-sep: error: --key must be a whole number of semitones in [-6, 6], got 13"
+    assert (
+        err.strip()
+        == "stream-sep: error: --key must be a whole number of semitones in [-6, 6], got 13"
+    )
     monkeypatch.setitem(sys.modules, "pylibrb", None)  # as if the extra were not installed
     assert cli.main(base + ["--key", "1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import signal
 import sys
 import threading
 import time
 from pathlib import Path
 
-from stream_sep import devices, keys, options, providers, settings, status
+from stream_sep import devices, keys, options, providers, settings, status, system_audio
 from stream_sep import engine as engine_module
 from stream_sep.audio_files import audio_file_info
 from stream_sep.controls import Controls
@@ -62,16 +63,19 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--input",
         default="mic",
-        metavar="DEVICE|FILE",
-        help="capture device (index, part of its name, or 'mic' for the default input) or an "
-        "audio file played in real time (default mic)",
+        metavar="DEVICE|FILE|system[:NAME]",
+        help="capture device (index, part of its name, or 'mic' for the default input), an "
+        "audio file played in real time, or 'system': what the computer plays (the monitor of "
+        "the default PulseAudio/PipeWire output, or of sink NAME; elsewhere a loopback device "
+        "such as BlackHole or VB-Audio Cable; docs/system-audio.md) (default mic)",
     )
     parser.add_argument(
         "--output",
         default="headphones",
-        metavar="DEVICE|FILE.wav",
+        metavar="DEVICE|FILE.wav|system:NAME",
         help="playback device (index, part of its name, or 'headphones' for the default "
-        "output) or a .wav file that records the processed stream (default headphones). A "
+        "output), system:NAME (the PulseAudio/PipeWire sink NAME), "
+        "or a .wav file that records the processed stream (default headphones). A "
         "recording starts with the latency (silence while the first input travels through) "
         "and, from an input file, holds exactly the file's frames (at the stream rate) plus "
         "the latency, so frame n + latency of the recording is frame n of the file",
@@ -165,9 +169,12 @@ class Endpoint:
     spec: str
     device: devices.Device | None = None
     path: Path | None = None
+    system: system_audio.SystemEnd | None = None  # --input system, --output system:NAME
 
     @property
     def name(self) -> str:
+        if self.system is not None:
+            return self.system.describe()
         return self.device.name if self.device is not None else str(self.path)
 
 
@@ -178,6 +185,11 @@ def is_file_spec(spec: str) -> bool:
 
 
 def resolve_endpoint(spec: str, kind: str) -> Endpoint:
+    named_sink = kind == "output" and system_audio.wanted_name(spec) is not None
+    if system_audio.is_system(spec) and (kind == "input" or named_sink):
+        end = system_audio.resolve(spec, kind)
+        if end is not None:
+            return Endpoint(kind, spec, device=end.device, system=end)
     if is_file_spec(spec):
         if kind == "output":
             return Endpoint(kind, spec, path=check_recording_path(spec))
@@ -191,6 +203,9 @@ def resolve_endpoint(spec: str, kind: str) -> Endpoint:
 def choose_rate(args, source: Endpoint, sink: Endpoint, file_rate: int | None) -> int:
     if args.samplerate is not None:
         return args.samplerate
+    for end in (source, sink):  # a sound server's sink: its own rate, so nothing resamples
+        if end.system is not None and end.system.sink is not None:
+            return end.system.sink.rate
     for end in (source, sink):
         if end.device is not None:
             return int(end.device.default_samplerate)
@@ -223,7 +238,11 @@ def _run(args, reader: keys.KeyReader) -> int:
         bundled_model_path()  # no bundled model: say so before touching any device
     source = resolve_endpoint(args.input, "input")
     sink = resolve_endpoint(args.output, "output")
-    if source.device is not None and sink.device is not None:
+    if source.system is not None:
+        system_audio.check_route(
+            source.system, sink.device, sink.system, args.output, args.allow_feedback
+        )
+    elif source.device is not None and sink.device is not None:
         devices.check_feedback(source.device, sink.device, args.output, args.allow_feedback)
     file_rate, file_channels = audio_file_info(source.path)[:2] if source.path else (None, None)
     rate = choose_rate(args, source, sink, file_rate)
@@ -233,6 +252,7 @@ def _run(args, reader: keys.KeyReader) -> int:
         if end.device is not None:
             devices.check_settings(end.device, end.kind, count, rate)
     notes = channel_notes(source, sink, channels, out_channels, file_channels)
+    notes = "\n".join(filter(None, [notes, system_note(source, rate)])) or None
     key_delay = KeyShift(rate, channels).latency_seconds if args.key is not None else 0.0
     model = load_model(args.model, args.provider)
     model.warm_up(batch=1 if chosen.stereo == "mid" else channels)
@@ -304,6 +324,21 @@ def channel_notes(
             f"{_first(out_channels)} played"
         )
     return "channels: " + "; ".join(notes) if notes else None
+
+
+def system_note(source: Endpoint, rate: int) -> str | None:
+    """One line on what ``--input system`` records and whether the sound server resamples."""
+    if source.system is None:
+        return None
+    sink = source.system.sink
+    if sink is None:
+        return f"system audio: {source.system.describe()} at {rate} Hz"
+    resampling = (
+        "no resampling by the sound server"
+        if sink.rate == rate
+        else f"the sound server resamples {sink.rate} -> {rate} Hz"
+    )
+    return f"system audio: {source.system.describe()}, captured at {rate} Hz: {resampling}"
 
 
 def _physical(device: devices.Device | None) -> bool:
@@ -380,8 +415,8 @@ class LiveSession:
                     self.model, self.engine, self._route(), self.rate, blocksize, self.stream
                 )
             )
-            if notes:
-                _say(notes)
+            for line in (notes or "").splitlines():
+                _say(line)
             healthy = self._loop(reader, time.monotonic())
         finally:
             self._close()
@@ -409,6 +444,9 @@ class LiveSession:
             return
         import sounddevice as sd
 
+        for end in (self.source, self.sink):  # the ALSA pulse plugin reads these at open
+            if end.system is not None:
+                os.environ.update(end.system.environment)
         common = {"samplerate": self.rate, "blocksize": self.args.blocksize, "dtype": "float32"}
         source, sink = self.source.device, self.sink.device
         try:

@@ -28,6 +28,32 @@ class Controls:
         self.engine, self.mic = engine, mic
         self._lock = threading.Lock()
 
+    # ------------------------------------------------------------------ checks and state
+    def check(self, request: dict) -> None:
+        """Check every value of ``request`` ({mode, vocal_level, key, mic_level}) without
+        applying any: UserError (one line) for the first bad one."""
+        if "mode" in request:
+            check_mode(request["mode"])
+        if "vocal_level" in request:
+            _check_level(request["vocal_level"])
+        if "key" in request:
+            check_key(request["key"])
+            if self.engine.key is None:
+                self.engine.set_key(0)  # raises the one line saying how to turn it on
+        if "mic_level" in request:
+            self._check_mic_level(request["mic_level"])
+
+    def state(self) -> dict:
+        """The values the controls set, as the engine holds them now."""
+        state = {
+            "mode": self.engine.mode,
+            "vocal_level": self.engine.vocal_level,
+            "key": self.engine.key,
+        }
+        if self.mic is not None:
+            state["mic_level"] = self.mic.level
+        return state
+
     # ------------------------------------------------------------------ one change each
     def set_mode(self, mode) -> None:
         with self._lock:
@@ -35,10 +61,9 @@ class Controls:
 
     def set_vocal_level(self, level) -> None:
         """Karaoke with the vocals at ``level``."""
-        if isinstance(level, bool):
-            level = None
+        level = _check_level(level)
         with self._lock:
-            self.engine.set_vocal_level(check_vocal_level(level))
+            self.engine.set_vocal_level(level)
 
     def set_key(self, key) -> None:
         key = check_key(key)
@@ -46,17 +71,18 @@ class Controls:
             self.engine.set_key(key)
 
     def set_mic_level(self, level) -> None:
+        level = self._check_mic_level(level)
+        with self._lock:
+            self.mic.set_level(level)
+
+    def _check_mic_level(self, level) -> float:
         if self.mic is None:
             raise UserError("there is no microphone: start with --mic DEVICE")
         low, high = MIC_LEVEL_RANGE
-        if (
-            isinstance(level, bool)
-            or not isinstance(level, (int, float))
-            or not low <= level <= high
-        ):
+        number = isinstance(level, (int, float)) and not isinstance(level, bool)
+        if not number or not low <= level <= high:
             raise UserError(f"--mic-level must be a number in [{low:g}, {high:g}], got {level!r}")
-        with self._lock:
-            self.mic.set_level(float(level))
+        return float(level)
 
     # ------------------------------------------------------------------ terminal keys
     def apply_keys(self, commands: list[str]) -> tuple[bool, list[str]]:
@@ -87,3 +113,10 @@ class Controls:
             low, high = KEY_RANGE
             step = 1 if command == "key up" else -1
             self.set_key(min(high, max(low, self.engine.key + step)))
+
+
+def _check_level(level) -> float:
+    if isinstance(level, bool):  # True would pass as 1
+        low, high = VOCAL_LEVEL_RANGE
+        raise UserError(f"--vocal-level must be a number in [{low:g}, {high:g}], got {level!r}")
+    return check_vocal_level(level)

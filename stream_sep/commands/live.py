@@ -33,6 +33,8 @@ from stream_sep.engine.key import KEY_RANGE, KeyShift
 from stream_sep.errors import AudioFileError, DeviceError, UserError
 from stream_sep.inference import bundled_model_path, load_model
 from stream_sep.live_audio import BlockProcessor, FileClock, FileSource
+from stream_sep.panel import UPDATE_SECONDS as PANEL_TICK_SECONDS
+from stream_sep.panel import Panel
 from stream_sep.recording import Recorder, check_recording_path
 
 log = logging.getLogger(__name__)
@@ -149,6 +151,12 @@ def add_arguments(parser) -> None:
         "and the latency end sooner)",
     )
     parser.add_argument("--quiet", action="store_true", help="no live status line")
+    parser.add_argument(
+        "--panel",
+        action="store_true",
+        help="serve a control page on 127.0.0.1 (the URL, with its access token, is printed): "
+        "meters, mode, vocal level, key, latency and load, live; works on a phone's screen",
+    )
     parser.add_argument(
         "--allow-feedback",
         action="store_true",
@@ -395,6 +403,7 @@ class LiveSession:
         )
         self.stream = None
         self.clock = None
+        self.panel = None
         self.stop_reason = "stopped"
 
     def run(self, reader: keys.KeyReader, notes: str | None = None) -> int:
@@ -417,8 +426,14 @@ class LiveSession:
             )
             for line in (notes or "").splitlines():
                 _say(line)
+            if self.args.panel:
+                self.panel = Panel(self.controls)
+                self.panel.start()
+                _say(f"panel: {self.panel.url}")
             healthy = self._loop(reader, time.monotonic())
         finally:
+            if self.panel is not None:
+                self.panel.close()
             self._close()
             extra = self._close_recorder() + self._close_file_source()
         seconds = self.processor.frames / self.rate
@@ -498,6 +513,7 @@ class LiveSession:
     def _loop(self, reader: keys.KeyReader, started: float) -> bool:
         """Runs until a stop; returns False when the stream died on its own."""
         printer = status.StatusPrinter(enabled=not self.args.quiet)
+        tick = _TICK_SECONDS if self.panel is None else PANEL_TICK_SECONDS
         with _stop_on_sigterm():
             if reader.enabled and not self.args.quiet:
                 _say(keys.HELP)
@@ -513,7 +529,7 @@ class LiveSession:
                         _say("the audio stream stopped unexpectedly")
                         self.stop_reason = "stream died"
                         return False
-                    going, notes = self.controls.apply_keys(reader.poll(_TICK_SECONDS))
+                    going, notes = self.controls.apply_keys(reader.poll(tick))
                     for note in notes:
                         printer.clear()
                         _say(note)
@@ -529,6 +545,8 @@ class LiveSession:
                         warning[0] if warning else None,
                     )
                     printer.show(status.status_line(numbers), time.monotonic() - started)
+                    if self.panel is not None:
+                        self.panel.publish(numbers)
                 else:
                     self.stop_reason = self.end_reason
             except KeyboardInterrupt:

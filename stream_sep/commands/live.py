@@ -26,6 +26,7 @@ from pathlib import Path
 
 from stream_sep import devices, keys, options, providers, settings, status, system_audio
 from stream_sep import engine as engine_module
+from stream_sep import mic as mic_module
 from stream_sep.audio_files import audio_file_info
 from stream_sep.controls import Controls
 from stream_sep.engine import fitting
@@ -150,6 +151,31 @@ def add_arguments(parser) -> None:
         "ends); a recording then holds exactly this many seconds (less if the input file "
         "and the latency end sooner)",
     )
+    parser.add_argument(
+        "--mic",
+        metavar="DEVICE",
+        default=None,
+        help="mix this microphone into the output at the lowest latency the device allows "
+        "(its own capture stream: not through the separation, not delayed by it); the feedback "
+        "guard applies to it as to --input",
+    )
+    low, high = mic_module.LEVEL_RANGE
+    parser.add_argument(
+        "--mic-level",
+        type=options.number("mic-level", low, high),
+        default=1.0,
+        metavar="G",
+        help=f"the microphone's gain, {low:g} to {high:g} (default 1; also on the panel)",
+    )
+    low, high = mic_module.REVERB_RANGE
+    parser.add_argument(
+        "--mic-reverb",
+        type=options.number("mic-reverb", low, high),
+        default=0.0,
+        metavar="AMOUNT",
+        help=f"room reverb on the microphone, {low:g} (none, the default) to {high:g}; needs "
+        "pip install 'stream-sep[night]' (pedalboard)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no live status line")
     parser.add_argument(
         "--panel",
@@ -259,6 +285,7 @@ def _run(args, reader: keys.KeyReader) -> int:
     for end, count in ((source, channels), (sink, out_channels)):
         if end.device is not None:
             devices.check_settings(end.device, end.kind, count, rate)
+    mic = open_mic(args, sink, rate, out_channels)
     notes = channel_notes(source, sink, channels, out_channels, file_channels)
     notes = "\n".join(filter(None, [notes, system_note(source, rate)])) or None
     key_delay = KeyShift(rate, channels).latency_seconds if args.key is not None else 0.0
@@ -275,10 +302,29 @@ def _run(args, reader: keys.KeyReader) -> int:
         **fitted_options(model, rate, channels, chosen, args.blocksize, key_delay),
     )
     try:
-        session = LiveSession(args, model, separator, source, sink, rate, out_channels)
+        session = LiveSession(args, model, separator, source, sink, rate, out_channels, mic)
         return session.run(reader, notes)
     finally:
         separator.close()
+
+
+def open_mic(args, sink: Endpoint, rate: int, out_channels: int) -> Mic | None:
+    """--mic: the device (checked against the output like --input), and its mixer."""
+    if args.mic is None:
+        return None
+    device = devices.resolve(args.mic, "input")
+    if sink.device is not None:
+        devices.check_feedback(device, sink.device, args.output, args.allow_feedback, "--mic")
+    devices.check_settings(device, "input", 1, rate)
+    mixer = mic_module.MicMix(rate, out_channels, args.mic_level, args.mic_reverb)
+    return Mic(device, mixer)
+
+
+@dataclasses.dataclass
+class Mic:
+    device: devices.Device
+    mixer: mic_module.MicMix
+    stream: object = None
 
 
 def fitted_options(
@@ -379,10 +425,19 @@ class LiveSession:
     """One run of the live command, from opening the stream to the summary."""
 
     def __init__(
-        self, args, model, separator, source: Endpoint, sink: Endpoint, rate: int, out_channels: int
+        self,
+        args,
+        model,
+        separator,
+        source: Endpoint,
+        sink: Endpoint,
+        rate: int,
+        out_channels: int,
+        mic: Mic | None = None,
     ):
         self.args, self.model, self.engine = args, model, separator
-        self.controls = Controls(separator)
+        self.mic = mic
+        self.controls = Controls(separator, mic.mixer if mic is not None else None)
         self.source, self.sink, self.rate = source, sink, rate
         self.out_channels = out_channels
         self.file_source = (
@@ -399,7 +454,11 @@ class LiveSession:
         end_frame = ends.get(self.end_reason)
         self.recorder = None
         self.processor = BlockProcessor(
-            separator, out_channels, source=self.file_source, end_frame=end_frame
+            separator,
+            out_channels,
+            source=self.file_source,
+            end_frame=end_frame,
+            mic=mic.mixer if mic is not None else None,
         )
         self.stream = None
         self.clock = None
@@ -418,6 +477,8 @@ class LiveSession:
             if self.file_source is not None:
                 self.file_source.wait_ready()
             self._start()
+            if self.mic is not None:
+                self._measure_mic()
             blocksize = self.args.blocksize if self.clock is None else self.clock.blocksize
             _say(
                 status.startup_line(
@@ -435,7 +496,7 @@ class LiveSession:
             if self.panel is not None:
                 self.panel.close()
             self._close()
-            extra = self._close_recorder() + self._close_file_source()
+            extra = self._close_recorder() + self._close_file_source() + self._mic_summary()
         seconds = self.processor.frames / self.rate
         warning = self._xrun_warning()
         if warning:
@@ -453,6 +514,8 @@ class LiveSession:
     def _open(self) -> None:
         """Create (not start) the stream or the file clock; device errors come out here,
         before any output file exists."""
+        if self.mic is not None:
+            self._open_mic()
         if self.source.device is None and self.sink.device is None:
             blocksize = self.args.blocksize or FILE_CLOCK_BLOCKSIZE
             self.clock = FileClock(self.processor, self.rate, blocksize)
@@ -489,7 +552,26 @@ class LiveSession:
         except sd.PortAudioError as error:
             raise DeviceError(f"cannot open the audio stream {self._route()}: {error}") from None
 
+    def _open_mic(self) -> None:
+        """The microphone's own capture stream, at PortAudio's low latency for the device."""
+        import sounddevice as sd
+
+        mic = self.mic
+        try:
+            mic.stream = sd.InputStream(
+                device=mic.device.index,
+                channels=1,
+                samplerate=self.rate,
+                dtype="float32",
+                latency="low",
+                callback=mic.mixer.input_callback,
+            )
+        except sd.PortAudioError as error:
+            raise DeviceError(f"cannot open --mic {mic.device.label()}: {error}") from None
+
     def _start(self) -> None:
+        if self.mic is not None:
+            self._start_mic()
         if self.clock is not None:
             self.clock.start()
             return
@@ -499,6 +581,23 @@ class LiveSession:
             self.stream.start()
         except sd.PortAudioError as error:
             raise DeviceError(f"cannot start the audio stream {self._route()}: {error}") from None
+
+    def _start_mic(self) -> None:
+        import sounddevice as sd
+
+        try:
+            self.mic.stream.start()
+        except sd.PortAudioError as error:
+            raise DeviceError(f"cannot start --mic {self.mic.device.label()}: {error}") from None
+
+    def _measure_mic(self) -> None:
+        """The mic path's device latencies, as PortAudio reports them (0 when unusable)."""
+        mic_side = status.device_latency(self.mic.stream)
+        out_side = status.device_latency(self.stream)
+        self.mic.mixer.stream_latency = (
+            mic_side[0] if mic_side else 0.0,
+            out_side[1] if out_side else 0.0,
+        )
 
     def _active(self) -> bool:
         if self.clock is not None:
@@ -557,12 +656,18 @@ class LiveSession:
         return True
 
     def _fade_out(self) -> None:
+        if self.mic is not None:
+            self.mic.mixer.mute()  # ramps out over one block, before the engine's fade ends
         self.engine.fade_out()
         deadline = time.monotonic() + _FADE_WAIT_SECONDS
         while not self.processor.faded and self._active() and time.monotonic() < deadline:
             time.sleep(0.01)
 
     def _close(self) -> None:
+        if self.mic is not None and self.mic.stream is not None:
+            stream, self.mic.stream = self.mic.stream, None
+            if not _close_stream(stream, _CLOSE_SECONDS):
+                _abandon_portaudio()
         if self.clock is not None:
             self.clock.stop()
         if self.stream is not None:
@@ -570,6 +675,20 @@ class LiveSession:
             if not _close_stream(stream, _CLOSE_SECONDS):
                 log.info("the audio stream did not close in %.1f s; leaving it", _CLOSE_SECONDS)
                 _abandon_portaudio()
+
+    def _mic_summary(self) -> list[str]:
+        if self.mic is None:
+            return []
+        mixer = self.mic.mixer
+        in_s, out_s = mixer.stream_latency
+        reverb = f", reverb {mixer.reverb_amount:g}" if mixer.reverb is not None else ""
+        return [
+            f"microphone {self.mic.device.label()}: level x{mixer.level:.2f}{reverb}; path "
+            f"latency {mixer.latency_seconds * 1000:.1f} ms (mic in {in_s * 1000:.1f} + waiting "
+            f"{mixer.backlog / self.rate * 1000:.1f} + out {out_s * 1000:.1f} ms, as PortAudio "
+            f"reports them), not through the separation; {mixer.underruns} frames late, "
+            f"{mixer.skipped} skipped, {mixer.xruns} xruns"
+        ]
 
     def _close_file_source(self) -> list[str]:
         source = self.file_source

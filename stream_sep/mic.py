@@ -77,7 +77,9 @@ class MicMix:
         self.xruns = 0
         self.backlog = 0  # frames left waiting after the last read
         self.peak = 0.0
-        self.stream_latency = (0.0, 0.0)  # (mic input, output) seconds, as PortAudio reports
+        # (mic input, output) seconds as PortAudio reports them; None where it reports nothing
+        # usable (its JACK backend), or where there is no output device (a recording)
+        self.stream_latency: tuple[float | None, float | None] = (None, None)
 
     # ------------------------------------------------------------ the microphone's thread
     def input_callback(self, indata, frames, time_info, status) -> None:
@@ -97,9 +99,18 @@ class MicMix:
         self._target = 0.0
 
     @property
-    def latency_seconds(self) -> float:
-        """Microphone to output: the two streams' device latencies and the ring's backlog."""
-        return self.stream_latency[0] + self.backlog / self.rate + self.stream_latency[1]
+    def waiting_seconds(self) -> float:
+        """How long the voice waits in the ring between the two streams (the last block's)."""
+        return self.backlog / self.rate
+
+    @property
+    def latency_seconds(self) -> float | None:
+        """Microphone to output: the two streams' device latencies and the ring's wait; None
+        when PortAudio reports no usable latency for either stream."""
+        mic_in, out = self.stream_latency
+        if mic_in is None or out is None:
+            return None
+        return mic_in + self.waiting_seconds + out
 
     def take_peak(self) -> float:
         peak, self.peak = self.peak, 0.0

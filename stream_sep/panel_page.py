@@ -16,7 +16,7 @@ _PAGE = """<!doctype html>
 *{box-sizing:border-box}
 body{margin:0;font:16px system-ui,sans-serif;background:#111;color:#eee}
 main{max-width:760px;margin:auto;padding:12px;display:grid;gap:12px;
-grid-template-columns:repeat(auto-fit,minmax(280px,1fr))}
+grid-template-columns:repeat(auto-fit,minmax(280px,1fr));align-items:start}
 section{background:#1d1d1d;border-radius:10px;padding:12px}
 h1{font-size:18px;margin:0 0 8px}h2{font-size:14px;margin:0 0 8px;color:#aaa;font-weight:500}
 .meter{display:grid;grid-template-columns:3em 1fr 5em;align-items:center;gap:8px;margin:6px 0}
@@ -29,6 +29,7 @@ button.on{background:#2a7;color:#000;font-weight:600}button:disabled{opacity:.4}
 input[type=range]{width:100%}
 dl{display:grid;grid-template-columns:auto 1fr;gap:4px 12px;margin:0;font-size:14px}
 dt{color:#aaa}dd{margin:0;font-variant-numeric:tabular-nums}
+#controls{grid-row:span 2}
 #message{color:#f86;min-height:1.2em;font-size:14px}#link{font-size:12px;color:#aaa}
 </style></head><body><main>
 <section><h1>stream-sep <span id="link">connecting</span></h1>
@@ -36,7 +37,7 @@ dt{color:#aaa}dd{margin:0;font-variant-numeric:tabular-nums}
 <div class="meter" id="meter-out"><span>out</span><div class="bar"><i></i></div><span>-inf dB</span></div>
 <div class="meter" id="meter-mic" hidden><span>mic</span><div class="bar"><i></i></div><span>-inf dB</span></div>
 </section>
-<section><h2>Mode</h2><div class="row">
+<section id="controls"><h2>Mode</h2><div class="row">
 <button id="mode-karaoke" data-mode="karaoke">karaoke</button>
 <button id="mode-vocals" data-mode="vocals">vocals</button>
 <button id="mode-bypass" data-mode="bypass">bypass</button></div>
@@ -71,7 +72,7 @@ if(s.mic_level!==undefined){$("mic-controls").hidden=false;const m=$("mic-level"
 if(document.activeElement!==m)m.value=s.mic_level;$("mic-value").textContent="x"+Number(s.mic_level).toFixed(2)}
 if(s.latency!==undefined){$("latency").textContent=ms(s.latency)+" ("+s.latency_samples+" samples)";
 $("terms").textContent=Object.entries(s.latency_terms).map(([a,b])=>a+" "+ms(b)).join(" + ");
-$("mic-latency").textContent=s.mic_latency===undefined?"no mic":ms(s.mic_latency);
+$("mic-latency").textContent=s.mic_latency===undefined?"no mic":s.mic_latency===null?"not reported by the device":ms(s.mic_latency);
 $("inference").textContent=s.inference_ms.toFixed(0)+" ms";$("load").textContent=s.load.toFixed(2);
 $("misses").textContent=s.misses;$("shed").textContent=s.shed;
 $("xruns").textContent=s.xruns+(s.xrun_note?" ("+s.xrun_note+")":"");$("seconds").textContent=s.seconds.toFixed(1)+" s"}}

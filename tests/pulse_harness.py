@@ -95,5 +95,18 @@ def pulse_server():
     try:
         yield address
     finally:
-        os.kill(pid, signal.SIGTERM)
+        stop(pid)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def stop(pid: int, timeout: float = 10.0) -> None:
+    """SIGTERM the daemon (not our child: it forked away) and wait until it is gone, so that
+    its runtime folder is not written again after it is removed."""
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)

@@ -591,12 +591,12 @@ class LiveSession:
             raise DeviceError(f"cannot start --mic {self.mic.device.label()}: {error}") from None
 
     def _measure_mic(self) -> None:
-        """The mic path's device latencies, as PortAudio reports them (0 when unusable)."""
+        """The mic path's device latencies, as PortAudio reports them (None when unusable)."""
         mic_side = status.device_latency(self.mic.stream)
-        out_side = status.device_latency(self.stream)
+        out_side = status.device_latency(self.stream) if self.sink.device is not None else None
         self.mic.mixer.stream_latency = (
-            mic_side[0] if mic_side else 0.0,
-            out_side[1] if out_side else 0.0,
+            mic_side[0] if mic_side else None,
+            out_side[1] if out_side else (0.0 if self.sink.device is None else None),
         )
 
     def _active(self) -> bool:
@@ -680,13 +680,20 @@ class LiveSession:
         if self.mic is None:
             return []
         mixer = self.mic.mixer
-        in_s, out_s = mixer.stream_latency
         reverb = f", reverb {mixer.reverb_amount:g}" if mixer.reverb is not None else ""
+        waiting = f"{mixer.waiting_seconds * 1000:.1f} ms waiting between the streams"
+        total = mixer.latency_seconds
+        if total is None:
+            path = f"PortAudio reports no usable device latency; {waiting}"
+        else:
+            mic_in, out = mixer.stream_latency
+            path = (
+                f"path latency {total * 1000:.1f} ms (mic in {mic_in * 1000:.1f} ms + {waiting} "
+                f"+ out {out * 1000:.1f} ms, as PortAudio reports them)"
+            )
         return [
-            f"microphone {self.mic.device.label()}: level x{mixer.level:.2f}{reverb}; path "
-            f"latency {mixer.latency_seconds * 1000:.1f} ms (mic in {in_s * 1000:.1f} + waiting "
-            f"{mixer.backlog / self.rate * 1000:.1f} + out {out_s * 1000:.1f} ms, as PortAudio "
-            f"reports them), not through the separation; {mixer.underruns} frames late, "
+            f"microphone {self.mic.device.label()}: level x{mixer.level:.2f}{reverb}; {path}, "
+            f"not through the separation; {mixer.underruns} frames late (start-up included), "
             f"{mixer.skipped} skipped, {mixer.xruns} xruns"
         ]
 

@@ -10,6 +10,7 @@ latencies that differ by 0.15 s, and far below either.
 from __future__ import annotations
 
 import re
+import sys
 
 import numpy as np
 import pytest
@@ -130,3 +131,22 @@ def test_a_mic_beside_a_loudspeaker_is_refused(harness, half_path, capsys, tmp_p
 
 def test_fast_options_are_the_tests_own():
     assert FAST_OPTIONS["hop"] == 0.1  # the first plan above; SLOWER adds 0.15 s of latency
+
+
+def test_the_reverb_adds_a_room_after_the_dry_voice(monkeypatch):
+    pytest.importorskip("pedalboard")
+
+    class Status:
+        input_overflow = input_underflow = False
+
+    mic = MicMix(48000, 1, reverb_amount=0.5)
+    click = np.zeros((4096, 1), np.float32)
+    click[0] = 0.5
+    mic.input_callback(click, 4096, None, Status())
+    out = np.zeros((1, 4096), np.float32)
+    mic.mix_into(out)
+    assert out[0, 0] == pytest.approx(0.5, abs=0.02)  # the dry voice, at unity
+    assert np.abs(out[0, 200:]).max() > 1e-3  # and a room after it
+    monkeypatch.setitem(sys.modules, "pedalboard", None)  # as if the extra were not installed
+    with pytest.raises(UserError, match=r"pip install 'stream-sep\[night\]'"):
+        MicMix(48000, 1, reverb_amount=0.5)

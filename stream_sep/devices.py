@@ -183,11 +183,14 @@ def _candidates(found: list[Device], kind: str) -> str:
     return f"{kind} devices: " + ", ".join(usable)
 
 
-def check_feedback(source: Device, sink: Device, output_spec: str, allowed: bool) -> None:
+def check_feedback(
+    source: Device, sink: Device, output_spec: str, allowed: bool, input_option: str = "--input"
+) -> None:
     """Refuse a capture device and a playback device that would form a feedback loop.
 
     ``output_spec`` is what the user typed for --output; ``allowed`` is --allow-feedback,
-    which skips every check. The rule, in order:
+    which skips every check; ``input_option`` names the capture side in the messages
+    (``--mic`` for the singer's microphone). The rule, in order:
 
     1. A loop in the wiring is refused, headphones or not: the input is a monitor or
        loopback (its name says ``monitor``/``loopback``) of that very output (``Monitor of
@@ -205,7 +208,7 @@ def check_feedback(source: Device, sink: Device, output_spec: str, allowed: bool
         return
     if _captures(source, sink):
         raise DeviceError(
-            f"--input {source.label()} captures what --output {sink.label()} plays, so the "
+            f"{input_option} {source.label()} captures what --output {sink.label()} plays, so the "
             "output would be fed back into the input (on headphones too); choose another "
             "--input or --output, or pass --allow-feedback if you want that loop"
         )
@@ -222,14 +225,14 @@ def check_feedback(source: Device, sink: Device, output_spec: str, allowed: bool
     speaker = _says(sink.name, _SPEAKER_WORDS) or _says(output_spec, _SPEAKER_WORDS)
     if speaker and not _says(source.name, _MONITOR_WORDS):
         raise DeviceError(
-            f"--output {sink.label()} is a loudspeaker and --input {source.label()} can hear "
+            f"--output {sink.label()} is a loudspeaker and {input_option} {source.label()} can hear "
             "it (feedback); to listen on headphones, name them (--output headphones for the "
             "default output, or their index from stream-sep --list-devices), or pass "
             "--allow-feedback"
         )
     if same_hardware(source, sink):
         raise DeviceError(
-            f"--input {source.label()} and --output {sink.label()} are the same physical "
+            f"{input_option} {source.label()} and --output {sink.label()} are the same physical "
             "device, so a loudspeaker on it can feed back into the microphone; if you listen "
             "on headphones, say so with --output headphones (the default output) or pass "
             "--allow-feedback"

@@ -1,4 +1,5 @@
-"""Live keys when stdin is a terminal: k karaoke, v vocals, b bypass, up/down level, q quit.
+"""Live keys when stdin is a terminal: k karaoke, v vocals, b bypass, up/down level, [ ] key,
+q quit.
 
 The terminal is put in cbreak mode (keys arrive one by one, unechoed; Ctrl-C still sends
 SIGINT) and restored on exit, however the program ends. The live command enters it before the
@@ -16,7 +17,7 @@ import sys
 
 log = logging.getLogger(__name__)
 
-HELP = "keys: k karaoke, v vocals, b bypass, up/down vocal level, q quit"
+HELP = "keys: k karaoke, v vocals, b bypass, up/down vocal level, [ ] key down/up, q quit"
 _KEYS = {
     "k": "karaoke",
     "v": "vocals",
@@ -24,6 +25,8 @@ _KEYS = {
     "q": "quit",
     "+": "up",
     "-": "down",
+    "[": "key down",
+    "]": "key up",
     "\x1b[A": "up",
     "\x1b[B": "down",
     "\x1bOA": "up",

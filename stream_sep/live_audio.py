@@ -156,6 +156,7 @@ class BlockProcessor:
     recorder: a stream_sep.recording.Recorder, or None.
     end_frame: stop (``finished``) after this many frames, and record no more than that; or
         None to run (and record) until stopped.
+    mic: a stream_sep.mic.MicMix mixed into every processed block (after the engine), or None.
     """
 
     def __init__(
@@ -166,8 +167,10 @@ class BlockProcessor:
         recorder=None,
         end_frame: int | None = None,
         capacity: int = DEFAULT_CAPACITY,
+        mic=None,
     ):
         self.engine = engine
+        self.mic = mic
         self.channels = engine.channels
         self.out_channels = out_channels
         self.source = source
@@ -244,6 +247,8 @@ class BlockProcessor:
         if peak > self.input_peak:
             self.input_peak = peak
         self.engine.process(source, out=target)
+        if self.mic is not None:
+            self.mic.mix_into(target)
         high, low = float(target.max()), float(target.min())
         if not (high <= 1.0 and low >= -1.0):  # also catches NaN: never send it out
             target.fill(0.0)

@@ -24,7 +24,14 @@ def device_latency(stream) -> tuple[float, float] | None:
     if stream is None:
         return None
     latency = stream.latency
-    pair = tuple(latency) if isinstance(latency, (tuple, list)) else (latency, latency)
+    if isinstance(latency, (tuple, list)):
+        pair = tuple(latency)
+    elif type(stream).__name__ == "InputStream":  # one side only: the other has no buffer
+        pair = (latency, 0.0)
+    elif type(stream).__name__ == "OutputStream":
+        pair = (0.0, latency)
+    else:
+        pair = (latency, latency)
     if not all(0.0 <= float(value) <= _ABSURD_LATENCY_S for value in pair):
         return None
     if len(pair) == 1:
@@ -52,18 +59,56 @@ def startup_line(model, engine, route: str, rate: int, blocksize: int, stream) -
     return text
 
 
-def status_line(
+def snapshot(
     engine, processor, peaks: tuple[float, float], seconds: float, xrun_note: str | None = None
-) -> str:
-    """xrun_note: the short text of :func:`xrun_warning`, shown after the xrun count."""
+) -> dict:
+    """The live numbers, once per tick, for the status line and the panel alike (JSON-ready).
+
+    peaks: input and output peaks since the last tick; xrun_note: the short text of
+    :func:`xrun_warning`. ``processor`` may carry a microphone (``processor.mic``).
+    """
     stats = engine.stats
-    level = f" {engine.vocal_level:.1f}" if engine.mode == "karaoke" else ""
-    xruns = f"xruns {processor.xruns}" + (f" ({xrun_note})" if xrun_note else "")
+    shedding = engine.shedding
+    numbers = {
+        "seconds": round(seconds, 2),
+        "input_peak": float(peaks[0]),
+        "output_peak": float(peaks[1]),
+        "mode": engine.mode,
+        "vocal_level": engine.vocal_level,
+        "key": engine.key,
+        "latency": engine.latency_seconds,
+        "latency_samples": engine.latency_samples,
+        "latency_terms": engine.latency_breakdown,
+        "inference_ms": stats.inference_last_s * 1000,
+        "load": stats.load,
+        "misses": stats.deadline_misses,
+        "shed": shedding.shed if shedding is not None else 0,
+        "xruns": processor.xruns,
+        "xrun_note": xrun_note,
+    }
+    mic = getattr(processor, "mic", None)
+    if mic is not None:
+        numbers["mic_level"] = mic.level
+        numbers["mic_peak"] = float(mic.take_peak())
+        numbers["mic_latency"] = mic.latency_seconds
+    return numbers
+
+
+def status_line(numbers: dict) -> str:
+    """One line from :func:`snapshot`'s numbers."""
+    level = f" {numbers['vocal_level']:.1f}" if numbers["mode"] == "karaoke" else ""
+    key = "" if numbers["key"] is None else f" key {numbers['key']:+d}"
+    mic = ""
+    if "mic_level" in numbers:
+        mic = f" mic {level_db(numbers['mic_peak'])} dB x{numbers['mic_level']:.1f} |"
+    note = numbers["xrun_note"]
+    xruns = f"xruns {numbers['xruns']}" + (f" ({note})" if note else "")
+    shed = f" shed {numbers['shed']}" if numbers["shed"] else ""
     return (
-        f"{seconds:7.1f} s | in {level_db(peaks[0])} dB out {level_db(peaks[1])} dB | "
-        f"{engine.mode}{level} | inference {stats.inference_last_s * 1000:5.0f} ms "
-        f"load {stats.load:4.2f} | misses {stats.deadline_misses}{_shed(engine)} | {xruns} | "
-        f"latency {engine.latency_seconds:.3f} s"
+        f"{numbers['seconds']:7.1f} s | in {level_db(numbers['input_peak'])} dB out "
+        f"{level_db(numbers['output_peak'])} dB |{mic} {numbers['mode']}{level}{key} | "
+        f"inference {numbers['inference_ms']:5.0f} ms load {numbers['load']:4.2f} | "
+        f"misses {numbers['misses']}{shed} | {xruns} | latency {numbers['latency']:.3f} s"
     )
 
 
@@ -142,17 +187,20 @@ def summary_lines(engine, processor, seconds: float, reason: str, extra: list[st
             f"within the {shedding.allowance:.3f} s compute allowance; they played the dry "
             f"signal); the machine was busier than at start-up"
         )
+    shifter = getattr(engine, "key_shift", None)
+    if shifter is not None:
+        lines.append(
+            f"key {shifter.key:+d} at the end; key shifter (Rubber Band) "
+            f"{shifter.cpu_per_audio_second * 1000:.0f} ms CPU per second of audio shifted, "
+            f"{shifter.shifted_samples / engine.sample_rate:.1f} s shifted, delay "
+            f"{shifter.latency_seconds * 1000:.1f} ms, {shifter.underruns} late samples"
+        )
     if processor.muted_blocks or stats.nonfinite_input_samples:
         lines.append(
             f"safety: {processor.muted_blocks} blocks muted, "
             f"{stats.nonfinite_input_samples} NaN/Inf input samples replaced by silence"
         )
     return lines + extra
-
-
-def _shed(engine) -> str:
-    shedding = engine.shedding
-    return f" shed {shedding.shed}" if shedding is not None and shedding.shed else ""
 
 
 class StatusPrinter:

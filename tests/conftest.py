@@ -8,6 +8,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import pytest  # noqa: E402
 from helpers import gain_model  # noqa: E402
 from jack_harness import jack_server  # noqa: E402, F401
+from pulse_harness import pulse_server  # noqa: E402, F401
 
 from stream_sep.inference import load_model  # noqa: E402
 

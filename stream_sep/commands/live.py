@@ -17,19 +17,25 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import signal
 import sys
 import threading
 import time
 from pathlib import Path
 
-from stream_sep import devices, keys, options, providers, settings, status
+from stream_sep import devices, keys, options, providers, settings, status, system_audio
 from stream_sep import engine as engine_module
+from stream_sep import mic as mic_module
 from stream_sep.audio_files import audio_file_info
+from stream_sep.controls import Controls
 from stream_sep.engine import fitting
-from stream_sep.errors import AudioFileError, DeviceError
+from stream_sep.engine.key import KEY_RANGE, KeyShift
+from stream_sep.errors import AudioFileError, DeviceError, UserError
 from stream_sep.inference import bundled_model_path, load_model
 from stream_sep.live_audio import BlockProcessor, FileClock, FileSource
+from stream_sep.panel import UPDATE_SECONDS as PANEL_TICK_SECONDS
+from stream_sep.panel import Panel
 from stream_sep.recording import Recorder, check_recording_path
 
 log = logging.getLogger(__name__)
@@ -54,23 +60,25 @@ _MIXING_PLUGINS = {"default", "sysdefault", "pulse", "pipewire", "jack", "dmix",
 _TICK_SECONDS = 0.25  # status line and key polling: 4 times a second
 _FADE_WAIT_SECONDS = 2.0
 _CLOSE_SECONDS = 1.0  # a stream whose device vanished may never close: give up after this
-_LEVEL_STEP = 0.1
 
 
 def add_arguments(parser) -> None:
     parser.add_argument(
         "--input",
         default="mic",
-        metavar="DEVICE|FILE",
-        help="capture device (index, part of its name, or 'mic' for the default input) or an "
-        "audio file played in real time (default mic)",
+        metavar="DEVICE|FILE|system[:NAME]",
+        help="capture device (index, part of its name, or 'mic' for the default input), an "
+        "audio file played in real time, or 'system': what the computer plays (the monitor of "
+        "the default PulseAudio/PipeWire output, or of sink NAME; elsewhere a loopback device "
+        "such as BlackHole or VB-Audio Cable; docs/system-audio.md) (default mic)",
     )
     parser.add_argument(
         "--output",
         default="headphones",
-        metavar="DEVICE|FILE.wav",
+        metavar="DEVICE|FILE.wav|system:NAME",
         help="playback device (index, part of its name, or 'headphones' for the default "
-        "output) or a .wav file that records the processed stream (default headphones). A "
+        "output), system:NAME (the PulseAudio/PipeWire sink NAME), "
+        "or a .wav file that records the processed stream (default headphones). A "
         "recording starts with the latency (silence while the first input travels through) "
         "and, from an input file, holds exactly the file's frames (at the stream rate) plus "
         "the latency, so frame n + latency of the recording is frame n of the file",
@@ -90,6 +98,16 @@ def add_arguments(parser) -> None:
         default=None,
         metavar="G",
         help=f"karaoke with the vocals at G, {low:g} to {high:g} (0 none, 1 original)",
+    )
+    parser.add_argument(
+        "--key",
+        type=options.whole("key", "semitones", *KEY_RANGE),
+        default=None,
+        metavar="SEMITONES",
+        help=f"change the key by SEMITONES, {KEY_RANGE[0]} to +{KEY_RANGE[1]} (the music in karaoke, "
+        "everything in the other modes; also live with the [ and ] keys and the panel). Adds "
+        "Rubber Band's fixed delay to the latency whatever the key, so 0 turns key change on "
+        "unshifted; needs pip install 'stream-sep[night]' (default: no key change, no delay)",
     )
     parser.add_argument(
         "--model", metavar="PATH", help="ONNX separation model (default: the bundled model)"
@@ -134,7 +152,38 @@ def add_arguments(parser) -> None:
         "ends); a recording then holds exactly this many seconds (less if the input file "
         "and the latency end sooner)",
     )
+    parser.add_argument(
+        "--mic",
+        metavar="DEVICE",
+        default=None,
+        help="mix this microphone into the output at the lowest latency the device allows "
+        "(its own capture stream: not through the separation, not delayed by it); the feedback "
+        "guard applies to it as to --input",
+    )
+    low, high = mic_module.LEVEL_RANGE
+    parser.add_argument(
+        "--mic-level",
+        type=options.number("mic-level", low, high),
+        default=1.0,
+        metavar="G",
+        help=f"the microphone's gain, {low:g} to {high:g} (default 1; also on the panel)",
+    )
+    low, high = mic_module.REVERB_RANGE
+    parser.add_argument(
+        "--mic-reverb",
+        type=options.number("mic-reverb", low, high),
+        default=0.0,
+        metavar="AMOUNT",
+        help=f"room reverb on the microphone, {low:g} (none, the default) to {high:g}; needs "
+        "pip install 'stream-sep[night]' (pedalboard)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no live status line")
+    parser.add_argument(
+        "--panel",
+        action="store_true",
+        help="serve a control page on 127.0.0.1 (the URL, with its access token, is printed): "
+        "meters, mode, vocal level, key, latency and load, live; works on a phone's screen",
+    )
     parser.add_argument(
         "--allow-feedback",
         action="store_true",
@@ -155,9 +204,12 @@ class Endpoint:
     spec: str
     device: devices.Device | None = None
     path: Path | None = None
+    system: system_audio.SystemEnd | None = None  # --input system, --output system:NAME
 
     @property
     def name(self) -> str:
+        if self.system is not None:
+            return self.system.describe()
         return self.device.name if self.device is not None else str(self.path)
 
 
@@ -168,6 +220,11 @@ def is_file_spec(spec: str) -> bool:
 
 
 def resolve_endpoint(spec: str, kind: str, partner: devices.Device | None = None) -> Endpoint:
+    named_sink = kind == "output" and system_audio.wanted_name(spec) is not None
+    if system_audio.is_system(spec) and (kind == "input" or named_sink):
+        end = system_audio.resolve(spec, kind)
+        if end is not None:
+            return Endpoint(kind, spec, device=end.device, system=end)
     if is_file_spec(spec):
         if kind == "output":
             return Endpoint(kind, spec, path=check_recording_path(spec))
@@ -181,6 +238,9 @@ def resolve_endpoint(spec: str, kind: str, partner: devices.Device | None = None
 def choose_rate(args, source: Endpoint, sink: Endpoint, file_rate: int | None) -> int:
     if args.samplerate is not None:
         return args.samplerate
+    for end in (source, sink):  # a sound server's sink: its own rate, so nothing resamples
+        if end.system is not None and end.system.sink is not None:
+            return end.system.sink.rate
     for end in (source, sink):
         if end.device is not None:
             return int(end.device.default_samplerate)
@@ -215,7 +275,11 @@ def _run(args, reader: keys.KeyReader) -> int:
     sink = resolve_endpoint(args.output, "output", partner=source.device)
     if source.device is not None and sink.device is not None and devices.means_default(args.input):
         source = resolve_endpoint(args.input, "input", partner=sink.device)
-    if source.device is not None and sink.device is not None:
+    if source.system is not None:
+        system_audio.check_route(
+            source.system, sink.device, sink.system, args.output, args.allow_feedback
+        )
+    elif source.device is not None and sink.device is not None:
         devices.check_feedback(source.device, sink.device, args.output, args.allow_feedback)
     file_rate, file_channels = audio_file_info(source.path)[:2] if source.path else (None, None)
     rate = choose_rate(args, source, sink, file_rate)
@@ -224,7 +288,10 @@ def _run(args, reader: keys.KeyReader) -> int:
     for end, count in ((source, channels), (sink, out_channels)):
         if end.device is not None:
             devices.check_settings(end.device, end.kind, count, rate)
+    mic = open_mic(args, sink, rate, out_channels)
     notes = channel_notes(source, sink, channels, out_channels, file_channels)
+    notes = "\n".join(filter(None, [notes, system_note(source, rate)])) or None
+    key_delay = KeyShift(rate, channels).latency_seconds if args.key is not None else 0.0
     model = load_model(args.model, args.provider)
     model.warm_up(batch=1 if chosen.stereo == "mid" else channels)
     separator = engine_module.Separator(
@@ -234,25 +301,58 @@ def _run(args, reader: keys.KeyReader) -> int:
         mode=args.mode,
         vocal_level=args.vocal_level,
         blocking=False,
-        **fitted_options(model, rate, channels, chosen, args.blocksize),
+        key=args.key,
+        **fitted_options(model, rate, channels, chosen, args.blocksize, key_delay),
     )
     try:
-        session = LiveSession(args, model, separator, source, sink, rate, out_channels)
+        session = LiveSession(args, model, separator, source, sink, rate, out_channels, mic)
         return session.run(reader, notes)
     finally:
         separator.close()
 
 
+def open_mic(args, sink: Endpoint, rate: int, out_channels: int) -> Mic | None:
+    """--mic: the device (checked against the output like --input), and its mixer."""
+    if args.mic is None:
+        return None
+    device = devices.resolve(args.mic, "input")
+    if sink.device is not None:
+        devices.check_feedback(device, sink.device, args.output, args.allow_feedback, "--mic")
+    devices.check_settings(device, "input", 1, rate)
+    mixer = mic_module.MicMix(rate, out_channels, args.mic_level, args.mic_reverb)
+    return Mic(device, mixer)
+
+
+@dataclasses.dataclass
+class Mic:
+    device: devices.Device
+    mixer: mic_module.MicMix
+    stream: object = None
+
+
 def fitted_options(
-    model, rate: int, channels: int, chosen: settings.Settings, blocksize: int = 0
+    model,
+    rate: int,
+    channels: int,
+    chosen: settings.Settings,
+    blocksize: int = 0,
+    key_delay: float = 0.0,
 ) -> dict:
     """Engine options for this machine: with ``--latency`` the plan is chosen from the
     model's measured speed and the engine sheds work under overload; with explicit
-    --hop/--lookahead/--crossfade those are used as given (one hop of compute allowance)."""
+    --hop/--lookahead/--crossfade those are used as given (one hop of compute allowance).
+    key_delay: seconds the key stage adds, taken from a --latency SECONDS target."""
     if not chosen.fitted:
         return chosen.engine_options()
     speed = fitting.measure(model, rate, channels, **chosen.window_options())
     target = None if chosen.latency == "auto" else chosen.latency
+    if target is not None and key_delay:
+        if target <= key_delay:
+            raise UserError(
+                f"--latency {target:g} is shorter than the key change's own delay "
+                f"({key_delay:.3f} s): ask for more, or leave out --key"
+            )
+        target -= key_delay
     block = (blocksize or ASSUMED_DEVICE_BLOCK) / rate
     fit = fitting.choose(model.contract, rate, channels, speed, target, chosen.stereo, block)
     stereo_cost = speed.t90("batch") / max(speed.t90("mid"), 1e-6)
@@ -282,6 +382,21 @@ def channel_notes(
             f"{_first(out_channels)} played"
         )
     return "channels: " + "; ".join(notes) if notes else None
+
+
+def system_note(source: Endpoint, rate: int) -> str | None:
+    """One line on what ``--input system`` records and whether the sound server resamples."""
+    if source.system is None:
+        return None
+    sink = source.system.sink
+    if sink is None:
+        return f"system audio: {source.system.describe()} at {rate} Hz"
+    resampling = (
+        "no resampling by the sound server"
+        if sink.rate == rate
+        else f"the sound server resamples {sink.rate} -> {rate} Hz"
+    )
+    return f"system audio: {source.system.describe()}, captured at {rate} Hz: {resampling}"
 
 
 def _physical(device: devices.Device | None) -> bool:
@@ -314,9 +429,19 @@ class LiveSession:
     """One run of the live command, from opening the stream to the summary."""
 
     def __init__(
-        self, args, model, separator, source: Endpoint, sink: Endpoint, rate: int, out_channels: int
+        self,
+        args,
+        model,
+        separator,
+        source: Endpoint,
+        sink: Endpoint,
+        rate: int,
+        out_channels: int,
+        mic: Mic | None = None,
     ):
         self.args, self.model, self.engine = args, model, separator
+        self.mic = mic
+        self.controls = Controls(separator, mic.mixer if mic is not None else None)
         self.source, self.sink, self.rate = source, sink, rate
         self.out_channels = out_channels
         self.file_source = (
@@ -333,10 +458,15 @@ class LiveSession:
         end_frame = ends.get(self.end_reason)
         self.recorder = None
         self.processor = BlockProcessor(
-            separator, out_channels, source=self.file_source, end_frame=end_frame
+            separator,
+            out_channels,
+            source=self.file_source,
+            end_frame=end_frame,
+            mic=mic.mixer if mic is not None else None,
         )
         self.stream = None
         self.clock = None
+        self.panel = None
         self.stop_reason = "stopped"
 
     def run(self, reader: keys.KeyReader, notes: str | None = None) -> int:
@@ -351,18 +481,26 @@ class LiveSession:
             if self.file_source is not None:
                 self.file_source.wait_ready()
             self._start()
+            if self.mic is not None:
+                self._measure_mic()
             blocksize = self.args.blocksize if self.clock is None else self.clock.blocksize
             _say(
                 status.startup_line(
                     self.model, self.engine, self._route(), self.rate, blocksize, self.stream
                 )
             )
-            if notes:
-                _say(notes)
+            for line in (notes or "").splitlines():
+                _say(line)
+            if self.args.panel:
+                self.panel = Panel(self.controls)
+                self.panel.start()
+                _say(f"panel: {self.panel.url}")
             healthy = self._loop(reader, time.monotonic())
         finally:
+            if self.panel is not None:
+                self.panel.close()
             self._close()
-            extra = self._close_recorder() + self._close_file_source()
+            extra = self._close_recorder() + self._close_file_source() + self._mic_summary()
         seconds = self.processor.frames / self.rate
         warning = self._xrun_warning()
         if warning:
@@ -380,12 +518,17 @@ class LiveSession:
     def _open(self) -> None:
         """Create (not start) the stream or the file clock; device errors come out here,
         before any output file exists."""
+        if self.mic is not None:
+            self._open_mic()
         if self.source.device is None and self.sink.device is None:
             blocksize = self.args.blocksize or FILE_CLOCK_BLOCKSIZE
             self.clock = FileClock(self.processor, self.rate, blocksize)
             return
         import sounddevice as sd
 
+        for end in (self.source, self.sink):  # the ALSA pulse plugin reads these at open
+            if end.system is not None:
+                os.environ.update(end.system.environment)
         common = {"samplerate": self.rate, "blocksize": self.args.blocksize, "dtype": "float32"}
         source, sink = self.source.device, self.sink.device
         try:
@@ -413,7 +556,26 @@ class LiveSession:
         except sd.PortAudioError as error:
             raise DeviceError(f"cannot open the audio stream {self._route()}: {error}") from None
 
+    def _open_mic(self) -> None:
+        """The microphone's own capture stream, at PortAudio's low latency for the device."""
+        import sounddevice as sd
+
+        mic = self.mic
+        try:
+            mic.stream = sd.InputStream(
+                device=mic.device.index,
+                channels=1,
+                samplerate=self.rate,
+                dtype="float32",
+                latency="low",
+                callback=mic.mixer.input_callback,
+            )
+        except sd.PortAudioError as error:
+            raise DeviceError(f"cannot open --mic {mic.device.label()}: {error}") from None
+
     def _start(self) -> None:
+        if self.mic is not None:
+            self._start_mic()
         if self.clock is not None:
             self.clock.start()
             return
@@ -423,6 +585,23 @@ class LiveSession:
             self.stream.start()
         except sd.PortAudioError as error:
             raise DeviceError(f"cannot start the audio stream {self._route()}: {error}") from None
+
+    def _start_mic(self) -> None:
+        import sounddevice as sd
+
+        try:
+            self.mic.stream.start()
+        except sd.PortAudioError as error:
+            raise DeviceError(f"cannot start --mic {self.mic.device.label()}: {error}") from None
+
+    def _measure_mic(self) -> None:
+        """The mic path's device latencies, as PortAudio reports them (None when unusable)."""
+        mic_side = status.device_latency(self.mic.stream)
+        out_side = status.device_latency(self.stream) if self.sink.device is not None else None
+        self.mic.mixer.stream_latency = (
+            mic_side[0] if mic_side else None,
+            out_side[1] if out_side else (0.0 if self.sink.device is None else None),
+        )
 
     def _active(self) -> bool:
         if self.clock is not None:
@@ -437,6 +616,7 @@ class LiveSession:
     def _loop(self, reader: keys.KeyReader, started: float) -> bool:
         """Runs until a stop; returns False when the stream died on its own."""
         printer = status.StatusPrinter(enabled=not self.args.quiet)
+        tick = _TICK_SECONDS if self.panel is None else PANEL_TICK_SECONDS
         with _stop_on_sigterm():
             if reader.enabled and not self.args.quiet:
                 _say(keys.HELP)
@@ -452,18 +632,24 @@ class LiveSession:
                         _say("the audio stream stopped unexpectedly")
                         self.stop_reason = "stream died"
                         return False
-                    if not self._apply(reader.poll(_TICK_SECONDS)):
+                    going, notes = self.controls.apply_keys(reader.poll(tick))
+                    for note in notes:
+                        printer.clear()
+                        _say(note)
+                    if not going:
                         self.stop_reason = "q"
                         break
                     warning = self._xrun_warning()
-                    line = status.status_line(
+                    numbers = status.snapshot(
                         self.engine,
                         self.processor,
                         self.processor.take_peaks(),
                         self.processor.frames / self.rate,
                         warning[0] if warning else None,
                     )
-                    printer.show(line, time.monotonic() - started)
+                    printer.show(status.status_line(numbers), time.monotonic() - started)
+                    if self.panel is not None:
+                        self.panel.publish(numbers)
                 else:
                     self.stop_reason = self.end_reason
             except KeyboardInterrupt:
@@ -473,31 +659,19 @@ class LiveSession:
                 self._fade_out()
         return True
 
-    def _apply(self, commands: list[str]) -> bool:
-        """Apply live keys; False on quit. Every change ramps inside the engine (no click)."""
-        for command in commands:
-            if command == "quit":
-                return False
-            if command in engine_module.MODES:
-                self.engine.set_mode(command)
-            else:
-                low, high = engine_module.VOCAL_LEVEL_RANGE
-                step = _LEVEL_STEP if command == "up" else -_LEVEL_STEP
-                level = (
-                    self.engine.vocal_level
-                    if self.engine.mode == "karaoke"
-                    else (1.0 if step < 0 else 0.0)
-                )
-                self.engine.set_vocal_level(round(min(high, max(low, level + step)), 3))
-        return True
-
     def _fade_out(self) -> None:
+        if self.mic is not None:
+            self.mic.mixer.mute()  # ramps out over one block, before the engine's fade ends
         self.engine.fade_out()
         deadline = time.monotonic() + _FADE_WAIT_SECONDS
         while not self.processor.faded and self._active() and time.monotonic() < deadline:
             time.sleep(0.01)
 
     def _close(self) -> None:
+        if self.mic is not None and self.mic.stream is not None:
+            stream, self.mic.stream = self.mic.stream, None
+            if not _close_stream(stream, _CLOSE_SECONDS):
+                _abandon_portaudio()
         if self.clock is not None:
             self.clock.stop()
         if self.stream is not None:
@@ -505,6 +679,27 @@ class LiveSession:
             if not _close_stream(stream, _CLOSE_SECONDS):
                 log.info("the audio stream did not close in %.1f s; leaving it", _CLOSE_SECONDS)
                 _abandon_portaudio()
+
+    def _mic_summary(self) -> list[str]:
+        if self.mic is None:
+            return []
+        mixer = self.mic.mixer
+        reverb = f", reverb {mixer.reverb_amount:g}" if mixer.reverb is not None else ""
+        waiting = f"{mixer.waiting_seconds * 1000:.1f} ms waiting between the streams"
+        total = mixer.latency_seconds
+        if total is None:
+            path = f"PortAudio reports no usable device latency; {waiting}"
+        else:
+            mic_in, out = mixer.stream_latency
+            path = (
+                f"path latency {total * 1000:.1f} ms (mic in {mic_in * 1000:.1f} ms + {waiting} "
+                f"+ out {out * 1000:.1f} ms, as PortAudio reports them)"
+            )
+        return [
+            f"microphone {self.mic.device.label()}: level x{mixer.level:.2f}{reverb}; {path}, "
+            f"not through the separation; {mixer.underruns} frames late (start-up included), "
+            f"{mixer.skipped} skipped, {mixer.xruns} xruns"
+        ]
 
     def _close_file_source(self) -> list[str]:
         source = self.file_source

@@ -17,6 +17,7 @@ import numpy as np
 
 from stream_sep import safety
 from stream_sep.engine.health import EngineStats, Health
+from stream_sep.engine.key import KeyShift
 from stream_sep.engine.mixer import Mixer
 from stream_sep.engine.plan import (
     DEFAULT_CROSSFADE,
@@ -52,6 +53,10 @@ class Separator:
     (default one hop; :mod:`stream_sep.engine.fitting` sizes it from measured speed).
     postfilter, high_band_voice_removal: per-window quality options of
     :class:`~stream_sep.engine.window.WindowRunner` (default off).
+    key: None (no key change: nothing added to the path) or semitones in -6..+6: the output
+    goes through a :class:`~stream_sep.engine.key.KeyShift` whose fixed delay is part of
+    ``latency_samples`` whatever the key (0 = that delay only, bit-exact), then through a
+    second output guard; :meth:`set_key` changes it live.
     """
 
     def __init__(
@@ -78,6 +83,7 @@ class Separator:
         limit: bool = True,
         fade_in: float | None = None,
         max_consecutive_failures: int = DEFAULT_MAX_CONSECUTIVE_FAILURES,
+        key: int | None = None,
     ):
         self.model, self.contract = model, model.contract
         self.sample_rate = _check_rate(sample_rate)
@@ -111,6 +117,12 @@ class Separator:
         self._timeline = Timeline(plan, self.channels, self._scheduler, self._mixer, self.stats)
         self._mixer.set_targets(mode, vocal_level)
         self._mixer.apply_requests(0, immediate=True)
+        self.key_shift = None if key is None else KeyShift(self.sample_rate, self.channels, key)
+        self._key_guard = None
+        if self.key_shift is not None and limit:
+            self._key_guard = safety.OutputGuard(
+                self.channels, self.sample_rate, ceiling_db, max_block=plan.hop_samples
+            )
         if self.sample_rate != self.contract.sample_rate:
             log.info(
                 "stream at %d Hz, model at %d Hz: resampling with soxr",
@@ -126,12 +138,31 @@ class Separator:
         raise AttributeError(name)
 
     @property
+    def latency_samples(self) -> int:
+        """Output sample j presents input sample j - latency_samples: the plan's latency plus
+        the key stage's fixed delay (when there is one)."""
+        return self.plan.latency_samples + self.key_latency_samples
+
+    @property
+    def key_latency_samples(self) -> int:
+        return 0 if self.key_shift is None else self.key_shift.latency_samples
+
+    @property
     def latency_seconds(self) -> float:
-        return self.plan.latency_seconds
+        return self.latency_samples / self.sample_rate
 
     @property
     def latency_breakdown(self) -> dict[str, float]:
-        return self.plan.breakdown
+        """Each term of the latency in seconds; ``key`` when there is a key stage."""
+        terms = dict(self.plan.breakdown)
+        if self.key_shift is not None:
+            terms["key"] = self.key_shift.latency_seconds
+        return terms
+
+    @property
+    def key(self) -> int | None:
+        """The key (semitones) asked for last; None when there is no key stage."""
+        return None if self.key_shift is None else self.key_shift.requested_key
 
     @property
     def mode(self) -> str:
@@ -161,7 +192,7 @@ class Separator:
     @property
     def faded_out(self) -> bool:
         """True once a :meth:`fade_out` has finished: every further output sample is 0."""
-        return self._mixer.faded_out(self._timeline.position)
+        return self._mixer.faded_out(self._timeline.position - self.key_latency_samples)
 
     @property
     def queued_jobs(self) -> int:
@@ -175,6 +206,13 @@ class Separator:
     def set_vocal_level(self, level: float) -> None:
         """Karaoke with the vocals at ``level`` (0 = none, 1 = original); switches to karaoke."""
         self._mixer.set_targets("karaoke", level)
+
+    def set_key(self, key: int) -> None:
+        """Shift by ``key`` semitones (-6..+6), click-free (a crossfade); the latency stays.
+        Raises UserError when the engine was made without a key stage (``key=None``)."""
+        if self.key_shift is None:
+            raise UserError("key change is off: start with --key 0 (or another key) to use it")
+        self.key_shift.set_key(key)
 
     def fade_out(self, seconds: float = DEFAULT_FADE_SECONDS) -> None:
         """Ramp the output to silence over ``seconds``, starting at the next block. Keep
@@ -202,6 +240,10 @@ class Separator:
         if out is None:
             out = np.empty(block.shape, np.float32)
         self._timeline.process(block, out)
+        if self.key_shift is not None:
+            self.key_shift.process(out, out)
+            if self._key_guard is not None:
+                self._key_guard.process(out)
         return out
 
     def reset(self) -> None:
@@ -210,6 +252,10 @@ class Separator:
         self._timeline.reset()
         self._health.reset_streak()
         self._mixer.reset()
+        if self.key_shift is not None:
+            self.key_shift.reset()
+            if self._key_guard is not None:
+                self._key_guard.reset()
 
     def close(self) -> None:
         """Stop the worker thread (a hung model call is left behind, not waited for)."""

@@ -1,0 +1,152 @@
+"""``--mic``: the singer's microphone in the output, after the device latency only.
+
+Through the JACK dummy server: the harness client ``mic`` is the microphone, ``headphones``
+the output, and the music is a silent file (bypass), so what reaches ``headphones`` is the
+voice alone. A train of clicks on the microphone comes out exactly (gain 1, nothing above the
+limiter's ceiling), at a delay of a JACK period or two: the same for two separation
+latencies that differ by 0.15 s, and far below either.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+from helpers import FAST_ARGS, FAST_OPTIONS
+from jack_harness import Harness, find_delay, refresh_portaudio
+from test_live_jack import run_through_jack, start_cli, stop_cli
+
+from stream_sep.errors import UserError
+from stream_sep.mic import MicMix, check_level
+
+pytestmark = pytest.mark.jack
+
+SLOWER = ["--hop", "0.2", "--lookahead", "0.1", "--crossfade", "0.02"]
+
+
+class MicHarness(Harness):
+    """The harness with ``mic`` as a microphone: stream-sep captures its first port only."""
+
+    def connected(self) -> bool:
+        mic = bool(self.mic.get_all_connections(self.outports[0]))
+        return mic and all(self.headphones.get_all_connections(p) for p in self.inports)
+
+
+@pytest.fixture(scope="module")
+def harness(jack_server):
+    rig = MicHarness()
+    refresh_portaudio()
+    yield rig
+    rig.close()
+    refresh_portaudio()
+
+
+def clicks(rate: int, seconds: float = 1.0) -> np.ndarray:
+    """(2, n): 2 ms clicks every 0.25 s (the harness plays channel 1 into the mic)."""
+    signal = np.zeros(int(seconds * rate), np.float32)
+    click = (0.4 * np.hanning(int(0.002 * rate) | 1)).astype(np.float32)
+    for start in range(int(0.05 * rate), signal.size - click.size, int(0.25 * rate)):
+        signal[start : start + click.size] = click
+    return np.stack([signal, signal])
+
+
+@pytest.mark.slow
+def test_a_click_on_the_mic_comes_out_after_the_device_latency_only(harness, half_path, tmp_path):
+    rate = harness.rate
+    silence = tmp_path / "silence.wav"
+    sf.write(silence, np.zeros((30 * rate, 2), np.float32), rate, subtype="FLOAT")
+    signal_ = clicks(rate)
+    delays, latencies = [], []
+    for plan in (FAST_ARGS, SLOWER):
+        args = ["--input", str(silence), "--output", "headphones", "--mic", "mic"]
+        args += ["--mode", "bypass", "--model", str(half_path), *plan]
+        (rc, err), xruns = run_through_jack(
+            harness, signal_, lambda args=args: start_cli(args), stop_cli, latency_s=0.5
+        )
+        assert rc == 0, err
+        assert re.search(
+            r"microphone \d+ 'mic': level x1\.00; PortAudio reports no usable device latency; "
+            r"[\d.]+ ms waiting between the streams, not through the separation",
+            err,
+        ), err
+        latencies.append(int(re.search(r"latency [\d.]+ s \((\d+) samples\)", err).group(1)))
+        delay = find_delay(harness.capture, signal_[:1])
+        if xruns == 0:
+            segment = harness.capture[:, delay : delay + signal_.shape[1]]
+            np.testing.assert_array_equal(segment, signal_)  # both output channels, exact
+        delays.append(delay)
+    print(
+        f"mic -> output through JACK: {delays} samples ({delays[0] / rate * 1000:.1f} ms, "
+        f"JACK period {harness.period}); separation latencies {latencies}"
+    )
+    assert latencies[1] - latencies[0] >= 0.15 * rate
+    assert len(set(delays)) == 1  # whatever the separation latency
+    assert delays[0] <= 3 * harness.period < latencies[0]
+
+
+def test_the_mic_mix_keeps_a_bounded_backlog_and_ramps_its_level():
+    mic = MicMix(48000, 2, level=1.0, max_backlog=2048)
+    voice = np.full((1000, 1), 0.25, np.float32)
+
+    class Status:
+        input_overflow = input_underflow = False
+
+    out = np.zeros((2, 512), np.float32)
+    mic.mix_into(out)  # nothing captured yet: not started, silence
+    assert not mic.started and not out.any()
+    for _ in range(10):  # 10,000 frames arrive at once (a stalled reader)
+        mic.input_callback(voice, 1000, None, Status())
+    mic.mix_into(out)
+    assert mic.started and mic.skipped == 10_000 - 512 - 1024 and mic.backlog == 1024
+    np.testing.assert_array_equal(out, 0.25)
+    mic.set_level(0.0)
+    out.fill(0.0)
+    mic.mix_into(out)  # ramps from 1 to 0 over this block: no step
+    assert out[0, 0] > 0.24 and out[0, -1] == 0.0 and np.all(np.diff(out[0]) <= 0)
+    for bad in (-1, 3, True, "1"):
+        with pytest.raises(UserError, match=r"--mic-level must be a number in \[0, 2\]"):
+            check_level(bad)
+
+
+def test_a_mic_beside_a_loudspeaker_is_refused(harness, half_path, capsys, tmp_path):
+    from jack_harness import Devices
+
+    from stream_sep import cli
+
+    song = tmp_path / "song.wav"
+    sf.write(song, np.zeros((4800, 2), np.float32), 48000)
+    speakers = Devices({"Built-in Speakers": (2, 0)})
+    try:
+        argv = ["--input", str(song), "--output", "Built-in Speakers", "--mic", "mic"]
+        rc = cli.main(argv + ["--model", str(half_path), *FAST_ARGS])
+    finally:
+        speakers.close()
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1, err
+    assert re.search(r"'Built-in Speakers' is a loudspeaker and --mic \d+ 'mic' can hear it", err)
+
+
+def test_fast_options_are_the_tests_own():
+    assert FAST_OPTIONS["hop"] == 0.1  # the first plan above; SLOWER adds 0.15 s of latency
+
+
+def test_the_reverb_adds_a_room_after_the_dry_voice(monkeypatch):
+    pytest.importorskip("pedalboard")
+
+    class Status:
+        input_overflow = input_underflow = False
+
+    mic = MicMix(48000, 1, reverb_amount=0.5)
+    click = np.zeros((4096, 1), np.float32)
+    click[0] = 0.5
+    mic.input_callback(click, 4096, None, Status())
+    out = np.zeros((1, 4096), np.float32)
+    mic.mix_into(out)
+    assert out[0, 0] == pytest.approx(0.5, abs=0.02)  # the dry voice, at unity
+    assert np.abs(out[0, 200:]).max() > 1e-3  # and a room after it
+    monkeypatch.setitem(sys.modules, "pedalboard", None)  # as if the extra were not installed
+    with pytest.raises(UserError, match=r"pip install 'stream-sep\[night\]'"):
+        MicMix(48000, 1, reverb_amount=0.5)

@@ -472,23 +472,27 @@ def test_the_monitor_of_another_output_is_allowed(sound_server_devices, models, 
 
 
 def test_a_tiny_block_size_warns_about_xruns_with_the_cause(harness, models, capsys):
-    """--blocksize 7 (0.15 ms at 48 kHz): the status line and the summary say that the xruns
-    are too many, and that the block size is the likely cause, with a size to try."""
+    """--blocksize 7 (0.15 ms at 48 kHz) through JACK: whether PortAudio's buffer adapter
+    keeps up depends on the machine, so the run checks the rule end to end both ways: a
+    warning naming the block size (status line and summary) when the xruns exceed 1% of the
+    callbacks, none when they stay well below (the rule itself: test_live.py)."""
     argv = ["--input", "mic", "--output", "headphones", "--blocksize", "7", "--duration", "3"]
     rc = cli.main(argv + ["--model", models["small"], *FAST])
     err = capsys.readouterr().err
     assert rc in (0, 1), err  # the model may miss deadlines too on a machine this busy
     xruns = summary_counter(err, "xruns")
-    callbacks = 3 * harness.rate / 7
-    assert xruns > 0.01 * callbacks, err
-    assert re.search(
+    callbacks = 3 * harness.rate / 7  # about: the stream runs a little longer than 3 s
+    warned = re.search(
         rf"warning: {xruns} xruns \(\d+% of callbacks\): --blocksize 7 \(0.15 ms\) is too "
         r"small for this machine; try --blocksize 512",
         err,
-    ), err
-    status_lines = [line for line in err.splitlines() if "| xruns " in line]
-    assert any("--blocksize too small, try 512)" in line for line in status_lines), err
-    print(f"--blocksize 7 for 3 s: {xruns} xruns")
+    )
+    if xruns > 0.02 * callbacks:
+        assert warned, err
+        status_lines = [line for line in err.splitlines() if "| xruns " in line]
+        assert any("--blocksize too small, try 512)" in line for line in status_lines), err
+    elif xruns < 0.005 * callbacks:
+        assert not warned and "% of callbacks" not in err, err
 
 
 def test_list_devices_names_the_jack_clients(harness, capsys):

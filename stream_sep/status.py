@@ -43,7 +43,8 @@ def startup_line(model, engine, route: str, rate: int, blocksize: int, stream) -
     breakdown = " + ".join(f"{k} {v:.3f}" for k, v in engine.latency_breakdown.items())
     text = (
         f"model {model.path.name} on {model.provider} ({model.contract.sample_rate} Hz) | "
-        f"{route} at {rate} Hz, {engine.channels} ch, block {blocksize or 'auto'} | "
+        f"{route} at {rate} Hz, {engine.channels} ch{_stereo(engine)}, block "
+        f"{blocksize or 'auto'} | "
         f"algorithmic latency {engine.latency_seconds:.3f} s ({breakdown})"
     )
     devices = device_latency(stream)

@@ -235,3 +235,8 @@ def _isatty(stream) -> bool:
         return stream.isatty()
     except (AttributeError, ValueError):
         return False
+
+
+def _stereo(engine) -> str:
+    """' (mid channel)' when a stereo stream runs the model on its mid channel only."""
+    return " (mid channel)" if engine.channels > 1 and engine.stereo == "mid" else ""

@@ -19,12 +19,13 @@ or the mid channel) and batch 2 (stereo):
   (``SessionOptions.optimized_model_filepath``), loaded again with optimisations off;
 - ``float16``: ``export.fp16.to_float16`` of the model (float16 inside, float32 at the edges);
 - ``int8 dynamic``: ``onnxruntime.quantization.quantize_dynamic`` (int8 weights, activations
-  quantised per run);
+  quantised per run); ``int8 MatMul``: the same for the MatMuls only;
 - with ``--other-python PY``: the variants of another ONNX Runtime wheel in another
   environment (``onnxruntime-openvino`` provides the same ``onnxruntime`` module, so it
-  cannot share this one): ``openvino`` (its execution provider) and its plain CPU
-  provider with the host's options, run in a worker process that this one drives, still
-  in the same round-robin.
+  cannot share this one): its plain CPU provider with the host's options, ``openvino``
+  (its execution provider, batch axis dynamic) and ``openvino static`` (one session per
+  batch size with the batch axis pinned), run in a worker process that this one drives,
+  still in the same round-robin.
 
 The runs alternate round-robin (every variant once at batch 1, then once at batch 2, and
 again, ``--rounds`` times) so a change in the machine's load hits all variants alike; the
@@ -216,7 +217,9 @@ def precision_variants(path: Path, data: bytes, folder: Path, version: str) -> l
     for name, note, convert in (
         ("float16", "export.fp16.to_float16: float16 weights and arithmetic", to_float16),
         ("int8 dynamic", "quantize_dynamic: int8 weights, uint8 activations", to_int8),
-    ):
+        ("int8 MatMul", "quantize_dynamic of the MatMuls only (Conv stays float32)",
+         to_int8_matmul),
+    ):  # fmt: skip
         try:
             started = time.perf_counter()
             converted = convert(path, folder)
@@ -240,20 +243,25 @@ def to_float16(path: Path, folder: Path) -> bytes:
     return convert(onnx.load(path)).SerializeToString()
 
 
-def to_int8(path: Path, folder: Path) -> bytes:
+def to_int8(path: Path, folder: Path, op_types: list[str] | None = None) -> bytes:
+    """Dynamic int8 quantisation of ``op_types`` (None: every kind it supports)."""
     import logging
 
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    target = folder / "int8.onnx"
+    target = folder / f"int8-{'-'.join(op_types or ['all'])}.onnx"
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)  # "please consider pre-processing" on every call
     try:
-        quantize_dynamic(path, target, weight_type=QuantType.QInt8)
+        quantize_dynamic(path, target, op_types_to_quantize=op_types, weight_type=QuantType.QInt8)
     finally:
         root.setLevel(level)
     return target.read_bytes()
+
+
+def to_int8_matmul(path: Path, folder: Path) -> bytes:
+    return to_int8(path, folder, ["MatMul"])
 
 
 # ---------------------------------------------------------------------------- worker
@@ -322,8 +330,11 @@ def worker_main(model_path: str) -> int:
     tag = f"onnxruntime {onnxruntime.__version__}"
     specs = [(f"cpu, {tag}", "the CPU provider of the other wheel, the host's options",
               ["CPUExecutionProvider"])]  # fmt: skip
-    specs.append((f"openvino, {tag}", "the OpenVINO provider (device CPU)",
-                  [("OpenVINOExecutionProvider", {"device_type": "CPU"}), "CPUExecutionProvider"]))  # fmt: skip
+    openvino = [("OpenVINOExecutionProvider", {"device_type": "CPU"}), "CPUExecutionProvider"]
+    specs.append((f"openvino, {tag}", "the OpenVINO provider (device CPU), batch axis dynamic",
+                  openvino))  # fmt: skip
+    specs.append((f"openvino static, {tag}", "the OpenVINO provider (device CPU), one session "
+                  "per batch with the batch axis pinned", openvino))  # fmt: skip
     for name, note, provider_list in specs:
         item = {"name": name, "note": note}
         wanted = provider_list[0] if isinstance(provider_list[0], str) else provider_list[0][0]
@@ -332,8 +343,11 @@ def worker_main(model_path: str) -> int:
             hello.append(item)
             continue
         try:
-            session, took = make_session(data, host_options(), provider_list)
-            models[name] = wrap(session, data, path, name)
+            if "static" in name:
+                models[name], took, session = static_batches(data, path, name, provider_list)
+            else:
+                session, took = make_session(data, host_options(), provider_list)
+                models[name] = wrap(session, data, path, name)
             item.update(load_s=took, provider=short_name(session.get_providers()[0]))
         except Exception as error:  # noqa: BLE001 - reported to the caller
             item["error"] = f"{type(error).__name__}: {error}"
@@ -347,6 +361,32 @@ def worker_main(model_path: str) -> int:
         except Exception as error:  # noqa: BLE001 - the caller reports it
             reply(answers, {"error": f"{type(error).__name__}: {error}"})
     return 0
+
+
+class ByBatch:
+    """One model per batch size (sessions with the batch axis pinned), behind the one
+    ``separate`` the engine calls: (B, window) -> (B, S, window)."""
+
+    def __init__(self, models: dict):
+        self.models = models
+        self.contract = next(iter(models.values())).contract
+
+    def separate(self, audio: np.ndarray) -> np.ndarray:
+        return self.models[audio.shape[0]].separate(audio)
+
+    def warm_up(self, batch: int) -> float:
+        return self.models[batch].warm_up(batch)
+
+
+def static_batches(data: bytes, path: Path, name: str, provider_list) -> tuple:
+    """(ByBatch for batches 1 and 2, seconds to create both sessions, the last session)."""
+    models, took = {}, 0.0
+    for batch in BATCHES:
+        options = host_options()
+        options.add_free_dimension_override_by_name("batch", batch)
+        session, seconds = make_session(data, options, provider_list)
+        models[batch], took = wrap(session, data, path, name), took + seconds
+    return ByBatch(models), took, session
 
 
 def short_name(provider: str) -> str:

@@ -28,14 +28,14 @@ or the mid channel) and batch 2 (stereo):
   still in the same round-robin.
 
 The runs alternate round-robin (every variant once at batch 1, then once at batch 2, and
-again, ``--rounds`` times) so a change in the machine's load hits all variants alike; the
+again, ``--rounds`` times, each round's cycle starting one variant later) so a change in the
+machine's load hits all variants alike, and no variant always runs after the same one; the
 table gives the median and 90th percentile per window and the ratio of medians to
 ``default``. Each variant's output on one noise window is compared with the default's (SNR
-in dB); with ``--mir1k DIR`` the variants whose numbers are not float32's own (float16,
-int8, and any other whose output differs from the default's by more than rounding) are
-scored on held-out MIR-1K clips with the engine at its defaults
-(``offline.estimate_vocals(like_live=True)`` through the evaluate command's functions), MDX
-vocals SDR against the default's on the same clips. Session load times are measured too
+in dB); with ``--mir1k DIR`` the float16 and int8 models, and any other variant whose
+output differs from the default's by more than rounding, are scored on held-out MIR-1K
+clips with the engine at its defaults (``offline.estimate_vocals(like_live=True)`` through
+the evaluate command's functions), MDX vocals SDR against the default's on the same clips. Session load times are measured too
 (the original model at ORT_ENABLE_ALL against the saved optimised one, alternating).
 
 Writes ``benchmarks/results/providers.{json,md}`` (or ``--out STEM``) with the machine,
@@ -97,6 +97,7 @@ class Variant:
     provider: str = "cpu"
     onnxruntime: str = ""
     error: str | None = None
+    scored: bool = False  # always scored on the clips (another precision: another model)
 
     def time_window(self, audio: np.ndarray) -> float:
         """Seconds of one ``separate`` call on (B, window) ``audio`` (already warmed up)."""
@@ -229,7 +230,7 @@ def precision_variants(path: Path, data: bytes, folder: Path, version: str) -> l
             variants.append(Variant(name, note, error=f"{type(error).__name__}: {error}"))
             continue
         variant = Variant(name, note, wrap(session, converted, path, name), load_s=took,
-                          onnxruntime=version)  # fmt: skip
+                          onnxruntime=version, scored=True)  # fmt: skip
         variant.note += f" (converted in {convert_s:.1f} s, {len(converted) / 1e6:.1f} MB)"
         variants.append(variant)
     return variants
@@ -435,9 +436,16 @@ def warm(variant: Variant, batch: int, audio: np.ndarray) -> None:
     variant.model.separate(audio)
 
 
+def rotated(items: list, shift: int) -> list:
+    """``items`` starting at index ``shift`` (modulo its length), wrapping around."""
+    shift %= len(items)
+    return items[shift:] + items[:shift]
+
+
 def time_round_robin(variants: list[Variant], rounds: int, window: int) -> dict:
     """{name: {batch: [seconds, ...]}}: every round runs each variant once per batch, in
-    the same order."""
+    the same cyclic order, each round starting one variant later (so no variant always
+    follows the same one, or always comes first after the other batch size)."""
     inputs = {batch: noise(batch, window) for batch in BATCHES}
     for variant in variants:
         for batch in BATCHES:
@@ -445,7 +453,7 @@ def time_round_robin(variants: list[Variant], rounds: int, window: int) -> dict:
     times = {v.name: {batch: [] for batch in BATCHES} for v in variants}
     for number in range(rounds):
         for batch in BATCHES:
-            for variant in variants:
+            for variant in rotated(variants, number):
                 times[variant.name][batch].append(variant.time_window(inputs[batch]))
         print(f"round {number + 1}/{rounds}", file=sys.stderr, flush=True)
     return times
@@ -504,11 +512,13 @@ def score_clips(model, root: str, singers: list[str], every: int) -> list[dict]:
 
 def quality(variants: list[Variant], snr: dict, args) -> dict:
     """{name: {clips, vocals_sdr (mean), cost_db (mean paired difference to the default),
-    cost_se_db}} for the default and every variant whose output is not the default's."""
+    cost_se_db}} for the default, the float16 and int8 models, and every other variant whose
+    output is not the default's."""
     singers = args.singers.split(",")
     scored = {}
     for variant in variants:
-        if variant.name != "default" and snr.get(variant.name, 0) >= SAME_OUTPUT_SNR_DB:
+        same = snr.get(variant.name, 0) >= SAME_OUTPUT_SNR_DB
+        if variant.name != "default" and not variant.scored and same:
             continue
         print(f"SDR: {variant.name} ...", file=sys.stderr, flush=True)
         if variant.remote is not None:
@@ -617,8 +627,10 @@ def markdown(report: dict) -> str:
                 "-" if name == "default" else f"{item['cost_db']:+.2f} ± {item['cost_se_db']:.2f}"
             )
             lines.append(f"| {name} | {item['clips']} | {item['vocals_sdr']:.2f} | {cost} |")
-        lines += ["", "Variants whose output equals the default's to within "
-                  f"{SAME_OUTPUT_SNR_DB:.0f} dB are not scored (same model, float32 rounding)."]  # fmt: skip
+        lines += ["", "The float16 and int8 models are always scored; the other variants only "
+                  f"when their output differs from the default's by more than "
+                  f"{SAME_OUTPUT_SNR_DB:.0f} dB SNR (otherwise: the same model, float32 "
+                  "rounding)."]  # fmt: skip
     return "\n".join(lines) + "\n"
 
 

@@ -48,6 +48,7 @@ def test_live_contention_smoke_times_every_condition(tmp_path):
     for row in (r for r in rows if r["mode"] == "live"):
         # 3 s at a 0.5 s hop: the engine ran windows, and stopped at --duration.
         assert row["windows"] >= 3, row
+        assert row["exit_status"] == [0], row
         assert row["stopped"] == [row["stopped"][0]] and row["stopped"][0].startswith(
             "duration reached after 3."
         ), row

@@ -4,8 +4,8 @@ timed with and without a live stream through JACK, at two intra-op thread counts
     python benchmarks/live_contention.py                     # 3 rounds, 20 s per condition
     python benchmarks/live_contention.py --smoke --out /tmp/live   # a gain model, seconds
 
-A JACK dummy server (48 kHz, 1024 frames, started here under a unique name) and two JACK
-clients, ``mic`` (plays a generated stereo song) and ``headphones`` (records), run for the
+A JACK dummy server (48 kHz, 1024 frames, started here under a unique name; with
+``--use-running-server`` the one a test run already has) and two JACK clients, ``mic`` (plays a generated stereo song) and ``headphones`` (records), run for the
 whole measurement in this process. Each condition runs in a process of its own with
 ``STREAM_SEP_THREADS`` set (see ``stream_sep.providers.intra_op_threads``); the conditions
 alternate round-robin, so a change in the machine's load hits them alike:
@@ -56,6 +56,7 @@ PERIOD = 1024
 HOP, LOOKAHEAD, CROSSFADE = 0.5, 0.25, 0.064
 LIVE_OPTIONS = ["--hop", str(HOP), "--lookahead", str(LOOKAHEAD), "--crossfade", str(CROSSFADE)]
 MODES = ("back to back", "paced", "live")
+START_ATTEMPTS = 3
 SUMMARY = re.compile(r"inference mean ([\d.]+) ms, max ([\d.]+) ms, load ([\d.]+)")
 STOPPED = re.compile(r"stopped \(([^)]+)\) after ([\d.]+) s")
 COUNTS = re.compile(r"(\d+) windows \((\d+) run, (\d+) skipped\), (\d+) deadline misses, "
@@ -147,15 +148,30 @@ def _arm_when_connected(harness, process) -> None:
 
 # ---------------------------------------------------------------------------- the run
 @contextlib.contextmanager
-def jack_server():
-    """A JACK dummy server under a unique name, this process's default while it runs."""
-    from jack_harness import _release_portaudio, start_server
+def jack_server(use_running: bool = False):
+    """A JACK dummy server under a unique name, this process's default while it runs; with
+    ``use_running``, the server that ``$JACK_DEFAULT_SERVER`` names if one answers (a test
+    run's: JACK allows only a few servers per machine). Yields how it was obtained."""
+    from jack_harness import SERVER_ENV, _release_portaudio, server_running, start_server
 
+    if use_running and server_running():
+        yield f"the running server {os.environ.get(SERVER_ENV, '(default)')}"
+        _release_portaudio()
+        return
     if shutil.which("jackd") is None:
         raise SystemExit("live_contention: jackd is not installed (apt-get install jackd2)")
-    process = start_server(f"live-contention-{os.getpid()}", RATE, PERIOD)
+    for attempt in range(1, START_ATTEMPTS + 1):
+        try:
+            process = start_server(f"live-contention-{os.getpid()}-{attempt}", RATE, PERIOD)
+            break
+        except RuntimeError as error:
+            # On a machine where other JACK servers start and stop (other users' tests),
+            # jackd now and then exits at once (status 255); a second start succeeds.
+            if attempt == START_ATTEMPTS:
+                raise SystemExit(f"live_contention: {error}") from None
+            time.sleep(1.0)
     try:
-        yield
+        yield f"jackd -n {os.environ[SERVER_ENV]} -d dummy -r {RATE} -p {PERIOD}, started here"
     finally:
         _release_portaudio()
         process.terminate()
@@ -166,13 +182,20 @@ def conditions(thread_counts: list[int]) -> list[tuple[str, int]]:
     return [(mode, threads) for threads in thread_counts for mode in MODES]
 
 
-def run_all(args) -> dict:
+def run_all(args) -> tuple[str, dict]:
+    """(how the JACK server was obtained, {condition: [each round's numbers]})."""
     from bench_offline import song
     from jack_harness import Harness
 
     results = {f"{mode}, {threads}": [] for mode, threads in conditions(args.threads)}
-    with jack_server():
+    with jack_server(args.use_running_server) as server:
         harness = Harness(channels=2)
+        if (harness.rate, harness.period) != (RATE, PERIOD):
+            harness.close()
+            raise SystemExit(
+                f"live_contention: the JACK server runs at {harness.rate} Hz, "
+                f"{harness.period} frames; this measurement needs {RATE} Hz, {PERIOD} frames"
+            )
         try:
             music = song(args.seconds + 5, RATE)
             for number in range(args.rounds):
@@ -187,7 +210,7 @@ def run_all(args) -> dict:
                     print(f"  {json.dumps(item)}", file=sys.stderr, flush=True)
         finally:
             harness.close()
-    return results
+    return server, results
 
 
 def summarise(results: dict, thread_counts: list[int]) -> list[dict]:
@@ -228,7 +251,7 @@ def markdown(report: dict) -> str:
         f"{report['load_after']:.2f}. {report['note']}",
         "",
         f"Stereo window of the live plan (hop {HOP} s, lookahead {LOOKAHEAD} s, crossfade "
-        f"{CROSSFADE} s at {RATE} Hz; JACK dummy server, {PERIOD} frames), {report['rounds']} "
+        f"{CROSSFADE} s at {RATE} Hz; JACK: {report['server']}), {report['rounds']} "
         "rounds, conditions interleaved; ms per window (mean over the rounds of each run's "
         "mean).",
         "",
@@ -269,6 +292,11 @@ def get_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--out", default=str(RESULTS / "live_contention"), help="path stem")
     parser.add_argument("--smoke", action="store_true", help="a gain model, 1 round, 3 s")
+    parser.add_argument(
+        "--use-running-server",
+        action="store_true",
+        help="use the JACK server $JACK_DEFAULT_SERVER names when one answers (tests)",
+    )
     parser.add_argument("--measure", choices=MODES[:2], help=argparse.SUPPRESS)
     return parser
 
@@ -286,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
             args.model_path = str(smoke_model(Path(folder)))
             args.rounds, args.seconds, args.windows = 1, 3.0, 3
         load_before = os.getloadavg()[0]
-        results = run_all(args)
+        server, results = run_all(args)
         load_after = os.getloadavg()[0]
     from bench_providers import machine
 
@@ -302,6 +330,7 @@ def main(argv: list[str] | None = None) -> int:
         "rounds": args.rounds,
         "load_before": load_before,
         "load_after": load_after,
+        "server": server,
         "rows": summarise(results, args.threads),
         "runs": results,
     }

@@ -25,6 +25,7 @@ def test_live_contention_smoke_times_every_condition(tmp_path):
             sys.executable,
             str(REPO / "benchmarks" / "live_contention.py"),
             "--smoke",
+            "--use-running-server",
             "--out",
             str(tmp_path / "live"),
         ],  # fmt: skip
@@ -52,6 +53,8 @@ def test_live_contention_smoke_times_every_condition(tmp_path):
         assert row["stopped"] == [row["stopped"][0]] and row["stopped"][0].startswith(
             "duration reached after 3."
         ), row
+    # Under .ci/test (STREAM_SEP_JACK=1) the suite's own server is used; else one is started.
+    assert report["server"].startswith(("the running server ", "jackd -n live-contention-"))
     markdown = (tmp_path / "live.md").read_text()
     assert "| live | 1 |" in markdown and "| paced | 2 |" in markdown
     assert markdown in result.stdout

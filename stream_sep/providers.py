@@ -39,6 +39,8 @@ PROVIDER_NAMES = {
 }
 CHOICES = ("auto", "tensorrt", "cuda", "cpu")
 GPU_NAMES = ("tensorrt", "cuda")
+# Environment variable that overrides the intra-op threads of CPU sessions (see intra_op_threads).
+THREADS_ENV = "STREAM_SEP_THREADS"
 
 
 class ProviderUnavailable(UserError):
@@ -98,6 +100,23 @@ def limit_cpu_threads(threads: int | None) -> None:
     if threads is not None and threads < 1:
         raise ValueError(f"threads must be at least 1, got {threads}")
     _thread_limit = threads
+
+
+def intra_op_threads() -> int:
+    """Intra-op threads for a CPU session: ``$STREAM_SEP_THREADS`` when it is set (a positive
+    whole number), otherwise :func:`cpu_threads`. A bad value is a :class:`UserError`."""
+    if _thread_limit is not None:  # a batch worker's share of the cores (limit_cpu_threads)
+        return _thread_limit
+    text = os.environ.get(THREADS_ENV, "").strip()
+    if not text:
+        return cpu_threads()
+    try:
+        threads = int(text)
+    except ValueError:
+        threads = 0
+    if threads < 1:
+        raise UserError(f"{THREADS_ENV} must be a positive whole number of threads, got {text!r}")
+    return threads
 
 
 def cache_dir() -> Path:
@@ -203,7 +222,8 @@ def session_options(
     model_folder: str | os.PathLike | None = None,
 ):
     """Session options: ONNX Runtime's logging at errors only; on the CPU, threads from the
-    cores this process has (see :func:`cpu_threads`) and no busy-waiting between operators.
+    cores this process has or ``$STREAM_SEP_THREADS`` (see :func:`intra_op_threads`) and no
+    busy-waiting between operators.
 
     fixed_dims: symbolic input dimensions to pin (``{"batch": 2}``) so that every shape in
     the graph is static, which CUDA graphs and TensorRT engines need.
@@ -225,7 +245,7 @@ def session_options(
             str(Path(model_folder).resolve()),
         )
     if choice.name == "cpu":
-        options.intra_op_num_threads = cpu_threads()
+        options.intra_op_num_threads = intra_op_threads()
         options.inter_op_num_threads = 1
         # Idle pool threads would spin on the core the audio thread needs.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")

@@ -145,12 +145,38 @@ def test_cpu_threads_leave_a_core_for_the_audio_thread(cores, threads):
     assert providers.cpu_threads(cores) == threads
 
 
-def test_cpu_session_options_use_the_cores_and_do_not_spin():
+def test_cpu_session_options_use_the_cores_and_do_not_spin(monkeypatch):
+    monkeypatch.delenv(providers.THREADS_ENV, raising=False)
     options = providers.session_options(providers.choose("cpu"))
     assert options.intra_op_num_threads == providers.cpu_threads()
     assert options.inter_op_num_threads == 1
     assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
     assert options.get_session_config_entry("session.set_denormal_as_zero") == "1"
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_threads_environment_variable_sets_the_intra_op_threads(monkeypatch, model_path, threads):
+    monkeypatch.setenv(providers.THREADS_ENV, f" {threads} ")
+    assert providers.session_options(providers.choose("cpu")).intra_op_num_threads == threads
+    assert load_model(model_path, "cpu").session.get_session_options().intra_op_num_threads == (
+        threads
+    )
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "two", "1.5"])
+def test_cli_refuses_a_bad_threads_variable_in_one_line(tmp_path, model_path, capsys, value):
+    audio = _wav(tmp_path / "in.wav")
+    argv = ["separate", str(audio), "-o", str(tmp_path / "out"), "--model", str(model_path)]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(providers.THREADS_ENV, value)
+        status = cli.main([*argv, "--provider", "cpu"])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert err == (
+        f"stream-sep: error: STREAM_SEP_THREADS must be a positive whole number of threads, "
+        f"got {value!r}\n"
+    )
+    assert not (tmp_path / "out" / "in").exists()
 
 
 def test_gpu_provider_options(monkeypatch, tmp_path):

@@ -54,6 +54,7 @@ AUDIO_SUFFIXES = {
     ".caf",
 }
 FILE_CLOCK_BLOCKSIZE = 1024
+SETTLE_SECONDS = 10.0  # how long the command waits for a model call still running at exit
 ASSUMED_DEVICE_BLOCK = 1024  # frames, for fitting the plan when the device chooses its block
 SAMPLERATE_RANGE = (8000, 384000)
 _MIXING_PLUGINS = {"default", "sysdefault", "pulse", "pipewire", "jack", "dmix", "dsnoop"}
@@ -309,6 +310,8 @@ def _run(args, reader: keys.KeyReader) -> int:
         return session.run(reader, notes)
     finally:
         separator.close()
+        if not separator.settle(SETTLE_SECONDS):
+            log.warning("the model is still running after %.0f s; exiting anyway", SETTLE_SECONDS)
 
 
 def open_mic(args, sink: Endpoint, rate: int, out_channels: int) -> Mic | None:

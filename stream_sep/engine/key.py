@@ -276,3 +276,42 @@ class KeyShift:
         out -= old
         out *= weights
         out += old
+
+
+class KeyStage:
+    """The engine's output stage for ``--key``: a :class:`KeyShift` and its own output guard
+    after the mixer, or (key None) nothing at all: no delay, no work.
+
+    out (C, n) is shifted in place by :meth:`process`; ``latency_samples`` is the stage's
+    fixed delay (0 without a stage)."""
+
+    def __init__(self, key: int | None, rate: int, channels: int, guard_factory):
+        self.shift = None if key is None else KeyShift(rate, channels, key)
+        self.guard = guard_factory() if self.shift is not None else None
+        self.latency_samples = 0 if self.shift is None else self.shift.latency_samples
+
+    @property
+    def key(self) -> int | None:
+        """The key (semitones) asked for last; None when there is no key stage."""
+        return None if self.shift is None else self.shift.requested_key
+
+    def terms(self) -> dict[str, float]:
+        """{'key': seconds} when there is a stage, for the latency breakdown."""
+        return {} if self.shift is None else {"key": self.shift.latency_seconds}
+
+    def set_key(self, key: int) -> None:
+        if self.shift is None:
+            raise UserError("key change is off: start with --key 0 (or another key) to use it")
+        self.shift.set_key(key)
+
+    def reset(self) -> None:
+        if self.shift is not None:
+            self.shift.reset()
+        if self.guard is not None:
+            self.guard.reset()
+
+    def process(self, out) -> None:
+        if self.shift is not None:
+            self.shift.process(out, out)
+            if self.guard is not None:
+                self.guard.process(out)

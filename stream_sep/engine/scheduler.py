@@ -135,16 +135,27 @@ class Scheduler:
 
     def close(self) -> None:
         """Stop the worker. A model call that does not return within a second is left
-        behind on its daemon thread rather than blocking the caller."""
+        behind on its daemon thread rather than blocking the caller (see :meth:`settle`)."""
         if self._worker is None:
             return
         self._jobs.put(None)
         self._worker.join(timeout=CLOSE_TIMEOUT)
         if self._worker.is_alive():
             log.warning(
-                "the inference worker is still busy after %.1f s; not waiting for it", CLOSE_TIMEOUT
+                "the inference worker is still busy after %.1f s; not waiting for it",
+                CLOSE_TIMEOUT,
             )
+            self._left_behind = self._worker
         self._worker = None
+
+    def settle(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for a model call left behind by :meth:`close`;
+        True when none is running. A process should not exit while one runs: ONNX Runtime
+        aborts the interpreter's shutdown from under a running session."""
+        worker = getattr(self, "_left_behind", None)
+        if worker is not None:
+            worker.join(timeout)
+        return worker is None or not worker.is_alive()
 
     def _work(self) -> None:
         while True:

@@ -17,7 +17,7 @@ import numpy as np
 
 from stream_sep import safety
 from stream_sep.engine.health import EngineStats, Health
-from stream_sep.engine.key import KeyShift
+from stream_sep.engine.key import KeyStage
 from stream_sep.engine.mixer import Mixer
 from stream_sep.engine.plan import (
     DEFAULT_CROSSFADE,
@@ -117,12 +117,17 @@ class Separator:
         self._timeline = Timeline(plan, self.channels, self._scheduler, self._mixer, self.stats)
         self._mixer.set_targets(mode, vocal_level)
         self._mixer.apply_requests(0, immediate=True)
-        self.key_shift = None if key is None else KeyShift(self.sample_rate, self.channels, key)
-        self._key_guard = None
-        if self.key_shift is not None and limit:
-            self._key_guard = safety.OutputGuard(
-                self.channels, self.sample_rate, ceiling_db, max_block=plan.hop_samples
+        guard = (
+            (  # the key stage's own guard (after the shifter), for a guarded engine
+                lambda: safety.OutputGuard(
+                    self.channels, self.sample_rate, ceiling_db, max_block=plan.hop_samples
+                )
             )
+            if limit
+            else (lambda: None)
+        )
+        self._key = KeyStage(key, self.sample_rate, self.channels, guard)
+        self.key_shift = self._key.shift
         if self.sample_rate != self.contract.sample_rate:
             log.info(
                 "stream at %d Hz, model at %d Hz: resampling with soxr",
@@ -141,11 +146,7 @@ class Separator:
     def latency_samples(self) -> int:
         """Output sample j presents input sample j - latency_samples: the plan's latency plus
         the key stage's fixed delay (when there is one)."""
-        return self.plan.latency_samples + self.key_latency_samples
-
-    @property
-    def key_latency_samples(self) -> int:
-        return 0 if self.key_shift is None else self.key_shift.latency_samples
+        return self.plan.latency_samples + self._key.latency_samples
 
     @property
     def latency_seconds(self) -> float:
@@ -154,15 +155,11 @@ class Separator:
     @property
     def latency_breakdown(self) -> dict[str, float]:
         """Each term of the latency in seconds; ``key`` when there is a key stage."""
-        terms = dict(self.plan.breakdown)
-        if self.key_shift is not None:
-            terms["key"] = self.key_shift.latency_seconds
-        return terms
+        return {**self.plan.breakdown, **self._key.terms()}
 
     @property
     def key(self) -> int | None:
-        """The key (semitones) asked for last; None when there is no key stage."""
-        return None if self.key_shift is None else self.key_shift.requested_key
+        return self._key.key
 
     @property
     def mode(self) -> str:
@@ -192,7 +189,7 @@ class Separator:
     @property
     def faded_out(self) -> bool:
         """True once a :meth:`fade_out` has finished: every further output sample is 0."""
-        return self._mixer.faded_out(self._timeline.position - self.key_latency_samples)
+        return self._mixer.faded_out(self._timeline.position - self._key.latency_samples)
 
     @property
     def queued_jobs(self) -> int:
@@ -208,11 +205,9 @@ class Separator:
         self._mixer.set_targets("karaoke", level)
 
     def set_key(self, key: int) -> None:
-        """Shift by ``key`` semitones (-6..+6), click-free (a crossfade); the latency stays.
-        Raises UserError when the engine was made without a key stage (``key=None``)."""
-        if self.key_shift is None:
-            raise UserError("key change is off: start with --key 0 (or another key) to use it")
-        self.key_shift.set_key(key)
+        """Shift by ``key`` semitones (-6..+6), click-free; the latency stays. UserError
+        when the engine was made without a key stage (``key=None``)."""
+        self._key.set_key(key)
 
     def fade_out(self, seconds: float = DEFAULT_FADE_SECONDS) -> None:
         """Ramp the output to silence over ``seconds``, starting at the next block. Keep
@@ -240,10 +235,7 @@ class Separator:
         if out is None:
             out = np.empty(block.shape, np.float32)
         self._timeline.process(block, out)
-        if self.key_shift is not None:
-            self.key_shift.process(out, out)
-            if self._key_guard is not None:
-                self._key_guard.process(out)
+        self._key.process(out)
         return out
 
     def reset(self) -> None:
@@ -252,14 +244,15 @@ class Separator:
         self._timeline.reset()
         self._health.reset_streak()
         self._mixer.reset()
-        if self.key_shift is not None:
-            self.key_shift.reset()
-            if self._key_guard is not None:
-                self._key_guard.reset()
+        self._key.reset()
 
     def close(self) -> None:
         """Stop the worker thread (a hung model call is left behind, not waited for)."""
         self._scheduler.close()
+
+    def settle(self, timeout: float = 10.0) -> bool:
+        """After :meth:`close`: wait up to ``timeout`` s for a model call still running."""
+        return self._scheduler.settle(timeout)
 
     def __enter__(self):
         return self

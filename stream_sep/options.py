@@ -97,3 +97,20 @@ def _float(text: str) -> float | None:
     except ValueError:
         return None
     return value if math.isfinite(value) else None
+
+
+def add_model_arguments(parser) -> None:
+    """``--model`` and ``--provider``, as every command that runs a model takes them."""
+    from stream_sep import providers
+
+    parser.add_argument(
+        "--model", metavar="PATH", help="ONNX separation model (default: the bundled model)"
+    )
+    parser.add_argument(
+        "--provider",
+        default="auto",
+        type=choice("provider", providers.CHOICES),
+        metavar=listing(providers.CHOICES),
+        help="where the model runs; auto: the first of tensorrt, cuda, cpu that starts "
+        "(default auto)",
+    )

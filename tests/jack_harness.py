@@ -307,3 +307,37 @@ def sweep_with_clicks(rate: int, seconds: float = 1.0, amplitude: float = 0.4) -
     for start in range(int(0.1 * rate), n - click.size, int(0.2 * rate)):
         signal[start : start + click.size] += click
     return np.stack([signal, 0.5 * signal]).astype(np.float32)
+
+
+SETTLE_SECONDS = 0.3  # after connecting: the engine fades its output in over 0.05 s
+
+
+def run_in_process(harness: Harness, argv: list[str], signal_, tail_s: float = 1.0) -> int:
+    """``stream_sep.cli.main(argv)`` in this (main) thread; a helper thread arms the harness
+    once stream-sep is connected and presses Ctrl-C (interrupt_main) once the signal and
+    ``tail_s`` seconds after it are captured."""
+    import _thread
+    import threading
+
+    from stream_sep import cli
+
+    harness.play(signal_)
+    state = {"running": True}
+
+    def arm_then_interrupt():
+        deadline = time.monotonic() + 180
+        while state["running"] and not harness.connected() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(SETTLE_SECONDS)
+        harness.arm()
+        needed = signal_.shape[1] + int(tail_s * harness.rate)
+        while state["running"] and harness.captured < needed and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if state["running"]:
+            _thread.interrupt_main()
+
+    threading.Thread(target=arm_then_interrupt, daemon=True).start()
+    try:
+        return cli.main(argv)
+    finally:
+        state["running"] = False

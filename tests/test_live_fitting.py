@@ -3,7 +3,6 @@ is the measured delay, exactly; overload mid-stream is shed, never fatal, and ti
 
 from __future__ import annotations
 
-import _thread
 import re
 import subprocess
 import sys
@@ -13,13 +12,18 @@ import time
 import numpy as np
 import pytest
 from helpers import gain_model, voice_over_band
-from jack_harness import Harness, find_delay, refresh_portaudio, sweep_with_clicks
+from jack_harness import (
+    Harness,
+    find_delay,
+    refresh_portaudio,
+    run_in_process,
+    sweep_with_clicks,
+)
 
 from stream_sep import cli
 from stream_sep.contract import ModelContract
 
 pytestmark = pytest.mark.jack
-SETTLE_SECONDS = 0.3
 
 
 @pytest.fixture(scope="module")
@@ -35,31 +39,6 @@ def harness(jack_server):
 def half_model(tmp_path_factory):
     """Vocals = half the mixture, with the real 4.064 s window."""
     return str(gain_model(tmp_path_factory.mktemp("m") / "half.onnx", 0.5, ModelContract()))
-
-
-def run_in_process(harness, argv, signal_, tail_s: float) -> int:
-    """cli.main(argv) here; a helper thread arms the harness once stream-sep is connected and
-    presses Ctrl-C once the signal and ``tail_s`` seconds after it are captured."""
-    harness.play(signal_)
-    state = {"running": True}
-
-    def arm_then_interrupt():
-        deadline = time.monotonic() + 180
-        while state["running"] and not harness.connected() and time.monotonic() < deadline:
-            time.sleep(0.02)
-        time.sleep(SETTLE_SECONDS)
-        harness.arm()
-        needed = signal_.shape[1] + int(tail_s * harness.rate)
-        while state["running"] and harness.captured < needed and time.monotonic() < deadline:
-            time.sleep(0.02)
-        if state["running"]:
-            _thread.interrupt_main()
-
-    threading.Thread(target=arm_then_interrupt, daemon=True).start()
-    try:
-        return cli.main(argv)
-    finally:
-        state["running"] = False
 
 
 def run_clean(harness, capsys, argv, signal_, tail_s: float) -> tuple[int, str]:

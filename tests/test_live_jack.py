@@ -7,14 +7,12 @@ that signal, delayed by a constant found by cross-correlation, and exactly so in
 
 from __future__ import annotations
 
-import _thread
 import logging
 import os
 import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 
 import numpy as np
@@ -22,10 +20,12 @@ import pytest
 import soundfile as sf
 from helpers import FAST_ARGS, gain_model, small_contract
 from jack_harness import (
+    SETTLE_SECONDS,
     Devices,
     Harness,
     find_delay,
     refresh_portaudio,
+    run_in_process,
     sweep_with_clicks,
 )
 
@@ -39,7 +39,6 @@ pytestmark = pytest.mark.jack
 FAST = FAST_ARGS
 # The engine fades its output in over 0.05 s when the stream starts: play the test signal
 # after that.
-SETTLE_SECONDS = 0.3
 ATTEMPTS = 3  # a run spoiled by an xrun of the harness itself (busy machine) is repeated
 # Karaoke with vocals = 0.5 x mixture leaves 0.5 x the input. The vocal estimate goes through
 # 48k -> 16k -> 48k resampling (soxr HQ) and an STFT round trip: a band-limited signal comes
@@ -153,31 +152,6 @@ def test_bypass_through_jack_is_sample_exact_after_a_constant_delay(harness, mod
         f"end-to-end delay through JACK, default settings: {delay} samples "
         f"({delay / harness.rate * 1000:.1f} ms); engine latency {latency}"
     )
-
-
-def run_in_process(harness: Harness, argv: list[str], signal_, tail_s: float = 1.0) -> int:
-    """cli.main(argv) in this (main) thread; helper threads arm the harness once stream-sep
-    is connected and press Ctrl-C (interrupt_main) once the signal and ``tail_s`` are in."""
-    harness.play(signal_)
-    state = {"running": True}
-
-    def arm_then_interrupt():
-        deadline = time.monotonic() + 180
-        while state["running"] and not harness.connected() and time.monotonic() < deadline:
-            time.sleep(0.02)
-        time.sleep(SETTLE_SECONDS)
-        harness.arm()
-        needed = signal_.shape[1] + int(tail_s * harness.rate)
-        while state["running"] and harness.captured < needed and time.monotonic() < deadline:
-            time.sleep(0.02)
-        if state["running"]:
-            _thread.interrupt_main()
-
-    threading.Thread(target=arm_then_interrupt, daemon=True).start()
-    try:
-        return cli.main(argv)
-    finally:
-        state["running"] = False
 
 
 def test_karaoke_in_process_removes_the_known_vocal_part(harness, models, capsys):

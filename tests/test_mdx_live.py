@@ -5,21 +5,17 @@ the command reports."""
 
 from __future__ import annotations
 
-import _thread
 import re
-import threading
-import time
 
 import numpy as np
 import pytest
-from jack_harness import Harness, find_delay, refresh_portaudio
+from jack_harness import Harness, find_delay, refresh_portaudio, run_in_process
 from mdx_helpers import mdx_model
 
 from stream_sep import cli, shelf
 
 pytestmark = pytest.mark.jack
 
-SETTLE_SECONDS = 0.3  # the engine fades its output in over 0.05 s after the start
 ATTEMPTS = 3  # a run spoiled by an xrun of the harness itself (busy machine) is repeated
 # Vocals = 0.5 x the band-limited input (a sweep inside the band): karaoke is 0.5 x the
 # input, through 48k -> 44.1k -> 48k resampling and the STFT round trip.
@@ -78,31 +74,6 @@ def summary_counter(stderr: str, name: str) -> int:
     match = re.search(rf"(\d+) {name}", stderr)
     assert match, f"no '{name}' in the summary:\n{stderr}"
     return int(match.group(1))
-
-
-def run_in_process(harness: Harness, argv: list[str], signal_, tail_s: float) -> int:
-    """cli.main(argv) in this thread; a helper thread arms the harness once stream-sep is
-    connected and presses Ctrl-C (interrupt_main) once the signal and ``tail_s`` are in."""
-    harness.play(signal_)
-    state = {"running": True}
-
-    def arm_then_interrupt():
-        deadline = time.monotonic() + 180
-        while state["running"] and not harness.connected() and time.monotonic() < deadline:
-            time.sleep(0.02)
-        time.sleep(SETTLE_SECONDS)
-        harness.arm()
-        needed = signal_.shape[1] + int(tail_s * harness.rate)
-        while state["running"] and harness.captured < needed and time.monotonic() < deadline:
-            time.sleep(0.02)
-        if state["running"]:
-            _thread.interrupt_main()
-
-    threading.Thread(target=arm_then_interrupt, daemon=True).start()
-    try:
-        return cli.main(argv)
-    finally:
-        state["running"] = False
 
 
 # --latency auto: the plan fitted to the measured speed; explicit settings: latency =

@@ -24,7 +24,7 @@ import threading
 import time
 from pathlib import Path
 
-from stream_sep import devices, keys, options, providers, settings, status, system_audio
+from stream_sep import devices, keys, options, settings, status, system_audio
 from stream_sep import engine as engine_module
 from stream_sep import mic as mic_module
 from stream_sep.audio_files import audio_file_info
@@ -110,17 +110,7 @@ def add_arguments(parser) -> None:
         "Rubber Band's fixed delay to the latency whatever the key, so 0 turns key change on "
         "unshifted; needs pip install 'stream-sep[night]' (default: no key change, no delay)",
     )
-    parser.add_argument(
-        "--model", metavar="PATH", help="ONNX separation model (default: the bundled model)"
-    )
-    parser.add_argument(
-        "--provider",
-        default="auto",
-        type=options.choice("provider", providers.CHOICES),
-        metavar=options.listing(providers.CHOICES),
-        help="where the model runs; auto: the first of tensorrt, cuda, cpu that starts "
-        "(default auto)",
-    )
+    options.add_model_arguments(parser)
     settings.add_arguments(parser, live=True)
     settings.add_quality_arguments(parser)
     parser.add_argument(

@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from stream_sep import offline, options, providers, settings
+from stream_sep import offline, options, settings
 from stream_sep.audio_files import check_input_file, checked_audio_info
 from stream_sep.batch import BatchRequest, JobReport, run_job
 from stream_sep.errors import UserError
@@ -68,17 +68,7 @@ def add_arguments(parser) -> None:
             "divide a stem whose peak exceeds 1.0 by that peak (default none)"
         ),
     )
-    parser.add_argument(
-        "--model", metavar="PATH", help="ONNX separation model (default: the bundled model)"
-    )
-    parser.add_argument(
-        "--provider",
-        default="auto",
-        type=options.choice("provider", providers.CHOICES),
-        metavar=options.listing(providers.CHOICES),
-        help="where the model runs; auto: the first of tensorrt, cuda, cpu that starts "
-        "(default auto)",
-    )
+    options.add_model_arguments(parser)
     settings.add_arguments(parser)
     settings.add_quality_arguments(parser)
     parser.add_argument(

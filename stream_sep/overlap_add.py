@@ -34,7 +34,8 @@ import soxr
 
 from stream_sep.contract import ModelContract
 from stream_sep.engine import highband
-from stream_sep.errors import ModelError, UserError
+from stream_sep.engine.plan import check_channels, check_rate
+from stream_sep.errors import ModelError, UserError, first_line
 from stream_sep.families import separate_rows
 from stream_sep.postfilter import PostFilter
 
@@ -50,8 +51,6 @@ DEFAULT_HOP_FRACTION = 0.75
 DEFAULT_BATCH_ROWS = 2
 HOP_FRACTION_RANGE = (1 / 64, 0.875)  # at 7/8 the tapers are still W/8 long (0.5 s)
 MAX_BATCH_WINDOWS = 64
-MAX_CHANNELS = 8
-RATE_RANGE = (8000, 384000)
 _RESAMPLE_QUALITY = "HQ"
 
 
@@ -158,8 +157,8 @@ class OverlapAddStream:
         self.postfilter = PostFilter.of(postfilter)
         self.high_band_removal = highband.check_removal(high_band_voice_removal)
         self._vocals_index = self.contract.source_index("vocals")
-        self.sample_rate = _check_rate(sample_rate)
-        self.channels = _check_channels(channels)
+        self.sample_rate = check_rate(sample_rate)
+        self.channels = check_channels(channels)
         if stereo not in STEREO_CHOICES:
             raise UserError(f"--stereo must be one of {', '.join(STEREO_CHOICES)}, got {stereo!r}")
         self.stereo = stereo
@@ -319,7 +318,7 @@ class OverlapAddStream:
         try:
             sources = separate_rows(self.model, batch, channels=self._model_channels)
         except Exception as error:  # the model may fail in any way: one line for the user
-            raise ModelError(f"the model failed on {where}: {_first_line(error)}") from None
+            raise ModelError(f"the model failed on {where}: {first_line(error)}") from None
         expected = (batch.shape[0], len(self.contract.sources), self.plan.window)
         shape = getattr(sources, "shape", None)
         if shape != expected:
@@ -490,28 +489,6 @@ def separate_blocks(
     rest = stream.finish()
     if rest.shape[1]:
         yield rest
-
-
-def _first_line(error: BaseException) -> str:
-    lines = str(error).strip().splitlines()
-    return (lines[0] if lines else type(error).__name__)[:300]
-
-
-def _check_rate(rate) -> int:
-    low, high = RATE_RANGE
-    if not isinstance(rate, (int, np.integer)) or isinstance(rate, bool) or not low <= rate <= high:
-        raise UserError(f"sample rate must be an integer in [{low}, {high}] Hz, got {rate!r}")
-    return int(rate)
-
-
-def _check_channels(channels) -> int:
-    if (
-        not isinstance(channels, (int, np.integer))
-        or isinstance(channels, bool)
-        or not 1 <= channels <= MAX_CHANNELS
-    ):
-        raise UserError(f"channels must be an integer in [1, {MAX_CHANNELS}], got {channels!r}")
-    return int(channels)
 
 
 def _check_batch_windows(count) -> int:

@@ -8,12 +8,11 @@ fades, output guard)). See docs/architecture.md.
 
 from stream_sep.engine.health import DC_OFFSET_LIMIT, FULL_SCALE, EngineStats, NonFiniteEstimate
 from stream_sep.engine.mixer import MODES, VOCAL_LEVEL_RANGE
-from stream_sep.engine.plan import MIN_CROSSFADE_SECONDS, WindowPlan
+from stream_sep.engine.plan import MAX_CHANNELS, MIN_CROSSFADE_SECONDS, WindowPlan
 from stream_sep.engine.scheduler import SLOTS
 from stream_sep.engine.separator import (
     DEFAULT_FADE_SECONDS,
     DEFAULT_MAX_CONSECUTIVE_FAILURES,
-    MAX_CHANNELS,
     Separator,
 )
 from stream_sep.engine.window import RESAMPLE_QUALITY, STEREO_CHOICES

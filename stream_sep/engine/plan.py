@@ -32,6 +32,29 @@ MIN_CROSSFADE_SECONDS = 0.005  # a fallback always fades; a zero crossfade would
 RESAMPLE_PAD = 256  # model-rate samples resampled beyond each side of the support
 
 
+MAX_CHANNELS = 8
+RATE_RANGE = (8000, 384000)
+
+
+def check_rate(rate) -> int:
+    """A stream rate in Hz: a whole number in RATE_RANGE, or a one-line UserError."""
+    low, high = RATE_RANGE
+    if not isinstance(rate, (int, np.integer)) or isinstance(rate, bool) or not low <= rate <= high:
+        raise UserError(f"sample rate must be an integer in [{low}, {high}] Hz, got {rate!r}")
+    return int(rate)
+
+
+def check_channels(channels) -> int:
+    """A channel count in [1, MAX_CHANNELS], or a one-line UserError."""
+    if (
+        not isinstance(channels, (int, np.integer))
+        or isinstance(channels, bool)
+        or not 1 <= channels <= MAX_CHANNELS
+    ):
+        raise UserError(f"channels must be an integer in [1, {MAX_CHANNELS}], got {channels!r}")
+    return int(channels)
+
+
 def seconds_to_samples(name: str, seconds: float, rate: int, minimum: float = 0.0) -> int:
     """``seconds`` at ``rate`` as a whole number of samples; refuses NaN, Inf and < minimum."""
     if not isinstance(seconds, (int, float)) or not math.isfinite(seconds) or seconds < minimum:

@@ -24,6 +24,8 @@ from stream_sep.engine.plan import (
     DEFAULT_HOP,
     DEFAULT_LOOKAHEAD,
     WindowPlan,
+    check_channels,
+    check_rate,
     seconds_to_samples,
 )
 from stream_sep.engine.scheduler import Scheduler
@@ -34,7 +36,6 @@ from stream_sep.errors import ModelError, UserError, typed_first_line
 
 log = logging.getLogger(__name__)
 
-MAX_CHANNELS = 8
 DEFAULT_FADE_SECONDS = 0.05
 DEFAULT_MAX_CONSECUTIVE_FAILURES = 8
 
@@ -86,8 +87,8 @@ class Separator:
         key: int | None = None,
     ):
         self.model, self.contract = model, model.contract
-        self.sample_rate = _check_rate(sample_rate)
-        self.channels = _check_channels(channels)
+        self.sample_rate = check_rate(sample_rate)
+        self.channels = check_channels(channels)
         if stereo not in STEREO_CHOICES:
             raise UserError(f"--stereo must be one of {', '.join(STEREO_CHOICES)}, got {stereo!r}")
         self.stereo, self.blocking = stereo, bool(blocking)
@@ -280,15 +281,3 @@ def _check_failures(count) -> int:
     if not isinstance(count, (int, np.integer)) or isinstance(count, bool) or count < 1:
         raise UserError(f"max_consecutive_failures must be an integer >= 1, got {count!r}")
     return int(count)
-
-
-def _check_rate(rate) -> int:
-    if not isinstance(rate, (int, np.integer)) or not 8000 <= rate <= 384000:
-        raise UserError(f"sample rate must be an integer in [8000, 384000] Hz, got {rate!r}")
-    return int(rate)
-
-
-def _check_channels(channels) -> int:
-    if not isinstance(channels, (int, np.integer)) or not 1 <= channels <= MAX_CHANNELS:
-        raise UserError(f"channels must be an integer in [1, {MAX_CHANNELS}], got {channels!r}")
-    return int(channels)

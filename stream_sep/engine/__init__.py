@@ -6,15 +6,16 @@ One-way arrows: ``plan`` (pure sample arithmetic) <- ``window`` (run the model o
 fades, output guard)). See docs/architecture.md.
 """
 
+from stream_sep.engine.config import (
+    DEFAULT_FADE_SECONDS,
+    DEFAULT_MAX_CONSECUTIVE_FAILURES,
+    EngineConfig,
+)
 from stream_sep.engine.health import DC_OFFSET_LIMIT, FULL_SCALE, EngineStats, NonFiniteEstimate
 from stream_sep.engine.mixer import MODES, VOCAL_LEVEL_RANGE
 from stream_sep.engine.plan import MAX_CHANNELS, MIN_CROSSFADE_SECONDS, WindowPlan
 from stream_sep.engine.scheduler import SLOTS
-from stream_sep.engine.separator import (
-    DEFAULT_FADE_SECONDS,
-    DEFAULT_MAX_CONSECUTIVE_FAILURES,
-    Separator,
-)
+from stream_sep.engine.separator import Separator
 from stream_sep.engine.window import RESAMPLE_QUALITY, STEREO_CHOICES
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "SLOTS",
     "STEREO_CHOICES",
     "VOCAL_LEVEL_RANGE",
+    "EngineConfig",
     "EngineStats",
     "NonFiniteEstimate",
     "Separator",

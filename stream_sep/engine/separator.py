@@ -15,29 +15,12 @@ import time
 
 import numpy as np
 
-from stream_sep import safety
-from stream_sep.engine.health import EngineStats, Health
-from stream_sep.engine.key import KeyStage
-from stream_sep.engine.mixer import Mixer
-from stream_sep.engine.plan import (
-    DEFAULT_CROSSFADE,
-    DEFAULT_HOP,
-    DEFAULT_LOOKAHEAD,
-    WindowPlan,
-    check_channels,
-    check_rate,
-    seconds_to_samples,
-)
-from stream_sep.engine.scheduler import Scheduler
-from stream_sep.engine.shedding import Shedding
-from stream_sep.engine.timeline import Timeline
-from stream_sep.engine.window import STEREO_CHOICES, WindowRunner
-from stream_sep.errors import ModelError, UserError, typed_first_line
+from stream_sep.engine.assembly import assemble
+from stream_sep.engine.config import DEFAULT_FADE_SECONDS, EngineConfig
+from stream_sep.engine.plan import seconds_to_samples
+from stream_sep.errors import ModelError, typed_first_line
 
 log = logging.getLogger(__name__)
-
-DEFAULT_FADE_SECONDS = 0.05
-DEFAULT_MAX_CONSECUTIVE_FAILURES = 8
 
 
 class Separator:
@@ -45,89 +28,20 @@ class Separator:
 
     ``process(block)`` takes ``(channels, n)`` float32 blocks of any size ``n`` and returns
     ``(channels, n)``; output sample ``j`` corresponds to input sample ``j - latency_samples``
-    (see :mod:`stream_sep.engine.plan` for the arithmetic). blocking: run each window inline
-    (offline) instead of on a worker thread; strict (with blocking): a window the model fails
-    on raises :class:`~stream_sep.errors.ModelError` instead of playing the dry signal.
-    shed (live): shed work under overload instead of missing deadlines, and never stop for
-    slowness (:mod:`stream_sep.engine.shedding`); ``stereo_cost`` is the measured time of a
-    both-channel window over a mid-channel one. compute: the compute allowance in seconds
-    (default one hop; :mod:`stream_sep.engine.fitting` sizes it from measured speed).
-    postfilter, high_band_voice_removal: per-window quality options of
-    :class:`~stream_sep.engine.window.WindowRunner` (default off).
-    key: None (no key change: nothing added to the path) or semitones in -6..+6: the output
-    goes through a :class:`~stream_sep.engine.key.KeyShift` whose fixed delay is part of
-    ``latency_samples`` whatever the key (0 = that delay only, bit-exact), then through a
-    second output guard; :meth:`set_key` changes it live.
+    (see :mod:`stream_sep.engine.plan` for the arithmetic). The options (hop, mode, blocking,
+    shed, key, ...) are those of :class:`~stream_sep.engine.config.EngineConfig`, given as
+    ``config`` and/or keywords; :mod:`stream_sep.engine.assembly` builds the parts.
     """
 
-    def __init__(
-        self,
-        model,
-        sample_rate: int,
-        channels: int,
-        *,
-        hop: float = DEFAULT_HOP,
-        lookahead: float = DEFAULT_LOOKAHEAD,
-        crossfade: float = DEFAULT_CROSSFADE,
-        compute: float | None = None,
-        mode: str = "karaoke",
-        vocal_level: float | None = None,
-        stereo: str = "batch",
-        postfilter: str = "none",
-        high_band_voice_removal: float = 0.0,
-        blocking: bool = False,
-        strict: bool = False,
-        shed: bool = False,
-        stereo_cost: float = 2.0,
-        ramp_seconds: float = 0.05,
-        ceiling_db: float = safety.DEFAULT_CEILING_DB,
-        limit: bool = True,
-        fade_in: float | None = None,
-        max_consecutive_failures: int = DEFAULT_MAX_CONSECUTIVE_FAILURES,
-        key: int | None = None,
-    ):
+    def __init__(self, model, sample_rate: int, channels: int, config=None, **options):
+        self.config = config = EngineConfig.of(config, **options)
         self.model, self.contract = model, model.contract
-        self.sample_rate = check_rate(sample_rate)
-        self.channels = check_channels(channels)
-        if stereo not in STEREO_CHOICES:
-            raise UserError(f"--stereo must be one of {', '.join(STEREO_CHOICES)}, got {stereo!r}")
-        self.stereo, self.blocking = stereo, bool(blocking)
-        self.plan = plan = WindowPlan.build(
-            self.contract, self.sample_rate, hop, lookahead, crossfade, compute
-        )
-        self.stats = EngineStats(hop_seconds=plan.hop_samples / self.sample_rate)
-        shed = shed and not self.blocking
-        self._health = Health(self.stats, _check_failures(max_consecutive_failures), not shed)
-        self._runner = WindowRunner(model, plan, stereo, postfilter, high_band_voice_removal)
-        self._weights = plan.crossfade_weights()
-        allowance = plan.compute_samples / self.sample_rate
-        self.shedding = Shedding(allowance, stereo, self.channels, stereo_cost) if shed else None
-        self._scheduler = Scheduler(
-            self._runner,
-            self._health,
-            self._weights,
-            self.channels,
-            threaded=not self.blocking,
-            strict=strict and self.blocking,
-            shedding=self.shedding,
-        )
-        self.limiter = safety.OutputGuard(
-            self.channels, self.sample_rate, ceiling_db, max_block=plan.hop_samples
-        )
-        self._mixer = _mixer_for(self.plan, ramp_seconds, fade_in, self.limiter if limit else None)
-        self._timeline = Timeline(plan, self.channels, self._scheduler, self._mixer, self.stats)
-        self._mixer.set_targets(mode, vocal_level)
-        self._mixer.apply_requests(0, immediate=True)
-        guard = (
-            (  # the key stage's own guard (after the shifter), for a guarded engine
-                lambda: safety.OutputGuard(
-                    self.channels, self.sample_rate, ceiling_db, max_block=plan.hop_samples
-                )
-            )
-            if limit
-            else (lambda: None)
-        )
-        self._key = KeyStage(key, self.sample_rate, self.channels, guard)
+        self._parts = parts = assemble(model, sample_rate, channels, config)
+        self.sample_rate, self.channels, self.plan = parts.sample_rate, parts.channels, parts.plan
+        self.stereo, self.blocking = config.stereo, config.blocking
+        self.stats, self.shedding, self.limiter = parts.stats, parts.shedding, parts.limiter
+        self._health, self._runner, self._scheduler = parts.health, parts.runner, parts.scheduler
+        self._mixer, self._timeline, self._key = parts.mixer, parts.timeline, parts.key
         self.key_shift = self._key.shift
         if self.sample_rate != self.contract.sample_rate:
             log.info(
@@ -260,24 +174,3 @@ class Separator:
 
     def __exit__(self, *exc):
         self.close()
-
-
-def _mixer_for(plan, ramp_seconds: float, fade_in: float | None, guard) -> Mixer:
-    """The mixer of a plan: gain ramps of ``ramp_seconds``, a fade-in from where the delayed
-    input first arrives (default: a short one when guarded, none for offline callers)."""
-    rate = plan.sample_rate
-    if fade_in is None:
-        fade_in = DEFAULT_FADE_SECONDS if guard is not None else 0.0
-    return Mixer(
-        plan.hop_samples,
-        seconds_to_samples("ramp", ramp_seconds, rate),
-        plan.latency_samples,
-        seconds_to_samples("fade-in", fade_in, rate),
-        guard,
-    )
-
-
-def _check_failures(count) -> int:
-    if not isinstance(count, (int, np.integer)) or isinstance(count, bool) or count < 1:
-        raise UserError(f"max_consecutive_failures must be an integer >= 1, got {count!r}")
-    return int(count)

@@ -498,14 +498,13 @@ def output_snr(variants: list[Variant], window: int, folder: Path) -> dict[str, 
 
 def score_clips(model, root: str, singers: list[str], every: int) -> list[dict]:
     """Vocals SDR (MDX) per held-out MIR-1K clip, the engine at its defaults like live."""
-    from stream_sep import datasets, metrics
-    from stream_sep.commands import evaluate
+    from stream_sep import datasets, evaluation, metrics
 
-    options = evaluate.engine_options(streaming=True)
+    options = evaluation.engine_options(streaming=True)
     scores = []
     for ref in datasets.find_clips(root, "mir1k", singers=singers, every=every):
         clip = datasets.load_clip(ref)
-        vocals = evaluate.estimate_vocals(model, clip.mixture, clip.sample_rate, options)
+        vocals = evaluation.estimate_vocals(model, clip.mixture, clip.sample_rate, options)
         scores.append({"name": clip.name, "vocals_sdr": metrics.sdr(clip.vocals, vocals)})
     return scores
 

@@ -17,7 +17,7 @@ sorted, ``--held-out`` singers per fold, each singer held out in exactly one fol
    file against Keras);
 3. **evaluate** the fold's held-out singers (every ``--every``-th clip) exactly as
    ``stream-sep evaluate --streaming`` does at the live default settings
-   (:func:`stream_sep.commands.evaluate.evaluate_clip`; museval off): vocals SDR per clip.
+   (:func:`stream_sep.commands.evaluation.evaluate_clip`; museval off): vocals SDR per clip.
 
 The report gives each fold's mean vocals SDR and its singers', then the mean over folds and
 its spread (standard deviation, min, max), and the per-singer table (each singer scored by the
@@ -55,8 +55,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from stream_sep import datasets  # noqa: E402
-from stream_sep.commands import evaluate  # noqa: E402
+from stream_sep import datasets, evaluation  # noqa: E402
 from stream_sep.errors import UserError  # noqa: E402
 from stream_sep.inference import load_model  # noqa: E402
 
@@ -140,10 +139,10 @@ def evaluate_fold(model_path: Path, data: Path, fold: datasets.Fold, every: int,
     model = load_model(str(model_path), provider="cpu")
     refs = datasets.find_clips(data, "mir1k", None, list(fold.held_out), None, every)
     results = [
-        evaluate.evaluate_clip(model, datasets.load_clip(ref), options, use_museval=False)
+        evaluation.evaluate_clip(model, datasets.load_clip(ref), options, use_museval=False)
         for ref in refs
     ]
-    return results, evaluate.summarise(results), evaluate.summarise_groups(results, "mir1k")
+    return results, evaluation.summarise(results), evaluation.summarise_groups(results, "mir1k")
 
 
 def vocals_sdr(summary: dict) -> dict:
@@ -273,7 +272,7 @@ def run(argv=None) -> dict:
     args = parse_args(argv)
     folds = datasets.singer_folds(datasets.mir1k_singers(args.data), args.held_out)
     folds = folds[: args.folds] if args.folds else folds
-    options = evaluate.engine_options(True, args.hop, args.lookahead)
+    options = evaluation.engine_options(True, args.hop, args.lookahead)
     rows = [run_fold(args, fold, options) for fold in folds]
     first_model = load_model(str(Path(rows[0]["run"]) / "last.onnx"), provider="cpu")
     clip_sdrs = [clip["vocals_sdr"] for row in rows for clip in row["clips"]]
@@ -286,7 +285,7 @@ def run(argv=None) -> dict:
         "every": args.every,
         "held_out": args.held_out,
         "recipe": f"{RECIPE} {args.train_args}".strip(),
-        "evaluation": evaluate.describe_plan(first_model, options),
+        "evaluation": evaluation.describe_plan(first_model, options),
         "folds": rows,
         "over_folds": spread([row["vocals_sdr"]["mean"] for row in rows]),
         "clips": len(clip_sdrs),

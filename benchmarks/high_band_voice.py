@@ -34,8 +34,7 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from helpers import full_band_song  # noqa: E402
 
-from stream_sep import metrics  # noqa: E402
-from stream_sep.commands import evaluate  # noqa: E402
+from stream_sep import evaluation, metrics  # noqa: E402
 from stream_sep.inference import load_model  # noqa: E402
 
 RATE = 44100
@@ -60,8 +59,8 @@ def measure_song(model, seed: int, seconds: float, removals: list[float]) -> dic
     voice_high, band_high = high_band(vocals), high_band(band)
     rows = {}
     for removal in removals:
-        options = evaluate.engine_options(True, high_band_voice_removal=removal)
-        estimate = evaluate.estimate_vocals(model, mixture[None], RATE, options)[0]
+        options = evaluation.engine_options(True, high_band_voice_removal=removal)
+        estimate = evaluation.estimate_vocals(model, mixture[None], RATE, options)[0]
         karaoke = mixture - estimate
         karaoke_high = high_band(karaoke)
         rows[str(removal)] = {

@@ -37,8 +37,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from stream_sep import datasets, metrics  # noqa: E402
-from stream_sep.commands import evaluate  # noqa: E402
+from stream_sep import datasets, evaluation, metrics  # noqa: E402
 from stream_sep.engine.plan import WindowPlan  # noqa: E402
 from stream_sep.engine.window import WindowRunner  # noqa: E402
 from stream_sep.inference import load_model  # noqa: E402
@@ -83,9 +82,9 @@ def score_clip(model: ReusedModel, clip: datasets.Clip, variants: list[str], pla
     live defaults)."""
     scores = {}
     for name in variants:
-        options = evaluate.engine_options(plan["streaming"], plan["hop"], plan["lookahead"])
+        options = evaluation.engine_options(plan["streaming"], plan["hop"], plan["lookahead"])
         options["postfilter"] = VARIANTS[name]()
-        estimate = evaluate.estimate_vocals(model, clip.mixture, clip.sample_rate, options)
+        estimate = evaluation.estimate_vocals(model, clip.mixture, clip.sample_rate, options)
         scores[name] = {
             "sdr": metrics.sdr(clip.vocals, estimate),
             "si_sdr": metrics.si_sdr(clip.vocals, estimate),
@@ -96,7 +95,7 @@ def score_clip(model: ReusedModel, clip: datasets.Clip, variants: list[str], pla
 
 def time_window(model, rate: int, channels: int, variant: str, runs: int) -> float:
     """Median seconds of one window through the engine's window path with ``variant``."""
-    options = evaluate.engine_options(True)
+    options = evaluation.engine_options(True)
     plan = WindowPlan.build(
         model.contract, rate, options["hop"], options["lookahead"], options["crossfade"]
     )
@@ -114,7 +113,7 @@ def time_window(model, rate: int, channels: int, variant: str, runs: int) -> flo
 
 def time_postfilter(variant: str, rate: int, channels: int, runs: int, model) -> float:
     """Median seconds of the post-filter alone on the stretch the engine filters."""
-    options = evaluate.engine_options(True)
+    options = evaluation.engine_options(True)
     plan = WindowPlan.build(
         model.contract, rate, options["hop"], options["lookahead"], options["crossfade"]
     )
@@ -216,8 +215,8 @@ def main(argv=None) -> int:
     report = {
         "model": str(raw.path),
         "plan": "offline overlap-add" if args.offline else "streaming",
-        "engine": evaluate.describe_plan(
-            raw, evaluate.engine_options(True, args.hop, args.lookahead)
+        "engine": evaluation.describe_plan(
+            raw, evaluation.engine_options(True, args.hop, args.lookahead)
         ),
         "clips": len(results),
         "audio_seconds": sum(r["seconds"] for r in results),

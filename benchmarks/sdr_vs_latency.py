@@ -23,8 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from stream_sep import atomic, datasets, metrics
-from stream_sep.commands import evaluate
+from stream_sep import atomic, datasets, evaluation, metrics
 from stream_sep.errors import UserError
 from stream_sep.inference import load_model
 
@@ -69,9 +68,9 @@ def sweep(model, clips: list[datasets.Clip], hops, lookaheads) -> tuple[list[dic
     rows, skipped = [], []
     for hop in hops:
         for lookahead in lookaheads:
-            options = evaluate.engine_options(True, hop, lookahead)
+            options = evaluation.engine_options(True, hop, lookahead)
             try:
-                plan = evaluate.describe_plan(model, options)
+                plan = evaluation.describe_plan(model, options)
             except UserError as error:
                 print(f"skipping hop {hop:g} s, lookahead {lookahead:g} s: {error}", flush=True)
                 skipped.append({"hop": hop, "lookahead": lookahead, "reason": str(error)})
@@ -92,7 +91,7 @@ def _measure(model, clips, options: dict, plan: dict) -> dict:
     vocals_sdr, accompaniment_sdr = [], []
     started = time.perf_counter()
     for clip in clips:
-        estimate = evaluate.estimate_vocals(model, clip.mixture, clip.sample_rate, options)
+        estimate = evaluation.estimate_vocals(model, clip.mixture, clip.sample_rate, options)
         vocals_sdr.append(metrics.sdr(clip.vocals, estimate))
         accompaniment_sdr.append(metrics.sdr(clip.accompaniment, clip.mixture - estimate))
     return {

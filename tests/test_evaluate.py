@@ -16,8 +16,8 @@ import soxr
 from helpers import gain_model, voice_over_band
 from test_evaluate_datasets import write_musdb
 
+from stream_sep import evaluation
 from stream_sep.cli import main
-from stream_sep.commands import evaluate
 from stream_sep.contract import ModelContract
 
 RATE = 16000
@@ -194,7 +194,7 @@ def test_musdb_hq_is_measured_at_44_1_khz_through_the_resampler(small_half, tmp_
 
 def test_centre_cancel_estimates_sum_to_the_mixture():
     mixture = np.random.default_rng(0).standard_normal((2, 100))
-    vocals, accompaniment = evaluate.centre_cancel(mixture)
+    vocals, accompaniment = evaluation.centre_cancel(mixture)
     np.testing.assert_allclose(vocals[0], vocals[1])
     np.testing.assert_allclose(vocals + accompaniment, mixture)
     np.testing.assert_allclose(accompaniment[0], (mixture[0] - mixture[1]) / 2)
@@ -259,6 +259,6 @@ def test_a_failing_model_stops_the_evaluation_with_its_reason(small_half, failur
 
     model = _Broken(load_model(small_half, provider="cpu"), failure)
     mixture = voice_over_band(0.5, RATE, 0)[0][np.newaxis]
-    options = evaluate.engine_options(True, 0.1, 0.05)
+    options = evaluation.engine_options(True, 0.1, 0.05)
     with pytest.raises(ModelError, match=message):
-        evaluate.estimate_vocals(model, mixture, RATE, options)
+        evaluation.estimate_vocals(model, mixture, RATE, options)

@@ -20,6 +20,7 @@ from stream_sep import cli, keys
 from stream_sep.commands import live
 from stream_sep.engine import Separator
 from stream_sep.inference import load_model
+from stream_sep.live import route
 from stream_sep.recording import RingBuffer
 
 FAST = FAST_ARGS
@@ -347,7 +348,7 @@ def test_file_source_streams_exactly_what_resampling_the_whole_file_gives(
     the samples of soxr on the whole file, channel-matched, and exactly that many."""
     import soxr
 
-    from stream_sep.live_audio import FileSource, match_channels
+    from stream_sep.live.audio import FileSource, match_channels
 
     rng = np.random.default_rng(7)
     audio = (0.3 * rng.standard_normal((file_channels, int(1.37 * file_rate)))).astype(np.float32)
@@ -371,7 +372,7 @@ def test_file_source_streams_exactly_what_resampling_the_whole_file_gives(
 
 
 def test_file_source_counts_what_was_not_decoded_in_time(tmp_path):
-    from stream_sep.live_audio import FileSource
+    from stream_sep.live.audio import FileSource
 
     path = tmp_path / "in.wav"
     sf.write(path, np.full((48000, 2), 0.25, np.float32), 48000)
@@ -387,7 +388,7 @@ def test_file_source_counts_what_was_not_decoded_in_time(tmp_path):
 
 def test_file_source_reports_a_file_that_ends_early(tmp_path):
     """A FLAC cut in the middle: the header promises more frames than the data holds."""
-    from stream_sep.live_audio import FileSource
+    from stream_sep.live.audio import FileSource
 
     path = tmp_path / "cut.flac"
     sf.write(
@@ -579,16 +580,16 @@ def test_channel_notes_for_devices():
     sound server's ALSA plugin, which offers 32 channels it mixes, is not."""
     from stream_sep.devices import Device
 
-    interface = live.Endpoint(
+    interface = route.Endpoint(
         "input", "3", device=Device(3, "USB Audio Interface", "ALSA", 6, 0, 48e3)
     )
-    mic = live.Endpoint("input", "mic", device=Device(1, "USB Mic", "ALSA", 1, 0, 48e3))
-    plugin = live.Endpoint("input", "mic", device=Device(9, "default", "ALSA", 32, 32, 48e3))
-    phones = live.Endpoint("output", "headphones", device=Device(2, "Phones", "ALSA", 0, 2, 48e3))
-    notes = live.channel_notes(interface, phones, 2, 2, None)
+    mic = route.Endpoint("input", "mic", device=Device(1, "USB Mic", "ALSA", 1, 0, 48e3))
+    plugin = route.Endpoint("input", "mic", device=Device(9, "default", "ALSA", 32, 32, 48e3))
+    phones = route.Endpoint("output", "headphones", device=Device(2, "Phones", "ALSA", 0, 2, 48e3))
+    notes = route.channel_notes(interface, phones, 2, 2, None)
     assert (
         notes == "channels: --input 3 'USB Audio Interface' has 6 channels, channels 1-2 captured"
     )
-    notes = live.channel_notes(mic, phones, 1, 2, None)
+    notes = route.channel_notes(mic, phones, 1, 2, None)
     assert notes == "channels: the mono stream plays on all 2 output channels"
-    assert live.channel_notes(plugin, phones, 2, 2, None) is None
+    assert route.channel_notes(plugin, phones, 2, 2, None) is None

@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 from helpers import SMALL_WINDOW, gain_model, noise, small_contract, stream
 
-from stream_sep import metrics, postfilter
-from stream_sep.commands import evaluate
+from stream_sep import evaluation, metrics, postfilter
 from stream_sep.engine import Separator
 from stream_sep.errors import UserError
 from stream_sep.inference import load_model
@@ -79,8 +78,8 @@ def test_a_perfect_estimate_stays_perfect(kind):
 @pytest.mark.parametrize("kind", KINDS)
 def test_evaluating_a_perfect_model_streaming_gives_the_epsilon_limit(high_pass_model, kind):
     mixture, vocals, band = disjoint_song()
-    options = evaluate.engine_options(True, 0.25, 0.25, postfilter=kind)
-    estimate = evaluate.estimate_vocals(high_pass_model, mixture, RATE, options)
+    options = evaluation.engine_options(True, 0.25, 0.25, postfilter=kind)
+    estimate = evaluation.estimate_vocals(high_pass_model, mixture, RATE, options)
     assert metrics.sdr(vocals, estimate) > epsilon_limited_sdr(vocals) - 1.0
     assert metrics.sdr(band, mixture - estimate) > epsilon_limited_sdr(band) - 1.0
 
@@ -90,8 +89,8 @@ def test_evaluating_a_perfect_model_offline_stays_near_perfect(high_pass_model, 
     """The overlap-add plan filters whole windows, their unreliable edges too (weighted
     next to nothing by the taper): within 20 dB of the epsilon limit, far beyond hearing."""
     mixture, vocals, band = disjoint_song()
-    options = evaluate.engine_options(False, postfilter=kind)
-    estimate = evaluate.estimate_vocals(high_pass_model, mixture, RATE, options)
+    options = evaluation.engine_options(False, postfilter=kind)
+    estimate = evaluation.estimate_vocals(high_pass_model, mixture, RATE, options)
     assert metrics.sdr(vocals, estimate) > epsilon_limited_sdr(vocals) - 20.0
     assert metrics.sdr(band, mixture - estimate) > epsilon_limited_sdr(band) - 20.0
 

@@ -18,28 +18,28 @@ live settings (``--hop``, ``--lookahead``).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import math
 import os
-import statistics
-import time
-from collections.abc import Iterable
 from pathlib import Path
 
-import numpy as np
-
-from stream_sep import atomic, datasets, metrics, offline, settings
-from stream_sep.engine import WindowPlan
+from stream_sep import atomic, datasets, settings
 from stream_sep.errors import UserError
+from stream_sep.evaluation import (
+    MEASURES,
+    METHODS,
+    STEMS,
+    describe_plan,
+    engine_options,
+    evaluate_clip,
+    summarise,
+    summarise_groups,
+)
 from stream_sep.inference import load_model
 
 log = logging.getLogger(__name__)
 
-STEMS = ("vocals", "accompaniment")
-METHODS = ("model", "mixture", "centre-cancel")
-MEASURES = ("sdr", "museval_sdr", "si_sdr")
 MEASURE_TITLES = {"sdr": "SDR", "museval_sdr": "museval", "si_sdr": "SI-SDR"}
 METHOD_TITLES = {"model": "model", "mixture": "mixture", "centre-cancel": "L-R centre"}
 
@@ -174,180 +174,6 @@ def run(args: argparse.Namespace) -> int:
         write_json_atomically(json_path, report)
         print(f"wrote {json_path}", flush=True)
     return 0
-
-
-# ---------------------------------------------------------------------- estimates
-
-
-def engine_options(
-    streaming: bool,
-    hop: float | None = None,
-    lookahead: float | None = None,
-    **window_options,
-) -> dict:
-    """Options for an evaluation run: the engine defaults (hop, lookahead, crossfade,
-    stereo, post-filter, high band), with ``hop``/``lookahead`` replaced when streaming and
-    the window options (``postfilter``, ``high_band_voice_removal``) as given;
-    ``like_live`` = streaming (otherwise the offline throughput plan of
-    :mod:`stream_sep.overlap_add` is scored)."""
-    if not streaming:
-        hop = lookahead = None
-    options = settings.Settings(hop=hop, lookahead=lookahead, **window_options).engine_options()
-    return {**options, "like_live": streaming}
-
-
-@contextlib.contextmanager
-def _quiet_engine_input_checks():
-    """Mute the engine's warnings while evaluating: an evaluation mixture may exceed full
-    scale on purpose (MIR-1K's channel sum does), which is not clipping in float, and model
-    failures are reported here with their reason instead."""
-    engine_log = logging.getLogger("stream_sep.engine")
-    level = engine_log.level
-    if not engine_log.isEnabledFor(logging.DEBUG):
-        engine_log.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        engine_log.setLevel(level)
-
-
-def estimate_vocals(model, mixture: np.ndarray, sample_rate: int, options: dict) -> np.ndarray:
-    """The model's time-aligned vocal estimate of ``mixture`` through the engine.
-
-    mixture: (channels, samples) float32 -> (channels, samples) float32. The same engine run
-    as ``stream-sep separate``, but without the output guard that it applies for listening:
-    a -1 dBFS limiter on a loud mixture would change the samples being measured. A window
-    the model failed on raises :class:`ModelError` rather than being scored as the dry mix.
-    """
-    with _quiet_engine_input_checks():
-        return offline.estimate_vocals(model, mixture, sample_rate, warm_up=False, **options)
-
-
-def centre_cancel(mixture: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """L-R karaoke of a stereo mixture (2, samples) -> (vocals, accompaniment) estimates.
-
-    vocals = the mid (L + R) / 2 on both channels; accompaniment = mixture - vocals =
-    ((L - R) / 2, (R - L) / 2): whatever is equal in both channels is taken to be voice.
-    """
-    mid = mixture.mean(axis=0, keepdims=True)
-    vocals = np.repeat(mid, 2, axis=0)
-    return vocals, mixture - vocals
-
-
-def describe_plan(model, options: dict) -> dict:
-    """The engine's latency and settings for ``options`` at the model's own rate."""
-    rate = model.contract.sample_rate
-    plan_options = {name: options[name] for name in ("hop", "lookahead", "crossfade")}
-    plan = WindowPlan.build(model.contract, rate, **plan_options)
-    return {
-        "hop_seconds": plan.hop_samples / rate,
-        "lookahead_seconds": plan.lookahead_samples / rate,
-        "crossfade_seconds": plan.crossfade_samples / rate,
-        "latency_seconds": plan.latency_seconds,
-        "algorithmic_latency_seconds": (plan.lookahead_samples + plan.hop_samples) / rate,
-        "postfilter": options.get("postfilter", "none"),
-        "high_band_voice_removal": options.get("high_band_voice_removal", 0.0),
-    }
-
-
-# ---------------------------------------------------------------------- scoring
-
-
-def score(
-    vocals: np.ndarray,
-    accompaniment: np.ndarray,
-    vocals_estimate: np.ndarray,
-    accompaniment_estimate: np.ndarray,
-    sample_rate: int,
-    use_museval: bool,
-) -> dict[str, dict[str, float]]:
-    """{stem: {measure: dB}} for one estimate pair; all arrays (channels, samples)."""
-    pairs = {
-        "vocals": (vocals, vocals_estimate),
-        "accompaniment": (accompaniment, accompaniment_estimate),
-    }
-    scores = {}
-    for stem, (reference, estimate) in pairs.items():
-        scores[stem] = {
-            "sdr": metrics.sdr(reference, estimate),
-            "museval_sdr": (
-                metrics.museval_sdr(reference, estimate, sample_rate) if use_museval else math.nan
-            ),
-            "si_sdr": metrics.si_sdr(reference, estimate),
-        }
-    return scores
-
-
-def evaluate_clip(model, clip: datasets.Clip, options: dict, use_museval: bool = True) -> dict:
-    """Separate one clip and score the model and the baselines on it."""
-    started = time.perf_counter()
-    vocals_estimate = estimate_vocals(model, clip.mixture, clip.sample_rate, options)
-    separate_seconds = time.perf_counter() - started
-    mixture = clip.mixture.astype(np.float64)
-    estimates = {
-        "model": (vocals_estimate, mixture - vocals_estimate),
-        "mixture": (mixture, mixture),
-    }
-    if clip.channels == 2:
-        estimates["centre-cancel"] = centre_cancel(mixture)
-    started = time.perf_counter()
-    scores = {
-        method: score(clip.vocals, clip.accompaniment, *pair, clip.sample_rate, use_museval)
-        for method, pair in estimates.items()
-    }
-    return {
-        "name": clip.name,
-        "seconds": clip.seconds,
-        "sample_rate": clip.sample_rate,
-        "channels": clip.channels,
-        "separate_seconds": separate_seconds,
-        "score_seconds": time.perf_counter() - started,
-        "scores": scores,
-    }
-
-
-def summarise(results: list[dict]) -> dict:
-    """{method: {stem: {measure: {"mean", "median", "clips"}}}} over the clips that have it."""
-    summary = {}
-    for method in METHODS:
-        per_clip = [result["scores"][method] for result in results if method in result["scores"]]
-        if not per_clip:
-            continue
-        summary[method] = {
-            stem: {
-                measure: _mean_median([scores[stem][measure] for scores in per_clip])
-                for measure in MEASURES
-            }
-            for stem in STEMS
-        }
-    return summary
-
-
-def group_of(name: str, data_format: str) -> str | None:
-    """The group a clip's numbers are also summarised under: its singer for MIR-1K."""
-    return datasets.mir1k_singer(name) if data_format == "mir1k" else None
-
-
-def summarise_groups(results: list[dict], data_format: str) -> dict:
-    """{group: summary} for each singer (MIR-1K), so a hard singer is not hidden in the mean.
-    Empty for formats without groups."""
-    groups: dict[str, list[dict]] = {}
-    for result in results:
-        group = group_of(result["name"], data_format)
-        if group is not None:
-            groups.setdefault(group, []).append(result)
-    return {group: summarise(members) for group, members in sorted(groups.items())}
-
-
-def _mean_median(values: Iterable[float]) -> dict:
-    finite = [value for value in values if math.isfinite(value)]
-    if not finite:
-        return {"mean": None, "median": None, "clips": 0}
-    return {
-        "mean": statistics.fmean(finite),
-        "median": statistics.median(finite),
-        "clips": len(finite),
-    }
 
 
 # ---------------------------------------------------------------------- report

@@ -1,0 +1,423 @@
+"""One live run, from the machine-fitted plan to the summary.
+
+:func:`fitted_options` turns a :class:`~stream_sep.settings.Settings` into engine options
+for this machine (with ``--latency`` the plan comes from the model's measured speed, see
+:mod:`stream_sep.engine.fitting`). :class:`LiveSession` opens the stream (or the file
+clock) on a checked :class:`~stream_sep.live.route.Route`, starts it, prints the start-up
+line, runs the status loop (keys, panel, failure and stream checks), fades out, closes
+everything (never hanging on a vanished device) and prints the summary.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+
+from stream_sep import keys, settings, status
+from stream_sep.controls import Controls
+from stream_sep.engine import fitting
+from stream_sep.errors import DeviceError, UserError
+from stream_sep.live.audio import BlockProcessor, FileClock, FileSource
+from stream_sep.live.route import Mic, Route
+from stream_sep.panel import UPDATE_SECONDS as PANEL_TICK_SECONDS
+from stream_sep.panel import Panel
+from stream_sep.recording import Recorder
+
+log = logging.getLogger(__name__)
+
+FILE_CLOCK_BLOCKSIZE = 1024
+ASSUMED_DEVICE_BLOCK = 1024  # frames, for fitting the plan when the device chooses its block
+_TICK_SECONDS = 0.25  # status line and key polling: 4 times a second
+_FADE_WAIT_SECONDS = 2.0
+_CLOSE_SECONDS = 1.0  # a stream whose device vanished may never close: give up after this
+
+
+@dataclasses.dataclass(frozen=True)
+class SessionOptions:
+    """blocksize: device frames per callback (0 = the device chooses); duration: seconds
+    to run (None = until stopped or the input file ends); panel: serve the web panel;
+    quiet: no status line."""
+
+    blocksize: int = 0
+    duration: float | None = None
+    panel: bool = False
+    quiet: bool = False
+
+
+def fitted_options(
+    model,
+    rate: int,
+    channels: int,
+    chosen: settings.Settings,
+    blocksize: int = 0,
+    key_delay: float = 0.0,
+) -> dict:
+    """Engine options for this machine: with ``--latency`` the plan is chosen from the
+    model's measured speed and the engine sheds work under overload; with explicit
+    --hop/--lookahead/--crossfade those are used as given (one hop of compute allowance).
+    key_delay: seconds the key stage adds, taken from a --latency SECONDS target."""
+    if not chosen.fitted:
+        return chosen.engine_options()
+    speed = fitting.measure(model, rate, channels, **chosen.window_options())
+    target = None if chosen.latency == "auto" else chosen.latency
+    if target is not None and key_delay:
+        if target <= key_delay:
+            raise UserError(
+                f"--latency {target:g} is shorter than the key change's own delay "
+                f"({key_delay:.3f} s): ask for more, or leave out --key"
+            )
+        target -= key_delay
+    block = (blocksize or ASSUMED_DEVICE_BLOCK) / rate
+    fit = fitting.choose(model.contract, rate, channels, speed, target, chosen.stereo, block)
+    stereo_cost = speed.t90("batch") / max(speed.t90("mid"), 1e-6)
+    log.info("measured %.3f s per window (%s): %s", fit.window_seconds, fit.stereo, fit)
+    options = {**fit.engine_options(), **chosen.window_options()}
+    return {**options, "shed": True, "stereo_cost": stereo_cost}
+
+
+class LiveSession:
+    """One run of the live command, from opening the stream to the summary."""
+
+    def __init__(
+        self,
+        model,
+        separator,
+        route: Route,
+        options: SessionOptions = SessionOptions(),
+        mic: Mic | None = None,
+    ):
+        self.options, self.model, self.engine, self.route = options, model, separator, route
+        self.mic = mic
+        self.controls = Controls(separator, mic.mixer if mic is not None else None)
+        self.source, self.sink, self.rate = route.source, route.sink, route.rate
+        self.out_channels = route.out_channels
+        path = route.source.path
+        self.file_source = FileSource(path, self.rate, separator.channels) if path else None
+        # The stream (and a recording) ends after the input file and the latency, or after
+        # --duration, whichever comes first.
+        ends = {}
+        if self.file_source is not None:
+            ends["end of input"] = self.file_source.frames + separator.latency_samples
+        if options.duration is not None:
+            ends["duration reached"] = int(round(options.duration * self.rate))
+        self.end_reason = min(ends, key=ends.get) if ends else None
+        end_frame = ends.get(self.end_reason)
+        self.recorder = None
+        self.processor = BlockProcessor(
+            separator,
+            self.out_channels,
+            source=self.file_source,
+            end_frame=end_frame,
+            mic=mic.mixer if mic is not None else None,
+        )
+        self.stream = None
+        self.clock = None
+        self.panel = None
+        self.stop_reason = "stopped"
+
+    def run(self, reader: keys.KeyReader) -> int:
+        """Stream until a stop, then print the summary; 0, or 1 when the stream, the model
+        or the input file failed. The route's notes are printed after the start-up line."""
+        extra: list[str] = []
+        try:
+            self._open()
+            if self.sink.path is not None:
+                self.recorder = Recorder(self.sink.path, self.rate, self.engine.channels)
+                self.processor.recorder = self.recorder
+            if self.file_source is not None:
+                self.file_source.wait_ready()
+            self._start()
+            if self.mic is not None:
+                self._measure_mic()
+            blocksize = self.options.blocksize if self.clock is None else self.clock.blocksize
+            _say(
+                status.startup_line(
+                    self.model, self.engine, self.route.name, self.rate, blocksize, self.stream
+                )
+            )
+            for line in (self.route.notes or "").splitlines():
+                _say(line)
+            if self.options.panel:
+                self.panel = Panel(self.controls)
+                self.panel.start()
+                _say(f"panel: {self.panel.url}")
+            healthy = self._loop(reader, time.monotonic())
+        finally:
+            if self.panel is not None:
+                self.panel.close()
+            self._close()
+            extra = self._close_recorder() + self._close_file_source() + self._mic_summary()
+        seconds = self.processor.frames / self.rate
+        warning = self._xrun_warning()
+        if warning:
+            extra.insert(0, f"warning: {warning[1]}")
+        for line in status.summary_lines(
+            self.engine, self.processor, seconds, self.stop_reason, extra
+        ):
+            _say(line)
+        input_broke = self.file_source is not None and self.file_source.error is not None
+        return 0 if healthy and not input_broke else 1
+
+    def _open(self) -> None:
+        """Create (not start) the stream or the file clock; device errors come out here,
+        before any output file exists."""
+        if self.mic is not None:
+            self._open_mic()
+        if self.source.device is None and self.sink.device is None:
+            blocksize = self.options.blocksize or FILE_CLOCK_BLOCKSIZE
+            self.clock = FileClock(self.processor, self.rate, blocksize)
+            return
+        import sounddevice as sd
+
+        for end in (self.source, self.sink):  # the ALSA pulse plugin reads these at open
+            if end.system is not None:
+                os.environ.update(end.system.environment)
+        common = {"samplerate": self.rate, "blocksize": self.options.blocksize, "dtype": "float32"}
+        source, sink = self.source.device, self.sink.device
+        try:
+            if source is not None and sink is not None:
+                self.stream = sd.Stream(
+                    device=(source.index, sink.index),
+                    channels=(self.engine.channels, self.out_channels),
+                    callback=self.processor.duplex_callback,
+                    **common,
+                )
+            elif source is not None:
+                self.stream = sd.InputStream(
+                    device=source.index,
+                    channels=self.engine.channels,
+                    callback=self.processor.input_callback,
+                    **common,
+                )
+            else:
+                self.stream = sd.OutputStream(
+                    device=sink.index,
+                    channels=self.out_channels,
+                    callback=self.processor.output_callback,
+                    **common,
+                )
+        except sd.PortAudioError as error:
+            raise DeviceError(f"cannot open the audio stream {self.route.name}: {error}") from None
+
+    def _open_mic(self) -> None:
+        """The microphone's own capture stream, at PortAudio's low latency for the device."""
+        import sounddevice as sd
+
+        mic = self.mic
+        try:
+            mic.stream = sd.InputStream(
+                device=mic.device.index,
+                channels=1,
+                samplerate=self.rate,
+                dtype="float32",
+                latency="low",
+                callback=mic.mixer.input_callback,
+            )
+        except sd.PortAudioError as error:
+            raise DeviceError(f"cannot open --mic {mic.device.label()}: {error}") from None
+
+    def _start(self) -> None:
+        if self.mic is not None:
+            self._start_mic()
+        if self.clock is not None:
+            self.clock.start()
+            return
+        import sounddevice as sd
+
+        try:
+            self.stream.start()
+        except sd.PortAudioError as error:
+            raise DeviceError(f"cannot start the audio stream {self.route.name}: {error}") from None
+
+    def _start_mic(self) -> None:
+        import sounddevice as sd
+
+        try:
+            self.mic.stream.start()
+        except sd.PortAudioError as error:
+            raise DeviceError(f"cannot start --mic {self.mic.device.label()}: {error}") from None
+
+    def _measure_mic(self) -> None:
+        """The mic path's device latencies, as PortAudio reports them (None when unusable)."""
+        mic_side = status.device_latency(self.mic.stream)
+        out_side = status.device_latency(self.stream) if self.sink.device is not None else None
+        self.mic.mixer.stream_latency = (
+            mic_side[0] if mic_side else None,
+            out_side[1] if out_side else (0.0 if self.sink.device is None else None),
+        )
+
+    def _active(self) -> bool:
+        if self.clock is not None:
+            return self.clock.active
+        return bool(self.stream is not None and self.stream.active)
+
+    def _xrun_warning(self) -> tuple[str, str] | None:
+        return status.xrun_warning(
+            self.processor.xruns, self.processor.callbacks, self.rate, self.options.blocksize
+        )
+
+    def _loop(self, reader: keys.KeyReader, started: float) -> bool:
+        """Runs until a stop; returns False when the stream died on its own."""
+        printer = status.StatusPrinter(enabled=not self.options.quiet)
+        tick = _TICK_SECONDS if self.panel is None else PANEL_TICK_SECONDS
+        with _stop_on_sigterm():
+            if reader.enabled and not self.options.quiet:
+                _say(keys.HELP)
+            try:
+                while not self.processor.finished:
+                    if self.engine.failed:
+                        printer.clear()
+                        _say(f"stopping: {self.engine.failure_reason}")
+                        self.stop_reason = status.failure_cause(self.engine)
+                        return False
+                    if not self._active():
+                        printer.clear()
+                        _say("the audio stream stopped unexpectedly")
+                        self.stop_reason = "stream died"
+                        return False
+                    going, notes = self.controls.apply_keys(reader.poll(tick))
+                    for note in notes:
+                        printer.clear()
+                        _say(note)
+                    if not going:
+                        self.stop_reason = "q"
+                        break
+                    warning = self._xrun_warning()
+                    numbers = status.snapshot(
+                        self.engine,
+                        self.processor,
+                        self.processor.take_peaks(),
+                        self.processor.frames / self.rate,
+                        warning[0] if warning else None,
+                    )
+                    printer.show(status.status_line(numbers), time.monotonic() - started)
+                    if self.panel is not None:
+                        self.panel.publish(numbers)
+                else:
+                    self.stop_reason = self.end_reason
+            except KeyboardInterrupt:
+                self.stop_reason = "interrupted"
+            finally:
+                printer.clear()
+                self._fade_out()
+        return True
+
+    def _fade_out(self) -> None:
+        if self.mic is not None:
+            self.mic.mixer.mute()  # ramps out over one block, before the engine's fade ends
+        self.engine.fade_out()
+        deadline = time.monotonic() + _FADE_WAIT_SECONDS
+        while not self.processor.faded and self._active() and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    def _close(self) -> None:
+        if self.mic is not None and self.mic.stream is not None:
+            stream, self.mic.stream = self.mic.stream, None
+            if not _close_stream(stream, _CLOSE_SECONDS):
+                _abandon_portaudio()
+        if self.clock is not None:
+            self.clock.stop()
+        if self.stream is not None:
+            stream, self.stream = self.stream, None
+            if not _close_stream(stream, _CLOSE_SECONDS):
+                log.info("the audio stream did not close in %.1f s; leaving it", _CLOSE_SECONDS)
+                _abandon_portaudio()
+
+    def _mic_summary(self) -> list[str]:
+        if self.mic is None:
+            return []
+        mixer = self.mic.mixer
+        reverb = f", reverb {mixer.reverb_amount:g}" if mixer.reverb is not None else ""
+        waiting = f"{mixer.waiting_seconds * 1000:.1f} ms waiting between the streams"
+        total = mixer.latency_seconds
+        if total is None:
+            path = f"PortAudio reports no usable device latency; {waiting}"
+        else:
+            mic_in, out = mixer.stream_latency
+            path = (
+                f"path latency {total * 1000:.1f} ms (mic in {mic_in * 1000:.1f} ms + {waiting} "
+                f"+ out {out * 1000:.1f} ms, as PortAudio reports them)"
+            )
+        return [
+            f"microphone {self.mic.device.label()}: level x{mixer.level:.2f}{reverb}; {path}, "
+            f"not through the separation; {mixer.underruns} frames late (start-up included), "
+            f"{mixer.skipped} skipped, {mixer.xruns} xruns"
+        ]
+
+    def _close_file_source(self) -> list[str]:
+        source = self.file_source
+        if source is None:
+            return []
+        source.close()
+        lines = []
+        if source.error is not None:
+            lines.append(f"the input file could not be read to its end: {source.error}")
+        if source.underrun_frames:
+            lines.append(
+                f"{source.underrun_frames} frames of the input file were not decoded in time "
+                "and played as silence (the disk or the CPU was too slow)"
+            )
+        return lines
+
+    def _close_recorder(self) -> list[str]:
+        if self.recorder is None:
+            return []
+        frames = self.recorder.close()
+        text = f"recorded {frames} frames ({frames / self.rate:.2f} s) to {self.recorder.path}"
+        if self.recorder.dropped_frames:
+            text += f"; {self.recorder.dropped_frames} frames dropped (the disk was too slow)"
+        return [text]
+
+
+def _close_stream(stream, timeout: float) -> bool:
+    """stop() and close() a sounddevice stream on a helper thread; False if they have not
+    returned after ``timeout`` seconds. (Measured: once the JACK server is gone, PortAudio's
+    JACK backend never returns from Pa_StopStream/Pa_AbortStream/Pa_CloseStream.)"""
+    closed = threading.Event()
+
+    def close() -> None:
+        stream.stop()
+        stream.close()
+        closed.set()
+
+    threading.Thread(target=close, name="stream-sep-close", daemon=True).start()
+    return closed.wait(timeout)
+
+
+def _abandon_portaudio() -> None:
+    """PortAudio is stuck (its device or server vanished): do not let sounddevice call
+    Pa_Terminate at exit, which then hangs or aborts the process (pa_jack.c asserts)."""
+    import atexit
+
+    import sounddevice as sd
+
+    handler = getattr(sd, "_exit_handler", None)
+    if handler is not None:
+        atexit.unregister(handler)
+
+
+def _say(text: str) -> None:
+    print(f"stream-sep: {text}", file=sys.stderr, flush=True)
+
+
+class _stop_on_sigterm:
+    """Within the block, SIGTERM stops the stream like Ctrl-C (main thread only)."""
+
+    def __enter__(self):
+        self._previous = None
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+        return self
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import signal
 import sys
 import threading
@@ -21,20 +20,19 @@ import time
 from stream_sep import keys, settings, status
 from stream_sep.controls import Controls
 from stream_sep.engine import fitting
-from stream_sep.errors import DeviceError, UserError
-from stream_sep.live.audio import BlockProcessor, FileClock, FileSource
+from stream_sep.errors import UserError
+from stream_sep.live.audio import BlockProcessor, FileSource
 from stream_sep.live.route import Mic, Route
+from stream_sep.live.streams import Streams
 from stream_sep.panel import UPDATE_SECONDS as PANEL_TICK_SECONDS
 from stream_sep.panel import Panel
 from stream_sep.recording import Recorder
 
 log = logging.getLogger(__name__)
 
-FILE_CLOCK_BLOCKSIZE = 1024
 ASSUMED_DEVICE_BLOCK = 1024  # frames, for fitting the plan when the device chooses its block
 _TICK_SECONDS = 0.25  # status line and key polling: 4 times a second
 _FADE_WAIT_SECONDS = 2.0
-_CLOSE_SECONDS = 1.0  # a stream whose device vanished may never close: give up after this
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,8 +92,7 @@ class LiveSession:
         self.options, self.model, self.engine, self.route = options, model, separator, route
         self.mic = mic
         self.controls = Controls(separator, mic.mixer if mic is not None else None)
-        self.source, self.sink, self.rate = route.source, route.sink, route.rate
-        self.out_channels = route.out_channels
+        self.rate = route.rate
         path = route.source.path
         self.file_source = FileSource(path, self.rate, separator.channels) if path else None
         # The stream (and a recording) ends after the input file and the latency, or after
@@ -110,13 +107,12 @@ class LiveSession:
         self.recorder = None
         self.processor = BlockProcessor(
             separator,
-            self.out_channels,
+            route.out_channels,
             source=self.file_source,
             end_frame=end_frame,
             mic=mic.mixer if mic is not None else None,
         )
-        self.stream = None
-        self.clock = None
+        self.streams = Streams(route, self.processor, options.blocksize, mic)
         self.panel = None
         self.stop_reason = "stopped"
 
@@ -125,19 +121,19 @@ class LiveSession:
         or the input file failed. The route's notes are printed after the start-up line."""
         extra: list[str] = []
         try:
-            self._open()
-            if self.sink.path is not None:
-                self.recorder = Recorder(self.sink.path, self.rate, self.engine.channels)
+            self.streams.open()
+            if self.route.sink.path is not None:
+                self.recorder = Recorder(self.route.sink.path, self.rate, self.engine.channels)
                 self.processor.recorder = self.recorder
             if self.file_source is not None:
                 self.file_source.wait_ready()
-            self._start()
+            self.streams.start()
             if self.mic is not None:
-                self._measure_mic()
-            blocksize = self.options.blocksize if self.clock is None else self.clock.blocksize
+                self.streams.measure_mic()
+            blocksize, stream = self.streams.blocksize, self.streams.stream
             _say(
                 status.startup_line(
-                    self.model, self.engine, self.route.name, self.rate, blocksize, self.stream
+                    self.model, self.engine, self.route.name, self.rate, blocksize, stream
                 )
             )
             for line in (self.route.notes or "").splitlines():
@@ -150,7 +146,7 @@ class LiveSession:
         finally:
             if self.panel is not None:
                 self.panel.close()
-            self._close()
+            self.streams.close()
             extra = self._close_recorder() + self._close_file_source() + self._mic_summary()
         seconds = self.processor.frames / self.rate
         warning = self._xrun_warning()
@@ -162,99 +158,6 @@ class LiveSession:
             _say(line)
         input_broke = self.file_source is not None and self.file_source.error is not None
         return 0 if healthy and not input_broke else 1
-
-    def _open(self) -> None:
-        """Create (not start) the stream or the file clock; device errors come out here,
-        before any output file exists."""
-        if self.mic is not None:
-            self._open_mic()
-        if self.source.device is None and self.sink.device is None:
-            blocksize = self.options.blocksize or FILE_CLOCK_BLOCKSIZE
-            self.clock = FileClock(self.processor, self.rate, blocksize)
-            return
-        import sounddevice as sd
-
-        for end in (self.source, self.sink):  # the ALSA pulse plugin reads these at open
-            if end.system is not None:
-                os.environ.update(end.system.environment)
-        common = {"samplerate": self.rate, "blocksize": self.options.blocksize, "dtype": "float32"}
-        source, sink = self.source.device, self.sink.device
-        try:
-            if source is not None and sink is not None:
-                self.stream = sd.Stream(
-                    device=(source.index, sink.index),
-                    channels=(self.engine.channels, self.out_channels),
-                    callback=self.processor.duplex_callback,
-                    **common,
-                )
-            elif source is not None:
-                self.stream = sd.InputStream(
-                    device=source.index,
-                    channels=self.engine.channels,
-                    callback=self.processor.input_callback,
-                    **common,
-                )
-            else:
-                self.stream = sd.OutputStream(
-                    device=sink.index,
-                    channels=self.out_channels,
-                    callback=self.processor.output_callback,
-                    **common,
-                )
-        except sd.PortAudioError as error:
-            raise DeviceError(f"cannot open the audio stream {self.route.name}: {error}") from None
-
-    def _open_mic(self) -> None:
-        """The microphone's own capture stream, at PortAudio's low latency for the device."""
-        import sounddevice as sd
-
-        mic = self.mic
-        try:
-            mic.stream = sd.InputStream(
-                device=mic.device.index,
-                channels=1,
-                samplerate=self.rate,
-                dtype="float32",
-                latency="low",
-                callback=mic.mixer.input_callback,
-            )
-        except sd.PortAudioError as error:
-            raise DeviceError(f"cannot open --mic {mic.device.label()}: {error}") from None
-
-    def _start(self) -> None:
-        if self.mic is not None:
-            self._start_mic()
-        if self.clock is not None:
-            self.clock.start()
-            return
-        import sounddevice as sd
-
-        try:
-            self.stream.start()
-        except sd.PortAudioError as error:
-            raise DeviceError(f"cannot start the audio stream {self.route.name}: {error}") from None
-
-    def _start_mic(self) -> None:
-        import sounddevice as sd
-
-        try:
-            self.mic.stream.start()
-        except sd.PortAudioError as error:
-            raise DeviceError(f"cannot start --mic {self.mic.device.label()}: {error}") from None
-
-    def _measure_mic(self) -> None:
-        """The mic path's device latencies, as PortAudio reports them (None when unusable)."""
-        mic_side = status.device_latency(self.mic.stream)
-        out_side = status.device_latency(self.stream) if self.sink.device is not None else None
-        self.mic.mixer.stream_latency = (
-            mic_side[0] if mic_side else None,
-            out_side[1] if out_side else (0.0 if self.sink.device is None else None),
-        )
-
-    def _active(self) -> bool:
-        if self.clock is not None:
-            return self.clock.active
-        return bool(self.stream is not None and self.stream.active)
 
     def _xrun_warning(self) -> tuple[str, str] | None:
         return status.xrun_warning(
@@ -275,7 +178,7 @@ class LiveSession:
                         _say(f"stopping: {self.engine.failure_reason}")
                         self.stop_reason = status.failure_cause(self.engine)
                         return False
-                    if not self._active():
+                    if not self.streams.active:
                         printer.clear()
                         _say("the audio stream stopped unexpectedly")
                         self.stop_reason = "stream died"
@@ -312,21 +215,8 @@ class LiveSession:
             self.mic.mixer.mute()  # ramps out over one block, before the engine's fade ends
         self.engine.fade_out()
         deadline = time.monotonic() + _FADE_WAIT_SECONDS
-        while not self.processor.faded and self._active() and time.monotonic() < deadline:
+        while not self.processor.faded and self.streams.active and time.monotonic() < deadline:
             time.sleep(0.01)
-
-    def _close(self) -> None:
-        if self.mic is not None and self.mic.stream is not None:
-            stream, self.mic.stream = self.mic.stream, None
-            if not _close_stream(stream, _CLOSE_SECONDS):
-                _abandon_portaudio()
-        if self.clock is not None:
-            self.clock.stop()
-        if self.stream is not None:
-            stream, self.stream = self.stream, None
-            if not _close_stream(stream, _CLOSE_SECONDS):
-                log.info("the audio stream did not close in %.1f s; leaving it", _CLOSE_SECONDS)
-                _abandon_portaudio()
 
     def _mic_summary(self) -> list[str]:
         if self.mic is None:
@@ -372,33 +262,6 @@ class LiveSession:
         if self.recorder.dropped_frames:
             text += f"; {self.recorder.dropped_frames} frames dropped (the disk was too slow)"
         return [text]
-
-
-def _close_stream(stream, timeout: float) -> bool:
-    """stop() and close() a sounddevice stream on a helper thread; False if they have not
-    returned after ``timeout`` seconds. (Measured: once the JACK server is gone, PortAudio's
-    JACK backend never returns from Pa_StopStream/Pa_AbortStream/Pa_CloseStream.)"""
-    closed = threading.Event()
-
-    def close() -> None:
-        stream.stop()
-        stream.close()
-        closed.set()
-
-    threading.Thread(target=close, name="stream-sep-close", daemon=True).start()
-    return closed.wait(timeout)
-
-
-def _abandon_portaudio() -> None:
-    """PortAudio is stuck (its device or server vanished): do not let sounddevice call
-    Pa_Terminate at exit, which then hangs or aborts the process (pa_jack.c asserts)."""
-    import atexit
-
-    import sounddevice as sd
-
-    handler = getattr(sd, "_exit_handler", None)
-    if handler is not None:
-        atexit.unregister(handler)
 
 
 def _say(text: str) -> None:

@@ -1,0 +1,179 @@
+"""The audio streams of one live run, opened, started and closed.
+
+With a device on either side, one PortAudio stream (duplex, input-only or output-only) calls
+the :class:`~stream_sep.live.audio.BlockProcessor`; with files on both sides a
+:class:`~stream_sep.live.audio.FileClock` paces it instead. ``--mic`` adds its own capture
+stream at PortAudio's low latency. Closing never hangs on a vanished device or server.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+
+from stream_sep import status
+from stream_sep.errors import DeviceError
+from stream_sep.live.audio import BlockProcessor, FileClock
+from stream_sep.live.route import Mic, Route
+
+log = logging.getLogger(__name__)
+
+FILE_CLOCK_BLOCKSIZE = 1024
+CLOSE_SECONDS = 1.0  # a stream whose device vanished may never close: give up after this
+
+
+class Streams:
+    """The main stream (or file clock) and the --mic stream of a ``route``; ``blocksize``:
+    device frames per callback (0 = the device chooses)."""
+
+    def __init__(self, route: Route, processor: BlockProcessor, blocksize: int, mic: Mic | None):
+        self.route, self.processor, self.mic = route, processor, mic
+        self.requested_blocksize = blocksize
+        self.stream = None
+        self.clock = None
+
+    @property
+    def blocksize(self) -> int:
+        """Frames per block: the file clock's, or what was asked of the device (0 = its own)."""
+        return self.clock.blocksize if self.clock is not None else self.requested_blocksize
+
+    @property
+    def active(self) -> bool:
+        if self.clock is not None:
+            return self.clock.active
+        return bool(self.stream is not None and self.stream.active)
+
+    def open(self) -> None:
+        """Create (not start) the streams or the file clock; device errors come out here,
+        before any output file exists."""
+        if self.mic is not None:
+            self._open_mic()
+        source, sink = self.route.source, self.route.sink
+        if source.device is None and sink.device is None:
+            blocksize = self.requested_blocksize or FILE_CLOCK_BLOCKSIZE
+            self.clock = FileClock(self.processor, self.route.rate, blocksize)
+            return
+        import sounddevice as sd
+
+        for end in (source, sink):  # the ALSA pulse plugin reads these at open
+            if end.system is not None:
+                os.environ.update(end.system.environment)
+        try:
+            self.stream = self._main_stream(sd)
+        except sd.PortAudioError as error:
+            raise DeviceError(f"cannot open the audio stream {self.route.name}: {error}") from None
+
+    def start(self) -> None:
+        if self.mic is not None:
+            self._start_mic()
+        if self.clock is not None:
+            self.clock.start()
+            return
+        import sounddevice as sd
+
+        try:
+            self.stream.start()
+        except sd.PortAudioError as error:
+            raise DeviceError(f"cannot start the audio stream {self.route.name}: {error}") from None
+
+    def measure_mic(self) -> None:
+        """The mic path's device latencies, as PortAudio reports them (None when unusable)."""
+        mic_side = status.device_latency(self.mic.stream)
+        to_device = self.route.sink.device is not None
+        out_side = status.device_latency(self.stream) if to_device else None
+        self.mic.mixer.stream_latency = (
+            mic_side[0] if mic_side else None,
+            out_side[1] if out_side else (None if to_device else 0.0),
+        )
+
+    def close(self) -> None:
+        if self.mic is not None and self.mic.stream is not None:
+            stream, self.mic.stream = self.mic.stream, None
+            if not _close_stream(stream, CLOSE_SECONDS):
+                _abandon_portaudio()
+        if self.clock is not None:
+            self.clock.stop()
+        if self.stream is not None:
+            stream, self.stream = self.stream, None
+            if not _close_stream(stream, CLOSE_SECONDS):
+                log.info("the audio stream did not close in %.1f s; leaving it", CLOSE_SECONDS)
+                _abandon_portaudio()
+
+    def _main_stream(self, sd):
+        """Duplex, input-only (recording to a file) or output-only (playing a file)."""
+        route, processor = self.route, self.processor
+        source, sink = route.source.device, route.sink.device
+        common = {"samplerate": route.rate, "blocksize": self.requested_blocksize}
+        common["dtype"] = "float32"
+        if source is not None and sink is not None:
+            return sd.Stream(
+                device=(source.index, sink.index),
+                channels=(route.channels, route.out_channels),
+                callback=processor.duplex_callback,
+                **common,
+            )
+        if source is not None:
+            return sd.InputStream(
+                device=source.index,
+                channels=route.channels,
+                callback=processor.input_callback,
+                **common,
+            )
+        return sd.OutputStream(
+            device=sink.index,
+            channels=route.out_channels,
+            callback=processor.output_callback,
+            **common,
+        )
+
+    def _open_mic(self) -> None:
+        import sounddevice as sd
+
+        mic = self.mic
+        try:
+            mic.stream = sd.InputStream(
+                device=mic.device.index,
+                channels=1,
+                samplerate=self.route.rate,
+                dtype="float32",
+                latency="low",
+                callback=mic.mixer.input_callback,
+            )
+        except sd.PortAudioError as error:
+            raise DeviceError(f"cannot open --mic {mic.device.label()}: {error}") from None
+
+    def _start_mic(self) -> None:
+        import sounddevice as sd
+
+        try:
+            self.mic.stream.start()
+        except sd.PortAudioError as error:
+            raise DeviceError(f"cannot start --mic {self.mic.device.label()}: {error}") from None
+
+
+def _close_stream(stream, timeout: float) -> bool:
+    """stop() and close() a sounddevice stream on a helper thread; False if they have not
+    returned after ``timeout`` seconds. (Measured: once the JACK server is gone, PortAudio's
+    JACK backend never returns from Pa_StopStream/Pa_AbortStream/Pa_CloseStream.)"""
+    closed = threading.Event()
+
+    def close() -> None:
+        stream.stop()
+        stream.close()
+        closed.set()
+
+    threading.Thread(target=close, name="stream-sep-close", daemon=True).start()
+    return closed.wait(timeout)
+
+
+def _abandon_portaudio() -> None:
+    """PortAudio is stuck (its device or server vanished): do not let sounddevice call
+    Pa_Terminate at exit, which then hangs or aborts the process (pa_jack.c asserts)."""
+    import atexit
+
+    import sounddevice as sd
+
+    handler = getattr(sd, "_exit_handler", None)
+    if handler is not None:
+        atexit.unregister(handler)

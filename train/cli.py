@@ -56,7 +56,19 @@ def get_parser() -> argparse.ArgumentParser:
         type=float,
         help="share of examples that are a track's own aligned stems instead of random mixes (default 0)",
     )
-    data.add_argument("--no-augmentation", dest="augmentation", action="store_false")
+    data.add_argument(
+        "--augmentation",
+        choices=("none", "seed", "produced"),
+        help="augmentation recipe (default seed: the seed's; produced: reverb, EQ, pitch, "
+        "compression and vocal level on the vocals; see docs/training.md)",
+    )
+    data.add_argument(
+        "--no-augmentation",
+        dest="augmentation",
+        action="store_const",
+        const="none",
+        help="the same as --augmentation none",
+    )
     data.add_argument(
         "--workers", type=int, help="data-loading threads (default 0: in the training loop)"
     )

@@ -16,6 +16,7 @@ import keras
 from stream_sep import atomic
 from stream_sep.errors import UserError
 from train import runs
+from train.augment import recipe_name
 from train.config import ModelConfig
 from train.data import RandomMixDataset, fixed_examples, load_tracks
 from train.losses import SignalToDistortionRatio, SpectralLoss
@@ -43,7 +44,7 @@ class TrainSettings:
     lr_final_factor: float = 0.1
     plateau_factor: float = 0.95
     plateau_patience: int = 2
-    augmentation: bool = True
+    augmentation: str = "seed"  # a recipe of train.augment: none, seed, produced
     original_pairs_fraction: float = 0.0
     val_singers: list[str] | None = None
     val_split: float = 0.15
@@ -53,6 +54,10 @@ class TrainSettings:
     distribute: bool = False
     progress: str = "bar"
     log_every: int = 0
+
+    def __post_init__(self) -> None:
+        # runs saved before the recipes stored augmentation as true/false
+        self.augmentation = recipe_name(self.augmentation)
 
     def validate(self) -> None:
         positive = ("epochs", "steps_per_epoch", "batch_size", "val_examples")

@@ -6,6 +6,7 @@ Examples::
     python -m train --download ~/datasets --format musdb --preset full      # the seed
     python -m train --preset full --summary
     python -m train --resume --run-name my-run --epochs 50
+    python -m train --data DIR --format mir1k --init-from stream_sep/models/vocals-mir1k.onnx
 
 Defaults are the seed's recipe (batch 3, Adam 5e-5, gradient accumulation 2, 2000 batches
 per epoch). On resume the run's saved settings are used; options given again override them
@@ -56,7 +57,19 @@ def get_parser() -> argparse.ArgumentParser:
         type=float,
         help="share of examples that are a track's own aligned stems instead of random mixes (default 0)",
     )
-    data.add_argument("--no-augmentation", dest="augmentation", action="store_false")
+    data.add_argument(
+        "--augmentation",
+        choices=("none", "seed", "produced"),
+        help="augmentation recipe (default seed: the seed's; produced: reverb, EQ, pitch, "
+        "compression and vocal level on the vocals; see docs/training.md)",
+    )
+    data.add_argument(
+        "--no-augmentation",
+        dest="augmentation",
+        action="store_const",
+        const="none",
+        help="the same as --augmentation none",
+    )
     data.add_argument(
         "--workers", type=int, help="data-loading threads (default 0: in the training loop)"
     )
@@ -77,6 +90,12 @@ def get_parser() -> argparse.ArgumentParser:
         help="the seed's random init of the output convolution instead of zeros",
     )
     model.add_argument("--summary", action="store_true", help="print the model summary and exit")
+    model.add_argument(
+        "--init-from",
+        metavar="MODEL.onnx",
+        help="start from the weights of a model exported by export/to_onnx.py (e.g. the bundled "
+        "one); its configuration is used unless model options are given, which must match it",
+    )
 
     fit = parser.add_argument_group("training")
     fit.add_argument("--epochs", type=int, help="default 10")
@@ -155,6 +174,11 @@ def run(args: argparse.Namespace) -> int:
 
     runs_root = given.get("runs_dir", runs.DEFAULT_RUNS_ROOT)
     if given.get("resume"):
+        if "init_from" in given:
+            raise UserError(
+                "--init-from starts a new run; a resumed run continues from its own "
+                "last.keras: drop --init-from"
+            )
         run_dir = (
             runs_root / given["run_name"] if "run_name" in given else runs.newest_run(runs_root)
         )
@@ -181,12 +205,30 @@ def run(args: argparse.Namespace) -> int:
             given.setdefault("format", "musdb")
         preset = given.get("preset", "full")
         config = preset_config(preset, **model_overrides(given))
+        if "init_from" in given:
+            config, preset = warm_start_config(given, config)
         settings = TrainSettings(**settings_overrides(given))
         name = given.get("run_name") or default_run_name(preset, settings.format)
         run_dir = runs_root / name
     train(Path(run_dir), config, settings, resume=bool(given.get("resume")))
     log.info("run directory: %s", run_dir)
     return 0
+
+
+def warm_start_config(given: dict, config):
+    """The model configuration and preset name of a run started ``--init-from`` a model:
+    the model's own, or the given one when model options are given (it must match)."""
+    from train.config import PRESETS
+    from train.warm_start import check_same_architecture, onnx_model_config, read_onnx
+
+    path = given["init_from"]
+    found = onnx_model_config(read_onnx(path), path)
+    if any(k in given for k in ("preset", "seed_init", *MODEL_OPTIONS)):
+        check_same_architecture(config, found, path)
+        return config, given.get("preset", "full")
+    shape = dataclasses.replace(found, sources=PRESETS["full"].sources)
+    preset = next((name for name, c in PRESETS.items() if c == shape), "custom")
+    return found, preset
 
 
 def model_overrides(given: dict) -> dict:

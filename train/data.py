@@ -15,7 +15,6 @@ import random
 from collections.abc import Sequence
 from pathlib import Path
 
-import audiomentations as aug
 import keras
 import numpy as np
 import soundfile as sf
@@ -23,6 +22,7 @@ import soundfile as sf
 from stream_sep import datasets
 from stream_sep.contract import SAMPLE_RATE
 from stream_sep.errors import UserError
+from train.augment import Augmenter, make_augmenter, recipe_name  # noqa: F401 - Augmenter re-exported
 
 log = logging.getLogger(__name__)
 
@@ -170,33 +170,6 @@ def load_tracks(
 # ---------------------------------------------------------------- the seed's dataset
 
 
-class Augmenter:
-    """The seed's per-stem augmentations (audiomentations), applied to one mono chunk."""
-
-    def __init__(self, sample_rate: int = SAMPLE_RATE):
-        self.sample_rate = sample_rate
-        self.vocals = [
-            aug.PitchShift(min_semitones=-5, max_semitones=5, p=0.1),
-            aug.SevenBandParametricEQ(-9, 9, p=0.25),
-            aug.TanhDistortion(0.1, 0.7, p=0.1),
-        ]
-        self.other = [aug.PitchShift(p=0.1), aug.AddGaussianNoise(p=0.1)]
-
-    def __call__(self, audio: np.ndarray, stem: str, rng: np.random.Generator) -> np.ndarray:
-        # One loudness gain per chunk. (The seed draws a gain per *sample*, which multiplies
-        # the stem by white noise; a per-chunk gain is the loudness change it describes.)
-        audio = audio * np.float32(rng.uniform(0.5, 1.5))
-        if rng.uniform() < 0.1:
-            audio = audio[::-1]
-        if rng.uniform() < 0.5:
-            audio = -audio
-        audio = np.ascontiguousarray(audio, dtype=np.float32)
-        for transform in self.vocals if stem == "vocals" else self.other:
-            transform.randomize_parameters(audio, sample_rate=self.sample_rate)
-            audio = transform(audio, sample_rate=self.sample_rate)
-        return audio.astype(np.float32, copy=False)
-
-
 class RandomMixDataset(keras.utils.PyDataset):
     """The seed's training set: every batch is a fresh random mix.
 
@@ -204,6 +177,9 @@ class RandomMixDataset(keras.utils.PyDataset):
     is augmented, and sometimes mixed up with a second chunk of the same stem; the mixture is
     the sum of the stems. With ``original_pairs_fraction`` > 0 that share of the examples are
     instead the aligned stems of one track (a real mixture).
+
+    ``augmentation`` is a recipe of :mod:`train.augment` (``none``, ``seed``, ``produced``);
+    True and False (the flag of runs saved before recipes) mean ``seed`` and ``none``.
 
     Batches: x (batch_size, window) float32 mixtures, y (batch_size, n_sources, window).
     """
@@ -215,7 +191,7 @@ class RandomMixDataset(keras.utils.PyDataset):
         batch_size: int,
         window: int,
         batches_per_epoch: int,
-        augmentation: bool = True,
+        augmentation: bool | str = True,
         original_pairs_fraction: float = 0.0,
         seed: int = 0,
         **kwargs,
@@ -234,11 +210,11 @@ class RandomMixDataset(keras.utils.PyDataset):
         self.batch_size = batch_size
         self.window = window
         self.batches_per_epoch = batches_per_epoch
-        self.augmentation = augmentation
+        self.augmentation = recipe_name(augmentation)
         self.original_pairs_fraction = original_pairs_fraction
         self.seed = seed
         self.epoch = 0
-        self.augmenter = Augmenter()
+        self.augmenter = make_augmenter(self.augmentation)
 
     def __len__(self) -> int:
         return self.batches_per_epoch
@@ -259,14 +235,17 @@ class RandomMixDataset(keras.utils.PyDataset):
     def example(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
         """One training example: stem name -> (window,) float32."""
         if rng.uniform() < self.original_pairs_fraction:
-            return self.original_pair(rng)
-        stems = {}
-        for stem in self.stems:
-            chunks = [self.random_chunk(stem, rng)]
-            if self.augmentation:
-                chunks += [self.random_chunk(stem, rng) for p in (0.2, 0.02) if rng.uniform() < p]
-            stems[stem] = np.mean(chunks, axis=0, dtype=np.float32)
-        return stems
+            stems = self.original_pair(rng)
+        else:
+            stems = {}
+            for stem in self.stems:
+                chunks = [self.random_chunk(stem, rng)]
+                if self.augmenter:
+                    chunks += [
+                        self.random_chunk(stem, rng) for p in (0.2, 0.02) if rng.uniform() < p
+                    ]
+                stems[stem] = np.mean(chunks, axis=0, dtype=np.float32)
+        return self.augmenter.balance(stems, rng) if self.augmenter else stems
 
     def random_chunk(self, stem: str, rng: np.random.Generator) -> np.ndarray:
         """A non-silent, augmented chunk of ``stem`` from a random track: (window,)."""
@@ -296,7 +275,7 @@ class RandomMixDataset(keras.utils.PyDataset):
         return int(rng.integers(max(track.length - self.window, 0) + 1))
 
     def augment(self, chunk: np.ndarray, stem: str, rng: np.random.Generator) -> np.ndarray:
-        return self.augmenter(chunk, stem, rng) if self.augmentation else chunk
+        return self.augmenter(chunk, stem, rng) if self.augmenter else chunk
 
 
 def fixed_examples(

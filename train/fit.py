@@ -16,10 +16,12 @@ import keras
 from stream_sep import atomic
 from stream_sep.errors import UserError
 from train import runs
+from train import warm_start as warm_start_from
+from train.augment import recipe_name
 from train.config import ModelConfig
 from train.data import RandomMixDataset, fixed_examples, load_tracks
 from train.losses import SignalToDistortionRatio, SpectralLoss
-from train.model import build_training_model, load_checkpoint
+from train.model import build_training_model, core_network_of, load_checkpoint
 from train.schedules import WarmupDecay
 
 log = logging.getLogger(__name__)
@@ -43,7 +45,7 @@ class TrainSettings:
     lr_final_factor: float = 0.1
     plateau_factor: float = 0.95
     plateau_patience: int = 2
-    augmentation: bool = True
+    augmentation: str = "seed"  # a recipe of train.augment: none, seed, produced
     original_pairs_fraction: float = 0.0
     val_singers: list[str] | None = None
     val_split: float = 0.15
@@ -53,6 +55,11 @@ class TrainSettings:
     distribute: bool = False
     progress: str = "bar"
     log_every: int = 0
+    init_from: str | None = None  # an ONNX model exported by export/: its weights to start from
+
+    def __post_init__(self) -> None:
+        # runs saved before the recipes stored augmentation as true/false
+        self.augmentation = recipe_name(self.augmentation)
 
     def validate(self) -> None:
         positive = ("epochs", "steps_per_epoch", "batch_size", "val_examples")
@@ -313,6 +320,8 @@ def train(
             else build_training_model(config)
         )
         if not resume:
+            if settings.init_from:
+                warm_start(model, config, settings.init_from)
             compile_model(model, config, settings)
     batch = settings.batch_size * replicas
     train_set = RandomMixDataset(
@@ -352,6 +361,12 @@ def train(
         callbacks=make_callbacks(run_dir, settings, state.get("best_val_sdr")),
         verbose=PROGRESS[settings.progress],
     )
+
+
+def warm_start(model: keras.Model, config: ModelConfig, path: str) -> None:
+    """Copy an exported ONNX model's weights into the fresh ``model`` (same configuration)."""
+    count = warm_start_from.start_from(core_network_of(model), config, path)
+    log.info("started from %s: %d weights", path, count)
 
 
 def resume_model(run_dir: Path, settings: TrainSettings, had_schedule: bool) -> keras.Model:

@@ -1,6 +1,7 @@
 """Measure training speed: data-loading batches per second and seconds per training step.
 
     python -m train.throughput --data DIR --format mir1k [--presets tiny,small,full]
+        [--recipes seed,none,produced]
 
 Numbers depend on what else runs on the machine: say so when you report them.
 """
@@ -57,16 +58,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batches", type=int, default=50)
     parser.add_argument("--presets", default="tiny,small,full")
     parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--recipes", default="seed,none", help="augmentation recipes to time")
     args = parser.parse_args(argv)
     quiet_tensorflow()
     from train.data import RandomMixDataset, load_tracks
 
     train, _, _ = load_tracks(args.data, args.format, val_split=0.15)
-    for augmentation in (True, False):
+    for recipe in filter(None, args.recipes.split(",")):
         dataset = RandomMixDataset(train, ("vocals",), args.batch_size, 65024, args.batches,
-                                   augmentation=augmentation, original_pairs_fraction=0.5)  # fmt: skip
+                                   augmentation=recipe, original_pairs_fraction=0.5)  # fmt: skip
         rate = batches_per_second(dataset, args.batches)
-        print(f"data: {rate:.1f} batches/s of {args.batch_size} (augmentation={augmentation})")
+        print(f"data: {rate:.1f} batches/s of {args.batch_size} (augmentation {recipe})")
     for preset in filter(None, args.presets.split(",")):
         step = seconds_per_step(preset, args.batch_size, args.steps)
         print(f"train step: {preset}: {step:.2f} s/step at batch {args.batch_size}")

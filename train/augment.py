@@ -185,16 +185,16 @@ class Reverb(aug.ApplyImpulseResponse):
 
 
 class Compressor(BaseWaveformTransform):
-    """A light feed-forward compressor on 5 ms frames (audiomentations' Limiter needs the
-    numpy-audio-limiter package, which the project does not install).
+    """pedalboard's compressor (JUCE's), its threshold set from the chunk itself.
 
-    Frames louder than the threshold (3-12 dB under the chunk's 95th-percentile frame level)
-    are turned down by ``(1 - 1/ratio)`` of the excess, ratio 2-4; the gain is smoothed with
-    an attack of 5 ms and a release of 50-200 ms, interpolated to samples, and the chunk's
-    RMS is restored (make-up gain).
+    The threshold is 3-12 dB under the chunk's 95th-percentile level of 5 ms frames, so
+    quiet and loud chunks are both compressed; ratio 2-4, attack 5 ms, release 50-200 ms;
+    the chunk's RMS is restored afterwards (make-up gain). (audiomentations' Limiter needs
+    the numpy-audio-limiter package and has no ratio.)
     """
 
     FRAME_SECONDS = 0.005
+    ATTACK_MS = 5.0
 
     def randomize_parameters(self, samples: np.ndarray, sample_rate: int):
         super().randomize_parameters(samples, sample_rate)
@@ -204,31 +204,22 @@ class Compressor(BaseWaveformTransform):
             self.parameters["release"] = random.uniform(0.05, 0.2)
 
     def apply(self, samples: np.ndarray, sample_rate: int) -> np.ndarray:
+        """(n,) float32 -> (n,) float32 at the input's RMS."""
+        import pedalboard
+
         hop = max(int(self.FRAME_SECONDS * sample_rate), 1)
         frames = -(-len(samples) // hop)
         padded = np.pad(samples, (0, frames * hop - len(samples)))
         level_db = 10 * np.log10(np.mean(np.square(padded.reshape(frames, hop)), axis=1) + 1e-12)
-        threshold = np.percentile(level_db, 95) - self.parameters["below_loud_db"]
-        target_db = -np.maximum(level_db - threshold, 0.0) * (1 - 1 / self.parameters["ratio"])
-        gain_db = smooth_gain(target_db, self.FRAME_SECONDS, 0.005, self.parameters["release"])
-        centres = (np.arange(frames) + 0.5) * hop
-        gain = 10 ** (np.interp(np.arange(len(samples)), centres, gain_db) / 20)
-        out = samples * gain
+        compressor = pedalboard.Compressor(
+            threshold_db=float(np.percentile(level_db, 95) - self.parameters["below_loud_db"]),
+            ratio=float(self.parameters["ratio"]),
+            attack_ms=self.ATTACK_MS,
+            release_ms=float(self.parameters["release"] * 1000),
+        )
+        out = compressor(np.ascontiguousarray(samples, np.float32)[None, :], sample_rate)[0]
         level = _rms(out)
         return (out * (_rms(samples) / level if level > 0 else 0.0)).astype(np.float32)
-
-
-def smooth_gain(target_db: np.ndarray, frame: float, attack: float, release: float):
-    """One-pole smoothing of a gain curve in dB, with the attack time constant while the
-    gain falls and the release time constant while it recovers. (frames,) -> (frames,)."""
-    attack_coeff, release_coeff = np.exp(-frame / attack), np.exp(-frame / release)
-    smoothed = np.empty_like(target_db)
-    current = 0.0
-    for index, target in enumerate(target_db):
-        coeff = attack_coeff if target < current else release_coeff
-        current = coeff * current + (1 - coeff) * target
-        smoothed[index] = current
-    return smoothed
 
 
 # ---------------------------------------------------------------- synthetic rooms

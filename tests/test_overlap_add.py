@@ -302,7 +302,7 @@ def test_memory_stays_at_a_few_windows(models):
         out = stream.process(noise(2, block, seed=index))
         taken, given = taken + block, given + out.shape[1]
         held_input.append(stream._input.shape[1])
-        held_output.append(stream._held.shape[1])
+        held_output.append(stream._output.held_samples)
         behind.append(taken - given)
     model_block = math.ceil(block * MODEL_RATE / rate)
     assert max(held_input) <= plan.window + 4 * plan.hop + model_block

@@ -63,6 +63,21 @@ def _rms(audio: np.ndarray) -> float:
 # ---------------------------------------------------------------- the seed's recipe
 
 
+def level_and_polarity(audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The seed's chunk-level changes, first in every recipe: a gain of 0.5-1.5, reversed
+    (p=0.1), polarity flipped (p=0.5). (window,) -> (window,) contiguous float32.
+
+    One loudness gain per chunk. (The seed draws a gain per *sample*, which multiplies the
+    stem by white noise; a per-chunk gain is the loudness change it describes.)
+    """
+    audio = audio * np.float32(rng.uniform(0.5, 1.5))
+    if rng.uniform() < 0.1:
+        audio = audio[::-1]
+    if rng.uniform() < 0.5:
+        audio = -audio
+    return np.ascontiguousarray(audio, dtype=np.float32)
+
+
 class Augmenter:
     """The seed's per-stem augmentations (audiomentations), applied to one mono chunk."""
 
@@ -77,14 +92,7 @@ class Augmenter:
 
     def __call__(self, audio: np.ndarray, stem: str, rng: np.random.Generator) -> np.ndarray:
         """(window,) float32 -> (window,) float32."""
-        # One loudness gain per chunk. (The seed draws a gain per *sample*, which multiplies
-        # the stem by white noise; a per-chunk gain is the loudness change it describes.)
-        audio = audio * np.float32(rng.uniform(0.5, 1.5))
-        if rng.uniform() < 0.1:
-            audio = audio[::-1]
-        if rng.uniform() < 0.5:
-            audio = -audio
-        audio = np.ascontiguousarray(audio, dtype=np.float32)
+        audio = level_and_polarity(audio, rng)
         for transform in self.vocals if stem == "vocals" else self.other:
             transform.randomize_parameters(audio, sample_rate=self.sample_rate)
             audio = transform(audio, sample_rate=self.sample_rate)
@@ -140,12 +148,7 @@ class ProducedAugmenter(Augmenter):
     def __call__(self, audio: np.ndarray, stem: str, rng: np.random.Generator) -> np.ndarray:
         random.seed(int(rng.integers(2**31)))
         np.random.seed(int(rng.integers(2**31)))
-        audio = audio * np.float32(rng.uniform(0.5, 1.5))
-        if rng.uniform() < 0.1:
-            audio = audio[::-1]
-        if rng.uniform() < 0.5:
-            audio = -audio
-        audio = np.ascontiguousarray(audio, dtype=np.float32)
+        audio = level_and_polarity(audio, rng)
         for transform in self.vocals if stem == "vocals" else self.other:
             audio = transform(audio, sample_rate=self.sample_rate)
         return audio.astype(np.float32, copy=False)

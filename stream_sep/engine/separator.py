@@ -38,7 +38,6 @@ class Separator:
         self.model, self.contract = model, model.contract
         self._parts = parts = assemble(model, sample_rate, channels, config)
         self.sample_rate, self.channels, self.plan = parts.sample_rate, parts.channels, parts.plan
-        self.stereo, self.blocking = config.stereo, config.blocking
         self.stats, self.shedding, self.limiter = parts.stats, parts.shedding, parts.limiter
         self._health, self._runner, self._scheduler = parts.health, parts.runner, parts.scheduler
         self._mixer, self._timeline, self._key = parts.mixer, parts.timeline, parts.key
@@ -56,6 +55,16 @@ class Separator:
         if name.endswith("_samples") and name != "plan":
             return getattr(self.__dict__["plan"], name)
         raise AttributeError(name)
+
+    @property
+    def stereo(self) -> str:
+        """'batch' or 'mid': the configured stereo handling (shedding may use mid for a
+        window on its own)."""
+        return self.config.stereo
+
+    @property
+    def blocking(self) -> bool:
+        return self.config.blocking
 
     @property
     def latency_samples(self) -> int:

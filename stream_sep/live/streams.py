@@ -104,8 +104,11 @@ class Streams:
         """Duplex, input-only (recording to a file) or output-only (playing a file)."""
         route, processor = self.route, self.processor
         source, sink = route.source.device, route.sink.device
-        common = {"samplerate": route.rate, "blocksize": self.requested_blocksize}
-        common["dtype"] = "float32"
+        common = {
+            "samplerate": route.rate,
+            "blocksize": self.requested_blocksize,
+            "dtype": "float32",
+        }
         if source is not None and sink is not None:
             return sd.Stream(
                 device=(source.index, sink.index),

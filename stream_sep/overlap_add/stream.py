@@ -87,7 +87,6 @@ class OverlapAddStream:
             model_rate, self.sample_rate, self._model_channels, self.channels,
             self.high_band_removal,
         )  # fmt: skip
-        self._high_band = self._output.high_band
         self._to_model = resampler(self.sample_rate, model_rate, self._model_channels)
         plan = self.plan
         # Model-rate input not yet done with: column 0 is model sample _input_first.
@@ -96,7 +95,7 @@ class OverlapAddStream:
         self._received = 0  # model-rate signal samples so far
         # Weighted estimates and summed weights: column 0 is the start of window _next_window.
         span = (self.batch_windows - 1) * plan.hop + plan.window
-        self._sums = OverlapSum(plan, self._model_channels, span, self._high_band)
+        self._sums = OverlapSum(plan, self._model_channels, span, self._output.high_band)
         self._batches = WindowBatches(model, plan, self._model_channels, self.postfilter)
         self._next_window = 0
         self._finished = False
@@ -189,7 +188,7 @@ class OverlapAddStream:
         for i in range(count):
             rows = slice(i * rows_per_window, (i + 1) * rows_per_window)
             ratio = None
-            if self._high_band:
+            if self._output.high_band:
                 ratio = highband.voice_ratio(vocals[rows], batch[rows], np.arange(plan.window))
             self._sums.add(i * plan.hop, vocals[rows], ratio)
         self.windows_run += count
@@ -210,7 +209,7 @@ class OverlapAddStream:
         if columns <= skip:
             return
         rows, ratio = self._sums.normalised(skip, columns)
-        if self._high_band:
+        if self._output.high_band:
             # The input's columns are the accumulators': both start at _sum_first here.
             rows = np.concatenate([rows, ratio, self._input[:, skip:columns]])
         self._output.hold(rows.astype(np.float32))

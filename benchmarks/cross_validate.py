@@ -37,6 +37,10 @@ training step (the export needs TensorFlow and runs on the CPU).
 
     python benchmarks/cross_validate.py --data ../shared/data/mir1k --steps 500 --every 6 \\
         --folds 2 --work runs/cv --json cv.json --md cv.md
+
+``--postfilter wiener`` scores every fold's clips a second time through the Wiener post-filter
+(``stream-sep evaluate --postfilter``) and reports its paired gain per fold and over folds:
+the measure that decides whether the post-filter is on by default.
 """
 
 from __future__ import annotations
@@ -58,6 +62,7 @@ sys.path.insert(0, str(REPO))
 from stream_sep import datasets, evaluation  # noqa: E402
 from stream_sep.errors import UserError  # noqa: E402
 from stream_sep.inference import load_model  # noqa: E402
+from stream_sep.postfilter import POSTFILTERS, load_norbert  # noqa: E402
 
 # The bundled model's recipe (docs/training.md), less what depends on the number of steps.
 RECIPE = (
@@ -174,6 +179,7 @@ def run_fold(args, fold: datasets.Fold, options: dict) -> dict:
     results, summary, by_singer = evaluate_fold(
         run_dir / "last.onnx", args.data, fold, args.every, options
     )
+    evaluate_seconds = time.perf_counter() - started
     row = {
         "fold": fold.index,
         "held_out": list(fold.held_out),
@@ -181,7 +187,7 @@ def run_fold(args, fold: datasets.Fold, options: dict) -> dict:
         "steps": steps,
         "train_seconds": train_seconds,
         "export_seconds": export_seconds,
-        "evaluate_seconds": time.perf_counter() - started,
+        "evaluate_seconds": evaluate_seconds,
         "vocals_sdr": vocals_sdr(summary),
         "by_singer": {singer: vocals_sdr(s) for singer, s in by_singer.items()},
         "clips": [
@@ -193,8 +199,29 @@ def run_fold(args, fold: datasets.Fold, options: dict) -> dict:
             for r in results
         ],
     }
+    if args.postfilter != "none":
+        row["postfilter"] = score_postfilter(run_dir, args, fold, options, results)
     print(format_fold(row), flush=True)
     return row
+
+
+def score_postfilter(run_dir: Path, args, fold: datasets.Fold, options: dict, plain: list):
+    """The same fold's clips again with ``--postfilter``: its SDR and the paired gain
+    (per clip, filtered minus plain) over the fold."""
+    filtered_options = {**options, "postfilter": args.postfilter}
+    results, summary, _ = evaluate_fold(
+        run_dir / "last.onnx", args.data, fold, args.every, filtered_options
+    )
+    gains = [
+        after["scores"]["model"]["vocals"]["sdr"] - before["scores"]["model"]["vocals"]["sdr"]
+        for before, after in zip(plain, results, strict=True)
+    ]
+    return {
+        "name": args.postfilter,
+        "vocals_sdr": vocals_sdr(summary),
+        "gain": statistics.fmean(gains),
+        "clips_better": sum(gain > 0 for gain in gains),
+    }
 
 
 def format_fold(row: dict) -> str:
@@ -202,12 +229,19 @@ def format_fold(row: dict) -> str:
         f"{name} {cell['mean']:.2f} ({cell['clips']})" for name, cell in row["by_singer"].items()
     )
     sdr = row["vocals_sdr"]
-    return (
+    text = (
         f"fold {row['fold']}: vocals SDR mean {sdr['mean']:.2f} dB, median {sdr['median']:.2f} "
         f"over {sdr['clips']} clips [{singers}]; {row['steps']} steps in "
         f"{row['train_seconds'] / 60:.1f} min, export {row['export_seconds']:.0f} s, "
         f"evaluation {row['evaluate_seconds']:.0f} s"
     )
+    if "postfilter" in row:
+        post = row["postfilter"]
+        text += (
+            f"; with --postfilter {post['name']} {post['vocals_sdr']['mean']:.2f} dB "
+            f"({post['gain']:+.2f} dB paired, {post['clips_better']}/{sdr['clips']} clips better)"
+        )
+    return text
 
 
 def format_markdown(report: dict) -> str:
@@ -238,7 +272,33 @@ def format_markdown(report: dict) -> str:
     ]
     for singer, cell in report["by_singer"].items():
         lines.append(f"| {singer} | {cell['clips']} | {cell['mean']:.2f} | {cell['median']:.2f} |")
+    if "postfilter" in report:
+        lines += ["", *postfilter_lines(report)]
     return "\n".join(lines)
+
+
+def postfilter_lines(report: dict) -> list[str]:
+    post = report["postfilter"]
+    lines = [
+        f"With `--postfilter {post['name']}` (same clips, paired gain = filtered - plain):",
+        "",
+        "| fold | mean | gain | clips better |",
+        "| --- | --- | --- | --- |",
+    ]
+    for row in report["folds"]:
+        cell = row["postfilter"]
+        lines.append(
+            f"| {row['fold']} | {cell['vocals_sdr']['mean']:.2f} | {cell['gain']:+.2f} | "
+            f"{cell['clips_better']}/{row['vocals_sdr']['clips']} |"
+        )
+    over, gain = post["over_folds"], post["gain_over_folds"]
+    lines += [
+        "",
+        f"Mean over folds with the post-filter **{over['mean']:.2f} dB** (standard deviation "
+        f"{over['stdev']:.2f} dB); gain {gain['mean']:+.2f} dB (fold range {gain['min']:+.2f} "
+        f"to {gain['max']:+.2f}).",
+    ]
+    return lines
 
 
 def parse_args(argv):
@@ -256,6 +316,12 @@ def parse_args(argv):
     )
     parser.add_argument("--hop", type=float, help="evaluation hop (default: the live default)")
     parser.add_argument("--lookahead", type=float, help="evaluation lookahead (live default)")
+    parser.add_argument(
+        "--postfilter",
+        default="none",
+        choices=POSTFILTERS,
+        help="also score every fold with this post-filter and report the paired gain",
+    )
     parser.add_argument("--json", type=Path, help="write the report as JSON")
     parser.add_argument("--md", type=Path, help="write the tables as Markdown")
     args = parser.parse_args(argv)
@@ -263,6 +329,8 @@ def parse_args(argv):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise UserError(f"--{name} must be a positive integer, got {value}")
+    if args.postfilter != "none":
+        load_norbert()  # one line naming the extra if norbert is missing
     if args.work is None:
         args.work = REPO / "runs" / f"cv-{time.strftime('%Y%m%d-%H%M%S')}"
     return args
@@ -292,6 +360,12 @@ def run(argv=None) -> dict:
         "clip_mean": statistics.fmean(clip_sdrs),
         "by_singer": dict(sorted(by_singer.items(), key=lambda item: item[0].lower())),
     }
+    if args.postfilter != "none":
+        report["postfilter"] = {
+            "name": args.postfilter,
+            "over_folds": spread([row["postfilter"]["vocals_sdr"]["mean"] for row in rows]),
+            "gain_over_folds": spread([row["postfilter"]["gain"] for row in rows]),
+        }
     text = format_markdown(report)
     print(text, flush=True)
     if args.json:

@@ -91,6 +91,7 @@ def test_a_smoke_run_trains_exports_and_scores_each_fold(tmp_path):
         [
             "--data", str(data), "--steps", "2", "--folds", "1", "--work", str(tmp_path / "cv"),
             "--hop", "0.1", "--lookahead", "0.05", "--json", str(tmp_path / "cv.json"),
+            "--postfilter", "wiener",
             "--train-args",
             "--window-samples 7680 --n-scales 1 --block-size 1 --batch-size 2 --val-examples 2",
         ]
@@ -102,6 +103,12 @@ def test_a_smoke_run_trains_exports_and_scores_each_fold(tmp_path):
     assert fold["vocals_sdr"]["clips"] == 4
     assert report["over_folds"]["folds"] == 1
     assert json.loads((tmp_path / "cv.json").read_text())["clips"] == 4
+    # the post-filter's second scoring of the same clips, and its paired gain
+    post = fold["postfilter"]
+    assert post["name"] == "wiener" and post["vocals_sdr"]["clips"] == 4
+    assert post["gain"] == pytest.approx(post["vocals_sdr"]["mean"] - fold["vocals_sdr"]["mean"])
+    assert 0 <= post["clips_better"] <= 4
+    assert report["postfilter"]["gain_over_folds"]["mean"] == pytest.approx(post["gain"])
     config = json.loads((Path(fold["run"]) / "config.json").read_text())
     assert config["data"]["val_singers"] == ["ann", "bo"]
     assert config["training"]["epochs"] * config["training"]["steps_per_epoch"] == 2

@@ -17,6 +17,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from test_train_data import write_mir1k, write_musdb  # noqa: E402
 
+from stream_sep.errors import UserError  # noqa: E402
 from train import runs  # noqa: E402
 from train.cli import main  # noqa: E402
 from train.config import preset_config  # noqa: E402
@@ -88,6 +89,37 @@ def test_a_tiny_mir1k_run_holds_out_singers_and_its_loss_falls(tmp_path):
     # last.keras carries the optimizer's state (what resume needs)
     model = load_checkpoint(run_dir / "last.keras", compile=True)
     assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == 16
+
+
+def test_val_split_0_trains_on_every_singer_and_export_takes_its_last_checkpoint(tmp_path):
+    """The shipped model's last step: no singer held out, so no best epoch to choose; the run
+    keeps last.keras (resumable), the plateau rule watches the training loss, and the export's
+    default checkpoint of the run is last.keras."""
+    data = write_mir1k(tmp_path / "mir1k", singers=("ann", "bob"), clips=2)
+    root = tmp_path / "runs"
+    args = ["--data", str(data), "--format", "mir1k", *FAST, "--steps-per-epoch", "4",
+            "--val-split", "0", "--runs-dir", str(root), "--run-name", "all"]  # fmt: skip
+    assert main([*args, "--epochs", "2"]) == 0
+    run_dir = root / "all"
+    config = runs.read_run_config(run_dir)
+    assert config["data"] == {"val_singers": [], "train_clips": 4, "val_clips": 0}
+    assert not (run_dir / "best.keras").exists() and (run_dir / "last.keras").is_file()
+    with open(run_dir / runs.LOG) as f:
+        rows = list(csv.DictReader(f))
+    # Keras' CSV logger names the validation columns anyway and fills them with NA
+    assert [(r["epoch"], r["val_sdr"]) for r in rows] == [("0", "NA"), ("1", "NA")]
+    assert np.isfinite(float(rows[-1]["loss"]))
+    assert runs.read_state(run_dir)["best_val_sdr"] is None
+    assert runs.best_checkpoint(run_dir) == run_dir / "last.keras"
+    assert main(["--resume", "--runs-dir", str(root), "--run-name", "all", "--epochs", "3"]) == 0
+    assert runs.read_state(run_dir)["steps_done"] == 12
+    # a run that holds singers out still needs its best.keras
+    held = root / "held"
+    held.mkdir()
+    runs.write_json(held / runs.CONFIG, {"data": {"val_clips": 2}})
+    (held / runs.LAST).write_bytes(b"")
+    with pytest.raises(UserError, match="no best.keras"):
+        runs.best_checkpoint(held)
 
 
 @pytest.mark.slow

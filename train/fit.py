@@ -176,7 +176,9 @@ class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
 class RunState(keras.callbacks.Callback):
     """Writes state.json after the checkpoints of every epoch: what resume needs."""
 
-    def __init__(self, run_dir: Path, best: AtomicModelCheckpoint, settings: TrainSettings):
+    def __init__(
+        self, run_dir: Path, best: AtomicModelCheckpoint | None, settings: TrainSettings
+    ):
         super().__init__()
         self.run_dir = run_dir
         self.best = best
@@ -190,7 +192,7 @@ class RunState(keras.callbacks.Callback):
         state = {
             "epochs_done": epoch + 1,
             "steps_done": steps,
-            "best_val_sdr": _finite_or_none(self.best.best),
+            "best_val_sdr": _finite_or_none(self.best.best) if self.best else None,
             "train_seconds": round(elapsed, 1),
             "updated": datetime.datetime.now().isoformat(timespec="seconds"),
         }
@@ -230,16 +232,27 @@ def _format_logs(logs: dict | None) -> str:
     return ", ".join(f"{k}={float(v):.4g}" for k, v in (logs or {}).items())
 
 
-def make_callbacks(run_dir: Path, settings: TrainSettings, best_so_far: float | None) -> list:
-    best = AtomicModelCheckpoint(
-        run_dir / runs.BEST,
-        monitor="val_sdr",
-        mode="max",
-        save_best_only=True,
-        initial_value_threshold=best_so_far,
+def make_callbacks(
+    run_dir: Path, settings: TrainSettings, best_so_far: float | None, validating: bool = True
+) -> list:
+    """Checkpoints, log, state and the plateau rule of a run.
+
+    Without a validation split (every singer trained on) there is no best epoch to keep:
+    only last.keras is written, and the plateau rule watches the training loss.
+    """
+    best = (
+        AtomicModelCheckpoint(
+            run_dir / runs.BEST,
+            monitor="val_sdr",
+            mode="max",
+            save_best_only=True,
+            initial_value_threshold=best_so_far,
+        )
+        if validating
+        else None
     )
     callbacks = [
-        best,
+        *([best] if best else []),
         AtomicModelCheckpoint(run_dir / runs.LAST),
         keras.callbacks.CSVLogger(str(run_dir / runs.LOG), append=True),
         RunState(run_dir, best, settings),
@@ -251,7 +264,9 @@ def make_callbacks(run_dir: Path, settings: TrainSettings, best_so_far: float | 
         # The seed's plateau rule; with a schedule the learning rate is not settable.
         callbacks.append(
             keras.callbacks.ReduceLROnPlateau(
-                factor=settings.plateau_factor, patience=settings.plateau_patience
+                monitor="val_loss" if validating else "loss",
+                factor=settings.plateau_factor,
+                patience=settings.plateau_patience,
             )
         )
     return callbacks
@@ -337,28 +352,35 @@ def train(
         use_multiprocessing=False,
     )
     train_set.epoch = state["epochs_done"]
-    val_x, val_y = fixed_examples(
-        val_tracks, config.sources, config.window_samples, settings.val_examples, settings.seed
+    validation = (
+        fixed_examples(
+            val_tracks, config.sources, config.window_samples, settings.val_examples, settings.seed
+        )
+        if val_tracks
+        else None
     )
     log.info(
         "training %s: %d train / %d validation tracks, %d validation examples, batch %d x %d replica(s), "
-        "epochs %d..%d",
+        "epochs %d..%d%s",
         run_dir,
         len(train_tracks),
         len(val_tracks),
-        len(val_x),
+        0 if validation is None else len(validation[0]),
         settings.batch_size,
         replicas,
         state["epochs_done"] + 1,
         settings.epochs,
+        "" if validation else "; no validation split: every epoch ends in last.keras only",
     )
     return model.fit(
         train_set,
-        validation_data=(val_x, val_y),
+        validation_data=validation,
         validation_batch_size=batch,
         epochs=settings.epochs,
         initial_epoch=state["epochs_done"],
-        callbacks=make_callbacks(run_dir, settings, state.get("best_val_sdr")),
+        callbacks=make_callbacks(
+            run_dir, settings, state.get("best_val_sdr"), validating=validation is not None
+        ),
         verbose=PROGRESS[settings.progress],
     )
 

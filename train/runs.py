@@ -40,11 +40,23 @@ def _last_change(run_dir: Path) -> float:
 
 
 def best_checkpoint(run_dir: str | Path) -> Path:
-    """``best.keras`` of a run (the best val_sdr); raises UserError if there is none yet."""
-    path = Path(run_dir) / BEST
+    """``best.keras`` of a run (the best val_sdr); raises UserError if there is none yet.
+
+    A run trained without a validation split (``--val-split 0``: every singer) has no best
+    epoch: its ``last.keras`` is the one to use.
+    """
+    run_dir = Path(run_dir)
+    path = run_dir / BEST
+    if not path.is_file() and _without_validation(run_dir):
+        path = run_dir / LAST
     if not path.is_file():
-        raise UserError(f"run {run_dir} has no {BEST} yet (no epoch has finished)")
+        raise UserError(f"run {run_dir} has no {path.name} yet (no epoch has finished)")
     return path
+
+
+def _without_validation(run_dir: Path) -> bool:
+    config = run_dir / CONFIG
+    return config.is_file() and _read_json(config).get("data", {}).get("val_clips") == 0
 
 
 def last_checkpoint(run_dir: str | Path) -> Path:

@@ -44,7 +44,7 @@ def read_provenance(checkpoint: Path, config) -> dict[str, str]:
         "dataset": _dataset_of(training),
         "epochs": _or_unknown(epochs),
         "steps": _or_unknown(state.get("steps_done")),
-        "best_val_sdr": f"{best:.3f}" if isinstance(best, int | float) else "unknown",
+        "best_val_sdr": _best_text(best, run_config),
         "git_commit": commit_file.read_text().strip() if commit_file.is_file() else "unknown",
         "export_git_commit": _git_commit(),
         "export_date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -74,6 +74,13 @@ def _dataset_of(training: Mapping) -> str:
     return ":".join(parts) or "unknown"
 
 
+def _best_text(best, run_config: Mapping) -> str:
+    if isinstance(best, int | float):
+        return f"{best:.3f}"
+    without_validation = (run_config.get("data") or {}).get("val_clips") == 0
+    return "none (no validation split)" if without_validation else "unknown"
+
+
 def _or_unknown(value) -> str:
     return "unknown" if value is None else str(value)
 
@@ -84,7 +91,8 @@ def _read_log(path: Path) -> tuple[int | None, float | None]:
         return None, None
     with path.open(newline="") as handle:
         rows = list(csv.DictReader(handle))
-    scores = [float(row["val_sdr"]) for row in rows if row.get("val_sdr") not in (None, "")]
+    # a run without a validation split logs its val_sdr column as NA
+    scores = [float(row["val_sdr"]) for row in rows if row.get("val_sdr") not in (None, "", "NA")]
     return len(rows), (max(scores) if scores else None)
 
 

@@ -17,6 +17,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from test_train_data import write_mir1k, write_musdb  # noqa: E402
 
+from export import provenance  # noqa: E402
 from stream_sep.errors import UserError  # noqa: E402
 from train import runs  # noqa: E402
 from train.cli import main  # noqa: E402
@@ -113,6 +114,11 @@ def test_val_split_0_trains_on_every_singer_and_export_takes_its_last_checkpoint
     assert runs.best_checkpoint(run_dir) == run_dir / "last.keras"
     assert main(["--resume", "--runs-dir", str(root), "--run-name", "all", "--epochs", "3"]) == 0
     assert runs.read_state(run_dir)["steps_done"] == 12
+    # what the export writes into the model's metadata about this run
+    model_config = preset_config("tiny").__class__.from_dict(config["model"])
+    facts = provenance.read_provenance(run_dir / "last.keras", model_config)
+    assert facts["provenance.best_val_sdr"] == "none (no validation split)"
+    assert facts["provenance.epochs"] == "3" and facts["provenance.steps"] == "12"
     # a run that holds singers out still needs its best.keras
     held = root / "held"
     held.mkdir()

@@ -176,9 +176,7 @@ class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
 class RunState(keras.callbacks.Callback):
     """Writes state.json after the checkpoints of every epoch: what resume needs."""
 
-    def __init__(
-        self, run_dir: Path, best: AtomicModelCheckpoint | None, settings: TrainSettings
-    ):
+    def __init__(self, run_dir: Path, best: AtomicModelCheckpoint | None, settings: TrainSettings):
         super().__init__()
         self.run_dir = run_dir
         self.best = best

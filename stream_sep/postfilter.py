@@ -13,8 +13,8 @@ with its models' outputs, and re-separates the mixture's STFT with ``norbert.wie
 - ``none``: the model's estimate as it is.
 
 The STFT is :data:`N_FFT` / :data:`HOP` at the model's rate (:mod:`stream_sep.spectral`).
-norbert is an optional dependency (``pip install 'stream-sep[postfilter]'``), imported only
-when a filter other than ``none`` is asked for.
+``wiener`` is the host's default (:data:`stream_sep.settings.DEFAULTS`). norbert is a
+dependency of the host, imported only when a filter other than ``none`` runs.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ from stream_sep import spectral
 from stream_sep.errors import UserError
 
 POSTFILTERS = ("none", "wiener", "wiener-em")
-EXTRA = "postfilter"
 # The model's own STFT size: measured on 30 held-out MIR-1K clips with the bundled model
 # (benchmarks/results/postfilter.md), the soft mask gained 0.13 dB at 2048 / 512 on every
 # clip, 0.03 dB at 1024 / 256, and 4096 / 1024 no more than 2048.
@@ -52,7 +51,8 @@ def load_norbert():
             return importlib.import_module("norbert")
     except ImportError:
         raise UserError(
-            f"the Wiener post-filter needs norbert: pip install 'stream-sep[{EXTRA}]'"
+            "the Wiener post-filter needs norbert (a dependency of stream-sep): "
+            "pip install norbert, or run with --postfilter none"
         ) from None
 
 

@@ -34,7 +34,7 @@ TRAINING_DISTRIBUTIONS = (
     "jaxlib",
     "tf2onnx",
 )
-HOST_DISTRIBUTIONS = ("stream-sep", "numpy", "soundfile", "sounddevice", "soxr", "scipy")
+HOST_DISTRIBUTIONS = ("stream-sep", "numpy", "soundfile", "sounddevice", "soxr", "scipy", "norbert")
 PIP_TIMEOUT = 900
 
 

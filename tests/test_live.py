@@ -22,6 +22,7 @@ from stream_sep.engine import Separator
 from stream_sep.inference import load_model
 from stream_sep.live import route
 from stream_sep.recording import RingBuffer
+from stream_sep.settings import Settings
 
 FAST = FAST_ARGS
 RATE = 16000
@@ -55,9 +56,13 @@ def test_file_to_file_equals_the_engine_run_offline(model_path, song, tmp_path, 
     assert "stopped (end of input)" in err and re.search(r"\b0 deadline misses", err), err
     recorded, rate = sf.read(out, dtype="float32", always_2d=True)
     assert rate == RATE
+    # the host's default window options (the Wiener post-filter) on the inline engine too
+    window_options = Settings().window_options()
+    assert window_options["postfilter"] == "wiener"
     with Separator(
-        load_model(model_path), RATE, 2, blocking=True, hop=0.1, lookahead=0.05, crossfade=0.02
-    ) as engine:
+        load_model(model_path), RATE, 2, blocking=True, hop=0.1, lookahead=0.05, crossfade=0.02,
+        **window_options,
+    ) as engine:  # fmt: skip
         padded = np.pad(audio, ((0, 0), (0, engine.latency_samples)))
         expected = engine.process(padded)
     # The recording is exactly the input plus the latency: no part of the clock's last block

@@ -254,29 +254,45 @@ def format_markdown(report: dict) -> str:
         f"{report['evaluation']['lookahead_seconds']:g} s, post-filter "
         f"{report['evaluation']['postfilter']}, vocals SDR (dB)",
         "",
-        "| fold | held out | clips | mean | median | train min |",
-        "| --- | --- | --- | --- | --- | --- |",
-    ]
-    for row in report["folds"]:
-        sdr = row["vocals_sdr"]
-        lines.append(
-            f"| {row['fold']} | {', '.join(row['held_out'])} | {sdr['clips']} | "
-            f"{sdr['mean']:.2f} | {sdr['median']:.2f} | {row['train_seconds'] / 60:.1f} |"
-        )
-    lines += [
+        *markdown_table(
+            ("fold", "held out", "clips", "mean", "median", "train min"),
+            (
+                (
+                    row["fold"],
+                    ", ".join(row["held_out"]),
+                    row["vocals_sdr"]["clips"],
+                    f"{row['vocals_sdr']['mean']:.2f}",
+                    f"{row['vocals_sdr']['median']:.2f}",
+                    f"{row['train_seconds'] / 60:.1f}",
+                )
+                for row in report["folds"]
+            ),
+        ),  # fmt: skip
         "",
         f"Mean over folds **{overall['mean']:.2f} dB**, standard deviation "
         f"{overall['stdev']:.2f} dB, range {overall['min']:.2f} to {overall['max']:.2f} dB "
         f"(mean over all {report['clips']} clips: {report['clip_mean']:.2f} dB).",
         "",
-        "| singer | clips | mean | median |",
-        "| --- | --- | --- | --- |",
+        *markdown_table(
+            ("singer", "clips", "mean", "median"),
+            (
+                (singer, cell["clips"], f"{cell['mean']:.2f}", f"{cell['median']:.2f}")
+                for singer, cell in report["by_singer"].items()
+            ),
+        ),
     ]
-    for singer, cell in report["by_singer"].items():
-        lines.append(f"| {singer} | {cell['clips']} | {cell['mean']:.2f} | {cell['median']:.2f} |")
     if "postfilter" in report:
         lines += ["", *postfilter_lines(report)]
     return "\n".join(lines)
+
+
+def markdown_table(header, rows) -> list[str]:
+    """A Markdown table's lines: the header, its rule, one line per row of cells."""
+    return [
+        f"| {' | '.join(header)} |",
+        f"| {' | '.join('---' for _ in header)} |",
+        *(f"| {' | '.join(str(cell) for cell in row)} |" for row in rows),
+    ]
 
 
 def postfilter_lines(report: dict) -> list[str]:
@@ -284,15 +300,19 @@ def postfilter_lines(report: dict) -> list[str]:
     lines = [
         f"With `--postfilter {post['name']}` (same clips, paired gain = with it - defaults):",
         "",
-        "| fold | mean | gain | clips better |",
-        "| --- | --- | --- | --- |",
+        *markdown_table(
+            ("fold", "mean", "gain", "clips better"),
+            (
+                (
+                    row["fold"],
+                    f"{row['postfilter']['vocals_sdr']['mean']:.2f}",
+                    f"{row['postfilter']['gain']:+.2f}",
+                    f"{row['postfilter']['clips_better']}/{row['vocals_sdr']['clips']}",
+                )
+                for row in report["folds"]
+            ),
+        ),  # fmt: skip
     ]
-    for row in report["folds"]:
-        cell = row["postfilter"]
-        lines.append(
-            f"| {row['fold']} | {cell['vocals_sdr']['mean']:.2f} | {cell['gain']:+.2f} | "
-            f"{cell['clips_better']}/{row['vocals_sdr']['clips']} |"
-        )
     over, gain = post["over_folds"], post["gain_over_folds"]
     lines += [
         "",

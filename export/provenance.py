@@ -77,8 +77,9 @@ def _dataset_of(training: Mapping) -> str:
 def _best_text(best, run_config: Mapping) -> str:
     if isinstance(best, int | float):
         return f"{best:.3f}"
-    without_validation = (run_config.get("data") or {}).get("val_clips") == 0
-    return "none (no validation split)" if without_validation else "unknown"
+    from train.runs import without_validation
+
+    return "none (no validation split)" if without_validation(run_config) else "unknown"
 
 
 def _or_unknown(value) -> str:

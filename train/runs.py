@@ -47,16 +47,17 @@ def best_checkpoint(run_dir: str | Path) -> Path:
     """
     run_dir = Path(run_dir)
     path = run_dir / BEST
-    if not path.is_file() and _without_validation(run_dir):
+    no_validation = (run_dir / CONFIG).is_file() and without_validation(read_run_config(run_dir))
+    if not path.is_file() and no_validation:
         path = run_dir / LAST
     if not path.is_file():
         raise UserError(f"run {run_dir} has no {path.name} yet (no epoch has finished)")
     return path
 
 
-def _without_validation(run_dir: Path) -> bool:
-    config = run_dir / CONFIG
-    return config.is_file() and _read_json(config).get("data", {}).get("val_clips") == 0
+def without_validation(run_config: dict[str, Any]) -> bool:
+    """Whether a run's config.json says it trained with no validation split."""
+    return (run_config.get("data") or {}).get("val_clips") == 0
 
 
 def last_checkpoint(run_dir: str | Path) -> Path:

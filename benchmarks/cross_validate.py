@@ -64,6 +64,7 @@ from stream_sep import datasets, evaluation  # noqa: E402
 from stream_sep.errors import UserError  # noqa: E402
 from stream_sep.inference import load_model  # noqa: E402
 from stream_sep.postfilter import POSTFILTERS, load_norbert  # noqa: E402
+from train import runs  # noqa: E402
 
 # The bundled model's recipe (docs/training.md), less what depends on the number of steps.
 RECIPE = (
@@ -168,14 +169,8 @@ def spread(values: list[float]) -> dict:
 
 def run_fold(args, fold: datasets.Fold, options: dict) -> dict:
     run_dir = args.work / f"fold-{fold.index}-{'-'.join(fold.held_out)}"
-    if (run_dir / "config.json").exists():
-        raise UserError(f"{run_dir} already exists; remove it or choose another --work")
     args.work.mkdir(parents=True, exist_ok=True)
-    argv, steps = train_command(args.data, fold, args.steps, run_dir, args.train_args)
-    print(f"fold {fold.index}: holding out {', '.join(fold.held_out)}; training", flush=True)
-    logs = args.work / f"fold-{fold.index}"
-    train_seconds = run_step("training", argv, Path(f"{logs}-train.log"))
-    export_seconds = run_step("export", export_command(run_dir), Path(f"{logs}-export.log"))
+    costs = train_and_export(args, fold, run_dir)
     started = time.perf_counter()
     results, summary, by_singer = evaluate_fold(
         run_dir / "last.onnx", args.data, fold, args.every, options
@@ -185,9 +180,7 @@ def run_fold(args, fold: datasets.Fold, options: dict) -> dict:
         "fold": fold.index,
         "held_out": list(fold.held_out),
         "run": str(run_dir),
-        "steps": steps,
-        "train_seconds": train_seconds,
-        "export_seconds": export_seconds,
+        **costs,
         "evaluate_seconds": evaluate_seconds,
         "vocals_sdr": vocals_sdr(summary),
         "by_singer": {singer: vocals_sdr(s) for singer, s in by_singer.items()},
@@ -204,6 +197,55 @@ def run_fold(args, fold: datasets.Fold, options: dict) -> dict:
         row["postfilter"] = score_postfilter(run_dir, args, fold, options, results)
     print(format_fold(row), flush=True)
     return row
+
+
+def train_and_export(args, fold: datasets.Fold, run_dir: Path) -> dict:
+    """Train the fold's model and export ``last.onnx``: ``{"steps", "train_seconds",
+    "export_seconds"}`` (the training's own seconds, summed over resumes; export seconds
+    ``None`` when an earlier export is reused).
+
+    With ``--resume`` a fold run before in the same ``--work`` is continued where its
+    training stopped (``python -m train --resume``), or reused when it has all its steps
+    and an export at least as new as ``last.keras``: a 12-hour run survives an interruption.
+    """
+    argv, steps = train_command(args.data, fold, args.steps, run_dir, args.train_args)
+    if (run_dir / runs.CONFIG).exists():
+        argv = resume_command(args, run_dir, steps)
+    logs = args.work / f"fold-{fold.index}"
+    if runs.read_state(run_dir)["steps_done"] < steps:
+        resuming = "--resume" in argv
+        verb = "resuming" if resuming else "training"
+        print(f"fold {fold.index}: holding out {', '.join(fold.held_out)}; {verb}", flush=True)
+        log = Path(f"{logs}-train{'-resumed' if resuming else ''}.log")
+        run_step("training", argv, log)
+    model, checkpoint = run_dir / "last.onnx", run_dir / runs.LAST
+    export_seconds = None
+    if not model.exists() or model.stat().st_mtime < checkpoint.stat().st_mtime:
+        export_seconds = run_step("export", export_command(run_dir), Path(f"{logs}-export.log"))
+    else:
+        print(f"fold {fold.index}: reusing {run_dir.name} (trained and exported before)")
+    train_seconds = runs.read_state(run_dir)["train_seconds"]
+    return {"steps": steps, "train_seconds": train_seconds, "export_seconds": export_seconds}
+
+
+def resume_command(args, run_dir: Path, steps: int) -> list[str]:
+    """``python -m train --resume`` for a fold's existing run, after checking it is one."""
+    if not args.resume:
+        raise UserError(
+            f"{run_dir} already exists; continue it with --resume, remove it or choose "
+            "another --work"
+        )
+    training = runs.read_run_config(run_dir)["training"]
+    planned = training["epochs"] * training["steps_per_epoch"]
+    if planned != steps:
+        raise UserError(
+            f"{run_dir} is a run of {planned} steps, not the {steps} asked for; "
+            "choose another --work"
+        )
+    return [
+        sys.executable, "-m", "train", "--resume", "--runs-dir", str(run_dir.parent),
+        "--run-name", run_dir.name, "--progress", "none",
+    ]  # fmt: skip
 
 
 def score_postfilter(run_dir: Path, args, fold: datasets.Fold, options: dict, plain: list):
@@ -230,10 +272,12 @@ def format_fold(row: dict) -> str:
         f"{name} {cell['mean']:.2f} ({cell['clips']})" for name, cell in row["by_singer"].items()
     )
     sdr = row["vocals_sdr"]
+    export = row["export_seconds"]
     text = (
         f"fold {row['fold']}: vocals SDR mean {sdr['mean']:.2f} dB, median {sdr['median']:.2f} "
         f"over {sdr['clips']} clips [{singers}]; {row['steps']} steps in "
-        f"{row['train_seconds'] / 60:.1f} min, export {row['export_seconds']:.0f} s, "
+        f"{row['train_seconds'] / 60:.1f} min, export "
+        f"{'reused' if export is None else f'{export:.0f} s'}, "
         f"evaluation {row['evaluate_seconds']:.0f} s"
     )
     if "postfilter" in row:
@@ -343,6 +387,12 @@ def parse_args(argv):
         choices=POSTFILTERS,
         help="also score every fold with this post-filter (none: without the default one) "
         "and report the paired gain over the default settings",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the folds already in --work: finish an interrupted training, reuse a "
+        "finished and exported one (its clips are scored again)",
     )
     parser.add_argument("--json", type=Path, help="write the report as JSON")
     parser.add_argument("--md", type=Path, help="write the tables as Markdown")

@@ -87,15 +87,14 @@ def test_a_smoke_run_trains_exports_and_scores_each_fold(tmp_path):
     write_mir1k_like(data, ["ann", "bo", "cy", "di"], clips=2, seconds=1.5)
     script = load_script()
     started = time.perf_counter()
-    report = script.run(
-        [
-            "--data", str(data), "--steps", "2", "--folds", "1", "--work", str(tmp_path / "cv"),
-            "--hop", "0.1", "--lookahead", "0.05", "--json", str(tmp_path / "cv.json"),
-            "--postfilter", "none",
-            "--train-args",
-            "--window-samples 7680 --n-scales 1 --block-size 1 --batch-size 2 --val-examples 2",
-        ]
-    )  # fmt: skip
+    argv = [
+        "--data", str(data), "--steps", "2", "--work", str(tmp_path / "cv"),
+        "--hop", "0.1", "--lookahead", "0.05", "--json", str(tmp_path / "cv.json"),
+        "--postfilter", "none",
+        "--train-args",
+        "--window-samples 7680 --n-scales 1 --block-size 1 --batch-size 2 --val-examples 2",
+    ]  # fmt: skip
+    report = script.run([*argv, "--folds", "1"])
     seconds = time.perf_counter() - started
     (fold,) = report["folds"]
     assert fold["held_out"] == ["ann", "bo"]
@@ -115,3 +114,35 @@ def test_a_smoke_run_trains_exports_and_scores_each_fold(tmp_path):
     assert config["data"]["val_singers"] == ["ann", "bo"]
     assert config["training"]["epochs"] * config["training"]["steps_per_epoch"] == 2
     print(f"smoke run: {seconds:.0f} s")
+
+    # --resume: the finished fold is reused (scored again, not trained), the next one trained
+    (Path(fold["run"]) / "last.onnx").unlink()  # a lost export is made again
+    again = script.run([*argv, "--folds", "2", "--resume"])
+    first, second = again["folds"]
+    assert first["train_seconds"] == fold["train_seconds"]  # the same training, not a new one
+    assert first["export_seconds"] is not None
+    assert clip_sdrs(first) == pytest.approx(clip_sdrs(fold))
+    assert second["held_out"] == ["cy", "di"] and second["export_seconds"] is not None
+    third = script.run([*argv, "--folds", "2", "--resume"])
+    assert [row["export_seconds"] for row in third["folds"]] == [None, None]  # both reused
+    assert clip_sdrs(third["folds"][1]) == pytest.approx(clip_sdrs(second))
+
+
+def clip_sdrs(fold: dict) -> list[float]:
+    return [clip["vocals_sdr"] for clip in fold["clips"]]
+
+
+def test_a_fold_already_in_the_work_folder_needs_resume_and_the_same_steps(tmp_path):
+    data = tmp_path / "mir1k"
+    write_mir1k_like(data, ["ann", "bo", "cy", "di"], clips=1, seconds=0.5)
+    run_dir = tmp_path / "cv" / "fold-0-ann-bo"
+    run_dir.mkdir(parents=True)
+    config = {"training": {"epochs": 4, "steps_per_epoch": 150}}
+    (run_dir / "config.json").write_text(json.dumps(config))
+    script = load_script()
+    base = ["--data", str(data), "--folds", "1", "--work", str(tmp_path / "cv")]
+    with pytest.raises(UserError, match="fold-0-ann-bo already exists; continue it with --resume"):
+        script.run([*base, "--steps", "600"])
+    with pytest.raises(UserError, match="is a run of 600 steps, not the 1050 asked for"):
+        script.run([*base, "--steps", "1000", "--resume"])
+    assert sorted(p.name for p in run_dir.iterdir()) == ["config.json"]  # nothing touched

@@ -10,7 +10,9 @@ a 4.064 s window every 0.5 s, each resampled on its own) and through the through
 model rows per audio second = windows x channels the model computed per second of audio.
 Live: :func:`stream_sep.engine.fitting.measure` and ``choose`` at 48 kHz, stereo and mono,
 as the live command does at start-up: the chosen hop, stereo handling, compute allowance,
-latency and load (the 90th-percentile window time / hop). The small and full presets run
+latency and load (the 90th-percentile window time / hop). Both parts run with the host's
+default window options (:meth:`stream_sep.settings.Settings.window_options`: the Wiener
+post-filter since 2026-11-28), as ``stream-sep`` does; ``--postfilter none`` measures without. The small and full presets run
 with random weights (exported by benchmarks/bench_inference.py, cached). Writes
 ``latency.json`` and ``latency.md`` to --out (default benchmarks/results).
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import json
 import sys
 import time
@@ -33,6 +36,8 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from stream_sep import offline  # noqa: E402
 from stream_sep.engine import fitting  # noqa: E402
 from stream_sep.inference import load_model  # noqa: E402
+from stream_sep.postfilter import POSTFILTERS  # noqa: E402
+from stream_sep.settings import Settings  # noqa: E402
 
 SONG_RATE = 44100
 LIVE_RATE = 48000
@@ -58,15 +63,18 @@ def song(seconds: float, rate: int = SONG_RATE) -> np.ndarray:
     return (band + voice).astype(np.float32)
 
 
-def offline_rows(model, seconds: float) -> list[dict]:
+def offline_rows(model, seconds: float, window_options: dict) -> list[dict]:
     audio = song(seconds)
     rows = []
     for name, like_live in (("live plan (--like-live)", True), ("throughput plan", False)):
         counted = CountingModel(model)
-        offline.estimate_vocals(counted, audio[:, :SONG_RATE], SONG_RATE, like_live=like_live)
+        estimate = functools.partial(
+            offline.estimate_vocals, counted, like_live=like_live, **window_options
+        )
+        estimate(audio[:, :SONG_RATE], SONG_RATE)
         counted.rows = 0
         started = time.perf_counter()
-        offline.estimate_vocals(counted, audio, SONG_RATE, like_live=like_live)
+        estimate(audio, SONG_RATE)
         took = time.perf_counter() - started
         rows.append(
             {
@@ -81,10 +89,10 @@ def offline_rows(model, seconds: float) -> list[dict]:
     return rows
 
 
-def live_rows(name: str, model) -> list[dict]:
+def live_rows(name: str, model, window_options: dict) -> list[dict]:
     rows = []
     for channels in (2, 1):
-        speed = fitting.measure(model, LIVE_RATE, channels)
+        speed = fitting.measure(model, LIVE_RATE, channels, **window_options)
         fit = fitting.choose(model.contract, LIVE_RATE, channels, speed)
         rows.append(
             {
@@ -124,6 +132,9 @@ def markdown(report: dict) -> str:
         "",
         f"Command: `{report['command']}`",
         "",
+        "Window options (as stream-sep's defaults unless given): "
+        + ", ".join(f"{name} {value}" for name, value in report["window_options"].items()),
+        "",
         "## Offline",
         "",
         "| plan | audio s | wall s | real-time factor | model rows / audio s |",
@@ -154,14 +165,14 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def models(smoke: bool, presets: list[str]):
+def models(smoke: bool, presets: list[str], out: Path):
     if smoke:
         sys.path.insert(0, str(REPO / "tests"))
         from helpers import gain_model
 
         from stream_sep.contract import ModelContract
 
-        path = gain_model(Path(args_out) / "gain.onnx", 0.5, contract=ModelContract())
+        path = gain_model(out / "gain.onnx", 0.5, contract=ModelContract())
         return [("gain test model", load_model(path, "cpu"))]
     found = [("bundled", load_model(None, "cpu"))]
     if presets:
@@ -177,27 +188,28 @@ def models(smoke: bool, presets: list[str]):
     return found
 
 
-args_out = "."
-
-
 def main(argv=None) -> int:
-    global args_out
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--presets", default="small,full")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
+    parser.add_argument(
+        "--postfilter", choices=POSTFILTERS, help="default: the host's (stream-sep's) default"
+    )
     args = parser.parse_args(argv)
-    args_out = args.out
-    Path(args.out).mkdir(parents=True, exist_ok=True)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
     seconds = 5.0 if args.smoke else args.seconds
-    chosen = models(args.smoke, [p for p in args.presets.split(",") if p])
+    chosen = models(args.smoke, [p for p in args.presets.split(",") if p], out)
+    window_options = Settings(postfilter=args.postfilter).window_options()
     report = {
         "date": datetime.date.today().isoformat(),
         "machine": machine(),
         "command": "python benchmarks/bench_latency.py " + " ".join(argv or sys.argv[1:]),
-        "offline": offline_rows(chosen[0][1], seconds),
-        "live": [row for name, model in chosen for row in live_rows(name, model)],
+        "window_options": window_options,
+        "offline": offline_rows(chosen[0][1], seconds, window_options),
+        "live": [row for name, model in chosen for row in live_rows(name, model, window_options)],
     }
     text = markdown(report)
     print(text)

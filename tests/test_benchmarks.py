@@ -13,6 +13,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from stream_sep.settings import Settings
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "benchmarks"))
 
@@ -156,3 +158,6 @@ def test_latency_benchmark_smoke_reports_both_plans_and_a_fitted_live_plan(tmp_p
         total = row["lookahead_s"] + row["hop_s"] + row["crossfade_s"] + row["compute_s"]
         assert abs(total - row["latency_s"]) < 1e-3
     assert (tmp_path / "latency.md").read_text().startswith("# Fitting the machine")
+    # it times what the host runs: its default window options (the Wiener post-filter)
+    assert report["window_options"] == Settings().window_options()
+    assert report["window_options"]["postfilter"] == "wiener"

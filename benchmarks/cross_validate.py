@@ -293,7 +293,7 @@ def format_markdown(report: dict) -> str:
     overall = report["over_folds"]
     lines = [
         f"Cross-validation by singer: {overall['folds']} fold(s), {report['held_out']} singer(s) "
-        f"held out per fold, {report['steps']} steps, every {report['every']} clip(s), "
+        f"held out per fold, {fold_steps(report)} steps per fold, every {report['every']} clip(s), "
         f"streaming with hop {report['evaluation']['hop_seconds']:g} s and lookahead "
         f"{report['evaluation']['lookahead_seconds']:g} s, post-filter "
         f"{report['evaluation']['postfilter']}, vocals SDR (dB)",
@@ -328,6 +328,13 @@ def format_markdown(report: dict) -> str:
     if "postfilter" in report:
         lines += ["", *postfilter_lines(report)]
     return "\n".join(lines)
+
+
+def fold_steps(report: dict) -> str:
+    """The steps each fold trained ("600"), or their range: ``--steps`` rounded up to whole
+    epochs of training."""
+    steps = sorted({row["steps"] for row in report["folds"]})
+    return str(steps[0]) if len(steps) == 1 else f"{steps[0]}-{steps[-1]}"
 
 
 def markdown_table(header, rows) -> list[str]:

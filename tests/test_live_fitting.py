@@ -216,5 +216,5 @@ def test_a_slow_model_gets_a_longer_hop_or_one_line_naming_the_lowest_latency(
     assert rc == 0, err
     line = next(text for text in err.splitlines() if "algorithmic latency" in text)
     hop = float(re.search(r"hop ([0-9.]+)", line).group(1))
-    assert hop >= 0.3 / 0.6  # the load ceiling: 0.3 s per window needs a hop of 0.5 s
+    assert hop >= 0.3 / fitting.LOAD_CEILING  # 0.3 s per window needs a hop of 0.6 s
     assert reported_latency(err) >= int(lowest * harness.rate) - 1

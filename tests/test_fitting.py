@@ -32,7 +32,9 @@ def test_the_compute_allowance_never_exceeds_the_hop():
     with pytest.raises(UserError, match="compute allowance must be at most the hop"):
         WindowPlan.build(CONTRACT, 16000, 0.2, 0.1, 0.02, compute=0.3)
     assert fitting.compute_allowance(window_seconds=5.0, hop=0.4) == 0.4
-    assert fitting.compute_allowance(window_seconds=0.1, hop=1.0) == pytest.approx(0.22)  # 2x + 20 ms
+    assert fitting.compute_allowance(window_seconds=0.1, hop=1.0) == pytest.approx(
+        0.22
+    )  # 2x + 20 ms
 
 
 def test_auto_takes_the_lowest_latency_within_the_load_ceiling():

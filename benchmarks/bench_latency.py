@@ -12,8 +12,9 @@ Live: :func:`stream_sep.engine.fitting.measure` and ``choose`` at 48 kHz, stereo
 as the live command does at start-up: the chosen hop, stereo handling, compute allowance,
 latency and load (the 90th-percentile window time / hop). Both parts run with the host's
 default window options (:meth:`stream_sep.settings.Settings.window_options`: the Wiener
-post-filter since 2026-11-28), as ``stream-sep`` does; ``--postfilter none`` measures without. The small and full presets run
-with random weights (exported by benchmarks/bench_inference.py, cached). Writes
+post-filter since 2026-11-28), as ``stream-sep`` does; ``--postfilter none`` measures
+without. The small and full presets run with random weights (exported by
+benchmarks/bench_inference.py, cached). Writes
 ``latency.json`` and ``latency.md`` to --out (default benchmarks/results).
 """
 

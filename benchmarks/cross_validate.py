@@ -23,11 +23,13 @@ The report gives each fold's mean vocals SDR and its singers', then the mean ove
 its spread (standard deviation, min, max), and the per-singer table (each singer scored by the
 one model that never heard it).
 
-Cost on the 2-core CPU machine (tiny preset, batch 4: about 1.2 s per step when idle;
-export about a minute; evaluation about (clip seconds / 0.5 s hop) x 0.15-0.3 s):
+Cost on the 2-core CPU machine (tiny preset, batch 4: 1.7-2.0 s per step measured on a
+quiet machine, 2026-11-29, including each epoch's validation; export about a minute;
+evaluation about (clip seconds / 0.5 s hop) x 0.15-0.3 s):
 
-- the full measure, ``--steps 5550 --every 1`` (the bundled model's length, all 612 clips):
-  6 folds x (about 1.9 h training + 1 min export) + about 25 min of evaluation = about 12 h;
+- the full measure, ``--steps 5550 --every 1`` (the bundled model's length, 5,700 steps in
+  whole epochs, all 612 clips): 6 folds x (about 3 h training + 1 min export) + about 25 min
+  of evaluation = about 18 h; ``--resume`` lets it run in pieces;
 - a cheap variant for iterating, ``--steps 500 --every 6 --folds 2``: 2 x (about 10 min
   training + 1 min export + 1-2 min evaluation) = about 25 min. Few steps score far below
   the shipped model (a recipe is compared with another at the same steps, not with it).

@@ -146,3 +146,22 @@ def test_a_fold_already_in_the_work_folder_needs_resume_and_the_same_steps(tmp_p
     with pytest.raises(UserError, match="is a run of 600 steps, not the 1050 asked for"):
         script.run([*base, "--steps", "1000", "--resume"])
     assert sorted(p.name for p in run_dir.iterdir()) == ["config.json"]  # nothing touched
+
+
+def test_an_interrupted_fold_resumes_with_trains_own_resume(tmp_path):
+    """A fold folder with a config of the planned steps continues through ``python -m train
+    --resume`` on that run (the command line train's own parser accepts)."""
+    from train.cli import get_parser
+
+    script = load_script()
+    run_dir = tmp_path / "cv" / "fold-1-Ani-bobon"
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.json").write_text(
+        json.dumps({"training": {"epochs": 4, "steps_per_epoch": 150}})
+    )
+    args = script.parse_args(["--data", str(tmp_path), "--work", str(tmp_path / "cv"), "--resume"])
+    argv = script.resume_command(args, run_dir, 600)
+    assert argv[1:3] == ["-m", "train"]
+    given = get_parser().parse_args(argv[3:])
+    assert given.resume and given.run_name == "fold-1-Ani-bobon"
+    assert Path(given.runs_dir) == run_dir.parent

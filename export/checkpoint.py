@@ -47,9 +47,13 @@ def resolve_checkpoint(checkpoint: str | os.PathLike | None, runs_root: Path) ->
     return path
 
 
-def default_output(checkpoint: Path, fp16: bool) -> Path:
-    """``runs/<run>/best.keras`` -> ``runs/<run>/best.onnx`` (``best.fp16.onnx`` with fp16)."""
-    return checkpoint.with_name(checkpoint.stem + (".fp16.onnx" if fp16 else ".onnx"))
+OUTPUT_SUFFIXES = {"float32": ".onnx", "float16": ".fp16.onnx", "float16-weights": ".fp16w.onnx"}
+
+
+def default_output(checkpoint: Path, precision: str = "float32") -> Path:
+    """``runs/<run>/best.keras`` -> ``runs/<run>/best.onnx`` (``best.fp16.onnx`` for
+    float16, ``best.fp16w.onnx`` for float16 weights)."""
+    return checkpoint.with_name(checkpoint.stem + OUTPUT_SUFFIXES[precision])
 
 
 def model_config_of(model, checkpoint: Path):

@@ -1,8 +1,12 @@
-"""Stage 3 of the export (``--fp16``): float16 weights and arithmetic behind float32 inputs
-and outputs, with the nodes that would overflow kept in float32.
+"""Stage 3 of the export, two ways to half the file.
 
-onnxconverter-common's converter (``onnxruntime.transformers.float16``) does the work; the
-passes here fix what it gets wrong for this network.
+``--fp16``: float16 weights and arithmetic behind float32 inputs and outputs, with the nodes
+that would overflow kept in float32 (for GPUs). onnxconverter-common's converter
+(``onnxruntime.transformers.float16``) does the work; the passes here fix what it gets wrong
+for this network.
+
+``--fp16-weights``: float16 storage only (:func:`store_weights_as_float16`); the arithmetic
+stays float32, so the speed on a CPU is the float32 file's.
 """
 
 from __future__ import annotations
@@ -42,6 +46,51 @@ def to_float16(proto):
     skip_cast_round_trips(converted)
     sort_topologically(converted)
     return converted
+
+
+# Float tensors with fewer elements (biases, norm scales, scalars some operators need as
+# constants) stay float32: they hold a negligible share of the bytes.
+MIN_HALF_STORED_ELEMENTS = 1024
+FLOAT16_MAX = 65504.0
+
+
+def store_weights_as_float16(proto) -> int:
+    """Store every large float32 weight as float16 under its own name, read through a
+    ``Cast`` to float32 by the nodes that used it; returns the number of weights converted.
+
+    ONNX Runtime folds each ``Cast`` of a constant into a float32 constant when the session is
+    built, so inference runs the float32 graph with weights rounded to 11 significant bits.
+    Weights keep their names, so ``--init-from`` reads the file like a float32 one. A weight
+    beyond float16's range, a graph input or output stays float32.
+    """
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = proto.graph
+    exposed = {tensor.name for tensor in (*graph.input, *graph.output)}
+    renamed, casts = {}, []
+    for weight in graph.initializer:
+        if weight.data_type != TensorProto.FLOAT or weight.name in exposed:
+            continue
+        values = numpy_helper.to_array(weight)
+        if values.size < MIN_HALF_STORED_ELEMENTS or np.abs(values).max() > FLOAT16_MAX:
+            continue
+        weight.CopyFrom(numpy_helper.from_array(values.astype(np.float16), weight.name))
+        renamed[weight.name] = weight.name + "/as_float32"
+        casts.append(
+            helper.make_node(
+                "Cast", [weight.name], [renamed[weight.name]],
+                name=weight.name + "/to_float32", to=TensorProto.FLOAT,
+            )
+        )  # fmt: skip
+    for node in graph.node:
+        for index, name in enumerate(node.input):
+            if name in renamed:
+                node.input[index] = renamed[name]
+    nodes = list(graph.node)
+    del graph.node[:]
+    graph.node.extend(casts + nodes)
+    return len(casts)
 
 
 def skip_cast_round_trips(proto) -> None:

@@ -38,6 +38,13 @@ TOLERANCES: dict[str, Tolerance] = {
             "whole window sums ~10^5 values, so allow 10x the worst seen"
         ),
     ),
+    "float16-weights": Tolerance(
+        relative=5e-3,
+        reason=(
+            "float32 arithmetic on weights rounded to float16 (relative step 4.9e-4 per "
+            "weight): the bundled model's outputs moved by 4e-4 of their norm, 68 dB below"
+        ),
+    ),
     "float16": Tolerance(
         relative=2e-2,
         reason=(

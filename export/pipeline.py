@@ -1,8 +1,8 @@
 """Stage 5 of the export: the stages composed into one call, writing the file atomically.
 
 :func:`export_checkpoint` loads the checkpoint, converts its core network, optionally to
-float16, attaches the contract and provenance, writes the file under a hidden name beside
-the output and proves it (:func:`export.parity.verify`) before moving it into place.
+float16 (arithmetic or storage only), attaches the contract and provenance, writes the file
+under a hidden name beside the output and proves it (:func:`export.parity.verify`) before moving it into place.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 from export.checkpoint import contract_for, import_train, model_config_of
 from export.convert import DEFAULT_OPSET, convert_core
 from export.errors import ExportFailed
-from export.fp16 import to_float16
+from export.fp16 import store_weights_as_float16, to_float16
 from export.graph_passes import attach_metadata, check_graph
 from export.parity import Parity, verify
 from export.provenance import PROVENANCE, read_provenance
@@ -37,20 +37,31 @@ class ExportReport:
     metadata: dict[str, str]
 
 
+PRECISIONS = ("float32", "float16", "float16-weights")
+
+
 def export_checkpoint(
-    checkpoint: Path, output: Path, opset: int = DEFAULT_OPSET, fp16: bool = False
+    checkpoint: Path, output: Path, opset: int = DEFAULT_OPSET, precision: str = "float32"
 ) -> ExportReport:
-    """Convert, describe, write and prove one checkpoint; see :mod:`export`."""
+    """Convert, describe, write and prove one checkpoint; see :mod:`export`.
+
+    precision: float32; float16 (weights and arithmetic, ``--fp16``); float16-weights
+    (float16 storage, float32 arithmetic, ``--fp16-weights``).
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     started = time.perf_counter()
-    precision = "float16" if fp16 else "float32"
     with staged_output(output) as staged:
         train_model = import_train("model")
         model = train_model.load_checkpoint(checkpoint)
         config = model_config_of(model, checkpoint)
         contract = contract_for(config)
         proto = convert_core(train_model.core_network_of(model), contract, opset)
-        if fp16:
+        if precision == "float16":
             proto = to_float16(proto)
+            check_graph(proto)
+        elif precision == "float16-weights":
+            store_weights_as_float16(proto)
             check_graph(proto)
         provenance = read_provenance(checkpoint, config)
         provenance[PROVENANCE + "precision"] = precision

@@ -22,6 +22,11 @@ from stream_sep.errors import UserError
 log = logging.getLogger(__name__)
 
 PROG = "to_onnx.py"
+PRECISION_WORDS = {
+    "float32": "float32 weights",
+    "float16": "float16 weights and arithmetic",
+    "float16-weights": "float16 weights, float32 arithmetic",
+}
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -31,8 +36,8 @@ def get_parser() -> argparse.ArgumentParser:
             "Export a trained checkpoint's core network to ONNX for the stream-sep host, "
             "then load the file with ONNX Runtime and check it against Keras. Without "
             "arguments it takes the newest run under ./runs, its best checkpoint, and writes "
-            "the .onnx next to it (best.onnx, or best.fp16.onnx with --fp16). Run it from "
-            "the repository root."
+            "the .onnx next to it (best.onnx; best.fp16.onnx with --fp16, best.fp16w.onnx "
+            "with --fp16-weights). Run it from the repository root."
         ),
     )
     parser.add_argument(
@@ -58,10 +63,21 @@ def get_parser() -> argparse.ArgumentParser:
         default=DEFAULT_OPSET,
         help=f"ONNX opset, {OPSET_RANGE[0]}..{OPSET_RANGE[1]} (default: {DEFAULT_OPSET})",
     )
-    parser.add_argument(
+    precision = parser.add_mutually_exclusive_group()
+    precision.add_argument(
         "--fp16",
-        action="store_true",
-        help="store float16 weights (float32 inputs and outputs), for GPUs",
+        dest="precision",
+        action="store_const",
+        const="float16",
+        default="float32",
+        help="float16 weights and arithmetic (float32 inputs and outputs), for GPUs",
+    )
+    precision.add_argument(
+        "--fp16-weights",
+        dest="precision",
+        action="store_const",
+        const="float16-weights",
+        help="float16 weights, float32 arithmetic: half the file at the float32 speed",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log more detail")
     return parser
@@ -71,14 +87,14 @@ def run(args: argparse.Namespace) -> ExportReport:
     if not OPSET_RANGE[0] <= args.opset <= OPSET_RANGE[1]:
         raise UserError(f"--opset must be in {OPSET_RANGE[0]}..{OPSET_RANGE[1]}, got {args.opset}")
     checkpoint = resolve_checkpoint(args.checkpoint, args.runs_root)
-    output = Path(args.output) if args.output else default_output(checkpoint, args.fp16)
+    output = Path(args.output) if args.output else default_output(checkpoint, args.precision)
     if output.resolve() == checkpoint.resolve():
         raise UserError(f"--output {str(output)!r} is the checkpoint itself")
     print(
         f"exporting {checkpoint} -> {output} (opset {args.opset}, "
-        f"{'float16' if args.fp16 else 'float32'} weights)"
+        f"{PRECISION_WORDS[args.precision]})"
     )
-    report = export_checkpoint(checkpoint, output, args.opset, args.fp16)
+    report = export_checkpoint(checkpoint, output, args.opset, args.precision)
     print(f"parity: {report.parity.describe()}")
     print(f"wrote {report.path}: {report.size_bytes / 1e6:.1f} MB in {report.seconds:.1f} s")
     return report

@@ -269,6 +269,38 @@ def test_float16_keeps_what_overflows_in_float32(exported, tmp_path):
     assert np.abs(kept_out - reference).max() <= parity.TOLERANCES["float16"].relative * peak
 
 
+def test_float16_weights_halve_the_file_and_compute_in_float32(exported, checkpoint, tmp_path):
+    """--fp16-weights: float16 storage behind Casts; every other node sees float32 only."""
+    proto = onnx.load(exported)
+    converted = fp16.store_weights_as_float16(proto)
+    graph_passes.check_graph(proto)
+    path = tmp_path / "half-stored.onnx"
+    onnx.save(proto, path)
+
+    assert converted > 50
+    assert path.stat().st_size < 0.6 * exported.stat().st_size
+    halves = {t.name for t in proto.graph.initializer if t.data_type == onnx.TensorProto.FLOAT16}
+    assert len(halves) == converted
+    readers = [node for node in proto.graph.node if set(node.input) & halves]
+    assert {node.op_type for node in readers} == {"Cast"}
+    assert all(node.attribute[0].i == onnx.TensorProto.FLOAT for node in readers)
+    # The host's parity check against Keras at this precision's tolerance, and loud input.
+    result = parity.verify(path, load_checkpoint(checkpoint), "float16-weights")
+    assert result.passed and result.max_abs > 0  # rounded weights: close, not identical
+    assert load_model(path, provider="cpu").io_dtype == np.float32
+
+
+def test_fp16_weights_from_the_command_line(tiny_scale_checkpoint, tmp_path, capsys):
+    assert export_main(["--checkpoint", str(tiny_scale_checkpoint), "--fp16-weights"]) == 0
+    output = tiny_scale_checkpoint.with_name("small.fp16w.onnx")
+    printed = capsys.readouterr().out
+    assert "float16 weights, float32 arithmetic" in printed and f"wrote {output}" in printed
+    metadata = {p.key: p.value for p in onnx.load(output).metadata_props}
+    assert metadata["provenance.precision"] == "float16-weights"
+    err = refuse(["--checkpoint", str(tiny_scale_checkpoint), "--fp16", "--fp16-weights"], capsys)
+    assert "--fp16-weights: not allowed with argument --fp16" in err
+
+
 def test_parity_failure_deletes_the_file_and_keeps_the_old_one(
     tiny_scale_checkpoint, tmp_path, monkeypatch, capsys
 ):

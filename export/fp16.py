@@ -1,4 +1,4 @@
-"""Stage 3 of the export, two ways to half the file.
+"""Stage 3 of the export, two ways to halve the file.
 
 ``--fp16``: float16 weights and arithmetic behind float32 inputs and outputs, with the nodes
 that would overflow kept in float32 (for GPUs). onnxconverter-common's converter

@@ -2,7 +2,8 @@
 
 :func:`export_checkpoint` loads the checkpoint, converts its core network, optionally to
 float16 (arithmetic or storage only), attaches the contract and provenance, writes the file
-under a hidden name beside the output and proves it (:func:`export.parity.verify`) before moving it into place.
+under a hidden name beside the output and proves it (:func:`export.parity.verify`) before
+moving it into place.
 """
 
 from __future__ import annotations

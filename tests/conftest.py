@@ -1,8 +1,16 @@
+import signal
 import sys
 from pathlib import Path
 
 # Tests import their helpers as `tests.helpers` or `helpers`; make both work.
 sys.path.insert(0, str(Path(__file__).parent))
+
+# The live tests stop stream-sep with Ctrl-C: in this process (_thread.interrupt_main) and in
+# the ones they start (SIGINT). A suite started as a background job of a shell without job
+# control inherits SIGINT ignored, and both would then run forever; Python's own handler
+# here also gives every child process the default again (exec resets handled signals).
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # The JACK server fixture (live audio tests through a virtual device): see jack_harness.py.
 import pytest  # noqa: E402

@@ -38,7 +38,7 @@ def engine_options(
 ) -> dict:
     """Options for an evaluation run: the engine defaults (hop, lookahead, crossfade,
     stereo, post-filter, high band), with ``hop``/``lookahead`` replaced when streaming and
-    the window options (``postfilter``, ``high_band_voice_removal``) as given;
+    the window options (``postfilter``, ``high_band_voice_removal``, ``denoise``) as given;
     ``like_live`` = streaming (otherwise the offline throughput plan of
     :mod:`stream_sep.overlap_add` is scored)."""
     if not streaming:
@@ -98,6 +98,7 @@ def describe_plan(model, options: dict) -> dict:
         "algorithmic_latency_seconds": (plan.lookahead_samples + plan.hop_samples) / rate,
         "postfilter": options.get("postfilter", "none"),
         "high_band_voice_removal": options.get("high_band_voice_removal", 0.0),
+        "denoise": options.get("denoise", False),
     }
 
 

@@ -341,7 +341,7 @@ def estimate_vocals(
 def _overlap_add_options(options: dict) -> dict:
     """The engine options the overlap-add plan takes (its windows are its own: hop,
     lookahead and crossfade are the live plan's)."""
-    names = ("stereo", "postfilter", "high_band_voice_removal")
+    names = ("stereo", "postfilter", "high_band_voice_removal", "denoise")
     return {name: options[name] for name in names if name in options}
 
 

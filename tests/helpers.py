@@ -41,10 +41,12 @@ def gain_model(
     contract: ModelContract | None = None,
     metadata: dict[str, str] | None = None,
     opset: int = 17,
+    offset: float = 0.0,
 ) -> Path:
     """Write an ONNX model whose vocal estimate is ``gain * mixture`` (in the STFT domain).
 
-    gain: a scalar, or (n_fft // 2,) per-bin gains (a fixed spectral gain).
+    gain: a scalar, or (n_fft // 2,) per-bin gains (a fixed spectral gain). offset: added to
+    every output value, whatever the input (a network's bias: the same for x and -x).
     """
     contract = contract or small_contract()
     frames, bins = contract.frames, contract.n_bins
@@ -67,8 +69,11 @@ def gain_model(
     ]
     nodes = [
         helper.make_node("Reshape", [contract.input_name, "shape"], ["flat"]),
-        helper.make_node("Mul", ["flat", "gain"], [contract.output_name]),
+        helper.make_node("Mul", ["flat", "gain"], ["scaled" if offset else contract.output_name]),
     ]
+    if offset:
+        initializers.append(numpy_helper.from_array(np.array(offset, np.float32), "offset"))
+        nodes.append(helper.make_node("Add", ["scaled", "offset"], [contract.output_name]))
     graph = helper.make_graph(nodes, "gain_model", [spectrogram], [sources], initializers)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     model.ir_version = 8

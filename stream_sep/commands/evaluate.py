@@ -149,6 +149,7 @@ def run(args: argparse.Namespace) -> int:
         args.lookahead,
         postfilter=args.postfilter,
         high_band_voice_removal=args.high_band_voice_removal,
+        denoise=args.denoise,
     )
     plan = describe_plan(model, options)
     print(_plan_line(args, model, plan, len(refs)), flush=True)
@@ -265,6 +266,8 @@ def _window_options_text(plan: dict) -> str:
         parts.append(f"post-filter {plan['postfilter']}")
     if plan["high_band_voice_removal"]:
         parts.append(f"high-band voice removal {plan['high_band_voice_removal']:g}")
+    if plan["denoise"]:
+        parts.append("denoise")
     return "".join(f"; {part}" for part in parts)
 
 

@@ -53,7 +53,12 @@ def assemble(model, sample_rate: int, channels: int, config: EngineConfig) -> Pa
     stats = EngineStats(hop_seconds=plan.hop_samples / sample_rate)
     health = Health(stats, int(config.max_consecutive_failures), not config.shedding)
     runner = WindowRunner(
-        model, plan, config.stereo, config.postfilter, config.high_band_voice_removal
+        model,
+        plan,
+        config.stereo,
+        config.postfilter,
+        config.high_band_voice_removal,
+        config.denoise,
     )
     shedding = _shedding(plan, channels, config)
     scheduler = Scheduler(

@@ -29,7 +29,7 @@ class EngineConfig:
     allowance in seconds (None = one hop; :mod:`stream_sep.engine.fitting` sizes it from
     measured speed). mode: karaoke, vocals or bypass; vocal_level: karaoke with that share of
     the vocals. stereo: 'batch' (every channel through the model) or 'mid' (the mid channel
-    only). postfilter, high_band_voice_removal: per-window quality options of
+    only). postfilter, high_band_voice_removal, denoise: per-window quality options of
     :class:`~stream_sep.engine.window.WindowRunner` (default off).
     blocking: run each window inline (offline) instead of on a worker thread; strict (with
     blocking): a window the model fails on raises :class:`~stream_sep.errors.ModelError`
@@ -53,6 +53,7 @@ class EngineConfig:
     stereo: str = "batch"
     postfilter: str = "none"
     high_band_voice_removal: float = 0.0
+    denoise: bool = False
     blocking: bool = False
     strict: bool = False
     shed: bool = False

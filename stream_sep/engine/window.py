@@ -8,7 +8,7 @@ import soxr
 from stream_sep.engine.health import NonFiniteEstimate
 from stream_sep.engine.highband import RATIO_FFT, HighBandVoice
 from stream_sep.engine.plan import WindowPlan
-from stream_sep.families import separate_rows
+from stream_sep.families import check_denoise, separate_rows
 from stream_sep.postfilter import PostFilter
 
 RESAMPLE_QUALITY = "HQ"
@@ -29,6 +29,8 @@ class WindowRunner:
     estimate of the stretch around the support (:mod:`stream_sep.postfilter`).
     high_band_voice_removal: the share of the voice above the model's band added to the
     estimate (:mod:`stream_sep.engine.highband`; 0 = off).
+    denoise: separate the window and its sign inverse and average the two
+    (:func:`~stream_sep.families.separate_rows`; twice the model's compute).
     """
 
     def __init__(
@@ -38,8 +40,10 @@ class WindowRunner:
         stereo: str = "batch",
         postfilter: str = "none",
         high_band_voice_removal: float = 0.0,
+        denoise: bool = False,
     ):
         self.model = model
+        self.denoise = check_denoise(denoise)
         self.plan = plan
         self.stereo = stereo
         self.contract = model.contract
@@ -68,7 +72,7 @@ class WindowRunner:
         if self._resample:
             model_in = self.to_model_rate(model_in)
         model_in = np.ascontiguousarray(model_in, np.float32)
-        sources = separate_rows(self.model, model_in, channels=model_in.shape[0])
+        sources = separate_rows(self.model, model_in, model_in.shape[0], self.denoise)
         expected = (model_in.shape[0], len(self.contract.sources), self.contract.window_samples)
         if getattr(sources, "shape", None) != expected:
             raise ValueError(

@@ -14,7 +14,9 @@ interface, whatever network is inside:
 
 Callers that hold several channels of one stream go through :func:`separate_rows`, which
 passes the grouping on to a model that can use it and calls plain ``separate`` otherwise
-(so any object with ``contract`` and ``separate`` still runs in the engine).
+(so any object with ``contract`` and ``separate`` still runs in the engine). It also runs
+the host's ``denoise`` option for every family: the model on the signal and on its sign
+inverse, the two estimates averaged (Ultimate Vocal Remover's "Denoise Output").
 
 A family module (``tfc_tdf``: ours, ``mdx``: Ultimate Vocal Remover's MDX-Net) provides
 ``NAME``, ``contract_from_metadata(metadata, origin)`` and ``make_model(runner, contract,
@@ -32,7 +34,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from stream_sep.contract import PREFIX
-from stream_sep.errors import ModelError
+from stream_sep.errors import ModelError, UserError
 
 FAMILY_KEY = PREFIX + "family"
 DEFAULT_FAMILY = "tfc_tdf"
@@ -57,13 +59,35 @@ def family_module(name: str):
     return importlib.import_module(FAMILIES[name])
 
 
-def separate_rows(model, audio: np.ndarray, channels: int) -> np.ndarray:
+def check_denoise(denoise) -> bool:
+    """``denoise`` as a bool; anything but True or False is one line."""
+    if not isinstance(denoise, (bool, np.bool_)):
+        raise UserError(f"denoise must be True or False, got {denoise!r}")
+    return bool(denoise)
+
+
+def separate_rows(model, audio: np.ndarray, channels: int, denoise: bool = False) -> np.ndarray:
     """``audio`` (B, W) float32, consecutive groups of ``channels`` rows being the channels
     of one signal -> (B, S, W) float32 from ``model``.
 
     A model with ``separate_channels`` gets the grouping (for ``channels > 1``); any other
-    model separates every row on its own with ``separate``.
+    model separates every row on its own with ``separate``. ``denoise``: one call on the
+    (2B, W) batch ``[audio, -audio]`` and the estimate ``(f(x) - f(-x)) / 2``. Separation is
+    odd (the sources of -x are minus those of x), so the model's error splits into an odd
+    part, kept, and an even part (what the network adds whatever the input's sign: biases,
+    hiss in silence), which cancels; twice the compute.
     """
+    if denoise:
+        rows = audio.shape[0]
+        both = _separate_grouped(model, np.concatenate([audio, -audio]), channels)
+        shape = getattr(both, "shape", None)
+        if not shape or shape[0] != 2 * rows:
+            raise ValueError(f"model returned shape {shape} for a batch of {2 * rows} rows")
+        return (both[:rows] - both[rows:]) * np.float32(0.5)
+    return _separate_grouped(model, audio, channels)
+
+
+def _separate_grouped(model, audio: np.ndarray, channels: int) -> np.ndarray:
     grouped = getattr(model, "separate_channels", None)
     if grouped is not None and channels > 1:
         return grouped(audio, channels)

@@ -17,11 +17,14 @@ from stream_sep.postfilter import PostFilter
 
 class WindowBatches:
     """Runs ``model`` on (B, W) batches of windows with ``rows`` rows per window
-    (B = windows x rows) and returns their vocal estimates."""
+    (B = windows x rows) and returns their vocal estimates; ``denoise``: each batch and its
+    sign inverse in one call (:func:`~stream_sep.families.separate_rows`)."""
 
-    def __init__(self, model, plan: WindowPlan, rows: int, postfilter: PostFilter):
+    def __init__(
+        self, model, plan: WindowPlan, rows: int, postfilter: PostFilter, denoise: bool = False
+    ):
         self.model, self.contract, self.plan = model, model.contract, plan
-        self.rows, self.postfilter = rows, postfilter
+        self.rows, self.postfilter, self.denoise = rows, postfilter, denoise
         self.vocals_index = self.contract.source_index("vocals")
 
     def run(self, batch: np.ndarray, first: int) -> np.ndarray:
@@ -34,7 +37,7 @@ class WindowBatches:
     def _separate(self, batch: np.ndarray, first: int) -> np.ndarray:
         where = self.describe(first, batch.shape[0] // self.rows)
         try:
-            sources = separate_rows(self.model, batch, channels=self.rows)
+            sources = separate_rows(self.model, batch, self.rows, self.denoise)
         except Exception as error:  # the model may fail in any way: one line for the user
             raise ModelError(f"the model failed on {where}: {first_line(error)}") from None
         expected = (batch.shape[0], len(self.contract.sources), self.plan.window)

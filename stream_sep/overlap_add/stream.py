@@ -15,6 +15,7 @@ import numpy as np
 from stream_sep.engine import highband
 from stream_sep.engine.plan import check_channels, check_rate
 from stream_sep.errors import UserError
+from stream_sep.families import check_denoise
 from stream_sep.overlap_add.accumulator import OverlapSum
 from stream_sep.overlap_add.batches import WindowBatches
 from stream_sep.overlap_add.output import HeldOutput, resampler
@@ -49,6 +50,8 @@ class OverlapAddStream:
     each window's voice ratio r(t) is overlap-added like its estimate and resampled with it,
     and ``removal * r * (input - its round trip through the model rate)`` is added to the
     estimate at the stream rate.
+    denoise: each window separated as it is and sign-inverted, the two estimates averaged
+    (:func:`~stream_sep.families.separate_rows`; twice the model's compute).
 
     Non-finite input samples are replaced by silence (counted in
     ``nonfinite_input_samples``). A model that raises, returns a wrong shape or NaN/Inf
@@ -67,11 +70,13 @@ class OverlapAddStream:
         stereo: str = "batch",
         postfilter: str = "none",
         high_band_voice_removal: float = 0.0,
+        denoise: bool = False,
     ):
         self.model = model
         self.contract = model.contract
         self.postfilter = PostFilter.of(postfilter)
         self.high_band_removal = highband.check_removal(high_band_voice_removal)
+        self.denoise = check_denoise(denoise)
         self.sample_rate = check_rate(sample_rate)
         self.channels = check_channels(channels)
         if stereo not in STEREO_CHOICES:
@@ -96,7 +101,9 @@ class OverlapAddStream:
         # Weighted estimates and summed weights: column 0 is the start of window _next_window.
         span = (self.batch_windows - 1) * plan.hop + plan.window
         self._sums = OverlapSum(plan, self._model_channels, span, self._output.high_band)
-        self._batches = WindowBatches(model, plan, self._model_channels, self.postfilter)
+        self._batches = WindowBatches(
+            model, plan, self._model_channels, self.postfilter, self.denoise
+        )
         self._next_window = 0
         self._finished = False
         self.windows_run = 0
@@ -225,6 +232,7 @@ def separate_overlap_add(
     stereo: str = "batch",
     postfilter: str = "none",
     high_band_voice_removal: float = 0.0,
+    denoise: bool = False,
     progress: Callable[[float], None] | None = None,
 ) -> np.ndarray:
     """The vocal estimate of a whole signal by overlap-add (see the module's docstring).
@@ -245,6 +253,7 @@ def separate_overlap_add(
         stereo=stereo,
         postfilter=postfilter,
         high_band_voice_removal=high_band_voice_removal,
+        denoise=denoise,
     )
     # Blocks of one model call's worth of hops, so progress moves once per call.
     hop_seconds = stream.plan.hop * stream.batch_windows / stream.contract.sample_rate
@@ -272,6 +281,7 @@ def separate_blocks(
     stereo: str = "batch",
     postfilter: str = "none",
     high_band_voice_removal: float = 0.0,
+    denoise: bool = False,
 ) -> Iterator[np.ndarray]:
     """Stream a signal given as blocks through :class:`OverlapAddStream`.
 
@@ -289,6 +299,7 @@ def separate_blocks(
         stereo=stereo,
         postfilter=postfilter,
         high_band_voice_removal=high_band_voice_removal,
+        denoise=denoise,
     )
     for block in blocks:
         out = stream.process(block)

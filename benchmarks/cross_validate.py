@@ -40,10 +40,10 @@ training step (the export needs TensorFlow and runs on the CPU).
     python benchmarks/cross_validate.py --data ../shared/data/mir1k --steps 500 --every 6 \\
         --folds 2 --work runs/cv --json cv.json --md cv.md
 
-``--postfilter NAME`` scores every fold's clips a second time with that post-filter
-(``stream-sep evaluate --postfilter``; ``none`` = without the default Wiener filter) and
-reports the paired gain over the default settings per fold and over folds: the measure that
-decided that the Wiener post-filter is on by default.
+``--postfilter NAME`` and/or ``--denoise`` score every fold's clips a second time with those
+options (``stream-sep evaluate --postfilter NAME --denoise``; ``--postfilter none`` = without
+the default Wiener filter) and report the paired gain over the default settings per fold and
+over folds: the measure that decides whether a quality option is on by default.
 """
 
 from __future__ import annotations
@@ -195,8 +195,8 @@ def run_fold(args, fold: datasets.Fold, options: dict) -> dict:
             for r in results
         ],
     }
-    if args.postfilter is not None:
-        row["postfilter"] = score_postfilter(run_dir, args, fold, options, results)
+    if args.variant:
+        row["variant"] = score_variant(run_dir, args, fold, options, results)
     print(format_fold(row), flush=True)
     return row
 
@@ -250,19 +250,19 @@ def resume_command(args, run_dir: Path, steps: int) -> list[str]:
     ]  # fmt: skip
 
 
-def score_postfilter(run_dir: Path, args, fold: datasets.Fold, options: dict, plain: list):
-    """The same fold's clips again with ``--postfilter``: its SDR and the paired gain
-    (per clip, with it minus at the default settings) over the fold."""
-    filtered_options = {**options, "postfilter": args.postfilter}
+def score_variant(run_dir: Path, args, fold: datasets.Fold, options: dict, plain: list):
+    """The same fold's clips again with the variant's options (``--postfilter``,
+    ``--denoise``): its SDR and the paired gain (per clip, with them minus at the default
+    settings) over the fold."""
     results, summary, _ = evaluate_fold(
-        run_dir / "last.onnx", args.data, fold, args.every, filtered_options
+        run_dir / "last.onnx", args.data, fold, args.every, {**options, **args.variant}
     )
     gains = [
         after["scores"]["model"]["vocals"]["sdr"] - before["scores"]["model"]["vocals"]["sdr"]
         for before, after in zip(plain, results, strict=True)
     ]
     return {
-        "name": args.postfilter,
+        "name": variant_name(args.variant),
         "vocals_sdr": vocals_sdr(summary),
         "gain": statistics.fmean(gains),
         "clips_better": sum(gain > 0 for gain in gains),
@@ -282,10 +282,10 @@ def format_fold(row: dict) -> str:
         f"{'reused' if export is None else f'{export:.0f} s'}, "
         f"evaluation {row['evaluate_seconds']:.0f} s"
     )
-    if "postfilter" in row:
-        post = row["postfilter"]
+    if "variant" in row:
+        post = row["variant"]
         text += (
-            f"; with --postfilter {post['name']} {post['vocals_sdr']['mean']:.2f} dB "
+            f"; with {post['name']} {post['vocals_sdr']['mean']:.2f} dB "
             f"({post['gain']:+.2f} dB paired, {post['clips_better']}/{sdr['clips']} clips better)"
         )
     return text
@@ -327,8 +327,8 @@ def format_markdown(report: dict) -> str:
             ),
         ),
     ]
-    if "postfilter" in report:
-        lines += ["", *postfilter_lines(report)]
+    if "variant" in report:
+        lines += ["", *variant_lines(report)]
     return "\n".join(lines)
 
 
@@ -348,19 +348,29 @@ def markdown_table(header, rows) -> list[str]:
     ]
 
 
-def postfilter_lines(report: dict) -> list[str]:
-    post = report["postfilter"]
+def variant_name(variant: dict) -> str:
+    """The variant's options as command-line flags: '--postfilter none --denoise'."""
+    flags = []
+    if "postfilter" in variant:
+        flags.append(f"--postfilter {variant['postfilter']}")
+    if variant.get("denoise"):
+        flags.append("--denoise")
+    return " ".join(flags)
+
+
+def variant_lines(report: dict) -> list[str]:
+    post = report["variant"]
     lines = [
-        f"With `--postfilter {post['name']}` (same clips, paired gain = with it - defaults):",
+        f"With `{post['name']}` (same clips, paired gain = with it - defaults):",
         "",
         *markdown_table(
             ("fold", "mean", "gain", "clips better"),
             (
                 (
                     row["fold"],
-                    f"{row['postfilter']['vocals_sdr']['mean']:.2f}",
-                    f"{row['postfilter']['gain']:+.2f}",
-                    f"{row['postfilter']['clips_better']}/{row['vocals_sdr']['clips']}",
+                    f"{row['variant']['vocals_sdr']['mean']:.2f}",
+                    f"{row['variant']['gain']:+.2f}",
+                    f"{row['variant']['clips_better']}/{row['vocals_sdr']['clips']}",
                 )
                 for row in report["folds"]
             ),
@@ -369,7 +379,7 @@ def postfilter_lines(report: dict) -> list[str]:
     over, gain = post["over_folds"], post["gain_over_folds"]
     lines += [
         "",
-        f"Mean over folds with the post-filter **{over['mean']:.2f} dB** (standard deviation "
+        f"Mean over folds with `{post['name']}` **{over['mean']:.2f} dB** (standard deviation "
         f"{over['stdev']:.2f} dB); gain {gain['mean']:+.2f} dB (fold range {gain['min']:+.2f} "
         f"to {gain['max']:+.2f}).",
     ]
@@ -398,6 +408,12 @@ def parse_args(argv):
         "and report the paired gain over the default settings",
     )
     parser.add_argument(
+        "--denoise",
+        action="store_true",
+        help="also score every fold with --denoise (and --postfilter, when given) and report "
+        "the paired gain over the default settings",
+    )
+    parser.add_argument(
         "--resume",
         action="store_true",
         help="continue the folds already in --work: finish an interrupted training, reuse a "
@@ -412,6 +428,9 @@ def parse_args(argv):
             raise UserError(f"--{name} must be a positive integer, got {value}")
     if args.postfilter not in (None, "none"):
         load_norbert()  # one line naming the extra if norbert is missing
+    args.variant = {"postfilter": args.postfilter} if args.postfilter is not None else {}
+    if args.denoise:
+        args.variant["denoise"] = True
     if args.work is None:
         args.work = REPO / "runs" / f"cv-{time.strftime('%Y%m%d-%H%M%S')}"
     return args
@@ -441,11 +460,12 @@ def run(argv=None) -> dict:
         "clip_mean": statistics.fmean(clip_sdrs),
         "by_singer": dict(sorted(by_singer.items(), key=lambda item: item[0].lower())),
     }
-    if args.postfilter is not None:
-        report["postfilter"] = {
-            "name": args.postfilter,
-            "over_folds": spread([row["postfilter"]["vocals_sdr"]["mean"] for row in rows]),
-            "gain_over_folds": spread([row["postfilter"]["gain"] for row in rows]),
+    if args.variant:
+        report["variant"] = {
+            "name": variant_name(args.variant),
+            "options": args.variant,
+            "over_folds": spread([row["variant"]["vocals_sdr"]["mean"] for row in rows]),
+            "gain_over_folds": spread([row["variant"]["gain"] for row in rows]),
         }
     text = format_markdown(report)
     print(text, flush=True)

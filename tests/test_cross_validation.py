@@ -104,12 +104,13 @@ def test_a_smoke_run_trains_exports_and_scores_each_fold(tmp_path):
     assert json.loads((tmp_path / "cv.json").read_text())["clips"] == 4
     # the defaults (the Wiener post-filter) scored, then the same clips without it
     assert report["evaluation"]["postfilter"] == "wiener"
-    post = fold["postfilter"]
-    assert post["name"] == "none" and post["vocals_sdr"]["clips"] == 4
+    post = fold["variant"]
+    assert post["name"] == "--postfilter none" and post["vocals_sdr"]["clips"] == 4
     assert post["gain"] != 0  # a different estimate: the filter changed the samples
     assert post["gain"] == pytest.approx(post["vocals_sdr"]["mean"] - fold["vocals_sdr"]["mean"])
     assert 0 <= post["clips_better"] <= 4
-    assert report["postfilter"]["gain_over_folds"]["mean"] == pytest.approx(post["gain"])
+    assert report["variant"]["gain_over_folds"]["mean"] == pytest.approx(post["gain"])
+    assert report["variant"]["options"] == {"postfilter": "none"}
     config = json.loads((Path(fold["run"]) / "config.json").read_text())
     assert config["data"]["val_singers"] == ["ann", "bo"]
     assert config["training"]["epochs"] * config["training"]["steps_per_epoch"] == 2
@@ -123,9 +124,16 @@ def test_a_smoke_run_trains_exports_and_scores_each_fold(tmp_path):
     assert first["export_seconds"] is not None
     assert clip_sdrs(first) == pytest.approx(clip_sdrs(fold))
     assert second["held_out"] == ["cy", "di"] and second["export_seconds"] is not None
-    third = script.run([*argv, "--folds", "2", "--resume"])
+    third = script.run([*argv, "--folds", "2", "--resume", "--denoise"])
     assert [row["export_seconds"] for row in third["folds"]] == [None, None]  # both reused
     assert clip_sdrs(third["folds"][1]) == pytest.approx(clip_sdrs(second))
+    # --denoise with --postfilter: one variant with both options, scored on the same clips
+    assert third["variant"]["name"] == "--postfilter none --denoise"
+    assert third["variant"]["options"] == {"postfilter": "none", "denoise": True}
+    for row, before in zip(third["folds"], (first, second), strict=True):
+        denoised, plain = row["variant"], before["variant"]
+        assert denoised["vocals_sdr"]["clips"] == plain["vocals_sdr"]["clips"]
+        assert denoised["vocals_sdr"]["mean"] != plain["vocals_sdr"]["mean"]
 
 
 def clip_sdrs(fold: dict) -> list[float]:

@@ -19,7 +19,7 @@ from export.convert import DEFAULT_OPSET, convert_core
 from export.errors import ExportFailed
 from export.fp16 import store_weights_as_float16, to_float16
 from export.graph_passes import attach_metadata, check_graph
-from export.parity import Parity, verify
+from export.parity import TOLERANCES, Parity, verify
 from export.provenance import PROVENANCE, read_provenance
 from stream_sep import atomic
 from stream_sep.errors import UserError
@@ -38,7 +38,9 @@ class ExportReport:
     metadata: dict[str, str]
 
 
-PRECISIONS = ("float32", "float16", "float16-weights")
+# The precisions an export can have: those the parity check has a tolerance for (each also
+# has an output suffix in export.checkpoint and a description in export.to_onnx).
+PRECISIONS = tuple(TOLERANCES)
 
 
 def export_checkpoint(

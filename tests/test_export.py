@@ -326,6 +326,15 @@ def refuse(args: list[str], capsys) -> str:
     return err
 
 
+def test_every_precision_has_a_tolerance_an_output_name_and_a_description():
+    from export import checkpoint, pipeline, to_onnx
+
+    assert set(pipeline.PRECISIONS) == {"float32", "float16", "float16-weights"}
+    assert set(checkpoint.OUTPUT_SUFFIXES) == set(pipeline.PRECISIONS)
+    assert set(to_onnx.PRECISION_WORDS) == set(pipeline.PRECISIONS)
+    assert len(set(checkpoint.OUTPUT_SUFFIXES.values())) == len(pipeline.PRECISIONS)
+
+
 def test_missing_checkpoint(tmp_path, capsys):
     err = refuse(
         ["--checkpoint", str(tmp_path / "nope.keras"), "--output", str(tmp_path / "m.onnx")], capsys

@@ -20,6 +20,7 @@ from stream_sep.audio_files import FileReader, checked_audio_info
 from stream_sep.engine import Separator
 from stream_sep.errors import AudioFileError, ModelError, UserError, typed_first_line
 from stream_sep.overlap_add import OverlapAddStream, separate_overlap_add
+from stream_sep.settings import WINDOW_FIELDS
 
 CLIP_MODES = ("none", "clamp", "rescale")
 BLOCK_SECONDS = 1.0
@@ -341,7 +342,7 @@ def estimate_vocals(
 def _overlap_add_options(options: dict) -> dict:
     """The engine options the overlap-add plan takes (its windows are its own: hop,
     lookahead and crossfade are the live plan's)."""
-    names = ("stereo", "postfilter", "high_band_voice_removal", "denoise")
+    names = ("stereo", *WINDOW_FIELDS)
     return {name: options[name] for name in names if name in options}
 
 

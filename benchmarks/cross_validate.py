@@ -29,7 +29,9 @@ evaluation about (clip seconds / 0.5 s hop) x 0.15-0.3 s):
 
 - the full measure, ``--steps 5550 --every 1`` (the bundled model's length, 5,700 steps in
   whole epochs, all 612 clips): 6 folds x (about 3 h training + 1 min export) + about 25 min
-  of evaluation = about 18 h; ``--resume`` lets it run in pieces;
+  of evaluation = about 18 h; ``--resume`` lets it run in pieces (each fold's scores are
+  kept in its run folder, ``scores.json``, so a finished fold is not scored again unless its
+  model or the options changed, or ``--rescore`` asks);
 - a cheap variant for iterating, ``--steps 500 --every 6 --folds 2``: 2 x (about 10 min
   training + 1 min export + 1-2 min evaluation) = about 25 min. Few steps score far below
   the shipped model (a recipe is compared with another at the same steps, not with it).
@@ -49,6 +51,7 @@ over folds: the measure that decides whether a quality option is on by default.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -74,6 +77,7 @@ RECIPE = (
     "--original-pairs-fraction 0.5 --seed 21"
 )
 STEPS_PER_EPOCH = 150
+SCORES = "scores.json"  # each fold's scorings, kept in its run folder
 VAL_EXAMPLES = 16  # validation is only logged here: a few chunks keep each epoch cheap
 
 
@@ -143,10 +147,9 @@ def run_step(name: str, argv: list[str], log_path: Path) -> float:
     return time.perf_counter() - started
 
 
-def evaluate_fold(model_path: Path, data: Path, fold: datasets.Fold, every: int, options):
-    """Score the fold's held-out singers: (per-clip results, summary, per-singer summary)."""
+def evaluate_fold(model_path: Path, refs: list, options: dict):
+    """Score the held-out clips ``refs``: (per-clip results, summary, per-singer summary)."""
     model = load_model(str(model_path), provider="cpu")
-    refs = datasets.find_clips(data, "mir1k", None, list(fold.held_out), None, every)
     results = [
         evaluation.evaluate_clip(model, datasets.load_clip(ref), options, use_museval=False)
         for ref in refs
@@ -173,30 +176,22 @@ def run_fold(args, fold: datasets.Fold, options: dict) -> dict:
     run_dir = args.work / f"fold-{fold.index}-{'-'.join(fold.held_out)}"
     args.work.mkdir(parents=True, exist_ok=True)
     costs = train_and_export(args, fold, run_dir)
-    started = time.perf_counter()
-    results, summary, by_singer = evaluate_fold(
-        run_dir / "last.onnx", args.data, fold, args.every, options
-    )
-    evaluate_seconds = time.perf_counter() - started
+    plain = score_fold(run_dir, args, fold, options)
     row = {
         "fold": fold.index,
         "held_out": list(fold.held_out),
         "run": str(run_dir),
         **costs,
-        "evaluate_seconds": evaluate_seconds,
-        "vocals_sdr": vocals_sdr(summary),
-        "by_singer": {singer: vocals_sdr(s) for singer, s in by_singer.items()},
-        "clips": [
-            {
-                "name": r["name"],
-                "seconds": r["seconds"],
-                "vocals_sdr": r["scores"]["model"]["vocals"]["sdr"],
-            }
-            for r in results
-        ],
+        "evaluate_seconds": plain["seconds"],
+        "scored_before": plain["scored_before"],
+        "scored_at": plain["commit"],
+        "vocals_sdr": plain["vocals_sdr"],
+        "by_singer": plain["by_singer"],
+        "clips": plain["clips"],
     }
     if args.variant:
-        row["variant"] = score_variant(run_dir, args, fold, options, results)
+        variant = score_fold(run_dir, args, fold, {**options, **args.variant})
+        row["variant"] = variant_row(args.variant, plain, variant)
     print(format_fold(row), flush=True)
     return row
 
@@ -250,22 +245,76 @@ def resume_command(args, run_dir: Path, steps: int) -> list[str]:
     ]  # fmt: skip
 
 
-def score_variant(run_dir: Path, args, fold: datasets.Fold, options: dict, plain: list):
-    """The same fold's clips again with the variant's options (``--postfilter``,
-    ``--denoise``): its SDR and the paired gain (per clip, with them minus at the default
-    settings) over the fold."""
-    results, summary, _ = evaluate_fold(
-        run_dir / "last.onnx", args.data, fold, args.every, {**options, **args.variant}
-    )
+def score_fold(run_dir: Path, args, fold: datasets.Fold, options: dict) -> dict:
+    """The fold's held-out clips scored with ``options``: ``{"vocals_sdr", "by_singer",
+    "clips", "seconds", "commit", "scored_before"}``.
+
+    Each scoring is kept in the run folder's :data:`SCORES`, keyed by the ONNX file's
+    SHA-256, the options, the clips and the data folder, so ``--resume`` does not score a
+    finished fold again (20-30 minutes per fold at full length) unless its model changed;
+    ``--rescore`` scores again (after a change to the host's separation code: ``commit`` says
+    which code scored it)."""
+    model = run_dir / "last.onnx"
+    refs = datasets.find_clips(args.data, "mir1k", None, list(fold.held_out), None, args.every)
+    key = json.loads(json.dumps({
+        "model_sha256": hashlib.sha256(model.read_bytes()).hexdigest(),
+        "options": options,
+        "clips": [ref.name for ref in refs],
+        "data": str(args.data.resolve()),
+    }))  # fmt: skip
+    saved = read_scores(run_dir)
+    if not args.rescore:
+        for entry in saved:
+            if entry["key"] == key:
+                return {**entry["score"], "scored_before": True}
+    started = time.perf_counter()
+    results, summary, by_singer = evaluate_fold(model, refs, options)
+    score = {
+        "vocals_sdr": vocals_sdr(summary),
+        "by_singer": {singer: vocals_sdr(s) for singer, s in by_singer.items()},
+        "clips": [
+            {
+                "name": r["name"],
+                "seconds": r["seconds"],
+                "vocals_sdr": r["scores"]["model"]["vocals"]["sdr"],
+            }
+            for r in results
+        ],
+        "seconds": time.perf_counter() - started,
+        "commit": runs.git_commit(REPO),
+    }
+    kept = [entry for entry in saved if entry["key"] != key]
+    write_scores(run_dir, [*kept, {"key": key, "score": score}])
+    return {**score, "scored_before": False}
+
+
+def read_scores(run_dir: Path) -> list[dict]:
+    path = run_dir / SCORES
+    return json.loads(path.read_text()) if path.exists() else []
+
+
+def write_scores(run_dir: Path, entries: list[dict]) -> None:
+    """Replace :data:`SCORES` whole (written beside it, then renamed): an interrupted
+    write never leaves half a file to be read as scores."""
+    path = run_dir / SCORES
+    partial = path.with_suffix(".json.partial")
+    partial.write_text(json.dumps(entries, indent=1) + "\n")
+    os.replace(partial, path)
+
+
+def variant_row(variant: dict, plain: dict, scored: dict) -> dict:
+    """The variant's SDR and its paired gain over the default settings (per clip, with
+    it minus without, averaged over the fold's clips)."""
     gains = [
-        after["scores"]["model"]["vocals"]["sdr"] - before["scores"]["model"]["vocals"]["sdr"]
-        for before, after in zip(plain, results, strict=True)
+        after["vocals_sdr"] - before["vocals_sdr"]
+        for before, after in zip(plain["clips"], scored["clips"], strict=True)
     ]
     return {
-        "name": variant_name(args.variant),
-        "vocals_sdr": vocals_sdr(summary),
+        "name": variant_name(variant),
+        "vocals_sdr": scored["vocals_sdr"],
         "gain": statistics.fmean(gains),
         "clips_better": sum(gain > 0 for gain in gains),
+        "scored_before": scored["scored_before"],
     }
 
 
@@ -281,6 +330,7 @@ def format_fold(row: dict) -> str:
         f"{row['train_seconds'] / 60:.1f} min, export "
         f"{'reused' if export is None else f'{export:.0f} s'}, "
         f"evaluation {row['evaluate_seconds']:.0f} s"
+        f"{' (scored before)' if row['scored_before'] else ''}"
     )
     if "variant" in row:
         post = row["variant"]
@@ -417,7 +467,13 @@ def parse_args(argv):
         "--resume",
         action="store_true",
         help="continue the folds already in --work: finish an interrupted training, reuse a "
-        "finished and exported one (its clips are scored again)",
+        "finished and exported one and its scores (kept in the fold's scores.json)",
+    )
+    parser.add_argument(
+        "--rescore",
+        action="store_true",
+        help="score every fold's clips again, even those scored before with the same model "
+        "and options (after a change to the host's separation code)",
     )
     parser.add_argument("--json", type=Path, help="write the report as JSON")
     parser.add_argument("--md", type=Path, help="write the tables as Markdown")

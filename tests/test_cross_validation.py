@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from helpers import write_mir1k_like
 
 from stream_sep import datasets
 from stream_sep.errors import UserError
+from train import runs
 
 MIR1K_SINGERS = [
     "Ani", "Kenshin", "abjones", "amy", "bobon", "bug",
@@ -116,17 +118,25 @@ def test_a_smoke_run_trains_exports_and_scores_each_fold(tmp_path):
     assert config["training"]["epochs"] * config["training"]["steps_per_epoch"] == 2
     print(f"smoke run: {seconds:.0f} s")
 
-    # --resume: the finished fold is reused (scored again, not trained), the next one trained
-    (Path(fold["run"]) / "last.onnx").unlink()  # a lost export is made again
+    assert fold["scored_before"] is False and fold["variant"]["scored_before"] is False
+    assert fold["scored_at"] == runs.git_commit(REPO)
+
+    # --resume: the finished fold is reused (not trained again), the next one trained
+    run_dir = Path(fold["run"])
+    (run_dir / "last.onnx").unlink()  # a lost export is made again
     again = script.run([*argv, "--folds", "2", "--resume"])
     first, second = again["folds"]
     assert first["train_seconds"] == fold["train_seconds"]  # the same training, not a new one
     assert first["export_seconds"] is not None
     assert clip_sdrs(first) == pytest.approx(clip_sdrs(fold))
     assert second["held_out"] == ["cy", "di"] and second["export_seconds"] is not None
+    assert second["scored_before"] is False
     third = script.run([*argv, "--folds", "2", "--resume", "--denoise"])
     assert [row["export_seconds"] for row in third["folds"]] == [None, None]  # both reused
-    assert clip_sdrs(third["folds"][1]) == pytest.approx(clip_sdrs(second))
+    # the default settings' scores are kept per fold and model: not scored a third time
+    assert [row["scored_before"] for row in third["folds"]] == [True, True]
+    assert clip_sdrs(third["folds"][1]) == clip_sdrs(second)
+    assert [row["variant"]["scored_before"] for row in third["folds"]] == [False, False]
     # --denoise with --postfilter: one variant with both options, scored on the same clips
     assert third["variant"]["name"] == "--postfilter none --denoise"
     assert third["variant"]["options"] == {"postfilter": "none", "denoise": True}
@@ -134,6 +144,19 @@ def test_a_smoke_run_trains_exports_and_scores_each_fold(tmp_path):
         denoised, plain = row["variant"], before["variant"]
         assert denoised["vocals_sdr"]["clips"] == plain["vocals_sdr"]["clips"]
         assert denoised["vocals_sdr"]["mean"] != plain["vocals_sdr"]["mean"]
+
+    # a changed model is scored again (a fold's saved scores are per model file), and
+    # --rescore scores again the same model
+    scorings = len(json.loads((run_dir / script.SCORES).read_text()))
+    shutil.copyfile(Path(second["run"]) / "last.onnx", run_dir / "last.onnx")
+    changed = script.run([*argv, "--folds", "1", "--resume"])["folds"][0]
+    assert changed["scored_before"] is False and changed["export_seconds"] is None
+    assert clip_sdrs(changed) != pytest.approx(clip_sdrs(fold))
+    rescored = script.run([*argv, "--folds", "1", "--resume", "--rescore"])["folds"][0]
+    assert rescored["scored_before"] is False
+    assert clip_sdrs(rescored) == pytest.approx(clip_sdrs(changed))
+    # two more (the defaults and --postfilter none of the new model), replaced by --rescore
+    assert len(json.loads((run_dir / script.SCORES).read_text())) == scorings + 2
 
 
 def clip_sdrs(fold: dict) -> list[float]:

@@ -182,9 +182,12 @@ def summary_lines(engine, processor, seconds: float, reason: str, extra: list[st
     ]
     shedding = engine.shedding
     if shedding is not None and shedding.shed:
+        lighter = f"{shedding.mid_windows} run on the mid channel only, "
+        if shedding.without_denoise_windows:
+            lighter = f"{shedding.without_denoise_windows} run without the denoise pass, {lighter}"
         lines.append(
-            f"overload: {shedding.shed} windows shed to keep the latency ({shedding.mid_windows} "
-            f"run on the mid channel only, {shedding.dropped} dropped as they could not finish "
+            f"overload: {shedding.shed} windows shed to keep the latency ({lighter}"
+            f"{shedding.dropped} dropped as they could not finish "
             f"within the {shedding.allowance:.3f} s compute allowance; they played the dry "
             f"signal); the machine was busier than at start-up"
         )

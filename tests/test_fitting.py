@@ -3,14 +3,23 @@ graceful overload (shedding) in the live engine."""
 
 import threading
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from helpers import noise
 
+from stream_sep import status
 from stream_sep.contract import ModelContract
 from stream_sep.engine import Separator, WindowPlan, fitting
 from stream_sep.engine.fitting import SpeedProfile
+from stream_sep.engine.shedding import (
+    CALM_WINDOWS,
+    CONFIGURED,
+    MID,
+    WITHOUT_DENOISE,
+    Shedding,
+)
 from stream_sep.errors import UserError
 
 CONTRACT = ModelContract()  # 16 kHz, 65,024-sample (4.064 s) window, n_fft 1024
@@ -146,6 +155,90 @@ def test_overload_sheds_to_the_mid_channel_keeps_the_latency_and_recovers(half):
     assert between.all()
     separated = np.abs(out - 0.5 * delayed) < tolerance
     assert separated.mean() > 0.8  # most of the run was separated, slow phase included
+    assert stats.fallback_windows == stats.deadline_misses + shedding.dropped + (
+        stats.windows_skipped
+    )
+
+
+def test_the_shedding_ladder_drops_the_denoise_pass_before_the_second_channel():
+    """Cheapest loss first: without the sign-inverted pass (about +0.06 dB), then the mid
+    channel; back up one step at a time once the step above is predicted to fit."""
+    allowance = 1.0
+    shedding = Shedding(allowance, "batch", channels=2, ratio=2.0, denoise=True)
+    assert shedding.ladder == [CONFIGURED, WITHOUT_DENOISE, MID]
+    assert shedding.way_for_next() is None
+    shedding.observe(None, 0.9)  # above UP (0.8) of the allowance: one step down
+    assert shedding.way_for_next() is WITHOUT_DENOISE and not shedding.on_mid
+    shedding.observe(None, 0.9)  # a window started before the step says nothing more
+    assert shedding.way_for_next() is WITHOUT_DENOISE
+    shedding.observe(WITHOUT_DENOISE, 0.85)  # still too slow without the pass: mid channel
+    assert shedding.way_for_next() is MID and shedding.on_mid
+    assert shedding.switches == 2
+    for _ in range(CALM_WINDOWS - 1):
+        shedding.observe(MID, 0.2)  # both channels predicted 0.4 < DOWN (0.5): calm
+        assert shedding.way_for_next() is MID
+    shedding.observe(MID, 0.2)
+    assert shedding.way_for_next() is WITHOUT_DENOISE  # one step up, not two
+    # the running average starts from the prediction (0.4, with the pass 0.8): a few
+    # windows bring it down before the calm ones count
+    windows, way = 0, WITHOUT_DENOISE
+    while way is not None and windows < 30:
+        shedding.observe(WITHOUT_DENOISE, 0.2)
+        windows, way = windows + 1, shedding.way_for_next()
+    assert CALM_WINDOWS < windows < 30 and shedding.step == 0
+    assert shedding.without_denoise_windows == 2 + windows
+    assert shedding.mid_windows == CALM_WINDOWS
+    assert shedding.shed == shedding.without_denoise_windows + shedding.mid_windows
+
+
+@pytest.mark.parametrize(
+    ("stereo", "channels", "denoise", "ladder"),
+    [
+        ("batch", 2, False, [CONFIGURED, MID]),
+        ("mid", 2, True, [CONFIGURED, WITHOUT_DENOISE]),
+        ("batch", 1, True, [CONFIGURED, WITHOUT_DENOISE]),
+        ("batch", 1, False, [CONFIGURED]),
+    ],
+)
+def test_the_ladder_has_only_the_steps_the_configuration_can_take(
+    stereo, channels, denoise, ladder
+):
+    shedding = Shedding(1.0, stereo, channels, denoise=denoise)
+    assert shedding.ladder == ladder
+    for _ in range(3):
+        shedding.observe(None, 5.0)
+    assert shedding.step == len(ladder) - 1  # never past the cheapest step
+
+
+def test_overload_with_denoise_sheds_its_pass_first_and_keeps_both_channels(half):
+    """With --denoise a window is a batch of 4 rows (2 channels, and each sign-inverted):
+    0.24 s in the slow phase against an allowance of 0.2 s; without the pass 2 rows, 0.12 s,
+    within it, so the stream never needs the mid channel."""
+    rate, seconds = 16000, 8.0
+    model = SlowPhase(half, start=2.0, stop=4.5, per_channel=0.06)
+    audio = noise(2, int(seconds * rate), seed=6, amplitude=0.2)
+    settings = {"hop": 0.2, "lookahead": 0.05, "crossfade": 0.02, "compute": 0.2}
+    with Separator(
+        model, rate, 2, shed=True, denoise=True, mode="vocals", fade_in=0.0, **settings
+    ) as engine:
+        out = _paced(engine, audio, 320)
+        latency, shedding, stats = engine.latency_samples, engine.shedding, engine.stats
+        assert not engine.failed
+    assert shedding.switches >= 1 and shedding.without_denoise_windows > 0
+    assert shedding.mid_windows == 0 and 1 not in model.batches  # both channels throughout
+    assert 2 in model.batches and model.batches[-1] == 4  # recovered: the pass is back
+    device = SimpleNamespace(frames=audio.shape[1], xruns=0, muted_blocks=0)
+    overload = next(
+        line
+        for line in status.summary_lines(engine, device, seconds, "end of input", [])
+        if line.startswith("overload:")
+    )
+    assert f"{shedding.without_denoise_windows} run without the denoise pass, " in overload
+    assert "0 run on the mid channel only" in overload
+    # the half model is linear: with or without the pass its vocals are 0.5 x the input
+    delayed = audio[:, : audio.shape[1] - latency]
+    separated = np.abs(out[:, latency:] - 0.5 * delayed) < 0.01
+    assert separated.mean() > 0.8
     assert stats.fallback_windows == stats.deadline_misses + shedding.dropped + (
         stats.windows_skipped
     )

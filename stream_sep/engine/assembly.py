@@ -83,7 +83,7 @@ def _shedding(plan: WindowPlan, channels: int, config: EngineConfig) -> Shedding
     if not config.shedding:
         return None
     allowance = plan.compute_samples / plan.sample_rate
-    return Shedding(allowance, config.stereo, channels, config.stereo_cost)
+    return Shedding(allowance, config.stereo, channels, config.stereo_cost, config.denoise)
 
 
 def _guard(plan: WindowPlan, channels: int, config: EngineConfig) -> safety.OutputGuard:

@@ -16,7 +16,7 @@ import time
 import numpy as np
 
 from stream_sep.engine.health import Health
-from stream_sep.engine.shedding import Shedding
+from stream_sep.engine.shedding import Shedding, Way
 from stream_sep.engine.window import WindowRunner
 from stream_sep.errors import ModelError, typed_first_line
 
@@ -38,7 +38,7 @@ class Slot:
         self.window_index = -1
         self.generation = -1
         self.decision = 0  # 0 undecided, 1 used, -1 fallback
-        self.stereo: str | None = None  # the runner's stereo handling unless set
+        self.way: Way | None = None  # a cheaper way to run it while shedding, else None
         self.deadline = 0.0  # perf_counter() by which the estimate is due (shedding)
 
 
@@ -95,9 +95,9 @@ class Scheduler:
             return None
         slot.generation = self.generation
         slot.decision = 0
-        slot.stereo = None
+        slot.way = None
         if self.shedding is not None:
-            slot.stereo = self.shedding.stereo_for_next()
+            slot.way = self.shedding.way_for_next()
             slot.deadline = time.perf_counter() + self.shedding.allowance
         return slot
 
@@ -167,7 +167,7 @@ class Scheduler:
                 self.health.stats.jobs_dropped += 1
                 continue
             shedding = self.shedding
-            if shedding and shedding.hopeless(slot.stereo, slot.deadline - time.perf_counter()):
+            if shedding and shedding.hopeless(slot.way, slot.deadline - time.perf_counter()):
                 slot.state = Slot.SHED
                 continue
             self._run(slot)
@@ -178,7 +178,11 @@ class Scheduler:
         health.check_input(slot.audio, self.runner.plan.hop_samples)
         started = health.running_since = time.perf_counter()
         try:
-            estimate = self.runner.estimate(slot.audio, slot.stereo)
+            way = slot.way
+            if way is None:
+                estimate = self.runner.estimate(slot.audio)
+            else:
+                estimate = self.runner.estimate(slot.audio, way.stereo, way.denoise)
         except Exception as error:  # the model may fail in any way; the stream must go on
             health.running_since = 0.0
             health.note_error(error)
@@ -194,7 +198,7 @@ class Scheduler:
         elapsed = time.perf_counter() - started
         health.note_run(elapsed)
         if self.shedding is not None:
-            self.shedding.observe(slot.stereo, elapsed)
+            self.shedding.observe(slot.way, elapsed)
         slot.state = Slot.READY
 
     def _model_error(self, error: BaseException) -> ModelError:

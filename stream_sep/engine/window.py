@@ -64,15 +64,20 @@ class WindowRunner:
             last = first + self.plan.support_samples
         return slice(max(0, first - margin), min(self.plan.model_window, last + margin))
 
-    def estimate(self, audio: np.ndarray, stereo: str | None = None) -> np.ndarray:
+    def estimate(
+        self, audio: np.ndarray, stereo: str | None = None, denoise: bool | None = None
+    ) -> np.ndarray:
         """audio (C, W) stream rate -> (C, S) vocal estimate over the support, or (1, S) for
-        the mid channel. Raises on a model error, a wrong shape or NaN/Inf."""
+        the mid channel. ``stereo``/``denoise``: this window's handling instead of the
+        configured one (shedding), None keeps it. Raises on a model error, a wrong shape or
+        NaN/Inf."""
         mode = stereo or self.stereo
+        denoise = self.denoise if denoise is None else denoise
         model_in = audio.mean(axis=0, keepdims=True) if mode == "mid" else audio
         if self._resample:
             model_in = self.to_model_rate(model_in)
         model_in = np.ascontiguousarray(model_in, np.float32)
-        sources = separate_rows(self.model, model_in, model_in.shape[0], self.denoise)
+        sources = separate_rows(self.model, model_in, model_in.shape[0], denoise)
         expected = (model_in.shape[0], len(self.contract.sources), self.contract.window_samples)
         if getattr(sources, "shape", None) != expected:
             raise ValueError(

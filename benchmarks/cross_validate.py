@@ -21,7 +21,8 @@ sorted, ``--held-out`` singers per fold, each singer held out in exactly one fol
 
 The report gives each fold's mean vocals SDR and its singers', then the mean over folds and
 its spread (standard deviation, min, max), and the per-singer table (each singer scored by the
-one model that never heard it).
+one model that never heard it); ``--json``/``--md`` are written after every fold (marked
+partial until the last).
 
 Cost on the 2-core CPU machine (tiny preset, batch 4: 1.7-2.0 s per step measured on a
 quiet machine, 2026-11-29, including each epoch's validation; export about a minute;
@@ -343,8 +344,11 @@ def format_fold(row: dict) -> str:
 
 def format_markdown(report: dict) -> str:
     overall = report["over_folds"]
+    folds = f"{overall['folds']} fold(s)"
+    if not report["complete"]:
+        folds = f"{overall['folds']} of {report['folds_planned']} folds so far (a partial report)"
     lines = [
-        f"Cross-validation by singer: {overall['folds']} fold(s), {report['held_out']} singer(s) "
+        f"Cross-validation by singer: {folds}, {report['held_out']} singer(s) "
         f"held out per fold, {fold_steps(report)} steps per fold, every {report['every']} clip(s), "
         f"streaming with hop {report['evaluation']['hop_seconds']:g} s and lookahead "
         f"{report['evaluation']['lookahead_seconds']:g} s, post-filter "
@@ -365,7 +369,8 @@ def format_markdown(report: dict) -> str:
             ),
         ),  # fmt: skip
         "",
-        f"Mean over folds **{overall['mean']:.2f} dB**, standard deviation "
+        f"Mean over {'the' if report['complete'] else 'these'} folds **{overall['mean']:.2f} "
+        f"dB**, standard deviation "
         f"{overall['stdev']:.2f} dB, range {overall['min']:.2f} to {overall['max']:.2f} dB "
         f"(mean over all {report['clips']} clips: {report['clip_mean']:.2f} dB).",
         "",
@@ -497,7 +502,17 @@ def run(argv=None) -> dict:
     folds = datasets.singer_folds(datasets.mir1k_singers(args.data), args.held_out)
     folds = folds[: args.folds] if args.folds else folds
     options = evaluation.engine_options(True, args.hop, args.lookahead)
-    rows = [run_fold(args, fold, options) for fold in folds]
+    rows = []
+    for fold in folds:
+        rows.append(run_fold(args, fold, options))
+        report = build_report(args, options, rows, planned=len(folds))
+        write_report(args, report)  # after every fold: a long run's folds so far are kept
+    print(format_markdown(report), flush=True)
+    return report
+
+
+def build_report(args, options: dict, rows: list[dict], planned: int) -> dict:
+    """The report over the folds done so far (``complete`` once all ``planned`` are)."""
     first_model = load_model(str(Path(rows[0]["run"]) / "last.onnx"), provider="cpu")
     clip_sdrs = [clip["vocals_sdr"] for row in rows for clip in row["clips"]]
     by_singer = {}
@@ -510,6 +525,8 @@ def run(argv=None) -> dict:
         "held_out": args.held_out,
         "recipe": f"{RECIPE} {args.train_args}".strip(),
         "evaluation": evaluation.describe_plan(first_model, options),
+        "folds_planned": planned,
+        "complete": len(rows) == planned,
         "folds": rows,
         "over_folds": spread([row["vocals_sdr"]["mean"] for row in rows]),
         "clips": len(clip_sdrs),
@@ -523,13 +540,14 @@ def run(argv=None) -> dict:
             "over_folds": spread([row["variant"]["vocals_sdr"]["mean"] for row in rows]),
             "gain_over_folds": spread([row["variant"]["gain"] for row in rows]),
         }
-    text = format_markdown(report)
-    print(text, flush=True)
+    return report
+
+
+def write_report(args, report: dict) -> None:
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
     if args.md:
-        args.md.write_text(text + "\n")
-    return report
+        args.md.write_text(format_markdown(report) + "\n")
 
 
 def main(argv=None) -> int:

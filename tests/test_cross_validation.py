@@ -131,6 +131,26 @@ def test_a_smoke_run_trains_exports_and_scores_each_fold(tmp_path):
     assert clip_sdrs(first) == pytest.approx(clip_sdrs(fold))
     assert second["held_out"] == ["cy", "di"] and second["export_seconds"] is not None
     assert second["scored_before"] is False
+    report_path = tmp_path / "cv.json"
+    assert json.loads(report_path.read_text())["complete"] is True
+
+    # a run stopped after its first fold has left the report of that fold, marked partial
+    whole_fold = script.run_fold
+
+    def stopping_after_the_first_fold(args, fold, options):
+        if fold.index == 1:
+            raise UserError("stopped (the test)")
+        return whole_fold(args, fold, options)
+
+    script.run_fold = stopping_after_the_first_fold
+    with pytest.raises(UserError, match="stopped"):
+        script.run([*argv, "--folds", "2", "--resume"])
+    script.run_fold = whole_fold
+    partial = json.loads(report_path.read_text())
+    assert partial["complete"] is False and partial["folds_planned"] == 2
+    assert [row["fold"] for row in partial["folds"]] == [0]
+    assert clip_sdrs(partial["folds"][0]) == clip_sdrs(first)
+    assert "1 of 2 folds so far" in script.format_markdown(partial)
     third = script.run([*argv, "--folds", "2", "--resume", "--denoise"])
     assert [row["export_seconds"] for row in third["folds"]] == [None, None]  # both reused
     # the default settings' scores are kept per fold and model: not scored a third time

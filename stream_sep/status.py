@@ -182,9 +182,7 @@ def summary_lines(engine, processor, seconds: float, reason: str, extra: list[st
     ]
     shedding = engine.shedding
     if shedding is not None and shedding.shed:
-        lighter = f"{shedding.mid_windows} run on the mid channel only, "
-        if shedding.without_denoise_windows:
-            lighter = f"{shedding.without_denoise_windows} run without the denoise pass, {lighter}"
+        lighter = "".join(f"{runs} run {way.name}, " for way, runs in shedding.cheaper_runs())
         lines.append(
             f"overload: {shedding.shed} windows shed to keep the latency ({lighter}"
             f"{shedding.dropped} dropped as they could not finish "

@@ -27,16 +27,16 @@ DENOISE_COST = 2.0  # time with the denoise pass / without it (twice the batch; 
 @dataclass(frozen=True)
 class Way:
     """One way to run a window: ``stereo`` ('mid') and ``denoise`` (False) override the
-    configured handling; None keeps it."""
+    configured handling; None keeps it. ``name`` completes "N windows run ..."."""
 
     name: str
     stereo: str | None = None
     denoise: bool | None = None
 
 
-CONFIGURED = Way("configured")
-WITHOUT_DENOISE = Way("without denoise", denoise=False)
-MID = Way("mid", stereo="mid", denoise=False)
+CONFIGURED = Way("as configured")
+WITHOUT_DENOISE = Way("without the denoise pass", denoise=False)
+MID = Way("on the mid channel only", stereo="mid", denoise=False)
 
 
 class Shedding:
@@ -65,10 +65,6 @@ class Shedding:
         self._dropped_last = False  # never drop two in a row: the next one measures again
 
     @property
-    def can_switch(self) -> bool:
-        return len(self.ladder) > 1
-
-    @property
     def on_mid(self) -> bool:
         return self.ladder[self.step] is MID
 
@@ -85,6 +81,10 @@ class Shedding:
     @property
     def shed(self) -> int:
         return sum(self.runs[1:]) + self.dropped
+
+    def cheaper_runs(self) -> list[tuple[Way, int]]:
+        """(way, windows run on it) for each cheaper way this stream can take, in order."""
+        return list(zip(self.ladder[1:], self.runs[1:], strict=True))
 
     def _runs_of(self, way: Way) -> int:
         return self.runs[self.ladder.index(way)] if way in self.ladder else 0

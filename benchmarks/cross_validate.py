@@ -282,7 +282,7 @@ def score_fold(run_dir: Path, args, fold: datasets.Fold, options: dict) -> dict:
             for r in results
         ],
         "seconds": time.perf_counter() - started,
-        "commit": runs.git_commit(REPO),
+        "commit": args.commit,
     }
     kept = [entry for entry in saved if entry["key"] != key]
     write_scores(run_dir, [*kept, {"key": key, "score": score}])
@@ -494,6 +494,7 @@ def parse_args(argv):
         args.variant["denoise"] = True
     if args.work is None:
         args.work = REPO / "runs" / f"cv-{time.strftime('%Y%m%d-%H%M%S')}"
+    args.commit = runs.git_commit(REPO)  # the code that scores: read now, not after hours
     return args
 
 

@@ -447,6 +447,11 @@ def parse_args(argv):
     parser.add_argument("--steps", type=int, default=5550, help="training steps per fold")
     parser.add_argument("--every", type=int, default=1, help="evaluate every K-th clip")
     parser.add_argument("--folds", type=int, help="run only the first F folds (default: all)")
+    parser.add_argument(
+        "--only-folds",
+        metavar="K,...",
+        help="run only these folds (0-based, e.g. 2,3 for the weakest pairs of singers)",
+    )
     parser.add_argument("--held-out", type=int, default=2, help="singers held out per fold")
     parser.add_argument("--work", type=Path, help="run folders (default runs/cv-<date-time>)")
     parser.add_argument(
@@ -487,6 +492,9 @@ def parse_args(argv):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise UserError(f"--{name} must be a positive integer, got {value}")
+    if args.only_folds is not None and args.folds is not None:
+        raise UserError("--folds and --only-folds are two ways to choose folds: give one")
+    args.only_folds = fold_indices(args.only_folds)
     if args.postfilter not in (None, "none"):
         load_norbert()  # one line naming the extra if norbert is missing
     args.variant = {"postfilter": args.postfilter} if args.postfilter is not None else {}
@@ -498,10 +506,36 @@ def parse_args(argv):
     return args
 
 
+def fold_indices(text: str | None) -> list[int] | None:
+    """``--only-folds 2,3`` as [2, 3] (sorted, no repeats); None when not given."""
+    if text is None:
+        return None
+    try:
+        indices = sorted({int(part) for part in text.split(",")})
+    except ValueError:
+        raise UserError(f"--only-folds takes fold numbers like 2,3, got {text!r}") from None
+    if indices[0] < 0:
+        raise UserError(f"--only-folds takes fold numbers from 0, got {text!r}")
+    return indices
+
+
+def chosen_folds(args, folds: list[datasets.Fold]) -> list[datasets.Fold]:
+    """The folds ``--folds`` or ``--only-folds`` chose (all by default)."""
+    if args.only_folds is None:
+        return folds[: args.folds] if args.folds else folds
+    missing = [index for index in args.only_folds if index >= len(folds)]
+    if missing:
+        raise UserError(
+            f"--only-folds {','.join(map(str, missing))}: there are {len(folds)} folds "
+            f"(0 to {len(folds) - 1}) with --held-out {args.held_out}"
+        )
+    return [folds[index] for index in args.only_folds]
+
+
 def run(argv=None) -> dict:
     args = parse_args(argv)
     folds = datasets.singer_folds(datasets.mir1k_singers(args.data), args.held_out)
-    folds = folds[: args.folds] if args.folds else folds
+    folds = chosen_folds(args, folds)
     options = evaluation.engine_options(True, args.hop, args.lookahead)
     rows = []
     for fold in folds:

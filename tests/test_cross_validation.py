@@ -82,6 +82,26 @@ def test_each_fold_trains_without_its_singers_and_with_a_schedule(tmp_path):
     assert given[given.index("--lr-decay-start") + 1] == "787"
 
 
+def test_only_folds_chooses_folds_by_number(tmp_path):
+    script = load_script()
+    folds = datasets.singer_folds(MIR1K_SINGERS, 2)
+
+    def chosen(*options: str) -> list[tuple[str, ...]]:
+        args = script.parse_args(["--data", str(tmp_path), *options])
+        return [fold.held_out for fold in script.chosen_folds(args, folds)]
+
+    assert chosen("--only-folds", "3,2,3") == [("bug", "fdps"), ("heycat", "jmzen")]
+    assert chosen("--folds", "2") == [("abjones", "amy"), ("Ani", "bobon")]
+    assert len(chosen()) == 6
+    with pytest.raises(UserError, match="--only-folds 6,9: there are 6 folds .0 to 5."):
+        chosen("--only-folds", "1,6,9")
+    for bad in ("two", "1,,2", "-1"):
+        with pytest.raises(UserError, match="--only-folds takes fold numbers"):
+            chosen("--only-folds", bad)
+    with pytest.raises(UserError, match="--folds and --only-folds are two ways"):
+        chosen("--folds", "2", "--only-folds", "1")
+
+
 @pytest.mark.slow
 def test_a_smoke_run_trains_exports_and_scores_each_fold(tmp_path):
     """Two steps of a very small model on generated clips: the whole chain, not the quality."""

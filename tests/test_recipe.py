@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import re
 
 import numpy as np
 import pytest
@@ -89,6 +90,74 @@ def test_the_command_line_options():
     assert not hasattr(parsed(), "augmentation")  # the default comes from TrainSettings
     with pytest.raises(UserError, match="invalid choice: 'wild'"):
         parsed("--augmentation", "wild")
+    assert parsed("--vocal-pitch-shift=-7,2,0.5").vocal_pitch_shift == [-7, 2, 0.5]
+    assert not hasattr(parsed(), "vocal_pitch_shift")  # the recipe's own unless given
+    with pytest.raises(UserError, match="expected comma-separated numbers, got 'low,2,0.5'"):
+        parsed("--vocal-pitch-shift", "low,2,0.5")
+
+
+# ---------------------------------------------------------------- the vocals' pitch shift
+
+
+def pitch_shifts(augmenter):
+    return [t for t in augmenter.vocals if type(t).__name__ == "PitchShift"]
+
+
+@pytest.mark.parametrize("recipe, own", [("seed", (-5, 5, 0.1)), ("produced", (-2, 2, 0.3))])
+def test_vocal_pitch_shift_replaces_the_recipes_own(recipe, own, rooms, monkeypatch):
+    monkeypatch.setattr("train.augment.ensure_impulse_responses", lambda **_: rooms)
+    (default,) = pitch_shifts(make_augmenter(recipe))
+    assert (default.min_semitones, default.max_semitones, default.p) == own
+    (shift,) = pitch_shifts(make_augmenter(recipe, vocal_pitch_shift=(-7, 2, 0.5)))
+    assert (shift.min_semitones, shift.max_semitones, shift.p) == (-7, 2, 0.5)
+
+
+def test_vocal_pitch_shift_draws_in_its_range_at_its_probability():
+    augmenter = make_augmenter("seed", vocal_pitch_shift=(-7, 2, 0.5))
+    (shift,) = pitch_shifts(augmenter)
+    chunk, draws, semitones = voice(seconds=0.25), 200, []
+    for seed in range(draws):
+        augmenter(chunk, "vocals", np.random.default_rng(seed))
+        if shift.parameters["should_apply"]:
+            semitones.append(shift.parameters["num_semitones"])
+    assert abs(len(semitones) - draws / 2) <= 4.5 * np.sqrt(draws / 4)  # binomial(200, 0.5)
+    assert -7 <= min(semitones) < -5 and 0 < max(semitones) <= 2  # both ends reached
+    assert np.mean(semitones) == pytest.approx(-2.5, abs=0.8)  # lower on average
+
+
+def test_a_shift_down_lowers_the_voice():
+    augmenter = make_augmenter("seed", vocal_pitch_shift=(-7, -7, 1))
+    augmenter.vocals = pitch_shifts(augmenter)  # the shift alone: no EQ or distortion
+    chunk = voice(seed=1)
+    out = augmenter(chunk, "vocals", np.random.default_rng(0))
+
+    def fundamental(audio):
+        spectrum = np.abs(np.fft.rfft(audio * np.hanning(audio.size)))
+        freqs = np.fft.rfftfreq(audio.size, 1 / RATE)
+        band = (freqs > 80) & (freqs < 300)
+        return freqs[band][spectrum[band].argmax()]
+
+    assert fundamental(chunk) == pytest.approx(220, abs=5)
+    assert fundamental(out) == pytest.approx(220 * 2 ** (-7 / 12), abs=5)  # 146.8 Hz
+
+
+@pytest.mark.parametrize(
+    "value, augmentation, message",
+    [
+        ([-7, 2], "seed", "takes LOW,HIGH,P (three numbers)"),
+        ([2, -7, 0.5], "seed", "-12 <= LOW <= HIGH <= 12 semitones and a probability P"),
+        ([-13, 2, 0.5], "seed", "got -13,2,0.5"),
+        ([-7, 2, 1.5], "produced", "a probability P in [0, 1], got -7,2,1.5"),
+        ([-7, 2, 0.5], "none", "--vocal-pitch-shift needs an augmentation recipe"),
+    ],
+)
+def test_vocal_pitch_shift_refuses_bad_values(value, augmentation, message):
+    from train.fit import TrainSettings
+
+    settings = TrainSettings(augmentation=augmentation, vocal_pitch_shift=value)
+    with pytest.raises(UserError, match=re.escape(message)):
+        settings.validate()
+    TrainSettings(vocal_pitch_shift=[-7, 2, 0.5]).validate()  # a good value passes
 
 
 # ---------------------------------------------------------------- the produced recipe

@@ -46,14 +46,30 @@ def recipe_name(value: bool | str | None) -> str:
     return value
 
 
-def make_augmenter(recipe: bool | str, sample_rate: int = SAMPLE_RATE) -> Augmenter | None:
-    """The augmenter of a recipe; None for ``none``."""
+def make_augmenter(
+    recipe: bool | str, sample_rate: int = SAMPLE_RATE, vocal_pitch_shift=None
+) -> Augmenter | None:
+    """The augmenter of a recipe; None for ``none``. ``vocal_pitch_shift`` (low semitones,
+    high semitones, probability) replaces the recipe's own pitch shift of the vocals."""
     recipe = recipe_name(recipe)
     if recipe == "none":
         return None
     if recipe == "seed":
-        return Augmenter(sample_rate)
-    return ProducedAugmenter(sample_rate)
+        return Augmenter(sample_rate, vocal_pitch_shift)
+    return ProducedAugmenter(sample_rate, vocal_pitch_shift=vocal_pitch_shift)
+
+
+def check_pitch_shift(value) -> tuple[float, float, float]:
+    """``--vocal-pitch-shift LOW,HIGH,P`` checked: -12 <= LOW <= HIGH <= 12, 0 <= P <= 1."""
+    if len(value) != 3:
+        raise UserError(f"--vocal-pitch-shift takes LOW,HIGH,P (three numbers), got {value}")
+    low, high, p = (float(number) for number in value)
+    if not -12 <= low <= high <= 12 or not 0 <= p <= 1:
+        raise UserError(
+            "--vocal-pitch-shift must be LOW,HIGH,P with -12 <= LOW <= HIGH <= 12 semitones "
+            f"and a probability P in [0, 1], got {low:g},{high:g},{p:g}"
+        )
+    return low, high, p
 
 
 def _rms(audio: np.ndarray) -> float:
@@ -79,12 +95,16 @@ def level_and_polarity(audio: np.ndarray, rng: np.random.Generator) -> np.ndarra
 
 
 class Augmenter:
-    """The seed's per-stem augmentations (audiomentations), applied to one mono chunk."""
+    """The seed's per-stem augmentations (audiomentations), applied to one mono chunk;
+    ``vocal_pitch_shift`` (low, high semitones, probability) replaces :data:`PITCH`."""
 
-    def __init__(self, sample_rate: int = SAMPLE_RATE):
+    PITCH = (-5.0, 5.0, 0.1)
+
+    def __init__(self, sample_rate: int = SAMPLE_RATE, vocal_pitch_shift=None):
         self.sample_rate = sample_rate
+        low, high, pitch_p = vocal_pitch_shift or self.PITCH
         self.vocals = [
-            aug.PitchShift(min_semitones=-5, max_semitones=5, p=0.1),
+            aug.PitchShift(min_semitones=low, max_semitones=high, p=pitch_p),
             aug.SevenBandParametricEQ(-9, 9, p=0.25),
             aug.TanhDistortion(0.1, 0.7, p=0.1),
         ]
@@ -133,10 +153,15 @@ class ProducedAugmenter(Augmenter):
     BALANCE_P = 0.8
     MAX_BALANCE_GAIN_DB = 20.0
 
-    def __init__(self, sample_rate: int = SAMPLE_RATE, impulse_responses: Path | None = None):
+    def __init__(
+        self,
+        sample_rate: int = SAMPLE_RATE,
+        impulse_responses: Path | None = None,
+        vocal_pitch_shift=None,
+    ):
         super().__init__(sample_rate)
         rooms = impulse_responses or ensure_impulse_responses(sample_rate=sample_rate)
-        low, high, pitch_p = self.PITCH
+        low, high, pitch_p = vocal_pitch_shift or self.PITCH
         self.vocals = [
             aug.PitchShift(min_semitones=low, max_semitones=high, p=pitch_p),
             aug.SevenBandParametricEQ(-self.EQ_DB, self.EQ_DB, p=self.EQ_P),

@@ -64,6 +64,14 @@ def get_parser() -> argparse.ArgumentParser:
         "compression and vocal level on the vocals; see docs/training.md)",
     )
     data.add_argument(
+        "--vocal-pitch-shift",
+        type=_numbers,
+        metavar="LOW,HIGH,P",
+        help="pitch shift of the vocals chunks, in semitones, with probability P, instead of "
+        "the recipe's own (seed: -5,5,0.1; produced: -2,2,0.3); e.g. --vocal-pitch-shift=-7,2,0.5 "
+        "(with '=': the value starts with '-') for more low voices",
+    )
+    data.add_argument(
         "--no-augmentation",
         dest="augmentation",
         action="store_const",
@@ -142,6 +150,15 @@ def _names(text: str) -> list[str]:
     if not names:
         raise argparse.ArgumentTypeError(f"expected comma-separated names, got {text!r}")
     return names
+
+
+def _numbers(text: str) -> list[float]:
+    try:
+        return [float(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers, got {text!r}"
+        ) from None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -179,7 +179,8 @@ class RandomMixDataset(keras.utils.PyDataset):
     instead the aligned stems of one track (a real mixture).
 
     ``augmentation`` is a recipe of :mod:`train.augment` (``none``, ``seed``, ``produced``);
-    True and False (the flag of runs saved before recipes) mean ``seed`` and ``none``.
+    True and False (the flag of runs saved before recipes) mean ``seed`` and ``none``;
+    ``vocal_pitch_shift`` (low, high semitones, probability) replaces its vocals' pitch shift.
 
     Batches: x (batch_size, window) float32 mixtures, y (batch_size, n_sources, window).
     """
@@ -194,6 +195,7 @@ class RandomMixDataset(keras.utils.PyDataset):
         augmentation: bool | str = True,
         original_pairs_fraction: float = 0.0,
         seed: int = 0,
+        vocal_pitch_shift=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -214,7 +216,7 @@ class RandomMixDataset(keras.utils.PyDataset):
         self.original_pairs_fraction = original_pairs_fraction
         self.seed = seed
         self.epoch = 0
-        self.augmenter = make_augmenter(self.augmentation)
+        self.augmenter = make_augmenter(self.augmentation, vocal_pitch_shift=vocal_pitch_shift)
 
     def __len__(self) -> int:
         return self.batches_per_epoch

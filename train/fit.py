@@ -17,7 +17,7 @@ from stream_sep import atomic
 from stream_sep.errors import UserError
 from train import runs
 from train import warm_start as warm_start_from
-from train.augment import recipe_name
+from train.augment import check_pitch_shift, recipe_name
 from train.config import ModelConfig
 from train.data import RandomMixDataset, fixed_examples, load_tracks
 from train.losses import SignalToDistortionRatio, SpectralLoss
@@ -46,6 +46,7 @@ class TrainSettings:
     plateau_factor: float = 0.95
     plateau_patience: int = 2
     augmentation: str = "seed"  # a recipe of train.augment: none, seed, produced
+    vocal_pitch_shift: list[float] | None = None  # LOW, HIGH semitones, P: the recipe's own if None
     original_pairs_fraction: float = 0.0
     val_singers: list[str] | None = None
     val_split: float = 0.15
@@ -81,6 +82,12 @@ class TrainSettings:
             raise UserError(
                 f"--original-pairs-fraction must be in [0, 1], got {self.original_pairs_fraction}"
             )
+        if self.vocal_pitch_shift is not None:
+            if self.augmentation == "none":
+                raise UserError(
+                    "--vocal-pitch-shift needs an augmentation recipe (seed or produced)"
+                )
+            check_pitch_shift(self.vocal_pitch_shift)
         if not 0 <= self.val_split < 1:
             raise UserError(f"--val-split must be in [0, 1), got {self.val_split}")
         if self.progress not in PROGRESS:
@@ -346,6 +353,7 @@ def train(
         augmentation=settings.augmentation,
         original_pairs_fraction=settings.original_pairs_fraction,
         seed=settings.seed,
+        vocal_pitch_shift=settings.vocal_pitch_shift,
         workers=max(settings.workers, 1),
         use_multiprocessing=False,
     )

@@ -1,0 +1,178 @@
+"""Which singers are hard, and why: each MIR-1K singer's pitch and level next to the
+vocals SDR a cross-validation report gave them.
+
+For every clip of a MIR-1K folder, the vocals' fundamental frequency is estimated frame by
+frame (40 ms frames, 20 ms apart, by autocorrelation between 70 and 1000 Hz) on the frames
+that are loud (energy over a tenth of the clip's loudest frame) and voiced (the
+autocorrelation peak over half the frame's energy); per singer the median of all those frames
+is reported with the vocal-to-accompaniment ratio (RMS, dB) and, given ``--report`` (a
+``benchmarks/cross_validate.py --json`` report), the singer's SDR and the rank correlation
+(Spearman) between pitch and SDR over singers. A crude estimate meant for a singer's typical
+range, not a melody::
+
+    python benchmarks/singer_pitch.py --data ../shared/data/mir1k \\
+        --report benchmarks/results/cross-validation-cheap.json --md pitch.md
+
+About 20 s for MIR-1K's 611 clips on the 2-core machine; no model runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from compare_cross_validation import load_report  # noqa: E402
+from cross_validate import markdown_table  # noqa: E402
+
+from stream_sep import datasets  # noqa: E402
+from stream_sep.errors import UserError  # noqa: E402
+
+FRAME_SECONDS, HOP_SECONDS = 0.04, 0.02
+LOWEST_HZ, HIGHEST_HZ = 70.0, 1000.0
+LOUD, VOICED = 0.1, 0.5  # of the loudest frame's energy; of the frame's own energy
+
+
+def frame_pitches(vocals: np.ndarray, rate: int) -> np.ndarray:
+    """The fundamental (Hz) of each loud, voiced frame of a mono signal: (samples,) -> (k,)."""
+    size, hop = int(FRAME_SECONDS * rate), int(HOP_SECONDS * rate)
+    if vocals.size < size:
+        return np.empty(0)
+    frames = np.lib.stride_tricks.sliding_window_view(vocals, size)[::hop]
+    energy = np.mean(np.square(frames), axis=1)
+    frames = frames[energy > LOUD * energy.max()] if energy.max() > 0 else frames[:0]
+    frames = (frames - frames.mean(axis=1, keepdims=True)) * np.hanning(size)
+    spectrum = np.fft.rfft(frames, 2 * size)
+    autocorrelation = np.fft.irfft(np.abs(spectrum) ** 2)[:, :size]
+    shortest, longest = int(rate / HIGHEST_HZ), int(rate / LOWEST_HZ)
+    lags = shortest + np.argmax(autocorrelation[:, shortest:longest], axis=1)
+    peaks = autocorrelation[np.arange(len(lags)), lags]
+    voiced = peaks > VOICED * autocorrelation[:, 0]
+    return rate / lags[voiced]
+
+
+def level_db(vocals: np.ndarray, accompaniment: np.ndarray) -> float:
+    """Vocal-to-accompaniment RMS ratio in dB (-inf for silent vocals)."""
+    band = float(np.sqrt(np.mean(np.square(accompaniment))))
+    voice = float(np.sqrt(np.mean(np.square(vocals))))
+    return 20 * np.log10(max(voice, 1e-12) / max(band, 1e-12))
+
+
+def singer_table(data: Path) -> dict[str, dict]:
+    """``{singer: {clips, median_f0_hz, vocal_to_accompaniment_db}}`` for a MIR-1K folder."""
+    pitches: dict[str, list[np.ndarray]] = {}
+    levels: dict[str, list[float]] = {}
+    for ref in datasets.find_clips(data, "mir1k"):
+        clip = datasets.load_clip(ref)
+        vocals = clip.vocals.mean(axis=0)
+        singer = datasets.mir1k_singer(ref.name)
+        pitches.setdefault(singer, []).append(frame_pitches(vocals, clip.sample_rate))
+        levels.setdefault(singer, []).append(level_db(clip.vocals, clip.accompaniment))
+    table = {}
+    for singer in sorted(pitches, key=str.lower):
+        frames = np.concatenate(pitches[singer])
+        table[singer] = {
+            "clips": len(levels[singer]),
+            "median_f0_hz": float(np.median(frames)) if frames.size else None,
+            "vocal_to_accompaniment_db": statistics.fmean(levels[singer]),
+        }
+    return table
+
+
+def ranks(values: list[float]) -> list[float]:
+    """1-based ranks, ties sharing their mean rank."""
+    order = sorted(range(len(values)), key=values.__getitem__)
+    result = [0.0] * len(values)
+    start = 0
+    while start < len(order):
+        end = start
+        while end + 1 < len(order) and values[order[end + 1]] == values[order[start]]:
+            end += 1
+        for position in range(start, end + 1):
+            result[order[position]] = (start + end) / 2 + 1
+        start = end + 1
+    return result
+
+
+def spearman(x: list[float], y: list[float]) -> float:
+    """Spearman's rank correlation of two equally long lists (at least 3 values)."""
+    return float(np.corrcoef(ranks(x), ranks(y))[0, 1])
+
+
+def add_sdr(table: dict[str, dict], report: dict) -> float | None:
+    """Put each singer's SDR from a cross-validation report into ``table``; return the
+    rank correlation of pitch and SDR over the singers that have both (None under 3)."""
+    for singer, cell in report.get("by_singer", {}).items():
+        if singer in table:
+            table[singer]["sdr"] = cell["mean"]
+    both = [c for c in table.values() if "sdr" in c and c["median_f0_hz"] is not None]
+    if len(both) < 3:
+        return None
+    return spearman([c["median_f0_hz"] for c in both], [c["sdr"] for c in both])
+
+
+def format_markdown(table: dict[str, dict], correlation: float | None, report_name) -> str:
+    with_sdr = any("sdr" in cell for cell in table.values())
+    header = ["singer", "clips", "median f0", "vocals / accompaniment"]
+    header += [f"vocals SDR ({report_name})"] if with_sdr else []
+    rows = []
+    order = sorted(table, key=lambda s: table[s].get("sdr", table[s]["median_f0_hz"] or 0))
+    for singer in order:
+        cell = table[singer]
+        f0 = cell["median_f0_hz"]
+        row = [singer, cell["clips"], "-" if f0 is None else f"{f0:.0f} Hz",
+               f"{round(cell['vocal_to_accompaniment_db'], 1) + 0.0:+.1f} dB"]  # fmt: skip
+        if with_sdr:
+            row.append(f"{cell['sdr']:.2f} dB" if "sdr" in cell else "-")
+        rows.append(row)
+    lines = markdown_table(header, rows)
+    if correlation is not None:
+        lines += ["", f"Rank correlation (Spearman) of median f0 and SDR: **{correlation:+.2f}**"]
+    return "\n".join(lines)
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, required=True, help="a MIR-1K folder")
+    parser.add_argument("--report", type=Path, help="a cross_validate.py --json report")
+    parser.add_argument("--json", type=Path, help="write the table as JSON")
+    parser.add_argument("--md", type=Path, help="write the table as Markdown")
+    return parser.parse_args(argv)
+
+
+def run(argv=None) -> dict:
+    args = parse_args(argv)
+    report = load_report(args.report) if args.report else None
+    table = singer_table(args.data)
+    if not table:
+        raise UserError(f"no MIR-1K clips (<singer>_<song>_<clip>) in {args.data}")
+    correlation = add_sdr(table, report) if report else None
+    markdown = format_markdown(table, correlation, args.report.name if args.report else None)
+    print(markdown)
+    result = {"singers": table, "pitch_sdr_spearman": correlation}
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    if args.md:
+        args.md.write_text(markdown + "\n")
+    return result
+
+
+def main(argv=None) -> int:
+    try:
+        run(argv)
+    except UserError as error:
+        print(f"singer_pitch.py: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,107 @@
+"""benchmarks/singer_pitch.py: each singer's pitch and level, on generated MIR-1K-style
+clips of known pitch (real files, real reading)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "benchmarks" / "singer_pitch.py"
+RATE = 16000
+
+
+@pytest.fixture(scope="module")
+def script():
+    spec = importlib.util.spec_from_file_location("singer_pitch", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def sung(f0: float, seconds: float, seed: int) -> np.ndarray:
+    """A harmonic tone with vibrato in syllables (silent gaps between them)."""
+    t = np.arange(int(seconds * RATE)) / RATE
+    pitch = f0 * (1 + 0.01 * np.sin(2 * np.pi * 5 * t))
+    phase = 2 * np.pi * np.cumsum(pitch) / RATE + seed
+    tone = sum(np.sin(k * phase) / k for k in range(1, 6))
+    return tone * (np.sin(2 * np.pi * 1.5 * t) > -0.3)
+
+
+def write_singers(folder: Path, singers: dict[str, tuple[float, float]]) -> None:
+    """Two clips per singer: {singer: (f0 Hz, vocal-to-accompaniment dB)}."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for singer, (f0, level) in singers.items():
+        for clip in (1, 2):
+            vocals = sung(f0, 2.0, clip)
+            band = rng.normal(size=vocals.size)
+            band *= np.sqrt(np.mean(vocals**2) / np.mean(band**2)) / 10 ** (level / 20)
+            stereo = np.stack([band, vocals], axis=1) * 0.2
+            sf.write(folder / f"{singer}_1_{clip:02d}.flac", stereo, RATE)
+
+
+SINGERS = {"low": (110.0, -3.0), "mid": (220.0, 0.0), "high": (330.0, 4.0), "top": (440.0, 2.0)}
+
+
+def test_each_singers_pitch_and_level(script, tmp_path):
+    write_singers(tmp_path / "mir1k", SINGERS)
+    table = script.singer_table(tmp_path / "mir1k")
+    assert list(table) == ["high", "low", "mid", "top"]
+    for singer, (f0, level) in SINGERS.items():
+        assert table[singer]["clips"] == 2
+        assert table[singer]["median_f0_hz"] == pytest.approx(f0, rel=0.03), singer
+        assert table[singer]["vocal_to_accompaniment_db"] == pytest.approx(level, abs=0.1)
+
+
+def test_silence_and_noise_give_no_pitch(script):
+    assert script.frame_pitches(np.zeros(RATE), RATE).size == 0
+    noise = np.random.default_rng(1).normal(size=RATE)
+    assert script.frame_pitches(noise, RATE).size < 5  # white noise is not voiced
+    assert script.frame_pitches(np.ones(10), RATE).size == 0  # shorter than a frame
+
+
+def test_ranks_and_rank_correlation(script):
+    assert script.ranks([3.0, 1.0, 2.0, 1.0]) == [4.0, 1.5, 3.0, 1.5]
+    assert script.spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert script.spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    assert script.spearman([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(0.8)
+
+
+def test_command_line_with_a_report(tmp_path):
+    write_singers(tmp_path / "mir1k", SINGERS)
+    report = {"folds": [{"held_out": ["low"], "clips": []}],
+              "by_singer": {"low": {"mean": 5.0}, "mid": {"mean": 6.0},
+                            "high": {"mean": 8.0}, "top": {"mean": 7.0}}}  # fmt: skip
+    (tmp_path / "cv.json").write_text(json.dumps(report))
+    out = tmp_path / "pitch.json"
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--data", str(tmp_path / "mir1k"),
+         "--report", str(tmp_path / "cv.json"), "--json", str(out), "--md", str(tmp_path / "p.md")],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    result = json.loads(out.read_text())
+    assert result["pitch_sdr_spearman"] == pytest.approx(0.8)
+    assert result["singers"]["top"]["sdr"] == 7.0
+    lines = (tmp_path / "p.md").read_text().splitlines()
+    assert [line.split(" | ")[0] for line in lines[2:6]] == ["| low", "| mid", "| top", "| high"]
+    assert "| low | 2 | 110 Hz | -3.0 dB | 5.00 dB |" in lines
+    assert "Rank correlation (Spearman) of median f0 and SDR: **+0.80**" in lines
+
+
+def test_a_folder_without_clips_is_one_line(tmp_path):
+    (tmp_path / "empty").mkdir()
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--data", str(tmp_path / "empty")],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "singer_pitch.py: error:" in done.stderr and "Traceback" not in done.stderr

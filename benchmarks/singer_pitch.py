@@ -119,13 +119,19 @@ def add_sdr(table: dict[str, dict], report: dict) -> float | None:
     return spearman([c["median_f0_hz"] for c in both], [c["sdr"] for c in both])
 
 
+def table_order(cell: dict) -> tuple:
+    """Singers with an SDR first, weakest first; then the others, lowest voice first."""
+    if "sdr" in cell:
+        return (0, cell["sdr"])
+    return (1, cell["median_f0_hz"] if cell["median_f0_hz"] is not None else float("inf"))
+
+
 def format_markdown(table: dict[str, dict], correlation: float | None, report_name) -> str:
     with_sdr = any("sdr" in cell for cell in table.values())
     header = ["singer", "clips", "median f0", "vocals / accompaniment"]
     header += [f"vocals SDR ({report_name})"] if with_sdr else []
     rows = []
-    order = sorted(table, key=lambda s: table[s].get("sdr", table[s]["median_f0_hz"] or 0))
-    for singer in order:
+    for singer in sorted(table, key=lambda singer: table_order(table[singer])):
         cell = table[singer]
         f0 = cell["median_f0_hz"]
         row = [singer, cell["clips"], "-" if f0 is None else f"{f0:.0f} Hz",

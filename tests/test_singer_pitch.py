@@ -97,6 +97,13 @@ def test_command_line_with_a_report(tmp_path):
     assert "Rank correlation (Spearman) of median f0 and SDR: **+0.80**" in lines
 
 
+def test_table_order_weakest_first_then_lowest_voice(script):
+    table = {"a": {"median_f0_hz": 300.0, "sdr": 7.0}, "b": {"median_f0_hz": 100.0},
+             "c": {"median_f0_hz": 200.0, "sdr": 6.0}, "d": {"median_f0_hz": None},
+             "e": {"median_f0_hz": 90.0}}  # fmt: skip
+    assert sorted(table, key=lambda s: script.table_order(table[s])) == ["c", "a", "e", "b", "d"]
+
+
 def test_a_folder_without_clips_is_one_line(tmp_path):
     (tmp_path / "empty").mkdir()
     done = subprocess.run(

@@ -25,6 +25,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import scipy.stats
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -89,22 +90,12 @@ def singer_table(data: Path) -> dict[str, dict]:
 
 def ranks(values: list[float]) -> list[float]:
     """1-based ranks, ties sharing their mean rank."""
-    order = sorted(range(len(values)), key=values.__getitem__)
-    result = [0.0] * len(values)
-    start = 0
-    while start < len(order):
-        end = start
-        while end + 1 < len(order) and values[order[end + 1]] == values[order[start]]:
-            end += 1
-        for position in range(start, end + 1):
-            result[order[position]] = (start + end) / 2 + 1
-        start = end + 1
-    return result
+    return scipy.stats.rankdata(values).tolist()
 
 
 def spearman(x: list[float], y: list[float]) -> float:
     """Spearman's rank correlation of two equally long lists (at least 3 values)."""
-    return float(np.corrcoef(ranks(x), ranks(y))[0, 1])
+    return float(scipy.stats.spearmanr(x, y).statistic)
 
 
 def add_sdr(table: dict[str, dict], report: dict) -> float | None:

@@ -43,6 +43,10 @@ training step (the export needs TensorFlow and runs on the CPU).
     python benchmarks/cross_validate.py --data ../shared/data/mir1k --steps 500 --every 6 \\
         --folds 2 --work runs/cv --json cv.json --md cv.md
 
+``--include earlier.json`` reports the folds of an earlier ``--json`` report of the same
+measure (checked: recipe, steps, clips, evaluation settings) with this run's, without running
+them again: the full measure in pieces on machines that keep nothing between them.
+
 ``--postfilter NAME`` and/or ``--denoise`` score every fold's clips a second time with those
 options (``stream-sep evaluate --postfilter NAME --denoise``; ``--postfilter none`` = without
 the default Wiener filter) and report the paired gain over the default settings per fold and
@@ -344,9 +348,12 @@ def format_fold(row: dict) -> str:
 
 def format_markdown(report: dict) -> str:
     overall = report["over_folds"]
-    folds = f"{overall['folds']} fold(s)"
+    done, split = overall["folds"], report.get("folds_in_split", overall["folds"])
+    folds = f"{done} fold(s)"
     if not report["complete"]:
-        folds = f"{overall['folds']} of {report['folds_planned']} folds so far (a partial report)"
+        folds = f"{done} of {report['folds_planned']} folds so far (a partial report)"
+    elif done < split:
+        folds = f"{done} of the {split} folds"
     lines = [
         f"Cross-validation by singer: {folds}, {report['held_out']} singer(s) "
         f"held out per fold, {fold_steps(report)} steps per fold, every {report['every']} clip(s), "
@@ -369,7 +376,8 @@ def format_markdown(report: dict) -> str:
             ),
         ),  # fmt: skip
         "",
-        f"Mean over {'the' if report['complete'] else 'these'} folds **{overall['mean']:.2f} "
+        f"Mean over {'the' if folds.endswith('fold(s)') else 'these'} folds "
+        f"**{overall['mean']:.2f} "
         f"dB**, standard deviation "
         f"{overall['stdev']:.2f} dB, range {overall['min']:.2f} to {overall['max']:.2f} dB "
         f"(mean over all {report['clips']} clips: {report['clip_mean']:.2f} dB).",
@@ -485,6 +493,14 @@ def parse_args(argv):
         help="score every fold's clips again, even those scored before with the same model "
         "and options (after a change to the host's separation code)",
     )
+    parser.add_argument(
+        "--include",
+        type=Path,
+        metavar="REPORT.json",
+        help="take the folds of an earlier --json report of the same measure (recipe, "
+        "steps, clips, evaluation settings: checked) as done and report them with this run's: "
+        "a long measure run in pieces on machines that keep nothing between them",
+    )
     parser.add_argument("--json", type=Path, help="write the report as JSON")
     parser.add_argument("--md", type=Path, help="write the tables as Markdown")
     args = parser.parse_args(argv)
@@ -535,20 +551,114 @@ def chosen_folds(args, folds: list[datasets.Fold]) -> list[datasets.Fold]:
 def run(argv=None) -> dict:
     args = parse_args(argv)
     folds = datasets.singer_folds(datasets.mir1k_singers(args.data), args.held_out)
-    folds = chosen_folds(args, folds)
     options = evaluation.engine_options(True, args.hop, args.lookahead)
+    included = included_folds(args, folds, options)
+    chosen = {fold.index: fold for fold in chosen_folds(args, folds)}
+    planned = sorted(chosen.keys() | included.keys())
     rows = []
-    for fold in folds:
-        rows.append(run_fold(args, fold, options))
-        report = build_report(args, options, rows, planned=len(folds))
+    for index in planned:
+        if index in included:
+            rows.append(included[index])
+            print(f"{format_fold(included[index])} (from {args.include})", flush=True)
+        else:
+            rows.append(run_fold(args, chosen[index], options))
+        report = build_report(args, options, rows, planned=len(planned), split=len(folds))
         write_report(args, report)  # after every fold: a long run's folds so far are kept
     print(format_markdown(report), flush=True)
     return report
 
 
-def build_report(args, options: dict, rows: list[dict], planned: int) -> dict:
-    """The report over the folds done so far (``complete`` once all ``planned`` are)."""
-    first_model = load_model(str(Path(rows[0]["run"]) / "last.onnx"), provider="cpu")
+def included_folds(args, folds: list[datasets.Fold], options: dict) -> dict[int, dict]:
+    """The folds of ``--include``'s report, ``{fold index: row}``, after checking that it
+    measured the same thing as this run: the same recipe, steps, clips (the same held-out
+    singers and clip names from ``--data``) and evaluation settings. Those folds are not run
+    again: a measure of 18 CPU hours can be run in pieces on machines that keep nothing
+    between them, and brought together in one report."""
+    if args.include is None:
+        return {}
+    report = read_report(args.include)
+    where = f"--include {args.include}"
+    expected = {
+        "recipe": recipe(args),
+        "steps": args.steps,
+        "every": args.every,
+        "held_out": args.held_out,
+        "variant options": args.variant or None,
+    }
+    found = {**report, "variant options": report.get("variant", {}).get("options")}
+    for name, value in expected.items():
+        if found.get(name) != value:
+            raise UserError(
+                f"{where} was measured with {name} {found.get(name)!r}, this run with "
+                f"{value!r}: not the same measure"
+            )
+    check_evaluation(where, report["evaluation"], options)
+    rows = {}
+    for row in report["folds"]:
+        rows[row["fold"]] = {**row, "included_from": row.get("included_from", str(args.include))}
+        check_included_fold(where, row, folds, args)
+    args.included_evaluation = report["evaluation"]
+    return rows
+
+
+def read_report(path: Path) -> dict:
+    """A ``--json`` report of this script, or one line saying why the file is not one."""
+    try:
+        report = json.loads(path.read_text())
+    except OSError as error:
+        raise UserError(f"--include {path}: cannot read it ({error.strerror})") from None
+    except ValueError:
+        raise UserError(f"--include {path} is not JSON") from None
+    keys = ("recipe", "steps", "every", "held_out", "evaluation", "folds")
+    if not isinstance(report, dict) or any(key not in report for key in keys):
+        raise UserError(f"--include {path} is not a report of cross_validate.py --json")
+    return report
+
+
+def check_evaluation(where: str, scored: dict, options: dict) -> None:
+    """The included report's evaluation settings (:func:`evaluation.describe_plan`) are this
+    run's ``options``: hop, lookahead and crossfade to the sample (within 1 ms), the window
+    options exactly."""
+    for name in ("hop", "lookahead", "crossfade"):
+        if abs(scored[f"{name}_seconds"] - options[name]) > 1e-3:
+            raise UserError(
+                f"{where} was scored with --{name} {scored[f'{name}_seconds']:g} s, this run "
+                f"with {options[name]:g} s: not the same measure"
+            )
+    for name in ("postfilter", "high_band_voice_removal", "denoise"):
+        if scored[name] != options[name]:
+            raise UserError(
+                f"{where} was scored with {name} {scored[name]!r}, this run with "
+                f"{options[name]!r}: not the same measure"
+            )
+
+
+def check_included_fold(where: str, row: dict, folds: list[datasets.Fold], args) -> None:
+    """An included fold holds out the same singers as this split's fold of its number and
+    scored the same clips as this run's ``--data`` and ``--every`` give."""
+    index = row["fold"]
+    if index >= len(folds) or list(folds[index].held_out) != row["held_out"]:
+        here = ", ".join(folds[index].held_out) if index < len(folds) else "no such fold"
+        raise UserError(
+            f"{where}: its fold {index} held out {', '.join(row['held_out'])}, this split's "
+            f"fold {index} {here} (another --data or --held-out?)"
+        )
+    refs = datasets.find_clips(args.data, "mir1k", None, row["held_out"], None, args.every)
+    if [clip["name"] for clip in row["clips"]] != [ref.name for ref in refs]:
+        raise UserError(
+            f"{where}: its fold {index} scored {len(row['clips'])} clips, not the "
+            f"{len(refs)} of {', '.join(row['held_out'])} in {args.data} (another --data?)"
+        )
+
+
+def recipe(args) -> str:
+    """The training options of every fold: the recipe and ``--train-args``."""
+    return f"{RECIPE} {args.train_args}".strip()
+
+
+def build_report(args, options: dict, rows: list[dict], planned: int, split: int) -> dict:
+    """The report over the folds done so far (``complete`` once all ``planned`` are;
+    ``split``: the number of folds of the singers' split)."""
     clip_sdrs = [clip["vocals_sdr"] for row in rows for clip in row["clips"]]
     by_singer = {}
     for row in rows:
@@ -558,9 +668,10 @@ def build_report(args, options: dict, rows: list[dict], planned: int) -> dict:
         "steps": args.steps,
         "every": args.every,
         "held_out": args.held_out,
-        "recipe": f"{RECIPE} {args.train_args}".strip(),
-        "evaluation": evaluation.describe_plan(first_model, options),
+        "recipe": recipe(args),
+        "evaluation": evaluation_plan(args, options, rows),
         "folds_planned": planned,
+        "folds_in_split": split,
         "complete": len(rows) == planned,
         "folds": rows,
         "over_folds": spread([row["vocals_sdr"]["mean"] for row in rows]),
@@ -576,6 +687,23 @@ def build_report(args, options: dict, rows: list[dict], planned: int) -> dict:
             "gain_over_folds": spread([row["variant"]["gain"] for row in rows]),
         }
     return report
+
+
+def evaluation_plan(args, options: dict, rows: list[dict]) -> dict:
+    """The evaluation settings of the report: described from the first model this run
+    scored (checked against an included report's), else the included report's."""
+    included = getattr(args, "included_evaluation", None)
+    run_here = [row for row in rows if "included_from" not in row]
+    if not run_here:
+        return included
+    model = load_model(str(Path(run_here[0]["run"]) / "last.onnx"), provider="cpu")
+    plan = evaluation.describe_plan(model, options)
+    if included is not None and plan != included:
+        raise UserError(
+            f"--include {args.include} was scored with {included}, this run's model with "
+            f"{plan}: not the same measure"
+        )
+    return plan
 
 
 def write_report(args, report: dict) -> None:

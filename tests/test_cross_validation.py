@@ -102,6 +102,127 @@ def test_only_folds_chooses_folds_by_number(tmp_path):
         chosen("--folds", "2", "--only-folds", "1")
 
 
+def earlier_report(data: Path, folds: dict[int, tuple[str, str]], sdr: float = 7.0) -> dict:
+    """A report of cross_validate.py --json (default recipe, steps and settings) whose folds
+    ``{index: held-out singers}`` scored every clip of ``data`` at ``sdr`` dB."""
+    from stream_sep import evaluation
+
+    options = evaluation.engine_options(True)
+    rows = []
+    for index, held_out in folds.items():
+        names = [ref.name for ref in datasets.find_clips(data, "mir1k", None, list(held_out))]
+        cell = {"mean": sdr, "median": sdr, "clips": len(names)}
+        rows.append({
+            "fold": index, "held_out": list(held_out), "run": f"/elsewhere/fold-{index}",
+            "steps": 5550, "train_seconds": 11000.0, "export_seconds": 40.0,
+            "evaluate_seconds": 200.0, "scored_before": False, "scored_at": "0" * 40,
+            "vocals_sdr": cell, "by_singer": {name: cell for name in held_out},
+            "clips": [{"name": name, "seconds": 1.5, "vocals_sdr": sdr} for name in names],
+        })  # fmt: skip
+    script = load_script()
+    return {
+        "data": str(data), "steps": 5550, "every": 1, "held_out": 2, "recipe": script.RECIPE,
+        "evaluation": {
+            "hop_seconds": options["hop"], "lookahead_seconds": options["lookahead"],
+            "crossfade_seconds": options["crossfade"], "latency_seconds": 1.3,
+            "algorithmic_latency_seconds": 0.75, "postfilter": options["postfilter"],
+            "high_band_voice_removal": 0.0, "denoise": False,
+        },
+        "folds_planned": 6, "complete": False, "folds": rows,
+    }  # fmt: skip
+
+
+def test_an_included_reports_folds_are_reported_not_run_again(tmp_path):
+    """Folds measured elsewhere (another machine keeps nothing) come into this run's report
+    as they were: nothing is trained, exported or scored for them."""
+    data = tmp_path / "mir1k"
+    write_mir1k_like(data, ["ann", "bo", "cy", "di", "ed", "fu"], clips=2, seconds=0.5)
+    earlier = tmp_path / "earlier.json"
+    earlier.write_text(json.dumps(earlier_report(data, {0: ("ann", "bo"), 2: ("ed", "fu")})))
+    script = load_script()
+    work, out = tmp_path / "cv", tmp_path / "cv.json"
+    argv = ["--data", str(data), "--work", str(work), "--include", str(earlier)]
+    report = script.run([*argv, "--only-folds", "2", "--json", str(out), "--md", str(out) + ".md"])
+    assert not work.exists()  # no fold was run here
+    assert [row["fold"] for row in report["folds"]] == [0, 2]
+    assert {row["included_from"] for row in report["folds"]} == {str(earlier)}
+    assert report["folds"][1]["held_out"] == ["ed", "fu"] and report["clips"] == 8
+    assert report["over_folds"]["mean"] == pytest.approx(7.0)
+    assert list(report["by_singer"]) == ["ann", "bo", "ed", "fu"]
+    assert report["complete"] is True and report["folds_in_split"] == 3
+    assert report["evaluation"] == json.loads(earlier.read_text())["evaluation"]
+    assert json.loads(out.read_text()) == report
+    markdown = (tmp_path / "cv.json.md").read_text()
+    assert "2 of the 3 folds" in markdown and "Mean over these folds **7.00 dB**" in markdown
+
+    # included again (a report of included folds keeps where each fold came from)
+    again = script.run(["--data", str(data), "--work", str(work), "--include", str(out),
+                        "--only-folds", "0"])  # fmt: skip
+    assert [row["included_from"] for row in again["folds"]] == [str(earlier)] * 2
+
+
+@pytest.mark.parametrize(
+    ("change", "options", "message"),
+    [
+        ({"steps": 600}, [], "measured with steps 600, this run with 5550"),
+        ({}, ["--steps", "600"], "measured with steps 5550, this run with 600"),
+        ({}, ["--train-args=--seed 3"], "measured with recipe .*--seed 21'"),
+        ({"every": 2}, [], "measured with every 2, this run with 1"),
+        ({}, ["--postfilter", "none"], "with variant options None, this run with .*none"),
+        ({}, ["--hop", "0.25"], "scored with --hop 0.5 s, this run with 0.25 s"),
+        ({"evaluation": {"postfilter": "none"}}, [], "scored with postfilter 'none'"),
+        ({"fold 0 held out": ["cy", "di"]}, [], "fold 0 held out cy, di, this split's fold 0 "),
+        ({"fold 0 clips": 1}, [], "its fold 0 scored 1 clips, not the 4 of ann, bo in "),
+    ],
+)
+def test_an_included_report_of_another_measure_is_one_line(tmp_path, change, options, message):
+    data = tmp_path / "mir1k"
+    write_mir1k_like(data, ["ann", "bo", "cy", "di"], clips=2, seconds=0.5)
+    report = earlier_report(data, {0: ("ann", "bo")})
+    row = report["folds"][0]
+    for key, value in change.items():
+        if key == "evaluation":
+            report["evaluation"].update(value)
+        elif key == "fold 0 held out":
+            row["held_out"] = value
+        elif key == "fold 0 clips":
+            row["clips"] = row["clips"][:value]
+        else:
+            report[key] = value
+    earlier, out = tmp_path / "earlier.json", tmp_path / "cv.json"
+    earlier.write_text(json.dumps(report))
+    argv = ["--data", str(data), "--work", str(tmp_path / "cv"), "--include", str(earlier)]
+    with pytest.raises(UserError, match=message) as raised:
+        load_script().run([*argv, *options, "--json", str(out)])
+    assert "\n" not in str(raised.value)
+    assert not out.exists() and not (tmp_path / "cv").exists()  # nothing written, nothing run
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (None, "cannot read it"),
+        ("{not json", "is not JSON"),
+        ('{"folds": []}', "is not a report of cross_validate.py --json"),
+        ("[1, 2]", "is not a report of cross_validate.py --json"),
+    ],
+)
+def test_an_include_that_is_not_a_report_is_one_line(tmp_path, capsys, text, message):
+    data = tmp_path / "mir1k"
+    write_mir1k_like(data, ["ann", "bo", "cy", "di"], clips=1, seconds=0.5)
+    path = tmp_path / "earlier.json"
+    if text is not None:
+        path.write_text(text)
+    work = tmp_path / "cv"
+    code = load_script().main(["--data", str(data), "--work", str(work), "--include", str(path)])
+    error = capsys.readouterr().err
+    assert code == 2 and not work.exists()
+    assert error == f"cross_validate.py: error: --include {path} {message}\n" or (
+        error.startswith(f"cross_validate.py: error: --include {path}: {message}")
+        and error.count("\n") == 1
+    )
+
+
 @pytest.mark.slow
 def test_a_smoke_run_trains_exports_and_scores_each_fold(tmp_path):
     """Two steps of a very small model on generated clips: the whole chain, not the quality."""
@@ -137,6 +258,22 @@ def test_a_smoke_run_trains_exports_and_scores_each_fold(tmp_path):
     assert config["data"]["val_singers"] == ["ann", "bo"]
     assert config["training"]["epochs"] * config["training"]["steps_per_epoch"] == 2
     print(f"smoke run: {seconds:.0f} s")
+
+    # the same measure in a fresh work folder (as on another machine): fold 0 comes from the
+    # first run's report, only fold 1 is trained, and its model's plan is the report's
+    elsewhere = tmp_path / "cv-elsewhere"
+    both = script.run([*argv, "--work", str(elsewhere), "--json", str(tmp_path / "both.json"),
+                       "--include", str(tmp_path / "cv.json"), "--folds", "2"])  # fmt: skip
+    included, trained = both["folds"]
+    assert included["included_from"] == str(tmp_path / "cv.json")
+    assert clip_sdrs(included) == clip_sdrs(fold) and included["run"] == fold["run"]
+    assert "included_from" not in trained and trained["held_out"] == ["cy", "di"]
+    assert Path(trained["run"]).parent == elsewhere and trained["export_seconds"] is not None
+    assert sorted(path.name for path in elsewhere.iterdir() if path.is_dir()) == ["fold-1-cy-di"]
+    assert both["complete"] is True and both["evaluation"] == report["evaluation"]
+    assert both["over_folds"]["mean"] == pytest.approx(
+        (fold["vocals_sdr"]["mean"] + trained["vocals_sdr"]["mean"]) / 2
+    )
 
     assert fold["scored_before"] is False and fold["variant"]["scored_before"] is False
     assert fold["scored_at"] == runs.git_commit(REPO)

@@ -7,8 +7,10 @@ that are loud (energy over a tenth of the clip's loudest frame) and voiced (the
 autocorrelation peak over half the frame's energy); per singer the median of all those frames
 is reported with the vocal-to-accompaniment ratio (RMS, dB) and, given ``--report`` (a
 ``benchmarks/cross_validate.py --json`` report), the singer's SDR and the rank correlation
-(Spearman) between pitch and SDR over singers. A crude estimate meant for a singer's typical
-range, not a melody::
+(Spearman) between pitch and SDR over singers, then the same clip by clip inside each singer
+(each scored clip's own median f0 against its SDR, and the SDR gained per octave higher): a
+singer's own lower clips scoring worse points at the pitch, not at the voice or the recording.
+A crude estimate meant for a singer's typical range, not a melody::
 
     python benchmarks/singer_pitch.py --data ../shared/data/mir1k \\
         --report benchmarks/results/cross-validation-cheap.json --md pitch.md
@@ -67,30 +69,71 @@ def level_db(vocals: np.ndarray, accompaniment: np.ndarray) -> float:
     return 20 * np.log10(max(voice, 1e-12) / max(band, 1e-12))
 
 
-def singer_table(data: Path) -> dict[str, dict]:
-    """``{singer: {clips, median_f0_hz, vocal_to_accompaniment_db}}`` for a MIR-1K folder."""
-    pitches: dict[str, list[np.ndarray]] = {}
-    levels: dict[str, list[float]] = {}
+def clip_measures(data: Path) -> dict[str, dict]:
+    """``{clip name: {"singer", "pitches" (Hz, one per loud voiced frame), "level_db"}}`` for
+    every clip of a MIR-1K folder, in name order."""
+    clips = {}
     for ref in datasets.find_clips(data, "mir1k"):
         clip = datasets.load_clip(ref)
-        vocals = clip.vocals.mean(axis=0)
-        singer = datasets.mir1k_singer(ref.name)
-        pitches.setdefault(singer, []).append(frame_pitches(vocals, clip.sample_rate))
-        levels.setdefault(singer, []).append(level_db(clip.vocals, clip.accompaniment))
+        clips[ref.name] = {
+            "singer": datasets.mir1k_singer(ref.name),
+            "pitches": frame_pitches(clip.vocals.mean(axis=0), clip.sample_rate),
+            "level_db": level_db(clip.vocals, clip.accompaniment),
+        }
+    return clips
+
+
+def singer_table(clips: dict[str, dict]) -> dict[str, dict]:
+    """``{singer: {clips, median_f0_hz, vocal_to_accompaniment_db}}`` from
+    :func:`clip_measures` (the median over all the singer's voiced frames)."""
+    singers = sorted({clip["singer"] for clip in clips.values()}, key=str.lower)
     table = {}
-    for singer in sorted(pitches, key=str.lower):
-        frames = np.concatenate(pitches[singer])
+    for singer in singers:
+        own = [clip for clip in clips.values() if clip["singer"] == singer]
+        frames = np.concatenate([clip["pitches"] for clip in own])
         table[singer] = {
-            "clips": len(levels[singer]),
+            "clips": len(own),
             "median_f0_hz": float(np.median(frames)) if frames.size else None,
-            "vocal_to_accompaniment_db": statistics.fmean(levels[singer]),
+            "vocal_to_accompaniment_db": statistics.fmean(clip["level_db"] for clip in own),
         }
     return table
 
 
-def ranks(values: list[float]) -> list[float]:
-    """1-based ranks, ties sharing their mean rank."""
-    return scipy.stats.rankdata(values).tolist()
+def within_singers(clips: dict[str, dict], report: dict, least: int = 5) -> dict:
+    """Pitch against SDR clip by clip, inside each singer: does a singer's own lower clips
+    score worse (the pitch), or only the singer as a whole (the voice, the recording)?
+
+    For each singer with at least ``least`` clips scored in ``report`` that have a pitch:
+    ``{"clips", "f0_p10_hz", "f0_p90_hz", "spearman"`` (clip median f0 against clip SDR),
+    ``"db_per_octave"`` (least-squares slope of SDR on log2 f0)``}``; ``"mean_spearman"``
+    over those singers and ``"all_clips_spearman"`` over every scored clip (None when
+    fewer than 3)."""
+    scored = {c["name"]: c["vocals_sdr"] for fold in report["folds"] for c in fold["clips"]}
+    points: dict[str, list[tuple[float, float]]] = {}
+    for name, sdr in scored.items():
+        if name in clips and clips[name]["pitches"].size:
+            f0 = float(np.median(clips[name]["pitches"]))
+            points.setdefault(clips[name]["singer"], []).append((f0, sdr))
+    singers = {}
+    for singer in sorted(points, key=str.lower):
+        f0s, sdrs = map(np.array, zip(*points[singer], strict=True))
+        if len(f0s) < least or np.ptp(f0s) == 0:
+            continue
+        singers[singer] = {
+            "clips": len(f0s),
+            "f0_p10_hz": float(np.percentile(f0s, 10)),
+            "f0_p90_hz": float(np.percentile(f0s, 90)),
+            "spearman": spearman(f0s, sdrs),
+            "db_per_octave": float(scipy.stats.linregress(np.log2(f0s), sdrs).slope),
+        }
+    every = [point for own in points.values() for point in own]
+    return {
+        "singers": singers,
+        "mean_spearman": statistics.fmean(c["spearman"] for c in singers.values())
+        if singers
+        else None,
+        "all_clips_spearman": spearman(*zip(*every, strict=True)) if len(every) >= 3 else None,
+    }
 
 
 def spearman(x: list[float], y: list[float]) -> float:
@@ -115,6 +158,36 @@ def table_order(cell: dict) -> tuple:
     if "sdr" in cell:
         return (0, cell["sdr"])
     return (1, cell["median_f0_hz"] if cell["median_f0_hz"] is not None else float("inf"))
+
+
+def within_lines(within: dict) -> list[str]:
+    """The within-singer table of :func:`within_singers`, weakest relation last."""
+    rows = [
+        (singer, cell["clips"], f"{cell['f0_p10_hz']:.0f}-{cell['f0_p90_hz']:.0f} Hz",
+         f"{cell['spearman']:+.2f}", f"{cell['db_per_octave']:+.1f} dB")
+        for singer, cell in sorted(within["singers"].items(), key=lambda i: -i[1]["spearman"])
+    ]  # fmt: skip
+    if not rows:
+        return []
+    lines = [
+        "Within each singer, clip by clip (each scored clip's own median f0 against its SDR):",
+        "",
+        *markdown_table(
+            (
+                "singer",
+                "scored clips",
+                "clip f0, 10th-90th percentile",
+                "rank correlation",
+                "SDR per octave higher",
+            ),
+            rows,
+        ),  # fmt: skip
+        "",
+        f"Mean within-singer rank correlation **{within['mean_spearman']:+.2f}**",
+    ]
+    if within["all_clips_spearman"] is not None:
+        lines[-1] += f" (over all scored clips: {within['all_clips_spearman']:+.2f})"
+    return lines
 
 
 def format_markdown(table: dict[str, dict], correlation: float | None, report_name) -> str:
@@ -148,13 +221,19 @@ def parse_args(argv):
 def run(argv=None) -> dict:
     args = parse_args(argv)
     report = load_report(args.report) if args.report else None
-    table = singer_table(args.data)
+    clips = clip_measures(args.data)
+    table = singer_table(clips)
     if not table:
         raise UserError(f"no MIR-1K clips (<singer>_<song>_<clip>) in {args.data}")
     correlation = add_sdr(table, report) if report else None
     markdown = format_markdown(table, correlation, args.report.name if args.report else None)
-    print(markdown)
     result = {"singers": table, "pitch_sdr_spearman": correlation}
+    if report:
+        result["within_singers"] = within_singers(clips, report)
+        within = within_lines(result["within_singers"])
+        if within:
+            markdown += "\n\n" + "\n".join(within)
+    print(markdown)
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
     if args.md:

@@ -53,7 +53,7 @@ SINGERS = {"low": (110.0, -3.0), "mid": (220.0, 0.0), "high": (330.0, 4.0), "top
 
 def test_each_singers_pitch_and_level(script, tmp_path):
     write_singers(tmp_path / "mir1k", SINGERS)
-    table = script.singer_table(tmp_path / "mir1k")
+    table = script.singer_table(script.clip_measures(tmp_path / "mir1k"))
     assert list(table) == ["high", "low", "mid", "top"]
     for singer, (f0, level) in SINGERS.items():
         assert table[singer]["clips"] == 2
@@ -68,8 +68,7 @@ def test_silence_and_noise_give_no_pitch(script):
     assert script.frame_pitches(np.ones(10), RATE).size == 0  # shorter than a frame
 
 
-def test_ranks_and_rank_correlation(script):
-    assert script.ranks([3.0, 1.0, 2.0, 1.0]) == [4.0, 1.5, 3.0, 1.5]
+def test_rank_correlation(script):
     assert script.spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
     assert script.spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
     assert script.spearman([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(0.8)
@@ -95,6 +94,42 @@ def test_command_line_with_a_report(tmp_path):
     assert [line.split(" | ")[0] for line in lines[2:6]] == ["| low", "| mid", "| top", "| high"]
     assert "| low | 2 | 110 Hz | -3.0 dB | 5.00 dB |" in lines
     assert "Rank correlation (Spearman) of median f0 and SDR: **+0.80**" in lines
+
+
+def test_pitch_against_sdr_inside_each_singer(script, tmp_path):
+    """Six clips per singer at six pitches: one singer scores 3 dB more per octave higher,
+    the other 2 dB less; a singer with too few scored clips is left out."""
+    folder = tmp_path / "mir1k"
+    folder.mkdir()
+    pitches = [150.0, 180.0, 210.0, 250.0, 300.0, 360.0]
+    scored = []
+    for singer, per_octave in (("rises", 3.0), ("falls", -2.0), ("few", 1.0)):
+        for number, f0 in enumerate(pitches, start=1):
+            name = f"{singer}_1_{number:02d}"
+            voice = sung(f0, 1.0, number)
+            sf.write(folder / f"{name}.flac", np.stack([0.01 * voice, voice], 1) * 0.2, RATE)
+            sdr = 6.0 + per_octave * np.log2(f0 / 200.0)
+            if singer != "few" or number <= 4:
+                scored.append({"name": name, "vocals_sdr": sdr})
+    report = {"folds": [{"held_out": ["falls", "few", "rises"], "clips": scored}]}
+    within = script.within_singers(script.clip_measures(folder), report)
+    assert list(within["singers"]) == ["falls", "rises"]  # "few": 4 scored clips, under 5
+    rises, falls = within["singers"]["rises"], within["singers"]["falls"]
+    assert rises["clips"] == falls["clips"] == 6
+    assert rises["spearman"] == pytest.approx(1.0) and falls["spearman"] == pytest.approx(-1.0)
+    assert rises["db_per_octave"] == pytest.approx(3.0, abs=0.15)
+    assert falls["db_per_octave"] == pytest.approx(-2.0, abs=0.1)
+    assert rises["f0_p10_hz"] == pytest.approx(165, rel=0.04)  # between 150 and 180 Hz
+    assert rises["f0_p90_hz"] == pytest.approx(330, rel=0.04)
+    assert within["mean_spearman"] == pytest.approx(0.0)
+    assert -1 < within["all_clips_spearman"] < 1
+    lines = script.within_lines(within)
+    span = f"{rises['f0_p10_hz']:.0f}-{rises['f0_p90_hz']:.0f} Hz"  # checked just above
+    rows = [line for line in lines if line.startswith(("| rises", "| falls"))]
+    assert rows == [f"| rises | 6 | {span} | +1.00 | +3.0 dB |",
+                    f"| falls | 6 | {span} | -1.00 | -2.0 dB |"]  # fmt: skip
+    assert lines[-1].startswith("Mean within-singer rank correlation **+0.00**")
+    assert script.within_lines(script.within_singers({}, report)) == []
 
 
 def test_table_order_weakest_first_then_lowest_voice(script):

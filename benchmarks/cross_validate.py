@@ -55,7 +55,6 @@ over folds: the measure that decides whether a quality option is on by default.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import math
@@ -71,6 +70,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from stream_sep import datasets, evaluation  # noqa: E402
+from stream_sep.cli_runner import OneLineParser  # noqa: E402
 from stream_sep.errors import UserError  # noqa: E402
 from stream_sep.inference import load_model  # noqa: E402
 from stream_sep.postfilter import POSTFILTERS, load_norbert  # noqa: E402
@@ -450,7 +450,11 @@ def variant_lines(report: dict) -> list[str]:
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = OneLineParser(
+        prog="cross_validate.py",
+        description=__doc__.split("\n")[0],
+        dash_values=("--train-args",),
+    )
     parser.add_argument("--data", type=Path, required=True, help="the MIR-1K folder")
     parser.add_argument("--steps", type=int, default=5550, help="training steps per fold")
     parser.add_argument("--every", type=int, default=1, help="evaluate every K-th clip")

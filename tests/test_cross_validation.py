@@ -223,6 +223,20 @@ def test_an_include_that_is_not_a_report_is_one_line(tmp_path, capsys, text, mes
     )
 
 
+def test_train_args_may_start_with_a_dash_and_bad_options_are_one_line(tmp_path, capsys):
+    script = load_script()
+    base = ["--data", str(tmp_path)]
+    for argv in (["--train-args", "--vocal-pitch-shift=-7,2,0.5"],
+                 ["--train-args=--vocal-pitch-shift=-7,2,0.5"]):  # fmt: skip
+        assert script.parse_args([*base, *argv]).train_args == "--vocal-pitch-shift=-7,2,0.5"
+    args = script.parse_args([*base, "--train-args", "--seed 3", "--steps", "50"])
+    assert (args.train_args, args.steps) == ("--seed 3", 50)
+    assert script.main([*base, "--steps", "many"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("cross_validate.py: error: argument --steps: invalid int value")
+    assert error.count("\n") == 1
+
+
 @pytest.mark.slow
 def test_a_smoke_run_trains_exports_and_scores_each_fold(tmp_path):
     """Two steps of a very small model on generated clips: the whole chain, not the quality."""

@@ -91,6 +91,9 @@ def test_the_command_line_options():
     with pytest.raises(UserError, match="invalid choice: 'wild'"):
         parsed("--augmentation", "wild")
     assert parsed("--vocal-pitch-shift=-7,2,0.5").vocal_pitch_shift == [-7, 2, 0.5]
+    # a value starting with "-" is taken without "=" too (argparse alone would refuse it)
+    assert parsed("--vocal-pitch-shift", "-7,2,0.5").vocal_pitch_shift == [-7, 2, 0.5]
+    assert parsed("--vocal-pitch-shift", "-7,2,0.5", "--seed", "3").seed == 3
     assert not hasattr(parsed(), "vocal_pitch_shift")  # the recipe's own unless given
     with pytest.raises(UserError, match="expected comma-separated numbers, got 'low,2,0.5'"):
         parsed("--vocal-pitch-shift", "low,2,0.5")

@@ -35,7 +35,10 @@ MODEL_OPTIONS = ("channels", "growth", "n_scales", "block_size", "window_samples
 def get_parser() -> argparse.ArgumentParser:
     # Options default to SUPPRESS so a resumed run can tell given options from defaults.
     parser = OneLineParser(
-        prog=PROG, description=__doc__.split("\n")[0], argument_default=argparse.SUPPRESS
+        prog=PROG,
+        description=__doc__.split("\n")[0],
+        argument_default=argparse.SUPPRESS,
+        dash_values=("--vocal-pitch-shift",),
     )
     data = parser.add_argument_group("data")
     data.add_argument("--data", type=str, help="dataset root directory")
@@ -68,8 +71,8 @@ def get_parser() -> argparse.ArgumentParser:
         type=_numbers,
         metavar="LOW,HIGH,P",
         help="pitch shift of the vocals chunks, in semitones, with probability P, instead of "
-        "the recipe's own (seed: -5,5,0.1; produced: -2,2,0.3); e.g. --vocal-pitch-shift=-7,2,0.5 "
-        "(with '=': the value starts with '-') for more low voices",
+        "the recipe's own (seed: -5,5,0.1; produced: -2,2,0.3); e.g. --vocal-pitch-shift -7,2,0.5 "
+        "for more low voices",
     )
     data.add_argument(
         "--no-augmentation",

@@ -613,10 +613,27 @@ def read_report(path: Path) -> dict:
         raise UserError(f"--include {path}: cannot read it ({error.strerror})") from None
     except ValueError:
         raise UserError(f"--include {path} is not JSON") from None
-    keys = ("recipe", "steps", "every", "held_out", "evaluation", "folds")
-    if not isinstance(report, dict) or any(key not in report for key in keys):
+    if not is_report(report):
         raise UserError(f"--include {path} is not a report of cross_validate.py --json")
     return report
+
+
+def is_report(report) -> bool:
+    """Whether ``report`` has what :func:`included_folds` reads of a ``--json`` report."""
+    keys = ("recipe", "steps", "every", "held_out", "evaluation", "folds")
+    fold_keys = ("fold", "held_out", "clips", "vocals_sdr", "by_singer", "steps")
+    plan_keys = [f"{name}_seconds" for name in ("hop", "lookahead", "crossfade")]
+    plan_keys += ["postfilter", "high_band_voice_removal", "denoise"]
+    return (
+        isinstance(report, dict)
+        and all(key in report for key in keys)
+        and isinstance(report["evaluation"], dict)
+        and all(key in report["evaluation"] for key in plan_keys)
+        and isinstance(report["folds"], list)
+        and all(
+            isinstance(row, dict) and all(k in row for k in fold_keys) for row in report["folds"]
+        )
+    )
 
 
 def check_evaluation(where: str, scored: dict, options: dict) -> None:

@@ -205,12 +205,21 @@ def test_an_included_report_of_another_measure_is_one_line(tmp_path, change, opt
         ("{not json", "is not JSON"),
         ('{"folds": []}', "is not a report of cross_validate.py --json"),
         ("[1, 2]", "is not a report of cross_validate.py --json"),
+        (
+            '{"recipe": "", "steps": 1, "every": 1, "held_out": 2, "evaluation": {}, "folds": []}',
+            "is not a report of cross_validate.py --json",
+        ),
+        ("REPORT WITHOUT CLIPS", "is not a report of cross_validate.py --json"),
     ],
 )
 def test_an_include_that_is_not_a_report_is_one_line(tmp_path, capsys, text, message):
     data = tmp_path / "mir1k"
     write_mir1k_like(data, ["ann", "bo", "cy", "di"], clips=1, seconds=0.5)
     path = tmp_path / "earlier.json"
+    if text == "REPORT WITHOUT CLIPS":
+        report = earlier_report(data, {0: ("ann", "bo")})
+        del report["folds"][0]["clips"]
+        text = json.dumps(report)
     if text is not None:
         path.write_text(text)
     work = tmp_path / "cv"

@@ -32,32 +32,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cross_validate import markdown_table, spread  # noqa: E402
+from cross_validate import load_report, markdown_table, spread  # noqa: E402
 
+from stream_sep.cli_runner import run_main  # noqa: E402
 from stream_sep.datasets import mir1k_singer  # noqa: E402
 from stream_sep.errors import UserError  # noqa: E402
 
 # The settings of a run that a reader must know to read a gain: a report key and its label.
 SETTINGS = (("recipe", "recipe"), ("every", "every K-th clip"))
-
-
-def load_report(path: Path) -> dict:
-    """A cross_validate.py ``--json`` report, checked to have per-clip scores per fold."""
-    try:
-        report = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise UserError(f"no such report: {path}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise UserError(f"{path} is not a JSON report ({error})") from None
-    folds = report.get("folds") if isinstance(report, dict) else None
-    if not isinstance(folds, list) or not all(
-        isinstance(fold, dict) and "held_out" in fold and isinstance(fold.get("clips"), list)
-        for fold in folds
-    ):
-        raise UserError(
-            f"{path} is not a cross_validate.py --json report with per-clip scores per fold"
-        )
-    return report
 
 
 def clip_scores(fold: dict) -> dict[str, float]:
@@ -253,12 +235,8 @@ def run(argv=None) -> dict:
 
 
 def main(argv=None) -> int:
-    try:
-        run(argv)
-    except UserError as error:
-        print(f"compare_cross_validation.py: error: {error}", file=sys.stderr)
-        return 2
-    return 0
+    """Exit 0; a user error is one line and exit 2."""
+    return run_main("compare_cross_validation.py", lambda: run(argv) and 0)  # run gives a dict
 
 
 if __name__ == "__main__":

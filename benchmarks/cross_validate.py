@@ -70,7 +70,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from stream_sep import datasets, evaluation  # noqa: E402
-from stream_sep.cli_runner import OneLineParser  # noqa: E402
+from stream_sep.cli_runner import OneLineParser, run_main  # noqa: E402
 from stream_sep.errors import UserError  # noqa: E402
 from stream_sep.inference import load_model  # noqa: E402
 from stream_sep.postfilter import POSTFILTERS, load_norbert  # noqa: E402
@@ -556,7 +556,8 @@ def run(argv=None) -> dict:
     args = parse_args(argv)
     folds = datasets.singer_folds(datasets.mir1k_singers(args.data), args.held_out)
     options = evaluation.engine_options(True, args.hop, args.lookahead)
-    included = included_folds(args, folds, options)
+    earlier = load_report(args.include, "--include", complete=True) if args.include else None
+    included = included_folds(args, earlier, folds, options)
     chosen = {fold.index: fold for fold in chosen_folds(args, folds)}
     planned = sorted(chosen.keys() | included.keys())
     rows = []
@@ -566,21 +567,24 @@ def run(argv=None) -> dict:
             print(f"{format_fold(included[index])} (from {args.include})", flush=True)
         else:
             rows.append(run_fold(args, chosen[index], options))
-        report = build_report(args, options, rows, planned=len(planned), split=len(folds))
+        report = build_report(
+            args, options, rows, planned=len(planned), split=len(folds), earlier=earlier
+        )
         write_report(args, report)  # after every fold: a long run's folds so far are kept
     print(format_markdown(report), flush=True)
     return report
 
 
-def included_folds(args, folds: list[datasets.Fold], options: dict) -> dict[int, dict]:
-    """The folds of ``--include``'s report, ``{fold index: row}``, after checking that it
+def included_folds(
+    args, report: dict | None, folds: list[datasets.Fold], options: dict
+) -> dict[int, dict]:
+    """The folds of ``--include``'s ``report``, ``{fold index: row}``, after checking that it
     measured the same thing as this run: the same recipe, steps, clips (the same held-out
     singers and clip names from ``--data``) and evaluation settings. Those folds are not run
     again: a measure of 18 CPU hours can be run in pieces on machines that keep nothing
     between them, and brought together in one report."""
-    if args.include is None:
+    if report is None:
         return {}
-    report = read_report(args.include)
     where = f"--include {args.include}"
     expected = {
         "recipe": recipe(args),
@@ -601,38 +605,47 @@ def included_folds(args, folds: list[datasets.Fold], options: dict) -> dict[int,
     for row in report["folds"]:
         rows[row["fold"]] = {**row, "included_from": row.get("included_from", str(args.include))}
         check_included_fold(where, row, folds, args)
-    args.included_evaluation = report["evaluation"]
     return rows
 
 
-def read_report(path: Path) -> dict:
-    """A ``--json`` report of this script, or one line saying why the file is not one."""
+def load_report(path: Path, option: str = "", complete: bool = False) -> dict:
+    """A ``--json`` report of this script, or one line saying why ``path`` is not one.
+
+    Every report has per-clip scores per fold (what comparisons read); ``complete`` also asks
+    for the recipe, steps and evaluation settings that ``--include`` checks, which reports
+    older than ``--include`` lack. ``option`` names the option that gave ``path``."""
+    name = f"{option} {path}".strip()
     try:
         report = json.loads(path.read_text())
     except OSError as error:
-        raise UserError(f"--include {path}: cannot read it ({error.strerror})") from None
+        raise UserError(f"{name}: cannot read it ({error.strerror})") from None
     except ValueError:
-        raise UserError(f"--include {path} is not JSON") from None
-    if not is_report(report):
-        raise UserError(f"--include {path} is not a report of cross_validate.py --json")
+        raise UserError(f"{name} is not JSON") from None
+    if not has_clip_scores(report) or (complete and not is_complete_report(report)):
+        raise UserError(f"{name} is not a report of cross_validate.py --json")
     return report
 
 
-def is_report(report) -> bool:
-    """Whether ``report`` has what :func:`included_folds` reads of a ``--json`` report."""
+def has_clip_scores(report) -> bool:
+    """Whether ``report`` holds folds with their held-out singers and per-clip scores."""
+    folds = report.get("folds") if isinstance(report, dict) else None
+    return isinstance(folds, list) and all(
+        isinstance(fold, dict) and "held_out" in fold and isinstance(fold.get("clips"), list)
+        for fold in folds
+    )
+
+
+def is_complete_report(report: dict) -> bool:
+    """Whether ``report`` has all that :func:`included_folds` reads of a ``--json`` report."""
     keys = ("recipe", "steps", "every", "held_out", "evaluation", "folds")
     fold_keys = ("fold", "held_out", "clips", "vocals_sdr", "by_singer", "steps")
     plan_keys = [f"{name}_seconds" for name in ("hop", "lookahead", "crossfade")]
     plan_keys += ["postfilter", "high_band_voice_removal", "denoise"]
     return (
-        isinstance(report, dict)
-        and all(key in report for key in keys)
+        all(key in report for key in keys)
         and isinstance(report["evaluation"], dict)
         and all(key in report["evaluation"] for key in plan_keys)
-        and isinstance(report["folds"], list)
-        and all(
-            isinstance(row, dict) and all(k in row for k in fold_keys) for row in report["folds"]
-        )
+        and all(all(key in row for key in fold_keys) for row in report["folds"])
     )
 
 
@@ -677,9 +690,12 @@ def recipe(args) -> str:
     return f"{RECIPE} {args.train_args}".strip()
 
 
-def build_report(args, options: dict, rows: list[dict], planned: int, split: int) -> dict:
+def build_report(
+    args, options: dict, rows: list[dict], planned: int, split: int, earlier: dict | None
+) -> dict:
     """The report over the folds done so far (``complete`` once all ``planned`` are;
-    ``split``: the number of folds of the singers' split)."""
+    ``split``: the number of folds of the singers' split; ``earlier``: ``--include``'s
+    report, if any)."""
     clip_sdrs = [clip["vocals_sdr"] for row in rows for clip in row["clips"]]
     by_singer = {}
     for row in rows:
@@ -690,7 +706,7 @@ def build_report(args, options: dict, rows: list[dict], planned: int, split: int
         "every": args.every,
         "held_out": args.held_out,
         "recipe": recipe(args),
-        "evaluation": evaluation_plan(args, options, rows),
+        "evaluation": evaluation_plan(args, options, rows, earlier),
         "folds_planned": planned,
         "folds_in_split": split,
         "complete": len(rows) == planned,
@@ -710,10 +726,10 @@ def build_report(args, options: dict, rows: list[dict], planned: int, split: int
     return report
 
 
-def evaluation_plan(args, options: dict, rows: list[dict]) -> dict:
+def evaluation_plan(args, options: dict, rows: list[dict], earlier: dict | None) -> dict:
     """The evaluation settings of the report: described from the first model this run
-    scored (checked against an included report's), else the included report's."""
-    included = getattr(args, "included_evaluation", None)
+    scored (checked against the ``earlier`` included report's), else the included report's."""
+    included = earlier["evaluation"] if earlier else None
     run_here = [row for row in rows if "included_from" not in row]
     if not run_here:
         return included
@@ -735,12 +751,8 @@ def write_report(args, report: dict) -> None:
 
 
 def main(argv=None) -> int:
-    try:
-        run(argv)
-    except UserError as error:
-        print(f"cross_validate.py: error: {error}", file=sys.stderr)
-        return 2
-    return 0
+    """Exit 0; a user error is one line and exit 2, Ctrl-C one line and exit 130."""
+    return run_main("cross_validate.py", lambda: run(argv) and 0)  # run gives the report
 
 
 if __name__ == "__main__":

@@ -33,10 +33,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from compare_cross_validation import load_report  # noqa: E402
-from cross_validate import markdown_table  # noqa: E402
+from cross_validate import load_report, markdown_table  # noqa: E402
 
 from stream_sep import datasets  # noqa: E402
+from stream_sep.cli_runner import run_main  # noqa: E402
 from stream_sep.errors import UserError  # noqa: E402
 
 FRAME_SECONDS, HOP_SECONDS = 0.04, 0.02
@@ -220,7 +220,7 @@ def parse_args(argv):
 
 def run(argv=None) -> dict:
     args = parse_args(argv)
-    report = load_report(args.report) if args.report else None
+    report = load_report(args.report, "--report") if args.report else None
     clips = clip_measures(args.data)
     table = singer_table(clips)
     if not table:
@@ -242,12 +242,8 @@ def run(argv=None) -> dict:
 
 
 def main(argv=None) -> int:
-    try:
-        run(argv)
-    except UserError as error:
-        print(f"singer_pitch.py: error: {error}", file=sys.stderr)
-        return 2
-    return 0
+    """Exit 0; a user error is one line and exit 2."""
+    return run_main("singer_pitch.py", lambda: run(argv) and 0)  # run gives the table
 
 
 if __name__ == "__main__":

@@ -122,10 +122,10 @@ def test_command_line_prints_and_writes_both_reports(tmp_path, cheap):
 @pytest.mark.parametrize(
     "content, message",
     [
-        (None, "no such report"),
-        ("{not json", "is not a JSON report"),
-        ('{"folds": [{"held_out": ["amy"]}]}', "not a cross_validate.py --json report"),
-        ("[1, 2]", "not a cross_validate.py --json report"),
+        (None, "cannot read it (No such file or directory)"),
+        ("{not json", "is not JSON"),
+        ('{"folds": [{"held_out": ["amy"]}]}', "is not a report of cross_validate.py --json"),
+        ("[1, 2]", "is not a report of cross_validate.py --json"),
     ],
 )
 def test_bad_reports_get_one_line_and_exit_2(tmp_path, content, message):

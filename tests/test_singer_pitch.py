@@ -147,3 +147,19 @@ def test_a_folder_without_clips_is_one_line(tmp_path):
     )  # fmt: skip
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
     assert "singer_pitch.py: error:" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_report_that_is_not_one_is_named_with_its_option(tmp_path):
+    write_singers(tmp_path / "mir1k", {"low": (110.0, 0.0)})
+    bad = tmp_path / "cv.json"
+    bad.write_text('{"folds": [{"held_out": ["low"]}]}')  # no per-clip scores
+    out = tmp_path / "pitch.json"
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--data", str(tmp_path / "mir1k"),
+         "--report", str(bad), "--json", str(out)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 2 and done.stdout == "" and not out.exists()
+    assert done.stderr == (
+        f"singer_pitch.py: error: --report {bad} is not a report of cross_validate.py --json\n"
+    )

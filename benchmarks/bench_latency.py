@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from stream_sep import offline  # noqa: E402
+from stream_sep import offline, providers  # noqa: E402
 from stream_sep.engine import fitting  # noqa: E402
 from stream_sep.inference import load_model  # noqa: E402
 from stream_sep.postfilter import POSTFILTERS  # noqa: E402
@@ -110,21 +110,6 @@ def live_rows(name: str, model, window_options: dict) -> list[dict]:
             }
         )
     return rows
-
-
-def machine() -> str:
-    import os
-    import platform
-
-    name = platform.processor() or "CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{name}, {os.cpu_count()} logical CPUs"
 
 
 def markdown(report: dict) -> str:
@@ -206,7 +191,7 @@ def main(argv=None) -> int:
     window_options = Settings(postfilter=args.postfilter).window_options()
     report = {
         "date": datetime.date.today().isoformat(),
-        "machine": machine(),
+        "machine": providers.cpu_description(),
         "command": "python benchmarks/bench_latency.py " + " ".join(argv or sys.argv[1:]),
         "window_options": window_options,
         "offline": offline_rows(chosen[0][1], seconds, window_options),

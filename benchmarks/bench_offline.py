@@ -28,7 +28,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import statistics
 import sys
 import threading
@@ -224,18 +223,6 @@ def compare_plans(model, audio: np.ndarray, options: dict) -> dict:
 
 
 # ---------------------------------------------------------------------------- report
-def machine() -> str:
-    name = platform.processor() or "CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{name}, {providers.cpu_cores()} cores"
-
-
 def markdown(report: dict) -> str:
     plans = report["plans"]
     options = report["overlap_add_options"]
@@ -330,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()[0]
     report = {
         "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
-        "machine": machine(),
+        "machine": providers.cpu_description(),
         "onnxruntime": onnxruntime.__version__,
         "model": str(model.path),
         "command": "python benchmarks/bench_offline.py "

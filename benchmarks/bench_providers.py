@@ -51,7 +51,6 @@ import dataclasses
 import datetime
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -542,16 +541,6 @@ def quality(variants: list[Variant], snr: dict, args) -> dict:
 
 
 # ---------------------------------------------------------------------------- report
-def machine() -> str:
-    name = platform.processor() or "CPU"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    return f"{name}, {providers.cpu_cores()} cores"
-
-
 def _ratio(value: float) -> str:
     return f"{value:.2f}x"
 
@@ -726,7 +715,7 @@ def main(argv: list[str] | None = None) -> int:
                 worker.close()
     report.update(
         date=datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
-        machine=machine(),
+        machine=providers.cpu_description(),
         onnxruntime=onnxruntime.__version__,
         model=str(model_path),
         command="python benchmarks/bench_providers.py "

@@ -316,13 +316,12 @@ def main(argv: list[str] | None = None) -> int:
         load_before = os.getloadavg()[0]
         server, results = run_all(args)
         load_after = os.getloadavg()[0]
-    from bench_providers import machine
 
     from stream_sep.inference import bundled_model_path
 
     report = {
         "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
-        "machine": machine(),
+        "machine": providers.cpu_description(),
         "model": args.model_path or str(bundled_model_path()),
         "command": "python benchmarks/live_contention.py "
         + " ".join(argv if argv is not None else sys.argv[1:]),

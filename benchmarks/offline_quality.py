@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
-from stream_sep import datasets, metrics, offline, overlap_add  # noqa: E402
+from stream_sep import datasets, metrics, offline, overlap_add, providers  # noqa: E402
 from stream_sep.inference import load_model  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
@@ -204,7 +204,7 @@ def main(argv=None) -> int:
         )
     report = {
         "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
-        "machine": _machine(),
+        "machine": providers.cpu_description(),
         "command": "python benchmarks/offline_quality.py " + " ".join(argv or sys.argv[1:]),
         "model": str(model.path),
         "load_average_before_after": [load_before[0], os.getloadavg()[0]],
@@ -228,19 +228,6 @@ def write(report: dict, out: str, rows: list[dict], plan_names: list[str]) -> in
     path.with_suffix(".md").write_text(markdown(report) + "\n")
     print(markdown(report))
     return 0
-
-
-def _machine() -> str:
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"{model}, {cores} cores"
 
 
 if __name__ == "__main__":

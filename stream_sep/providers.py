@@ -22,6 +22,7 @@ import functools
 import io
 import logging
 import os
+import platform
 import re
 import sys
 import tempfile
@@ -74,6 +75,19 @@ def cpu_cores() -> int:
     if hasattr(os, "sched_getaffinity"):
         return max(1, len(os.sched_getaffinity(0)))
     return max(1, os.cpu_count() or 1)
+
+
+def cpu_description() -> str:
+    """The CPU's model name and the cores this process may use, as benchmarks report the
+    machine: ``"AMD EPYC 7B13, 2 cores"`` (the name from /proc/cpuinfo where there is one)."""
+    name = platform.processor() or "CPU"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    cores = cpu_cores()
+    return f"{name}, {cores} core{'s' if cores != 1 else ''}"
 
 
 def cpu_threads(cores: int | None = None) -> int:

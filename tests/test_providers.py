@@ -252,3 +252,15 @@ def test_separate_auto_with_failing_gpu_providers_is_quiet(tmp_path, model_path)
     assert len(lines) == 1
     assert lines[0].startswith("stream-sep: provider cpu: CPU, because tensorrt: the tensorrt")
     assert_no_ort_text(result.stdout + result.stderr)
+
+
+def test_cpu_description_names_the_processor_and_the_usable_cores(monkeypatch):
+    names = [
+        line.split(":", 1)[1].strip()
+        for line in Path("/proc/cpuinfo").read_text().splitlines()
+        if line.startswith("model name")
+    ]
+    cores = len(os.sched_getaffinity(0))
+    assert providers.cpu_description() == f"{names[0] if names else 'CPU'}, {cores} cores"
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})  # a process held to one core
+    assert providers.cpu_description().endswith(", 1 core")

@@ -15,7 +15,7 @@ if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
 # The JACK server fixture (live audio tests through a virtual device): see jack_harness.py.
 import pytest  # noqa: E402
 from helpers import gain_model  # noqa: E402
-from jack_harness import jack_server  # noqa: E402, F401
+from jack_harness import harness, jack_server  # noqa: E402, F401
 from pulse_harness import pulse_server  # noqa: E402, F401
 
 from stream_sep.inference import load_model  # noqa: E402

@@ -283,6 +283,26 @@ def refresh_portaudio() -> None:
     sd._initialize()
 
 
+@contextlib.contextmanager
+def opened(kind: type[Harness] = Harness):
+    """A ``kind`` harness that PortAudio lists as devices; closed (and PortAudio told) after."""
+    rig = kind()
+    refresh_portaudio()
+    try:
+        yield rig
+    finally:
+        rig.close()
+        refresh_portaudio()
+
+
+@pytest.fixture(scope="module")
+def harness(jack_server):
+    """The ``mic`` and ``headphones`` clients for one test module (a module may define its
+    own ``harness`` with another :class:`Harness`, through :func:`opened`)."""
+    with opened() as rig:
+        yield rig
+
+
 def find_delay(capture: np.ndarray, reference: np.ndarray) -> int:
     """Lag (samples) at which ``reference`` (C, n) best matches ``capture`` (C, m), by
     FFT cross-correlation of the first channel."""

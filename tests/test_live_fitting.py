@@ -13,9 +13,7 @@ import numpy as np
 import pytest
 from helpers import gain_model, voice_over_band
 from jack_harness import (
-    Harness,
     find_delay,
-    refresh_portaudio,
     run_in_process,
     sweep_with_clicks,
 )
@@ -25,15 +23,6 @@ from stream_sep.contract import ModelContract
 from stream_sep.engine import fitting
 
 pytestmark = pytest.mark.jack
-
-
-@pytest.fixture(scope="module")
-def harness(jack_server):
-    rig = Harness()
-    refresh_portaudio()
-    yield rig
-    rig.close()
-    refresh_portaudio()
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,6 @@ from jack_harness import (
     Devices,
     Harness,
     find_delay,
-    refresh_portaudio,
     run_in_process,
     sweep_with_clicks,
 )
@@ -44,15 +43,6 @@ ATTEMPTS = 3  # a run spoiled by an xrun of the harness itself (busy machine) is
 # 48k -> 16k -> 48k resampling (soxr HQ) and an STFT round trip: a band-limited signal comes
 # back to within ~1e-3 of its peak; 5e-3 leaves room for edge transients of each window.
 KARAOKE_TOLERANCE = 5e-3
-
-
-@pytest.fixture(scope="module")
-def harness(jack_server):
-    rig = Harness()
-    refresh_portaudio()
-    yield rig
-    rig.close()
-    refresh_portaudio()
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import re
 
 import numpy as np
 import pytest
-from jack_harness import Harness, find_delay, refresh_portaudio, run_in_process
+from jack_harness import find_delay, run_in_process
 from mdx_helpers import mdx_model
 
 from stream_sep import cli, shelf
@@ -22,15 +22,6 @@ ATTEMPTS = 3  # a run spoiled by an xrun of the harness itself (busy machine) is
 KARAOKE_TOLERANCE = 5e-3
 # dim_f 512 of n_fft 2048 at 44.1 kHz: the network sees 65 Hz - 11 kHz, all of the sweep.
 SHAPE = {"dim_f": 512, "dim_t": 32}
-
-
-@pytest.fixture(scope="module")
-def harness(jack_server):
-    rig = Harness()
-    refresh_portaudio()
-    yield rig
-    rig.close()
-    refresh_portaudio()
 
 
 @pytest.fixture(scope="module")

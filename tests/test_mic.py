@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from helpers import FAST_ARGS, FAST_OPTIONS
-from jack_harness import Harness, find_delay, refresh_portaudio
+from jack_harness import Harness, find_delay, opened
 from test_live_jack import run_through_jack, start_cli, stop_cli
 
 from stream_sep.errors import UserError
@@ -37,11 +37,8 @@ class MicHarness(Harness):
 
 @pytest.fixture(scope="module")
 def harness(jack_server):
-    rig = MicHarness()
-    refresh_portaudio()
-    yield rig
-    rig.close()
-    refresh_portaudio()
+    with opened(MicHarness) as rig:
+        yield rig
 
 
 def clicks(rate: int, seconds: float = 1.0) -> np.ndarray:

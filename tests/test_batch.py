@@ -3,6 +3,7 @@ on generated folder trees, with the tests' half model (vocals = half the mixture
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -208,6 +209,19 @@ def _children(pid: int) -> set[int]:
     return found
 
 
+def _one_done_and_one_writing(out: Path) -> bool:
+    """A song's stems are written and another song's temporary stem file exists."""
+    if not out.exists() or not any(out.rglob("vocals.wav")):
+        return False
+    return any(p.suffix == ".wav" for p in out.rglob(".*"))
+
+
+def _signal_all(pids: set[int], signum: int) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):  # a worker that has just ended
+            os.kill(pid, signum)
+
+
 def _alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -233,15 +247,22 @@ def test_a_job_killed_midway_is_finished_by_a_rerun_without_temporary_files(tmp_
     )
     deadline = time.monotonic() + 120
     workers: set[int] = set()
+    running: set[int] = set()
     while time.monotonic() < deadline:
         workers |= _children(job.pid)
-        done = list(out.rglob("vocals.wav")) if out.exists() else []
-        if done and any(p.suffix == ".wav" for p in out.rglob(".*")):
-            break
+        if _one_done_and_one_writing(out):
+            # Freeze the workers, so that none finishes its song between this look and the
+            # kill (on a busy machine that gap is long), and look again.
+            running = _children(job.pid)  # (not ``workers``: an ended one's pid may be reused)
+            _signal_all(running, signal.SIGSTOP)
+            if _one_done_and_one_writing(out):
+                break
+            _signal_all(running, signal.SIGCONT)
         assert job.poll() is None, f"the job ended before it was killed: {job.stderr.read()}"
         time.sleep(0.005)
-    job.send_signal(signal.SIGKILL)
+    job.send_signal(signal.SIGKILL)  # the workers die with it, stopped or not (SIGKILL)
     job.wait(timeout=30)
+    _signal_all(running, signal.SIGCONT)  # the pool's helpers (no death signal) end on their own
     job.stderr.close()
     # The workers die with the job (they must not go on writing into OUT).
     deadline = time.monotonic() + 10

@@ -21,6 +21,7 @@ from stream_sep.commands import live
 from stream_sep.engine import Separator
 from stream_sep.inference import load_model
 from stream_sep.live import route
+from stream_sep.live.streams import STALL_SECONDS, StallWatch
 from stream_sep.recording import RingBuffer
 from stream_sep.settings import Settings
 
@@ -598,3 +599,18 @@ def test_channel_notes_for_devices():
     notes = route.channel_notes(mic, phones, 1, 2, None)
     assert notes == "channels: the mono stream plays on all 2 output channels"
     assert route.channel_notes(plugin, phones, 2, 2, None) is None
+
+
+def test_a_stall_is_seconds_and_ticks_without_a_callback():
+    watch = StallWatch(tick=0.25)
+    assert watch.seconds == STALL_SECONDS and watch.min_ticks == 8
+    assert not watch.stalled(5, now=100.0)  # the first look starts the clock
+    assert not any(watch.stalled(5, now=100.0 + 0.25 * k) for k in range(1, 8))
+    assert watch.stalled(5, now=102.0)  # 2 s and 8 ticks with no new callback
+    assert not watch.stalled(6, now=102.25)  # a callback came: the clock starts again
+    # One tick after a long gap (this process was stopped) is not a stall; eight are.
+    assert not watch.stalled(6, now=110.0)
+    assert not any(watch.stalled(6, now=110.0 + 0.25 * k) for k in range(1, 7))
+    assert watch.stalled(6, now=111.75)
+    # Long device blocks: four of them without a callback before it counts.
+    assert StallWatch(tick=0.25, block_seconds=1.5).seconds == 6.0

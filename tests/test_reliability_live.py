@@ -24,6 +24,8 @@ import soundfile as sf
 from helpers import FAST_ARGS, gain_model
 from jack_harness import unavailable
 
+from stream_sep.live.streams import CLOSE_SECONDS, STALL_SECONDS
+
 pytestmark = pytest.mark.jack
 
 # Stated in docs/reliability.md: the loop notices a dead stream within its 0.25 s tick, a
@@ -177,3 +179,74 @@ def _check_recording(take, err: str) -> None:
     assert broken.size == 0 or broken.min() >= steps.size - 2048, broken[:10]
     assert np.abs(signal_[-1]) > 0 or np.abs(signal_[-2]) > 0  # sound to the very end
     np.testing.assert_array_equal(data[:, 0], data[:, 1])
+
+
+def _live_recording(name: str, take: Path, model: Path, *extra: str) -> subprocess.Popen:
+    """``stream-sep --input mic --output TAKE`` in bypass on the server ``name``, with two
+    seconds already on disk."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "stream_sep", "--input", "mic", "--output", str(take)]
+        + ["--mode", "bypass", "--model", str(model), "--quiet", *FAST, *extra],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, JACK_DEFAULT_SERVER=name, PYTHONUNBUFFERED="1"),
+    )
+    deadline = time.monotonic() + 120
+    while _recorded_frames(take) < 2 * 48000:
+        assert process.poll() is None, process.communicate()[1]
+        assert time.monotonic() < deadline, "the recording did not grow"
+        time.sleep(0.05)
+    return process
+
+
+def test_a_server_that_stops_answering_is_a_stall_that_ends_the_run(private_jack, tmp_path):
+    """SIGSTOP on jackd: no callback comes any more, yet PortAudio calls the stream active."""
+    name, server = private_jack
+    take = tmp_path / "take.wav"
+    process = _live_recording(name, take, gain_model(tmp_path / "half.onnx", 0.5))
+    try:
+        server.send_signal(signal.SIGSTOP)
+        stopped = time.monotonic()
+        _, err = process.communicate(timeout=60)
+        took = time.monotonic() - stopped
+    finally:
+        server.send_signal(signal.SIGCONT)
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    print(f"server stopped to exit: {took:.2f} s")
+    assert process.returncode == 1, err
+    # the stall (2 s), the loop's tick, and closing the stuck stream (1 s), with room
+    assert took < STALL_SECONDS + 0.25 + CLOSE_SECONDS + 3.0, err
+    lines = err.strip().splitlines()
+    stalled = (
+        f"stream-sep: the audio stream stalled: no audio from the device for "
+        f"{STALL_SECONDS:.1f} s (its sound server or device stopped answering)"
+    )
+    assert lines.count(stalled) == 1 and "stopped (stream stalled)" in err, err
+    assert "stopped unexpectedly" not in err
+    assert not re.search(r"Traceback|Assertion|Fatal Python error|Segmentation", err), err
+    _check_recording(take, err)
+
+
+def test_a_process_stopped_and_continued_is_not_taken_for_a_stall(private_jack, tmp_path):
+    """SIGSTOP on stream-sep itself for longer than a stall: when it wakes up, its loop sees
+    a long gap in one tick, and the stream goes on to its --duration."""
+    name, _ = private_jack
+    take = tmp_path / "take.wav"
+    model = gain_model(tmp_path / "half.onnx", 0.5)
+    process = _live_recording(name, take, model, "--duration", "8")
+    try:
+        process.send_signal(signal.SIGSTOP)
+        time.sleep(STALL_SECONDS + 1.0)
+        process.send_signal(signal.SIGCONT)
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, err
+    assert "stopped (duration reached)" in err and "stalled" not in err, err
+    assert sf.info(str(take)).frames == 8 * 48000

@@ -20,10 +20,10 @@ import time
 from stream_sep import keys, settings, status
 from stream_sep.controls import Controls
 from stream_sep.engine import fitting
-from stream_sep.errors import UserError
+from stream_sep.errors import DeviceError, UserError
 from stream_sep.live.audio import BlockProcessor, FileSource
 from stream_sep.live.route import Mic, Route
-from stream_sep.live.streams import Streams
+from stream_sep.live.streams import StallWatch, Streams
 from stream_sep.panel import UPDATE_SECONDS as PANEL_TICK_SECONDS
 from stream_sep.panel import Panel
 from stream_sep.recording import Recorder
@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 ASSUMED_DEVICE_BLOCK = 1024  # frames, for fitting the plan when the device chooses its block
 _TICK_SECONDS = 0.25  # status line and key polling: 4 times a second
 _FADE_WAIT_SECONDS = 2.0
+# A device stream that stops on its own (ALSA's pulse plugin gives up on a busy machine; the
+# sound server restarts) is opened again at most this many times a run.
+MAX_STREAM_REOPENS = 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,6 +118,9 @@ class LiveSession:
         self.streams = Streams(route, self.processor, options.blocksize, mic)
         self.panel = None
         self.stop_reason = "stopped"
+        self.stalled = False  # the device stream stopped calling back (see StallWatch)
+        self.reopens = 0  # device streams opened again after they stopped on their own
+        self.reopen_seconds = 0.0  # wall time those reopens took (no audio meanwhile)
 
     def run(self, reader: keys.KeyReader) -> int:
         """Stream until a stop, then print the summary; 0, or 1 when the stream, the model
@@ -148,6 +154,11 @@ class LiveSession:
                 self.panel.close()
             self.streams.close()
             extra = self._close_recorder() + self._close_file_source() + self._mic_summary()
+            if self.reopens:
+                extra.append(
+                    f"the audio stream was reopened {self.reopens} time(s), "
+                    f"{self.reopen_seconds:.2f} s without it"
+                )
         seconds = self.processor.frames / self.rate
         warning = self._xrun_warning()
         if warning:
@@ -165,9 +176,12 @@ class LiveSession:
         )
 
     def _loop(self, reader: keys.KeyReader, started: float) -> bool:
-        """Runs until a stop; returns False when the stream died on its own."""
+        """Runs until a stop; returns False when the stream died or stalled on its own."""
         printer = status.StatusPrinter(enabled=not self.options.quiet)
         tick = _TICK_SECONDS if self.panel is None else PANEL_TICK_SECONDS
+        watch = None
+        if self.streams.clock is None:  # a device calls back; the file clock cannot stall
+            watch = StallWatch(tick, self.options.blocksize / self.rate)
         with _stop_on_sigterm():
             if reader.enabled and not self.options.quiet:
                 _say(keys.HELP)
@@ -180,8 +194,21 @@ class LiveSession:
                         return False
                     if not self.streams.active:
                         printer.clear()
-                        _say("the audio stream stopped unexpectedly")
+                        if self._reopen_stream():
+                            watch = StallWatch(tick, self.options.blocksize / self.rate)
+                            continue
                         self.stop_reason = "stream died"
+                        return False
+                    if watch is not None and watch.stalled(
+                        self.processor.callbacks, time.monotonic()
+                    ):
+                        printer.clear()
+                        _say(
+                            f"the audio stream stalled: no audio from the device for "
+                            f"{watch.seconds:.1f} s (its sound server or device stopped "
+                            "answering)"
+                        )
+                        self.stop_reason, self.stalled = "stream stalled", True
                         return False
                     going, notes = self.controls.apply_keys(reader.poll(tick))
                     for note in notes:
@@ -210,10 +237,42 @@ class LiveSession:
                 self._fade_out()
         return True
 
+    def _reopen_stream(self) -> bool:
+        """The device stream stopped on its own: open it again, at most
+        ``MAX_STREAM_REOPENS`` times a run, and say so in one line. False (said in one line,
+        or two with the reason) when it cannot be: a file clock, reopens spent, a device or
+        server that is gone."""
+        lost = "the audio stream stopped unexpectedly"
+        if self.streams.clock is not None:
+            _say(lost)
+            return False
+        if self.reopens >= MAX_STREAM_REOPENS:
+            _say(f"{lost} again; not reopened: {MAX_STREAM_REOPENS} reopens a run at most")
+            return False
+        began = time.monotonic()
+        try:
+            reopened = self.streams.reopen()
+        except DeviceError as error:
+            _say(lost)
+            _say(f"could not reopen it in {time.monotonic() - began:.1f} s: {error}")
+            return False
+        if not reopened:
+            _say(lost)
+            return False
+        self.reopens += 1
+        self.reopen_seconds += time.monotonic() - began
+        _say(
+            f"{lost}; reopened it after {time.monotonic() - began:.2f} s "
+            f"({self.reopens} of at most {MAX_STREAM_REOPENS} reopens a run)"
+        )
+        return True
+
     def _fade_out(self) -> None:
         if self.mic is not None:
             self.mic.mixer.mute()  # ramps out over one block, before the engine's fade ends
         self.engine.fade_out()
+        if self.stalled:
+            return  # no callback will play the fade
         deadline = time.monotonic() + _FADE_WAIT_SECONDS
         while not self.processor.faded and self.streams.active and time.monotonic() < deadline:
             time.sleep(0.01)

@@ -3,14 +3,17 @@
 With a device on either side, one PortAudio stream (duplex, input-only or output-only) calls
 the :class:`~stream_sep.live.audio.BlockProcessor`; with files on both sides a
 :class:`~stream_sep.live.audio.FileClock` paces it instead. ``--mic`` adds its own capture
-stream at PortAudio's low latency. Closing never hangs on a vanished device or server.
+stream at PortAudio's low latency. Closing never hangs on a vanished device or server, and
+:class:`StallWatch` notices a stream that stays open but no longer calls back.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
+import time
 
 from stream_sep import status
 from stream_sep.errors import DeviceError
@@ -21,6 +24,9 @@ log = logging.getLogger(__name__)
 
 FILE_CLOCK_BLOCKSIZE = 1024
 CLOSE_SECONDS = 1.0  # a stream whose device vanished may never close: give up after this
+REOPEN_SECONDS = 5.0  # a sound server that restarts gets this long to answer a reopen
+REOPEN_RETRY_SECONDS = 0.25
+STALL_SECONDS = 2.0  # no callback for this long (and 4 device blocks) is a stalled stream
 
 
 class Streams:
@@ -54,15 +60,7 @@ class Streams:
             blocksize = self.requested_blocksize or FILE_CLOCK_BLOCKSIZE
             self.clock = FileClock(self.processor, self.route.rate, blocksize)
             return
-        import sounddevice as sd
-
-        for end in (source, sink):  # the ALSA pulse plugin reads these at open
-            if end.system is not None:
-                os.environ.update(end.system.environment)
-        try:
-            self.stream = self._main_stream(sd)
-        except sd.PortAudioError as error:
-            raise DeviceError(f"cannot open the audio stream {self.route.name}: {error}") from None
+        self._open_main()
 
     def start(self) -> None:
         if self.mic is not None:
@@ -70,12 +68,31 @@ class Streams:
         if self.clock is not None:
             self.clock.start()
             return
-        import sounddevice as sd
+        self._start_main()
 
-        try:
-            self.stream.start()
-        except sd.PortAudioError as error:
-            raise DeviceError(f"cannot start the audio stream {self.route.name}: {error}") from None
+    def reopen(self, seconds: float = REOPEN_SECONDS) -> bool:
+        """After the main stream stopped on its own, close it and open and start a new one
+        on the same devices; the processor goes on where it was. Opening is tried again for
+        ``seconds`` (a sound server that restarts), then its :class:`DeviceError` comes out.
+        False, with nothing opened, when the old stream does not close: its device or server
+        is gone and PortAudio is stuck in it (measured with JACK)."""
+        stream, self.stream = self.stream, None
+        if not _close_stream(stream, CLOSE_SECONDS):
+            _abandon_portaudio()
+            return False
+        deadline = time.monotonic() + seconds
+        while True:
+            try:
+                self._open_main()
+                self._start_main()
+                return True
+            except DeviceError:
+                if self.stream is not None:  # opened but did not start
+                    stream, self.stream = self.stream, None
+                    _close_stream(stream, CLOSE_SECONDS)
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(REOPEN_RETRY_SECONDS)
 
     def measure_mic(self) -> None:
         """The mic path's device latencies, as PortAudio reports them (None when unusable)."""
@@ -99,6 +116,25 @@ class Streams:
             if not _close_stream(stream, CLOSE_SECONDS):
                 log.info("the audio stream did not close in %.1f s; leaving it", CLOSE_SECONDS)
                 _abandon_portaudio()
+
+    def _open_main(self) -> None:
+        import sounddevice as sd
+
+        for end in (self.route.source, self.route.sink):  # ALSA's pulse plugin reads these
+            if end.system is not None:
+                os.environ.update(end.system.environment)
+        try:
+            self.stream = self._main_stream(sd)
+        except sd.PortAudioError as error:
+            raise DeviceError(f"cannot open the audio stream {self.route.name}: {error}") from None
+
+    def _start_main(self) -> None:
+        import sounddevice as sd
+
+        try:
+            self.stream.start()
+        except sd.PortAudioError as error:
+            raise DeviceError(f"cannot start the audio stream {self.route.name}: {error}") from None
 
     def _main_stream(self, sd):
         """Duplex, input-only (recording to a file) or output-only (playing a file)."""
@@ -153,6 +189,33 @@ class Streams:
             self.mic.stream.start()
         except sd.PortAudioError as error:
             raise DeviceError(f"cannot start --mic {self.mic.device.label()}: {error}") from None
+
+
+class StallWatch:
+    """Notices a device stream that PortAudio still calls active but that has stopped
+    calling back. (Measured: when the PulseAudio server dies, PortAudio's ALSA thread waits
+    forever on a lock inside ALSA's pulse plugin; the stream never turns inactive.)
+
+    ``stalled`` is asked once per status tick with the callback count. A stall is
+    ``seconds`` of wall time without a new callback, and at least as many ticks as those
+    seconds hold, so a process that was itself stopped (SIGSTOP, a suspended laptop) is not
+    taken for a stalled device when it wakes up: its first tick sees a long gap but only one
+    tick.
+    """
+
+    def __init__(self, tick: float, block_seconds: float = 0.0):
+        self.seconds = max(STALL_SECONDS, 4 * block_seconds)
+        self.min_ticks = math.ceil(self.seconds / tick)
+        self.callbacks = -1
+        self.since = 0.0
+        self.ticks = 0
+
+    def stalled(self, callbacks: int, now: float) -> bool:
+        if callbacks != self.callbacks:
+            self.callbacks, self.since, self.ticks = callbacks, now, 0
+            return False
+        self.ticks += 1
+        return self.ticks >= self.min_ticks and now - self.since >= self.seconds
 
 
 def _close_stream(stream, timeout: float) -> bool:

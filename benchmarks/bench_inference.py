@@ -27,7 +27,6 @@ import hashlib
 import json
 import logging
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -205,13 +204,11 @@ def device_description(provider: str) -> tuple[str, float | None, float | None]:
 
 
 def _cpu_description() -> tuple[str, float | None, float | None]:
-    info = _cpuinfo()
-    name = info.get("model name") or platform.processor() or "CPU"
+    info = _cpuinfo()  # the clock and the vector units, for the peak
     flags = set(info.get("flags", "").split())
-    cores = providers.cpu_cores()
     mhz = float(info["cpu MHz"]) if "cpu MHz" in info else None
-    peak = cores * mhz / 1000 * _flops_per_cycle(info, flags) if mhz else None
-    return f"{name}, {cores} cores", peak, None
+    peak = providers.cpu_cores() * mhz / 1000 * _flops_per_cycle(info, flags) if mhz else None
+    return providers.cpu_description(), peak, None
 
 
 def _cpuinfo() -> dict[str, str]:

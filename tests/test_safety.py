@@ -188,6 +188,25 @@ def test_fade_out_during_the_fade_in_has_no_step(half):
     assert engine.faded_out and out[-1] == 0.0
 
 
+def test_fade_back_in_after_a_gap_starts_from_silence_without_a_step(half):
+    """A reopened device stream: the music comes back ramped up from 0, then exact."""
+    rate = 16000
+    audio = np.full((1, 2 * rate), 0.5, np.float32)
+    engine = Separator(half, rate, 1, mode="bypass", blocking=True, **FAST)
+    cut = rate  # well after the start's fade-in
+    first = stream(engine, audio[:, :cut], 500)
+    assert first[0, -1] == pytest.approx(0.5)
+    engine.fade_back_in(0.02)
+    second = stream(engine, audio[:, cut:], 500)
+    fade = int(0.02 * rate)
+    expected = 0.5 * np.clip(np.arange(second.shape[1]) / fade, 0.0, 1.0)
+    assert second[0, 0] == 0.0  # from silence, at the first sample after the gap
+    assert np.max(np.abs(second[0] - expected)) <= TOL["gain"]
+    assert np.abs(np.diff(second[0])).max() <= 0.5 / fade * 1.01
+    assert np.array_equal(second[:, fade:], audio[:, cut + fade :])
+    assert not engine.faded_out
+
+
 @pytest.fixture(scope="module")
 def low_band(tmp_path_factory):
     """A model whose vocals are the spectrum below 500 Hz: every mode sounds different."""

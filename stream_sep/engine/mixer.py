@@ -70,7 +70,7 @@ class Mixer:
     Mode and level changes are requested from any thread and applied by the next
     :meth:`apply_requests` on the audio thread, ramping over ``ramp_samples``. The output
     gain fades in from ``fade_in_start`` over ``fade_in_samples``; :meth:`request_fade_out`
-    ramps it to silence. ``guard`` (a :class:`~stream_sep.safety.OutputGuard`) or None.
+    ramps it to silence, :meth:`request_fade_in` up from silence (after a gap in the output). ``guard`` (a :class:`~stream_sep.safety.OutputGuard`) or None.
     """
 
     def __init__(
@@ -89,7 +89,7 @@ class Mixer:
         self._accompaniment = Ramp(0, 1.0, 1.0, 0)
         self._vocal = Ramp(0, 0.0, 0.0, 0)
         self._targets_changed = False
-        self._fade_request: int | None = None
+        self._fade_request: tuple[float, int] | None = None  # (gain to reach, samples)
         self.output_ramp = self._fade_in_ramp()
 
     @property
@@ -104,7 +104,10 @@ class Mixer:
         self._targets_changed = True  # applied on the audio thread, at its own position
 
     def request_fade_out(self, samples: int) -> None:
-        self._fade_request = samples
+        self._fade_request = (0.0, samples)
+
+    def request_fade_in(self, samples: int) -> None:
+        self._fade_request = (1.0, samples)
 
     def faded_out(self, position: int) -> bool:
         ramp = self.output_ramp
@@ -122,7 +125,9 @@ class Mixer:
         request = self._fade_request
         if request is not None:
             self._fade_request = None
-            self.output_ramp = Ramp(position, self.output_ramp.value_at(position), 0.0, request)
+            target, samples = request
+            start = self.output_ramp.value_at(position) if target == 0.0 else 0.0
+            self.output_ramp = Ramp(position, start, target, samples)
 
     def reset(self) -> None:
         self._fade_request = None

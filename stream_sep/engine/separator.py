@@ -138,6 +138,12 @@ class Separator:
         calling :meth:`process` until :attr:`faded_out`, then close the stream."""
         self._mixer.request_fade_out(seconds_to_samples("fade-out", seconds, self.sample_rate))
 
+    def fade_back_in(self, seconds: float = DEFAULT_FADE_SECONDS) -> None:
+        """After a gap in what the output device heard (its stream was reopened): start
+        again from silence at the next block and ramp up over ``seconds``, so that the
+        music does not come back with a click."""
+        self._mixer.request_fade_in(seconds_to_samples("fade-in", seconds, self.sample_rate))
+
     def warm_up(self) -> float:
         """Run one silent window through the worker's path (resampling, batch size, shape and
         NaN checks) before streaming; returns the seconds taken. Raises :class:`ModelError`

@@ -250,6 +250,7 @@ class LiveSession:
             _say(f"{lost} again; not reopened: {MAX_STREAM_REOPENS} reopens a run at most")
             return False
         began = time.monotonic()
+        self.engine.fade_back_in()  # applied by the new stream's first block
         try:
             reopened = self.streams.reopen()
         except DeviceError as error:

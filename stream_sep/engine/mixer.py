@@ -70,7 +70,8 @@ class Mixer:
     Mode and level changes are requested from any thread and applied by the next
     :meth:`apply_requests` on the audio thread, ramping over ``ramp_samples``. The output
     gain fades in from ``fade_in_start`` over ``fade_in_samples``; :meth:`request_fade_out`
-    ramps it to silence, :meth:`request_fade_in` up from silence (after a gap in the output). ``guard`` (a :class:`~stream_sep.safety.OutputGuard`) or None.
+    ramps it to silence, :meth:`request_fade_in` up from silence (after a gap in the output).
+    ``guard`` (a :class:`~stream_sep.safety.OutputGuard`) or None.
     """
 
     def __init__(

@@ -89,7 +89,9 @@ class Streams:
             except DeviceError:
                 if self.stream is not None:  # opened but did not start
                     stream, self.stream = self.stream, None
-                    _close_stream(stream, CLOSE_SECONDS)
+                    if not _close_stream(stream, CLOSE_SECONDS):
+                        _abandon_portaudio()
+                        raise
                 if time.monotonic() >= deadline:
                     raise
                 time.sleep(REOPEN_RETRY_SECONDS)

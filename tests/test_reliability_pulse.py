@@ -3,8 +3,9 @@
 Each test starts a PulseAudio server of its own (tests/pulse_harness.py's recipe, never the
 suite's shared server) and kills it with SIGKILL while ``stream-sep --input system:music``
 runs. Measured with PortAudio's ALSA host API over ALSA's pulse plugin: a capture-only
-stream stops (PortAudio's poll fails) and closes; a duplex stream into a sink stalls instead,
-its thread waiting forever on a lock inside the plugin, still "active".
+stream stops (PortAudio's poll fails) and closes; a duplex stream into a sink mostly stalls
+instead, its thread waiting forever on a lock inside the plugin, still "active" (and
+sometimes stops like the other).
 
 - The server comes back at the same address: the stream is reopened and the run goes on to
   its ``--duration`` with exit 0, the recording whole.

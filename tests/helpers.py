@@ -7,10 +7,12 @@ identity), optionally with a per-bin gain so the "vocals" are a known filtered p
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
 import onnx
+import soundfile as sf
 from onnx import TensorProto, helper, numpy_helper
 
 from stream_sep.contract import ModelContract
@@ -348,3 +350,20 @@ def write_mir1k_like(
             soundfile.write(path, np.stack([band, vocals], axis=1), rate, subtype="FLOAT")
             paths.append(path)
     return sorted(paths)
+
+
+def recorded_frames(path) -> int:
+    """Frames in the WAV at ``path`` so far (0 while it does not exist or has no header)."""
+    try:
+        return sf.info(str(path)).frames
+    except (RuntimeError, sf.LibsndfileError):
+        return 0
+
+
+def wait_for_recording(process, path, frames: int, timeout: float = 120) -> None:
+    """Until the live ``process`` has written ``frames`` to ``path``; fails if it exits."""
+    deadline = time.monotonic() + timeout
+    while recorded_frames(path) < frames:
+        assert process.poll() is None, process.communicate()[1]
+        assert time.monotonic() < deadline, "the recording did not grow"
+        time.sleep(0.05)

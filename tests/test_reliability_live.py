@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from helpers import FAST_ARGS, gain_model
+from helpers import FAST_ARGS, gain_model, wait_for_recording
 from jack_harness import unavailable
 
 from stream_sep.live.streams import CLOSE_SECONDS, STALL_SECONDS
@@ -118,32 +118,12 @@ def _reclaim(name: str) -> None:
         leftover.unlink(missing_ok=True)
 
 
-def _recorded_frames(path) -> int:
-    try:
-        return sf.info(str(path)).frames
-    except (RuntimeError, sf.LibsndfileError):
-        return 0
-
-
 def test_killing_the_audio_server_stops_cleanly_and_keeps_the_recording(private_jack, tmp_path):
     name, server = private_jack
     model = gain_model(tmp_path / "half.onnx", 0.5)
     take = tmp_path / "take.wav"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "stream_sep", "--input", "mic", "--output", str(take)]
-        + ["--mode", "bypass", "--model", str(model), "--quiet", *FAST],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=dict(os.environ, JACK_DEFAULT_SERVER=name, PYTHONUNBUFFERED="1"),
-    )
+    process = _live_recording(name, take, model)
     try:
-        deadline = time.monotonic() + 120
-        while _recorded_frames(take) < 2 * 48000:  # two seconds on disk
-            assert process.poll() is None, process.communicate()[1]
-            assert time.monotonic() < deadline, "the recording did not grow"
-            time.sleep(0.05)
         server.send_signal(signal.SIGKILL)
         killed = time.monotonic()
         _, err = process.communicate(timeout=60)
@@ -193,11 +173,7 @@ def _live_recording(name: str, take: Path, model: Path, *extra: str) -> subproce
         text=True,
         env=dict(os.environ, JACK_DEFAULT_SERVER=name, PYTHONUNBUFFERED="1"),
     )
-    deadline = time.monotonic() + 120
-    while _recorded_frames(take) < 2 * 48000:
-        assert process.poll() is None, process.communicate()[1]
-        assert time.monotonic() < deadline, "the recording did not grow"
-        time.sleep(0.05)
+    wait_for_recording(process, take, 2 * 48000)
     return process
 
 

@@ -30,8 +30,8 @@ from pathlib import Path
 
 import pytest
 import soundfile as sf
-from helpers import FAST_ARGS
-from pulse_harness import start, stop, unavailable
+from helpers import FAST_ARGS, wait_for_recording
+from pulse_harness import alive, start, stop, unavailable
 
 from stream_sep.live.streams import CLOSE_SECONDS, REOPEN_SECONDS, STALL_SECONDS
 
@@ -53,7 +53,7 @@ class PrivatePulse:
         """SIGKILL; the monotonic time it was sent."""
         os.kill(self.pid, signal.SIGKILL)
         killed = time.monotonic()
-        while _alive(self.pid):
+        while alive(self.pid):
             time.sleep(0.01)
         shutil.rmtree(self.folder / "pulse", ignore_errors=True)  # its socket and PID file
         return killed
@@ -61,14 +61,6 @@ class PrivatePulse:
     def restart(self) -> None:
         address, self.pid = start(self.folder)
         assert address == self.address
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 @pytest.fixture
@@ -79,7 +71,7 @@ def private_pulse():
     try:
         yield server
     finally:
-        if _alive(server.pid):
+        if alive(server.pid):
             stop(server.pid)
         shutil.rmtree(server.folder, ignore_errors=True)
 
@@ -102,21 +94,6 @@ def live(server: PrivatePulse, output: str, model, duration: float) -> subproces
         assert line, "".join(head) + process.communicate(timeout=60)[1]
         head.append(line)
     return process
-
-
-def _recorded_frames(path: Path) -> int:
-    try:
-        return sf.info(str(path)).frames
-    except (RuntimeError, sf.LibsndfileError):
-        return 0
-
-
-def wait_for_recording(process: subprocess.Popen, take: Path, frames: int) -> None:
-    deadline = time.monotonic() + 60
-    while _recorded_frames(take) < frames:
-        assert process.poll() is None, process.communicate()[1]
-        assert time.monotonic() < deadline, "the recording did not grow"
-        time.sleep(0.05)
 
 
 def finish(process: subprocess.Popen, since: float) -> tuple[str, float]:
@@ -142,7 +119,7 @@ def test_a_restarted_sound_server_is_reconnected_and_the_run_goes_on(
 ):
     take = tmp_path / "take.wav"
     process = live(private_pulse, str(take), half_path, duration=6)
-    wait_for_recording(process, take, RATE)
+    wait_for_recording(process, take, RATE, timeout=60)
     killed = private_pulse.kill()
     private_pulse.restart()
     err, took = finish(process, since=killed)
@@ -164,7 +141,7 @@ def test_a_sound_server_that_stays_gone_ends_the_run_in_one_line(
 ):
     take = tmp_path / "take.wav"
     process = live(private_pulse, str(take), half_path, duration=60)
-    wait_for_recording(process, take, RATE)
+    wait_for_recording(process, take, RATE, timeout=60)
     err, took = finish(process, since=private_pulse.kill())
     print(f"server gone to exit: {took:.2f} s", *ours(err), sep="\n")
     assert process.returncode == 1, err

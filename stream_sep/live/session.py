@@ -36,6 +36,7 @@ _FADE_WAIT_SECONDS = 2.0
 # A device stream that stops on its own (ALSA's pulse plugin gives up on a busy machine; the
 # sound server restarts) is opened again at most this many times a run.
 MAX_STREAM_REOPENS = 3
+STREAM_STALLED = "stream stalled"  # the stop reason when the device stopped calling back
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,7 +119,6 @@ class LiveSession:
         self.streams = Streams(route, self.processor, options.blocksize, mic)
         self.panel = None
         self.stop_reason = "stopped"
-        self.stalled = False  # the device stream stopped calling back (see StallWatch)
         self.reopens = 0  # device streams opened again after they stopped on their own
         self.reopen_seconds = 0.0  # wall time those reopens took (no audio meanwhile)
 
@@ -195,7 +195,7 @@ class LiveSession:
                     if not self.streams.active:
                         printer.clear()
                         if self._reopen_stream():
-                            watch = StallWatch(tick, self.options.blocksize / self.rate)
+                            watch.restart()
                             continue
                         self.stop_reason = "stream died"
                         return False
@@ -208,7 +208,7 @@ class LiveSession:
                             f"{watch.seconds:.1f} s (its sound server or device stopped "
                             "answering)"
                         )
-                        self.stop_reason, self.stalled = "stream stalled", True
+                        self.stop_reason = STREAM_STALLED
                         return False
                     going, notes = self.controls.apply_keys(reader.poll(tick))
                     for note in notes:
@@ -272,7 +272,7 @@ class LiveSession:
         if self.mic is not None:
             self.mic.mixer.mute()  # ramps out over one block, before the engine's fade ends
         self.engine.fade_out()
-        if self.stalled:
+        if self.stop_reason == STREAM_STALLED:
             return  # no callback will play the fade
         deadline = time.monotonic() + _FADE_WAIT_SECONDS
         while not self.processor.faded and self.streams.active and time.monotonic() < deadline:

@@ -77,8 +77,7 @@ class Streams:
         False, with nothing opened, when the old stream does not close: its device or server
         is gone and PortAudio is stuck in it (measured with JACK)."""
         stream, self.stream = self.stream, None
-        if not _close_stream(stream, CLOSE_SECONDS):
-            _abandon_portaudio()
+        if not _close_or_abandon(stream):
             return False
         deadline = time.monotonic() + seconds
         while True:
@@ -89,8 +88,7 @@ class Streams:
             except DeviceError:
                 if self.stream is not None:  # opened but did not start
                     stream, self.stream = self.stream, None
-                    if not _close_stream(stream, CLOSE_SECONDS):
-                        _abandon_portaudio()
+                    if not _close_or_abandon(stream):
                         raise
                 if time.monotonic() >= deadline:
                     raise
@@ -109,15 +107,12 @@ class Streams:
     def close(self) -> None:
         if self.mic is not None and self.mic.stream is not None:
             stream, self.mic.stream = self.mic.stream, None
-            if not _close_stream(stream, CLOSE_SECONDS):
-                _abandon_portaudio()
+            _close_or_abandon(stream)
         if self.clock is not None:
             self.clock.stop()
         if self.stream is not None:
             stream, self.stream = self.stream, None
-            if not _close_stream(stream, CLOSE_SECONDS):
-                log.info("the audio stream did not close in %.1f s; leaving it", CLOSE_SECONDS)
-                _abandon_portaudio()
+            _close_or_abandon(stream)
 
     def _open_main(self) -> None:
         import sounddevice as sd
@@ -208,9 +203,11 @@ class StallWatch:
     def __init__(self, tick: float, block_seconds: float = 0.0):
         self.seconds = max(STALL_SECONDS, 4 * block_seconds)
         self.min_ticks = math.ceil(self.seconds / tick)
-        self.callbacks = -1
-        self.since = 0.0
-        self.ticks = 0
+        self.restart()
+
+    def restart(self) -> None:
+        """Forget what was seen (a new stream): the next look starts the clock."""
+        self.callbacks, self.since, self.ticks = -1, 0.0, 0
 
     def stalled(self, callbacks: int, now: float) -> bool:
         if callbacks != self.callbacks:
@@ -218,6 +215,16 @@ class StallWatch:
             return False
         self.ticks += 1
         return self.ticks >= self.min_ticks and now - self.since >= self.seconds
+
+
+def _close_or_abandon(stream) -> bool:
+    """Close ``stream``; if it has not closed after ``CLOSE_SECONDS``, leave it and keep
+    PortAudio from being terminated at exit. True when it closed."""
+    if _close_stream(stream, CLOSE_SECONDS):
+        return True
+    log.info("an audio stream did not close in %.1f s; leaving it", CLOSE_SECONDS)
+    _abandon_portaudio()
+    return False
 
 
 def _close_stream(stream, timeout: float) -> bool:

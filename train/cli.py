@@ -82,6 +82,27 @@ def get_parser() -> argparse.ArgumentParser:
         help="the same as --augmentation none",
     )
     data.add_argument(
+        "--fullband-share",
+        type=float,
+        metavar="P",
+        help="share of training examples whose accompaniment is a rendered full-band song "
+        "(General MIDI through FluidSynth) with the data's vocals placed in it; default 0 "
+        "(see docs/training.md)",
+    )
+    data.add_argument(
+        "--fullband-songs",
+        type=int,
+        metavar="N",
+        help="rendered full-band songs (20-40 s each), rendered once before training (default 100)",
+    )
+    data.add_argument(
+        "--fullband-cache",
+        type=str,
+        metavar="DIR",
+        help="folder of the rendered songs, shared between runs (default: the run directory)",
+    )
+    data.add_argument("--fullband-seed", type=int, help="seed of the rendered songs (default 0)")
+    data.add_argument(
         "--workers", type=int, help="data-loading threads (default 0: in the training loop)"
     )
 

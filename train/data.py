@@ -181,6 +181,9 @@ class RandomMixDataset(keras.utils.PyDataset):
     ``augmentation`` is a recipe of :mod:`train.augment` (``none``, ``seed``, ``produced``);
     True and False (the flag of runs saved before recipes) mean ``seed`` and ``none``;
     ``vocal_pitch_shift`` (low, high semitones, probability) replaces its vocals' pitch shift.
+    With a ``fullband`` mixer (:class:`train.fullband.mix.FullBandMixer`), a share
+    ``fullband_share`` of the examples are instead a vocals chunk of the tracks in a rendered
+    full-band song (vocals as the only source).
 
     Batches: x (batch_size, window) float32 mixtures, y (batch_size, n_sources, window).
     """
@@ -196,6 +199,8 @@ class RandomMixDataset(keras.utils.PyDataset):
         original_pairs_fraction: float = 0.0,
         seed: int = 0,
         vocal_pitch_shift=None,
+        fullband=None,
+        fullband_share: float = 0.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -217,6 +222,12 @@ class RandomMixDataset(keras.utils.PyDataset):
         self.seed = seed
         self.epoch = 0
         self.augmenter = make_augmenter(self.augmentation, vocal_pitch_shift=vocal_pitch_shift)
+        self.fullband = fullband
+        self.fullband_share = fullband_share if fullband is not None else 0.0
+        if self.fullband_share > 0 and self.sources != ("vocals",):
+            raise UserError(
+                f"full-band examples train the vocals alone; --sources is {','.join(sources)}"
+            )
 
     def __len__(self) -> int:
         return self.batches_per_epoch
@@ -236,6 +247,8 @@ class RandomMixDataset(keras.utils.PyDataset):
 
     def example(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
         """One training example: stem name -> (window,) float32."""
+        if self.fullband_share > 0 and rng.uniform() < self.fullband_share:
+            return self.fullband.example(self.plain_chunk("vocals", rng), rng, self.stems)
         if rng.uniform() < self.original_pairs_fraction:
             stems = self.original_pair(rng)
         else:
@@ -251,11 +264,15 @@ class RandomMixDataset(keras.utils.PyDataset):
 
     def random_chunk(self, stem: str, rng: np.random.Generator) -> np.ndarray:
         """A non-silent, augmented chunk of ``stem`` from a random track: (window,)."""
+        return self.augment(self.plain_chunk(stem, rng), stem, rng)
+
+    def plain_chunk(self, stem: str, rng: np.random.Generator) -> np.ndarray:
+        """A non-silent chunk of ``stem`` from a random track, as read: (window,)."""
         for _ in range(MAX_SILENT_RETRIES):
             track = self.tracks[rng.integers(len(self.tracks))]
             chunk = track.read(stem, self.random_start(track, rng), self.window)
             if np.mean(np.abs(chunk)) >= SILENCE_THRESHOLD:
-                return self.augment(chunk, stem, rng)
+                return chunk
         raise UserError(
             f"stem '{stem}' was silent (mean |x| < {SILENCE_THRESHOLD}) in {MAX_SILENT_RETRIES} "
             f"random chunks of {len(self.tracks)} track(s); is it silent everywhere in the data?"

@@ -57,6 +57,11 @@ class TrainSettings:
     progress: str = "bar"
     log_every: int = 0
     init_from: str | None = None  # an ONNX model exported by export/: its weights to start from
+    # full-band examples (train/fullband): their share, the rendered songs, their folder, seed
+    fullband_share: float = 0.0
+    fullband_songs: int = 100
+    fullband_cache: str | None = None  # default: the run directory
+    fullband_seed: int = 0
 
     def __post_init__(self) -> None:
         # runs saved before the recipes stored augmentation as true/false
@@ -88,6 +93,10 @@ class TrainSettings:
                     "--vocal-pitch-shift needs an augmentation recipe (seed or produced)"
                 )
             check_pitch_shift(self.vocal_pitch_shift)
+        if not 0 <= self.fullband_share <= 1:
+            raise UserError(f"--fullband-share must be in [0, 1], got {self.fullband_share}")
+        if self.fullband_songs < 1:
+            raise UserError(f"--fullband-songs must be at least 1, got {self.fullband_songs}")
         if not 0 <= self.val_split < 1:
             raise UserError(f"--val-split must be in [0, 1), got {self.val_split}")
         if self.progress not in PROGRESS:
@@ -313,6 +322,10 @@ def train(
 ) -> keras.callbacks.History:
     """Fit the model, writing checkpoints, log and state into ``run_dir``."""
     settings.validate()
+    if settings.fullband_share > 0:
+        from train.fullband.render import check_renderer
+
+        check_renderer()
     keras.utils.set_random_seed(settings.seed)
     train_tracks, val_tracks, data_info = load_tracks(
         Path(settings.data),
@@ -333,6 +346,10 @@ def train(
         raise UserError(
             f"run {run_dir} has already done {state['epochs_done']} epochs; pass a larger --epochs"
         )
+    fullband = full_band_mixer(run_dir, settings)
+    if fullband is not None:
+        data_info = {**runs.read_run_config(run_dir)["data"], "fullband": fullband.description}
+        write_run_config(run_dir, config, settings, data_info)
     with distribution(settings.distribute) as replicas:
         model = (
             resume_model(run_dir, settings, had_schedule)
@@ -354,6 +371,8 @@ def train(
         original_pairs_fraction=settings.original_pairs_fraction,
         seed=settings.seed,
         vocal_pitch_shift=settings.vocal_pitch_shift,
+        fullband=fullband,
+        fullband_share=settings.fullband_share,
         workers=max(settings.workers, 1),
         use_multiprocessing=False,
     )
@@ -389,6 +408,20 @@ def train(
         ),
         verbose=PROGRESS[settings.progress],
     )
+
+
+def full_band_mixer(run_dir: Path, settings: TrainSettings):
+    """The full-band example maker of a run with ``--fullband-share`` > 0 (its songs rendered
+    now if missing), else None."""
+    if settings.fullband_share <= 0:
+        return None
+    from train.fullband.cache import ensure_songs
+    from train.fullband.mix import FullBandMixer
+
+    songs = ensure_songs(
+        Path(settings.fullband_cache or run_dir), settings.fullband_songs, settings.fullband_seed
+    )
+    return FullBandMixer(songs, settings.vocal_pitch_shift)
 
 
 def warm_start(model: keras.Model, config: ModelConfig, path: str) -> None:

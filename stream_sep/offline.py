@@ -9,6 +9,7 @@ asked for. Any window the model fails on is an error: nothing is written then.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from pathlib import Path
 
@@ -19,11 +20,14 @@ from stream_sep import atomic
 from stream_sep.audio_files import FileReader, checked_audio_info
 from stream_sep.engine import Separator
 from stream_sep.errors import AudioFileError, ModelError, UserError, typed_first_line
+from stream_sep.finite import FiniteReader, replace_nonfinite
 from stream_sep.overlap_add import OverlapAddStream, separate_overlap_add
 from stream_sep.settings import WINDOW_FIELDS
 
 CLIP_MODES = ("none", "clamp", "rescale")
 BLOCK_SECONDS = 1.0
+
+log = logging.getLogger(__name__)
 
 
 def output_folders(inputs: list[Path], outdir: Path) -> list[Path]:
@@ -167,10 +171,13 @@ def _separate_into(
     {stem: path}); returns each stem's peak |sample| as written."""
     rate, channels, frames = checked_audio_info(path)
     with (
-        FileReader(path) as ahead,
-        FileReader(path) as behind,
+        FileReader(path) as ahead_file,
+        FileReader(path) as behind_file,
         contextlib.ExitStack() as files,
     ):
+        # Both readers replace non-finite samples alike: the karaoke subtraction stays exact.
+        ahead = FiniteReader(ahead_file, channels, rate)
+        behind = FiniteReader(behind_file, channels, rate)
         writers = {
             stem: files.enter_context(
                 sf.SoundFile(str(temporary), "w", rate, channels, "FLOAT", format="WAV")
@@ -182,10 +189,17 @@ def _separate_into(
             stream = OverlapAddStream(model, rate, channels, **_overlap_add_options(options))
             _refuse_unrunnable(model, stream.model_channels)
             _stream_overlap_add(stream, ahead, frames, stems, progress)
-            return stems.peaks
-        with _offline_engine(model, rate, channels, **options) as engine:
-            _stream_through(engine, ahead, frames, stems, progress)
+        else:
+            with _offline_engine(model, rate, channels, **options) as engine:
+                _stream_through(engine, ahead, frames, stems, progress)
+        _report_replaced(path.name, ahead.replaced)
         return stems.peaks
+
+
+def _report_replaced(name: str, count: int) -> None:
+    """One line on stderr (the command's log) when non-finite input samples were replaced."""
+    if count:
+        log.warning("%s: %d NaN/Inf input samples replaced by silence", name, count)
 
 
 class _StemWriter:
@@ -284,6 +298,8 @@ def separate_array(
     (see :func:`estimate_vocals`).
     """
     check_clip_mode(clip_mode)
+    audio, replaced = replace_nonfinite(audio, sample_rate)
+    _report_replaced("input", replaced)
     vocals = estimate_vocals(model, audio, sample_rate, progress=progress, **options)
     # What the engine's karaoke mode computes: the delayed input minus the estimate.
     karaoke = audio - vocals
@@ -312,7 +328,10 @@ def estimate_vocals(
     given options (hop, lookahead, crossfade, stereo), whose samples equal a live run
     without deadline misses. Any window the model fails on raises :class:`ModelError` with
     the model's reason. warm_up (like_live): first refuse a model that cannot run at all.
+    Non-finite input samples are replaced by silence first (:mod:`stream_sep.finite`).
     """
+    audio, replaced = replace_nonfinite(audio, sample_rate)
+    _report_replaced("input", replaced)
     if not like_live:
         if warm_up:
             stereo = options.get("stereo", "batch")

@@ -46,9 +46,9 @@ class DelayRing:
         stored = self._ring[:, first : first + n]
         finite = self._finite[:, :n]
         np.isfinite(stored, out=finite)
-        if finite.all():
+        bad = finite.size - int(np.count_nonzero(finite))  # no reduction iterator, unlike all()
+        if not bad:
             return 0
-        bad = finite.size - int(np.count_nonzero(finite))
         np.invert(finite, out=finite)
         stored[finite] = 0.0
         return bad

@@ -86,6 +86,7 @@ class Mixer:
         self._vocal_coef = np.zeros(max_chunk, np.float32)
         self._output_gain = np.zeros(max_chunk, np.float32)
         self._positions = np.arange(max_chunk, dtype=np.float64)
+        self._one64, self._one32 = np.ones((), np.float64), np.ones((), np.float32)
         self.mode, self.vocal_level = "karaoke", 0.0
         self._accompaniment = Ramp(0, 1.0, 1.0, 0)
         self._vocal = Ramp(0, 0.0, 0.0, 0)
@@ -147,11 +148,15 @@ class Mixer:
         self._accompaniment.fill(start, gain_a, self._positions)
         self._vocal.fill(start, gain_g, self._positions)
         dry_coef, vocal_coef = self._dry_coef[:n], self._vocal_coef[:n]
-        # dry_coef = 1 - c (1 - a); vocal_coef = g - a
-        np.subtract(1.0, gain_a, out=dry_coef)
+        # dry_coef = 1 - c (1 - a); vocal_coef = g - a: each gain difference in float64, then
+        # rounded once to float32 by copyto (a float64 ufunc writing float32 would allocate
+        # a casting buffer; so would a Python scalar operand: _one is a 0-d array)
+        np.subtract(gain_g, gain_a, out=gain_g)
+        np.copyto(vocal_coef, gain_g, casting="same_kind")
+        np.subtract(self._one64, gain_a, out=gain_a)
+        np.copyto(dry_coef, gain_a, casting="same_kind")
         dry_coef *= coverage
-        np.subtract(1.0, dry_coef, out=dry_coef)
-        np.subtract(gain_g, gain_a, out=vocal_coef)
+        np.subtract(self._one32, dry_coef, out=dry_coef)
         np.multiply(dry, dry_coef, out=out)
         vocals *= vocal_coef
         out += vocals

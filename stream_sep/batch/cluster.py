@@ -23,10 +23,22 @@ from stream_sep.batch.worker import SongResult, SongTask, separate_song
 from stream_sep.errors import UserError, first_line
 
 INSTALL_HINT = "pip install stream-sep[cluster]"
+CLIENT_HINT = "pip install 'ray[client]'"
 GCS_PORT = 6379  # `ray start --head` default
 CLIENT_PORT = 10001  # ray:// (Ray Client) default
-PROBE_SECONDS = 5.0
+PROBE_SECONDS = 5.0  # for the TCP connection, and again for the answer to it
+REFUSAL_SECONDS = 2 * PROBE_SECONDS  # the most a refusal of a dead or non-Ray address takes
 TASK_CPUS = 1
+# What a client sends first on an HTTP/2 connection: the preface and an empty SETTINGS frame.
+# Both the head's GCS and the Ray Client server speak gRPC (HTTP/2), whose first frame in
+# reply is SETTINGS (RFC 9113, 3.4).
+_HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+_HTTP2_FRAME_HEADER = 9
+_HTTP2_SETTINGS = 4
+TOKEN_HINT = (
+    "if the cluster uses token authentication, set RAY_AUTH_MODE=token and its token in "
+    "RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH"
+)
 
 
 def import_ray():
@@ -38,16 +50,31 @@ def import_ray():
     return ray
 
 
+def check_client(address: str) -> None:
+    """A ray:// address needs Ray Client's gRPC library (Ray's ``client`` extra)."""
+    if not address.startswith("ray://"):
+        return
+    try:
+        import grpc  # noqa: F401
+    except ImportError:
+        raise UserError(
+            f"--ray {address} needs Ray Client, which is not installed: {CLIENT_HINT} "
+            f"(or {INSTALL_HINT})"
+        ) from None
+
+
 @contextlib.contextmanager
 def connected(address: str) -> Iterator[object]:
     """Connect to the Ray cluster at ``address`` for the block; ``auto``: the cluster of
     ``RAY_ADDRESS`` or one started on this machine with ``ray start``, else a local Ray
-    instance started for the job (and stopped after it). An address that does not answer
-    is one line, found within :data:`PROBE_SECONDS` (Ray itself would retry for minutes)."""
+    instance started for the job (and stopped after it). An address that does not answer,
+    or answers but is not Ray, is one line within :data:`REFUSAL_SECONDS` (Ray itself
+    would retry for 20 s or more)."""
     ray = import_ray()
     options = {"logging_level": logging.ERROR, "include_dashboard": False, "log_to_driver": False}
     if address != "auto" or os.environ.get("RAY_ADDRESS"):
         target = address if address != "auto" else os.environ["RAY_ADDRESS"]
+        check_client(target)
         _probe(target)
         _init(ray, target, options)
     else:
@@ -63,18 +90,29 @@ def connected(address: str) -> Iterator[object]:
 
 def _init(ray, address: str, options: dict) -> None:
     """ray.init, with what Ray's C++ core prints meanwhile (a retry warning every second
-    while it cannot reach the cluster) kept off the terminal; a failure is one line."""
+    while it cannot reach the cluster) kept off the terminal; a failure is one line, with
+    a hint on the token where the cluster refused this one (or none was sent)."""
+    no_token = getattr(ray.exceptions, "AuthenticationError", ())  # Ray >= 2.52
     try:
-        with providers.captured_native_output():
+        with providers.captured_native_output() as printed:
             ray.init(address=address, **options)
-    except (ConnectionError, RuntimeError, ValueError, TimeoutError) as error:
+    except no_token as error:  # token mode on here, no token found
+        reason = getattr(error, "message", "") or first_line(error)  # without Ray's advice
         raise UserError(
-            f"cannot connect to the Ray cluster at {address!r}: {first_line(error)}"
+            f"cannot connect to the Ray cluster at {address!r}: {reason}; "
+            "give its token in RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH"
+        ) from None
+    except (ConnectionError, RuntimeError, ValueError, TimeoutError) as error:
+        hint = f" ({TOKEN_HINT})" if "Unauthenticated" in printed.getvalue() else ""
+        raise UserError(
+            f"cannot connect to the Ray cluster at {address!r}: {first_line(error)}{hint}"
         ) from None
 
 
 def _probe(address: str) -> None:
-    """Refuse with one line an address whose host:port takes no TCP connection."""
+    """Refuse with one line an address whose host:port takes no TCP connection within
+    :data:`PROBE_SECONDS`, or takes one but does not answer as an HTTP/2 (gRPC) server
+    within as long again: a port of something else (Ray would retry it for minutes)."""
     client = address.startswith("ray://")
     host_port = address.removeprefix("ray://")
     host, _, port = host_port.rpartition(":")
@@ -83,12 +121,46 @@ def _probe(address: str) -> None:
     if not port.isdigit():
         raise UserError(f"--ray must be auto or HOST:PORT (or ray://HOST:PORT), got {address!r}")
     try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=PROBE_SECONDS).close()
+        with socket.create_connection((host.strip("[]"), int(port)), PROBE_SECONDS) as sock:
+            if not _tls():
+                answer = _http2_answer(sock)
+                if answer is not None:
+                    raise UserError(
+                        f"the address {address!r} is not a Ray cluster: {answer} (a Ray "
+                        f"head's port, {GCS_PORT} by default, or ray://HOST:{CLIENT_PORT})"
+                    )
     except OSError as error:
         reason = error.strerror or type(error).__name__
         if isinstance(error, TimeoutError | socket.timeout):
             reason = f"no answer within {PROBE_SECONDS:g} s"
         raise UserError(f"cannot reach the Ray cluster at {address!r}: {reason}") from None
+
+
+def _tls() -> bool:
+    """Whether Ray is set to speak TLS here (RAY_USE_TLS): its ports then do not answer
+    a plain HTTP/2 preface."""
+    return os.environ.get("RAY_USE_TLS", "0").strip().lower() in ("1", "true")
+
+
+def _http2_answer(sock: socket.socket) -> str | None:
+    """None if the peer answers the HTTP/2 preface with a SETTINGS frame, as a gRPC server
+    does; else what it did instead, in a few words."""
+    sock.settimeout(PROBE_SECONDS)
+    try:
+        sock.sendall(_HTTP2_PREFACE)
+        header = b""
+        while len(header) < _HTTP2_FRAME_HEADER:
+            chunk = sock.recv(_HTTP2_FRAME_HEADER - len(header))
+            if not chunk:
+                return "it closed the connection without an HTTP/2 (gRPC) answer"
+            header += chunk
+    except TimeoutError:
+        return f"it said nothing within {PROBE_SECONDS:g} s"
+    except OSError as error:
+        return f"it broke the connection ({error.strerror or type(error).__name__})"
+    if header[3] != _HTTP2_SETTINGS:
+        return f"it answered {header[:_HTTP2_FRAME_HEADER]!r}, not HTTP/2 (gRPC)"
+    return None
 
 
 def cluster_cpus(ray) -> int:

@@ -27,7 +27,7 @@ from stream_sep.batch.discovery import Song, find_songs
 from stream_sep.batch.progress import JobProgress
 from stream_sep.batch.worker import ModelSpec, SongResult, SongTask
 from stream_sep.errors import UserError
-from stream_sep.inference import bundled_model_path, load_model, read_model_file
+from stream_sep.inference import load_model, read_model_file, resolve_model_path
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +118,8 @@ def run_job(request: BatchRequest, progress_stream=None, quiet: bool = False) ->
     songs = find_songs(request.inputs, request.outdir, request.recursive)
     if request.ray is not None:
         cluster.import_ray()
-    model_path = Path(request.model) if request.model is not None else bundled_model_path()
+        cluster.check_client(request.ray)
+    model_path = resolve_model_path(request.model)
     read_model_file(model_path)  # one line for a missing, empty or oversized model file
     identity = {"name": model_path.name, "sha256": manifest.file_sha256(model_path)}
     settings = settings_identity(request)
@@ -218,7 +219,7 @@ def _workers(request: BatchRequest, spec: ModelSpec, songs: int) -> Iterator[_Wo
             yield _Workers(
                 lambda tasks, on_wait: cluster.run_ray(ray, tasks, jobs, on_wait),
                 spec,
-                f"on Ray (up to {jobs} songs at a time)",
+                f"on Ray (up to {jobs} song{'s' if jobs != 1 else ''} at a time)",
             )
     else:
         gpu = providers.candidates(spec.provider)[0][0].name != "cpu"

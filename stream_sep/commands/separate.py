@@ -98,9 +98,12 @@ def add_arguments(parser) -> None:
     batch.add_argument(
         "--ray",
         metavar="ADDRESS|auto",
-        help="run the songs on a Ray cluster (pip install stream-sep[cluster]); auto: the "
-        "running cluster, or a local one started for the job. Songs, OUTDIR and the model "
-        "must be at the same paths on every node",
+        help="run the songs on a Ray cluster (pip install stream-sep[cluster]): HOST:PORT "
+        "of its head, ray://HOST:PORT (Ray Client), or auto: the cluster in RAY_ADDRESS, else "
+        "one started on this machine with 'ray start', else a local one for the job. A "
+        "cluster with token authentication needs RAY_AUTH_MODE=token and its token "
+        "(RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH) here. Songs, OUTDIR and the model must be at "
+        "the same paths on every node",
     )
 
 

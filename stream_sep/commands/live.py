@@ -21,6 +21,7 @@ from stream_sep import devices, keys, options, settings
 from stream_sep import engine as engine_module
 from stream_sep import mic as mic_module
 from stream_sep.engine.key import KEY_RANGE, KeyShift
+from stream_sep.errors import UserError
 from stream_sep.inference import bundled_model_path, load_model
 from stream_sep.live.route import plan_route, resolve_mic
 from stream_sep.live.session import LiveSession, SessionOptions, fitted_options
@@ -123,18 +124,19 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--mic-level",
         type=options.number("mic-level", low, high),
-        default=1.0,
+        default=None,
         metavar="G",
-        help=f"the microphone's gain, {low:g} to {high:g} (default 1; also on the panel)",
+        help=f"the microphone's gain, {low:g} to {high:g} (default 1; also on the panel); "
+        "only with --mic",
     )
     low, high = mic_module.REVERB_RANGE
     parser.add_argument(
         "--mic-reverb",
         type=options.number("mic-reverb", low, high),
-        default=0.0,
+        default=None,
         metavar="AMOUNT",
-        help=f"room reverb on the microphone, {low:g} (none, the default) to {high:g}; needs "
-        "pip install 'stream-sep[night]' (pedalboard)",
+        help=f"room reverb on the microphone, {low:g} (none, the default) to {high:g}; only "
+        "with --mic; needs pip install 'stream-sep[night]' (pedalboard)",
     )
     parser.add_argument("--quiet", action="store_true", help="no live status line")
     parser.add_argument(
@@ -155,6 +157,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    check_mic_options(args)
     if args.list_devices:
         print(devices.describe())
         return 0
@@ -162,6 +165,15 @@ def run(args) -> int:
     # the model loads are neither echoed nor flushed, and the first poll applies them.
     with keys.KeyReader() as reader:
         return _run(args, reader)
+
+
+def check_mic_options(args) -> None:
+    """The microphone's options need the microphone: refused without ``--mic``."""
+    if args.mic is not None:
+        return
+    for option, value in (("--mic-level", args.mic_level), ("--mic-reverb", args.mic_reverb)):
+        if value is not None:
+            raise UserError(f"{option} {value:g} needs --mic DEVICE (the microphone it applies to)")
 
 
 def _run(args, reader: keys.KeyReader) -> int:
@@ -179,9 +191,9 @@ def _run(args, reader: keys.KeyReader) -> int:
     )
     mic = None
     if args.mic is not None:
-        mic = resolve_mic(
-            args.mic, route, args.output, args.mic_level, args.mic_reverb, args.allow_feedback
-        )
+        level = 1.0 if args.mic_level is None else args.mic_level
+        reverb = 0.0 if args.mic_reverb is None else args.mic_reverb
+        mic = resolve_mic(args.mic, route, args.output, level, reverb, args.allow_feedback)
     key_delay = KeyShift(route.rate, route.channels).latency_seconds if args.key is not None else 0
     model = load_model(args.model, args.provider)
     model.warm_up(batch=1 if chosen.stereo == "mid" else route.channels)

@@ -101,10 +101,14 @@ def _float(text: str) -> float | None:
 
 def add_model_arguments(parser) -> None:
     """``--model`` and ``--provider``, as every command that runs a model takes them."""
-    from stream_sep import providers
+    from stream_sep import providers, shelf
 
     parser.add_argument(
-        "--model", metavar="PATH", help="ONNX separation model (default: the bundled model)"
+        "--model",
+        metavar="PATH|NAME",
+        help="the separation model: an ONNX file, or the NAME of a model on the shelf "
+        f"('stream-sep models list'; {shelf.BUNDLED_NAME} is the bundled one); an existing "
+        "file wins over a shelf name (default: the bundled model)",
     )
     parser.add_argument(
         "--provider",

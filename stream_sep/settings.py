@@ -12,6 +12,7 @@ import dataclasses
 import math
 
 from stream_sep import options
+from stream_sep.engine import fitting
 from stream_sep.engine.highband import check_removal
 from stream_sep.engine.plan import (
     DEFAULT_CROSSFADE,
@@ -117,8 +118,10 @@ def add_arguments(parser: argparse.ArgumentParser, live: bool = False) -> None:
             default="auto",
             type=_latency,
             metavar="auto|SECONDS",
-            help="auto (default): the lowest latency this machine runs the model at within a "
-            "60%% load; SECONDS: exactly that latency, or one line saying the lowest possible",
+            help="auto (default): time the model here at start-up and take the lowest latency "
+            f"whose load (the 90th percentile time per window / the hop) stays at or below "
+            f"{fitting.LOAD_CEILING:g} ({fitting.LOAD_CEILING * 100:g}%%); SECONDS: exactly "
+            "that latency, or one line saying the lowest possible",
         )
     for name, text in (
         ("hop", "time between windows"),
@@ -131,7 +134,7 @@ def add_arguments(parser: argparse.ArgumentParser, live: bool = False) -> None:
             type=options.seconds(name, minimum, inclusive=name != "hop"),
             default=None,
             metavar="SECONDS",
-            help=f"{text} (default {DEFAULTS[name]:g}{'; overrides --latency' if live else ''})",
+            help=f"{text} ({_live_plan_help(name) if live else f'default {DEFAULTS[name]:g}'})",
         )
     parser.add_argument(
         "--stereo",
@@ -140,6 +143,21 @@ def add_arguments(parser: argparse.ArgumentParser, live: bool = False) -> None:
         default=None,
         help="batch: both channels through the model; mid: the mid channel only, half the "
         "compute (default batch" + ("; --latency auto may choose mid)" if live else ")"),
+    )
+
+
+def _live_plan_help(name: str) -> str:
+    """What the live command does with --hop, --lookahead or --crossfade (``name``)."""
+    chosen = {
+        "hop": f"the shortest that keeps the load at or below {fitting.LOAD_CEILING:g} and "
+        "spans two device blocks",
+        "lookahead": f"{fitting.AUTO_LOOKAHEAD:g}, or the model's window edge if longer",
+        "crossfade": f"{fitting.AUTO_CROSSFADE:g}, or the hop if shorter",
+    }[name]
+    return (
+        f"default: chosen by --latency auto: {chosen}; giving any of --hop, --lookahead, "
+        f"--crossfade turns that choice off and the ones not given are then their fixed "
+        f"defaults (this one {DEFAULTS[name]:g}); refused with --latency SECONDS"
     )
 
 

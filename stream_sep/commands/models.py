@@ -23,7 +23,18 @@ from stream_sep.inference import load_model
 def add_arguments(parser) -> None:
     actions = parser.add_subparsers(dest="action", metavar="ACTION")
     actions.required = True
-    actions.add_parser("list", help="the models on the shelf (the bundled one included)")
+    listing = "the models on the shelf (the bundled one included)"
+    actions.add_parser(
+        "list",
+        help=listing,
+        description=(
+            f"List {listing}: name, family, sample rate, window, frequency band, stem, file "
+            "size, the lowest live latency 'models measure' found (or 'not measured') and "
+            "where the model came from; a file on the shelf that does not load is listed "
+            f"with its problem. The shelf folder is printed first; set {shelf.ENV_VAR} to "
+            "use another."
+        ),
+    )
 
     importing = actions.add_parser(
         "import",
@@ -55,12 +66,28 @@ def add_arguments(parser) -> None:
         "--replace", action="store_true", help="replace a shelf model of the same name"
     )
 
-    removing = actions.add_parser("remove", help="remove a model from the shelf")
+    removing = actions.add_parser(
+        "remove",
+        help="remove a model from the shelf",
+        description=(
+            "Delete shelf model NAME (its file in the shelf folder and its measured "
+            f"latency). The bundled model ({shelf.BUNDLED_NAME}) cannot be removed; an "
+            "unknown NAME is refused with the shelf's names."
+        ),
+    )
     removing.add_argument("name", metavar="NAME")
 
     measuring = actions.add_parser(
         "measure",
         help="measure a model's speed here and remember the lowest live latency it allows",
+        description=(
+            f"Load shelf model NAME, time {fitting.TIMED_WINDOWS} windows of quiet noise "
+            "through the live window path (both channels together, and the mid channel "
+            "alone), and choose the lowest live latency whose load (the 90th percentile "
+            f"time per window / the hop) stays at or below {fitting.LOAD_CEILING:g}, as "
+            "'--latency auto' does. The result is printed and remembered on the shelf "
+            "('models list' shows it). Exit status 1 if no live setting fits."
+        ),
     )
     measuring.add_argument("name", metavar="NAME")
     measuring.add_argument("--samplerate", type=int, default=48000, help="default 48000")

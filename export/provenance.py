@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import datetime
 import json
+import shlex
 import subprocess
 from collections.abc import Mapping
 from pathlib import Path
@@ -27,7 +28,9 @@ def read_provenance(checkpoint: Path, config) -> dict[str, str]:
 
     Keys (all prefixed ``provenance.``): preset, dataset, epochs, steps, best_val_sdr,
     git_commit (of the training code), export_git_commit, export_date, checkpoint,
-    model_config. Values a bare checkpoint cannot tell are ``"unknown"``.
+    model_config, training (the run's training settings as JSON: data recipe, seed,
+    schedule, the model it started from) and commands (the command lines that started and
+    resumed the run, as a JSON list of shell-quoted strings). Values a bare checkpoint cannot tell are ``"unknown"``.
     """
     run_dir = checkpoint.parent
     run_config = read_json(run_dir / "config.json")
@@ -50,6 +53,8 @@ def read_provenance(checkpoint: Path, config) -> dict[str, str]:
         "export_date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "checkpoint": checkpoint.name,
         "model_config": json.dumps(config.to_dict(), sort_keys=True) if known else "unknown",
+        "training": json.dumps(training, sort_keys=True) if training else "unknown",
+        "commands": _commands_text(run_config.get("commands")),
     }
     return {PROVENANCE + key: value for key, value in values.items()}
 
@@ -80,6 +85,13 @@ def _best_text(best, run_config: Mapping) -> str:
     from train.runs import without_validation
 
     return "none (no validation split)" if without_validation(run_config) else "unknown"
+
+
+def _commands_text(commands) -> str:
+    """The run's command lines (a list of argument lists) as a JSON list of shell-quoted strings."""
+    if not isinstance(commands, list) or not commands:
+        return "unknown"
+    return json.dumps([shlex.join(str(part) for part in command) for command in commands])
 
 
 def _or_unknown(value) -> str:

@@ -217,8 +217,14 @@ def test_newest_run_fp16_next_to_its_checkpoint(tiny_scale_checkpoint, tmp_path,
     config = preset_config(
         "tiny", window_samples=WINDOW, zero_init_output=False, n_scales=1, block_size=1
     )
-    training = {"format": "mir1k", "data": "/data/mir1k"}
-    (run / "config.json").write_text(json.dumps({"model": config.to_dict(), "training": training}))
+    training = {"format": "mir1k", "data": "/data/mir1k", "seed": 7}
+    commands = [
+        ["python", "-m", "train", "--data", "/data/mir 1k"],
+        ["python", "-m", "train", "--resume"],
+    ]
+    (run / "config.json").write_text(
+        json.dumps({"model": config.to_dict(), "training": training, "commands": commands})
+    )
     (run / "state.json").write_text(
         json.dumps({"epochs_done": 3, "steps_done": 300, "best_val_sdr": 6.25})
     )
@@ -235,6 +241,12 @@ def test_newest_run_fp16_next_to_its_checkpoint(tiny_scale_checkpoint, tmp_path,
     expected |= {"best_val_sdr": "6.250", "git_commit": "abc1234", "precision": "float16"}
     assert {k: metadata["provenance." + k] for k in expected} == expected
     assert json.loads(metadata["provenance.model_config"]) == config.to_dict()
+    # the data recipe, seed and command lines travel with the weights
+    assert json.loads(metadata["provenance.training"]) == training
+    assert json.loads(metadata["provenance.commands"]) == [
+        "python -m train --data '/data/mir 1k'",
+        "python -m train --resume",
+    ]
     sizes = collections.Counter()
     for tensor in model.graph.initializer:
         sizes[tensor.data_type] += int(np.prod(tensor.dims))

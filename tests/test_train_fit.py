@@ -53,6 +53,7 @@ def test_a_tiny_musdb_run_writes_its_directory_learns_and_resumes(tmp_path):
     config = runs.read_run_config(run_dir)
     assert config["model"]["channels"] == 16 and config["model"]["window_samples"] == WINDOW
     assert config["training"]["seed"] == 3 and config["data"] == {"train_songs": 2, "val_songs": 2}
+    assert config["commands"] == [["python", "-m", "train", *args, "--epochs", "2", "--seed", "3"]]
     assert (run_dir / "commit.txt").read_text().strip()
     rows = read_log(run_dir)
     assert [r["epoch"] for r in rows] == [0, 1]
@@ -65,6 +66,10 @@ def test_a_tiny_musdb_run_writes_its_directory_learns_and_resumes(tmp_path):
     )
     rows = read_log(run_dir)
     assert [r["epoch"] for r in rows] == [0, 1, 2]
+    # the resume's command line is added to the first one
+    commands = runs.read_run_config(run_dir)["commands"]
+    assert len(commands) == 2 and commands[1][3:] == ["--resume", "--runs-dir", str(tmp_path / "runs"),
+                                                      "--run-name", "m", "--epochs", "3"]  # fmt: skip
     state = runs.read_state(run_dir)
     assert state["epochs_done"] == 3 and state["steps_done"] == 18
     assert state["best_val_sdr"] == pytest.approx(max(r["val_sdr"] for r in rows), abs=1e-4)

@@ -20,6 +20,7 @@ import dataclasses
 import datetime
 import logging
 import math
+import sys
 from pathlib import Path
 
 from stream_sep.cli_runner import OneLineParser, run_main
@@ -193,15 +194,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def parse_and_run(argv: list[str] | None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = get_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    return run(args)
+    return run(args, command=[*PROG.split(), *argv])
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, command: list[str] | None = None) -> int:
     """Check what can be checked without Keras, then import it (TensorFlow takes seconds)
     and train."""
     given = vars(args)
@@ -251,7 +253,7 @@ def run(args: argparse.Namespace) -> int:
         settings = TrainSettings(**settings_overrides(given))
         name = given.get("run_name") or default_run_name(preset, settings.format)
         run_dir = runs_root / name
-    train(Path(run_dir), config, settings, resume=bool(given.get("resume")))
+    train(Path(run_dir), config, settings, resume=bool(given.get("resume")), command=command)
     log.info("run directory: %s", run_dir)
     return 0
 

@@ -290,7 +290,11 @@ def make_callbacks(
 
 
 def start_run(
-    run_dir: Path, config: ModelConfig, settings: TrainSettings, data_info: dict | None = None
+    run_dir: Path,
+    config: ModelConfig,
+    settings: TrainSettings,
+    data_info: dict | None = None,
+    command: list[str] | None = None,
 ) -> None:
     """Create the run directory and write config.json and commit.txt."""
     if (run_dir / runs.CONFIG).exists():
@@ -299,18 +303,29 @@ def start_run(
         )
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / runs.COMMIT).write_text(runs.git_commit() + "\n")
-    write_run_config(run_dir, config, settings, data_info)
+    write_run_config(run_dir, config, settings, data_info, command)
 
 
 def write_run_config(
-    run_dir: Path, config: ModelConfig, settings: TrainSettings, data_info: dict | None
+    run_dir: Path,
+    config: ModelConfig,
+    settings: TrainSettings,
+    data_info: dict | None,
+    command: list[str] | None = None,
 ) -> None:
+    """Write config.json; ``command`` (the argument list of the command line that started or
+    resumed the run) is appended to the run's ``commands``."""
+    path = run_dir / runs.CONFIG
+    commands = runs.read_run_config(run_dir).get("commands", []) if path.exists() else []
+    if command is not None:
+        commands = [*commands, command]
     runs.write_json(
-        run_dir / runs.CONFIG,
+        path,
         {
             "model": config.to_dict(),
             "training": dataclasses.asdict(settings),
             "data": data_info or {},
+            "commands": commands,
             "backend": keras.backend.backend(),
             "keras_version": keras.__version__,
         },
@@ -318,9 +333,14 @@ def write_run_config(
 
 
 def train(
-    run_dir: Path, config: ModelConfig, settings: TrainSettings, resume: bool
+    run_dir: Path,
+    config: ModelConfig,
+    settings: TrainSettings,
+    resume: bool,
+    command: list[str] | None = None,
 ) -> keras.callbacks.History:
-    """Fit the model, writing checkpoints, log and state into ``run_dir``."""
+    """Fit the model, writing checkpoints, log and state into ``run_dir``; ``command`` (the
+    command line's arguments) is recorded in config.json."""
     settings.validate()
     if settings.fullband_share > 0:
         from train.fullband.render import check_renderer
@@ -338,10 +358,14 @@ def train(
     if resume:
         had_schedule = TrainSettings(**runs.read_run_config(run_dir)["training"]).uses_schedule
         write_run_config(
-            run_dir, config, settings, {**runs.read_run_config(run_dir)["data"], **data_info}
+            run_dir,
+            config,
+            settings,
+            {**runs.read_run_config(run_dir)["data"], **data_info},
+            command,
         )
     else:
-        start_run(run_dir, config, settings, data_info)
+        start_run(run_dir, config, settings, data_info, command)
     if state["epochs_done"] >= settings.epochs:
         raise UserError(
             f"run {run_dir} has already done {state['epochs_done']} epochs; pass a larger --epochs"

@@ -27,7 +27,7 @@ from train.fullband.render import RENDER_RATE, check_renderer, render_song
 log = logging.getLogger(__name__)
 
 # Bumped whenever the composer or the renderer changes what a seed sounds like.
-VERSION = 1
+VERSION = 2
 MAX_JOBS = 8
 
 

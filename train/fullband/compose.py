@@ -7,6 +7,7 @@ Times are in seconds (``pretty_midi``); a bar is four beats; the drum kit is GM 
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 import pretty_midi
@@ -59,6 +60,7 @@ STYLES = {
             (PADS, "pad"),
             (STRINGS, "pad"),
             (SYNTH_LEADS, "arp"),
+            (GUITARS_DRIVEN, "power"),
         ),  # fmt: skip
     ),
     "ballad": Style(
@@ -89,7 +91,7 @@ MINOR_PROGRESSIONS = ((0, 5, 2, 6), (0, 3, 4, 0), (0, 6, 5, 6), (0, 5, 3, 4), (0
 MAJOR_SCALE = (0, 2, 4, 5, 7, 9, 11)
 MINOR_SCALE = (0, 2, 3, 5, 7, 8, 10)
 
-SECONDS = (20.0, 40.0)  # a song's length
+SECONDS = (20.0, 40.0)  # a song's length, rounded up to whole bars
 SECTIONS = ("intro", "verse", "chorus", "verse", "chorus", "bridge", "chorus")
 BARS_PER_SECTION = 4
 
@@ -122,7 +124,7 @@ def compose(rng: np.random.Generator) -> tuple[pretty_midi.PrettyMIDI, Song]:
     progressions = MINOR_PROGRESSIONS if minor else MAJOR_PROGRESSIONS
     progression = progressions[rng.integers(len(progressions))]
     bar_seconds = 240.0 / tempo
-    bars = max(BARS_PER_SECTION, int(rng.uniform(*SECONDS) / bar_seconds))
+    bars = max(BARS_PER_SECTION, math.ceil(rng.uniform(*SECONDS) / bar_seconds))
     song = Song(
         style=style.name,
         tempo=tempo,
@@ -191,7 +193,7 @@ GROOVES = {
     "electronic": [((0, 4, 8, 12), (4, 12)), ((0, 4, 8, 12, 14), (4, 12))],
     "funk": [((0, 3, 10), (4, 12)), ((0, 6, 10, 11), (4, 12)), ((0, 2, 7, 10), (4, 12))],
 }
-HAT_STEPS = {"rock": 2, "pop": 2, "ballad": 2, "electronic": 4, "funk": 1}
+HAT_STEPS = {"rock": 2, "pop": 2, "ballad": 2, "electronic": 1, "funk": 1}
 
 
 def drums(style: str, sections, grid: Grid, rng, song: Song) -> pretty_midi.Instrument:
@@ -203,7 +205,6 @@ def drums(style: str, sections, grid: Grid, rng, song: Song) -> pretty_midi.Inst
     snare = CLAP if style == "electronic" and rng.uniform() < 0.6 else SNARE
     if style == "ballad" and rng.uniform() < 0.5:
         snare = RIM
-    hat_every = HAT_STEPS[style]
     for bar, section in enumerate(sections):
         loud = section == "chorus"
         cymbal = RIDE if loud and rng.uniform() < 0.5 else CLOSED_HAT
@@ -223,12 +224,7 @@ def drums(style: str, sections, grid: Grid, rng, song: Song) -> pretty_midi.Inst
                 for step in (7, 9, 14):
                     if rng.uniform() < 0.4 and step < last:
                         notes.append(grid.note(SNARE, bar, step, 1, 40))
-        for step in range(0, last, hat_every):
-            accent = 95 if step % 4 == 0 else 70
-            hat = OPEN_HAT if style == "electronic" and step % 4 == 2 else cymbal
-            if style == "electronic" and step % 4 == 0:
-                continue  # off-beat open hats
-            notes.append(grid.note(hat, bar, step + (2 if style == "electronic" else 0), 1, accent))
+        notes.extend(_hats(style, cymbal, last, bar, grid))
         if style in ("pop", "funk") and loud and rng.uniform() < 0.5:
             for step in range(0, 16, 2):
                 notes.append(grid.note(TAMBOURINE, bar, step, 1, 60))
@@ -236,6 +232,18 @@ def drums(style: str, sections, grid: Grid, rng, song: Song) -> pretty_midi.Inst
             notes.extend(_fill(bar, grid, rng))
     song.parts.append({"role": "drums", "program": 0, "pan": 64})
     return kit
+
+
+def _hats(style: str, cymbal: int, last: int, bar: int, grid: Grid) -> list[pretty_midi.Note]:
+    """Hats or ride up to step ``last``: 8ths (16ths in funk), accents on the beats;
+    electronic: closed 16ths under open hats on the off-beats."""
+    notes = []
+    for step in range(0, last, HAT_STEPS[style]):
+        if style == "electronic" and step % 4 == 2:
+            notes.append(grid.note(OPEN_HAT, bar, step, 1.5, 90))
+        else:
+            notes.append(grid.note(cymbal, bar, step, 1, 95 if step % 4 == 0 else 68))
+    return notes
 
 
 def _fill(bar: int, grid: Grid, rng) -> list[pretty_midi.Note]:

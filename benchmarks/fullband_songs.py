@@ -1,0 +1,142 @@
+"""The full-band training songs of ``python -m train --fullband-share``: render a cache the
+way a run does and describe it (songs, minutes of audio, size on disk, what was drawn, the
+rendering's wall time on this machine).
+
+    python benchmarks/fullband_songs.py --songs 100 --cache /tmp/fullband \
+        --md benchmarks/results/fullband-songs.md --json benchmarks/results/fullband-songs.json
+
+Songs already in ``--cache`` are not rendered again (their time is not counted): give an
+empty folder for a rendering time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import datetime
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from stream_sep.contract import SAMPLE_RATE  # noqa: E402
+from train.fullband import cache  # noqa: E402
+
+# General MIDI program families (0-based programs), as the composer draws them
+FAMILIES = ((range(0, 8), "piano"), (range(16, 24), "organ"), (range(24, 29), "clean guitar"),
+            (range(29, 31), "driven guitar"), (range(40, 52), "strings"), (range(56, 64), "brass"),
+            (range(64, 72), "reed"), (range(72, 80), "pipe"), (range(80, 88), "synth lead"),
+            (range(88, 96), "synth pad"))  # fmt: skip
+
+
+def family(program: int) -> str:
+    return next((name for programs, name in FAMILIES if program in programs), "other")
+
+
+def describe(folder: Path, count: int) -> dict:
+    styles, families, leads, seconds = collections.Counter(), collections.Counter(), 0, []
+    for index in range(count):
+        song = json.loads(cache.song_path(folder, index).with_suffix(".json").read_text())
+        styles[song["style"]] += 1
+        seconds.append(song["seconds"])
+        for part in song["parts"]:
+            if part["role"] == "lead":
+                leads += 1
+            elif part["role"] not in ("drums", "bass"):
+                families[family(part["program"])] += 1
+    return {
+        "styles": dict(sorted(styles.items())),
+        "harmonic_part_families": dict(families.most_common()),
+        "songs_with_a_lead": leads,
+        "composed_seconds": {
+            "min": min(seconds),
+            "max": max(seconds),
+            "mean": sum(seconds) / len(seconds),
+        },  # fmt: skip
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--songs", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cache", type=Path, required=True)
+    parser.add_argument("--jobs", type=int, default=None, help="default: as a run (CPUs, <= 8)")
+    parser.add_argument("--md", type=Path)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    folder = cache.song_folder(args.cache, args.seed)
+    missing = sum(not cache.song_path(folder, i).is_file() for i in range(args.songs))
+    started = time.monotonic()
+    songs = cache.ensure_songs(args.cache, args.songs, args.seed, args.jobs)
+    elapsed = time.monotonic() - started
+    summary = cache.describe(songs)
+    result = {
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "command": " ".join(sys.argv),
+        "cache_version": cache.VERSION,
+        "seed": args.seed,
+        "songs": len(songs),
+        "rendered_now": missing,
+        "render_wall_seconds": round(elapsed, 1),
+        "jobs": args.jobs or min(os.cpu_count() or 1, cache.MAX_JOBS),
+        "cpus": os.cpu_count(),
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
+        "minutes_of_audio": summary["minutes"],
+        "megabytes": summary["megabytes"],
+        "sample_rate": SAMPLE_RATE,
+        **describe(folder, len(songs)),
+    }
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.json:
+        args.json.write_text(text + "\n")
+    if args.md:
+        args.md.write_text(markdown(result))
+    return 0
+
+
+def markdown(result: dict) -> str:
+    rows = [
+        ("command", f"`{result['command']}`"),
+        ("date", result["date"]),
+        (
+            "songs (cache version, seed)",
+            f"{result['songs']} (v{result['cache_version']}, seed {result['seed']})",
+        ),  # fmt: skip
+        (
+            "audio",
+            f"{result['minutes_of_audio']} min, stereo FLAC 16-bit at {result['sample_rate']} Hz",
+        ),  # fmt: skip
+        ("size on disk", f"{result['megabytes']} MB"),
+        (
+            "rendered now / wall time",
+            f"{result['rendered_now']} songs in "
+            f"{result['render_wall_seconds']} s, {result['jobs']} "
+            f"job(s) on {result['cpus']} CPU(s), load average after "
+            f"{result['load_average_after']}",
+        ),  # fmt: skip
+        (
+            "song length (composed)",
+            "{min:.1f}-{max:.1f} s, mean {mean:.1f} s".format(**result["composed_seconds"]),
+        ),  # fmt: skip
+        ("styles", ", ".join(f"{k} {v}" for k, v in result["styles"].items())),
+        (
+            "harmonic parts",
+            ", ".join(f"{k} {v}" for k, v in result["harmonic_part_families"].items()),
+        ),  # fmt: skip
+        ("songs with a melodic lead", str(result["songs_with_a_lead"])),
+    ]
+    lines = ["# Full-band training songs", "", "| | |", "| --- | --- |"]
+    lines += [f"| {name} | {value} |" for name, value in rows]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

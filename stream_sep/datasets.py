@@ -1,4 +1,5 @@
-"""Datasets on disk: MUSDB18 (16 kHz wav), MUSDB18-HQ (44.1 kHz wav) and MIR-1K.
+"""Datasets on disk: MUSDB18 (16 kHz wav), MUSDB18-HQ (44.1 kHz wav), MIR-1K, and folders of
+songs with their stems in any audio format.
 
 The one owner of these layouts: evaluation reads its clips here (:func:`find_clips`,
 :func:`load_clip`), and training (``train/data.py``) finds its songs and clips with the same
@@ -12,6 +13,12 @@ Layouts:
 - ``mir1k``: stereo ``.wav``/``.flac`` files anywhere under ``<root>`` (found recursively,
   sorted by path), channel 0 the accompaniment, channel 1 the singing voice, named
   ``<singer>_<song>_<clip>``.
+- ``stems`` (evaluation only): ``<root>/<song>/`` holding ``vocals`` and either
+  ``accompaniment`` or ``drums``, ``bass`` and ``other``, plus ``mixture`` optionally, each in
+  any format soundfile reads (``vocals.wav``, ``vocals.flac``, ``vocals.mp3`` ...), at the
+  song's own rate, which all its files share; every file of a song must have the same length
+  and channel count. A song that breaks this raises :class:`AudioFileError` naming the file,
+  so that an evaluation can skip it and go on.
 
 The stems of one MUSDB song share one sample rate; stems at another rate than the one asked
 for (the format's for evaluation, the model's for training) are resampled with soxr.
@@ -35,12 +42,16 @@ from stream_sep.errors import AudioFileError, UserError
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("musdb", "musdb-hq", "mir1k")
+FORMATS = ("musdb", "musdb-hq", "mir1k")  # the layouts training reads too
+EVALUATION_FORMATS = (*FORMATS, "stems")
 SPLITS = ("train", "test")
 MUSDB_STEMS = ("drums", "bass", "other", "vocals")
 MUSDB_RATES = {"musdb": 16000, "musdb-hq": 44100}
 MIR1K_STEMS = ("accompaniment", "vocals")
 MIR1K_SUFFIXES = (".wav", ".flac")
+SONG_PARTS = ("drums", "bass", "other")  # stems format: their sum is the accompaniment
+SONG_FILES = ("vocals", "accompaniment", *SONG_PARTS, "mixture")
+SUM_OF_STEMS = "sum of stems"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,6 +72,8 @@ class Clip:
     mixture: np.ndarray
     vocals: np.ndarray
     accompaniment: np.ndarray
+    # stems format: where the mixture came from, "file" or SUM_OF_STEMS; None for the others
+    mixture_source: str | None = None
 
     @property
     def channels(self) -> int:
@@ -109,8 +122,10 @@ def resample(audio: np.ndarray, rate: int, target_rate: int) -> np.ndarray:
 
 
 def check_format(data_format: str) -> None:
-    if data_format not in FORMATS:
-        raise UserError(f"--format must be one of {', '.join(FORMATS)}, got {data_format!r}")
+    if data_format not in EVALUATION_FORMATS:
+        raise UserError(
+            f"--format must be one of {', '.join(EVALUATION_FORMATS)}, got {data_format!r}"
+        )
 
 
 def musdb_songs(root: Path, split: str, data_format: str = "musdb") -> list[Path]:
@@ -222,6 +237,126 @@ def read_mir1k(path: Path) -> tuple[dict[str, np.ndarray], int]:
     return {"accompaniment": audio[0:1], "vocals": audio[1:2]}, rate
 
 
+# ---------------------------------------------------------------------- songs with stems
+
+
+def stems_songs(root: Path) -> list[Path]:
+    """The song folders of a stems dataset: the folders directly in ``root``, sorted by name
+    (hidden ones left out)."""
+    songs = sorted(
+        path for path in Path(root).iterdir() if path.is_dir() and not path.name.startswith(".")
+    )
+    if not songs:
+        raise UserError(
+            f"no song folders in --data {str(root)!r} (--format stems expects "
+            "<DIR>/<song>/{vocals,accompaniment}.<ext> or vocals, drums, bass, other)"
+        )
+    return songs
+
+
+def song_files(song: Path, mix_from_stems: bool = False) -> dict[str, Path]:
+    """``{name: path}`` of the files a stems song is scored from: ``vocals``, then
+    ``accompaniment`` or ``drums``, ``bass``, ``other``, then ``mixture`` when the folder has
+    one and ``mix_from_stems`` is false. A file's name without its extension says what it
+    holds (case ignored); other files are not read. :class:`AudioFileError` when the folder
+    lacks vocals or the accompaniment, or holds two files for one stem."""
+    found: dict[str, list[Path]] = {}
+    for path in sorted(song.iterdir()):
+        name = path.stem.lower()
+        if path.is_file() and not path.name.startswith(".") and name in SONG_FILES:
+            found.setdefault(name, []).append(path)
+    for name, paths in found.items():
+        if len(paths) > 1:
+            listed = ", ".join(path.name for path in paths)
+            raise AudioFileError(f"{song}: {len(paths)} {name} files ({listed}); keep one")
+    expected = "vocals.<ext> and accompaniment.<ext> (or drums, bass and other)"
+    if "vocals" not in found:
+        raise AudioFileError(f"{song}: no vocals file; a song folder needs {expected}")
+    names = ["vocals"]
+    if "accompaniment" in found:
+        names.append("accompaniment")
+    else:
+        missing = [part for part in SONG_PARTS if part not in found]
+        if missing:
+            raise AudioFileError(
+                f"{song}: no accompaniment file and no {', '.join(missing)} file; "
+                f"a song folder needs {expected}"
+            )
+        names += SONG_PARTS
+    if "mixture" in found and not mix_from_stems:
+        names.append("mixture")
+    return {name: found[name][0] for name in names}
+
+
+def check_song_headers(paths: dict[str, Path]) -> None:
+    """Refuse a song whose files differ in sample rate, channel count or length, from their
+    headers (no decoding): :class:`AudioFileError` naming the first file that differs from
+    the vocals."""
+    infos = {name: audio_info(path) for name, path in paths.items()}
+    first = infos["vocals"]
+    for name, info in infos.items():
+        _check_alike(
+            paths[name],
+            paths["vocals"],
+            (int(info.samplerate), int(first.samplerate)),
+            (info.channels, first.channels),
+            (info.frames, first.frames),
+        )
+
+
+def _check_alike(path: Path, vocals: Path, rates, channels, lengths) -> None:
+    """Each argument after the paths: (this file's value, the vocals' value)."""
+    if rates[0] != rates[1]:
+        raise AudioFileError(
+            f"{path}: {rates[0]} Hz, but {vocals.name} is at {rates[1]} Hz "
+            "(the files of one song must share one sample rate)"
+        )
+    if channels[0] != channels[1]:
+        raise AudioFileError(
+            f"{path}: {channels[0]} channel(s), but {vocals.name} has {channels[1]} "
+            "(the files of one song must have the same channel count)"
+        )
+    if lengths[0] != lengths[1]:
+        hint = " (or pass --mix-from-stems)" if path.stem.lower() == "mixture" else ""
+        raise AudioFileError(
+            f"{path}: {lengths[0]} samples, but {vocals.name} has {lengths[1]} "
+            f"(the files of one song must have the same length){hint}"
+        )
+
+
+def read_song(song: Path, mix_from_stems: bool = False) -> Clip:
+    """One stems song at its own rate: vocals, accompaniment (the file, or drums + bass +
+    other) and mixture (the file, or vocals + accompaniment when there is none or
+    ``mix_from_stems``). Arrays (channels, samples) float32. :class:`AudioFileError` naming
+    the file for anything that makes the song unscorable."""
+    paths = song_files(song, mix_from_stems)
+    check_song_headers(paths)
+    audio, rates = {}, {}
+    for name, path in paths.items():
+        audio[name], rates[name] = read_audio(path)
+        if not np.isfinite(audio[name]).all():
+            raise AudioFileError(f"{path}: has NaN or Inf samples")
+    first = audio["vocals"]
+    for name, stem in audio.items():  # decoded lengths can differ from a header's
+        _check_alike(
+            paths[name],
+            paths["vocals"],
+            (rates[name], rates["vocals"]),
+            (stem.shape[0], first.shape[0]),
+            (stem.shape[1], first.shape[1]),
+        )
+    if "accompaniment" in audio:
+        accompaniment = audio["accompaniment"]
+    else:
+        accompaniment = audio["drums"] + audio["bass"] + audio["other"]
+    vocals = audio["vocals"]
+    if "mixture" in audio:
+        mixture, source = audio["mixture"], "file"
+    else:
+        mixture, source = vocals + accompaniment, SUM_OF_STEMS
+    return Clip(song.name, rates["vocals"], mixture, vocals, accompaniment, source)
+
+
 # ---------------------------------------------------------------------- evaluation clips
 
 
@@ -236,8 +371,9 @@ def find_clips(
     """List the clips of a dataset folder, sorted: every ``every``-th one (a sample spread
     over all singers or songs), at most ``limit`` of them.
 
-    split: ``train`` or ``test`` for the MUSDB formats (default ``test``); not for mir1k.
-    singers: MIR-1K singer names to keep (the part of the file name before the first ``_``).
+    split: ``train`` or ``test`` for the MUSDB formats (default ``test``); not for mir1k or
+    stems. singers: MIR-1K singer names to keep (the part of the file name before the first
+    ``_``).
     """
     root = Path(root)
     if every < 1:
@@ -245,10 +381,14 @@ def find_clips(
     check_format(data_format)
     if not root.is_dir():
         raise UserError(f"--data {str(root)!r} is not a directory")
+    if data_format in ("mir1k", "stems") and split is not None:
+        raise UserError(f"--split applies to the musdb formats only, got --split {split}")
     if data_format == "mir1k":
-        if split is not None:
-            raise UserError(f"--split applies to the musdb formats only, got --split {split}")
         clips = _mir1k_clips(root, singers)
+    elif data_format == "stems":
+        if singers:
+            raise UserError("--singers applies to --format mir1k only")
+        clips = [ClipRef(song.name, data_format, song) for song in stems_songs(root)]
     else:
         if singers:
             raise UserError("--singers applies to --format mir1k only")
@@ -272,10 +412,14 @@ def _mir1k_clips(root: Path, singers: list[str] | None) -> list[ClipRef]:
     return [clip for clip in clips if mir1k_singer(clip.name) in singers]
 
 
-def load_clip(ref: ClipRef) -> Clip:
-    """Read one clip into memory; bad files raise :class:`AudioFileError` naming the file."""
+def load_clip(ref: ClipRef, mix_from_stems: bool = False) -> Clip:
+    """Read one clip into memory; bad files raise :class:`AudioFileError` naming the file.
+    mix_from_stems (stems format): the mixture is the sum of the stems even where the song
+    has a mixture file."""
     if ref.data_format == "mir1k":
         return _load_mir1k(ref)
+    if ref.data_format == "stems":
+        return read_song(ref.path, mix_from_stems)
     return _load_musdb(ref)
 
 

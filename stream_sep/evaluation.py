@@ -21,6 +21,7 @@ import numpy as np
 
 from stream_sep import datasets, metrics, offline, settings
 from stream_sep.engine import WindowPlan
+from stream_sep.errors import AudioFileError
 
 STEMS = ("vocals", "accompaniment")
 METHODS = ("model", "mixture", "centre-cancel")
@@ -130,8 +131,27 @@ def score(
     return scores
 
 
-def evaluate_clip(model, clip: datasets.Clip, options: dict, use_museval: bool = True) -> dict:
-    """Separate one clip and score the model and the baselines on it."""
+def trim_samples(clip: datasets.Clip, trim_seconds: float) -> int:
+    """Samples left out of the scores at each end of ``clip``; :class:`AudioFileError` when
+    nothing would be left."""
+    trim = int(round(trim_seconds * clip.sample_rate))
+    if 2 * trim >= clip.mixture.shape[1]:
+        raise AudioFileError(
+            f"{clip.name}: {clip.seconds:.3f} s is too short to score with "
+            f"{trim_seconds:g} s trimmed at both ends (--trim)"
+        )
+    return trim
+
+
+def evaluate_clip(
+    model, clip: datasets.Clip, options: dict, use_museval: bool = True, trim_seconds: float = 0.0
+) -> dict:
+    """Separate one clip and score the model and the baselines on it.
+
+    The whole clip is separated; the scores leave ``trim_seconds`` out at both ends (of the
+    references and the estimates alike), where a separator starts and stops without context.
+    """
+    trim = trim_samples(clip, trim_seconds)
     started = time.perf_counter()
     vocals_estimate = estimate_vocals(model, clip.mixture, clip.sample_rate, options)
     separate_seconds = time.perf_counter() - started
@@ -142,20 +162,31 @@ def evaluate_clip(model, clip: datasets.Clip, options: dict, use_museval: bool =
     }
     if clip.channels == 2:
         estimates["centre-cancel"] = centre_cancel(mixture)
+    kept = slice(trim, clip.mixture.shape[1] - trim)
     started = time.perf_counter()
     scores = {
-        method: score(clip.vocals, clip.accompaniment, *pair, clip.sample_rate, use_museval)
+        method: score(
+            clip.vocals[:, kept],
+            clip.accompaniment[:, kept],
+            *(estimate[:, kept] for estimate in pair),
+            clip.sample_rate,
+            use_museval,
+        )
         for method, pair in estimates.items()
     }
-    return {
+    result = {
         "name": clip.name,
         "seconds": clip.seconds,
         "sample_rate": clip.sample_rate,
         "channels": clip.channels,
+        "scored_seconds": (kept.stop - kept.start) / clip.sample_rate,
         "separate_seconds": separate_seconds,
         "score_seconds": time.perf_counter() - started,
         "scores": scores,
     }
+    if clip.mixture_source is not None:
+        result["mixture"] = clip.mixture_source
+    return result
 
 
 def summarise(results: list[dict]) -> dict:

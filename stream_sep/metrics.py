@@ -66,13 +66,14 @@ def si_sdr(reference: np.ndarray, estimate: np.ndarray, eps: float = EPSILON) ->
     return float(10.0 * np.log10((np.dot(target, target) + eps) / (np.dot(error, error) + eps)))
 
 
-def _import_museval():
+def require_museval():
+    """The museval module, or :class:`UserError` saying how to install it (or go without)."""
     try:
         import museval
     except ImportError as error:
         raise UserError(
             "the museval package is needed for the SiSEC18 SDR; install it with "
-            "pip install 'stream-sep[eval]', or pass --no-museval"
+            "pip install 'stream-sep[eval]' (or pip install museval), or pass --no-museval"
         ) from error
     return museval
 
@@ -86,7 +87,7 @@ def museval_sdr(reference: np.ndarray, estimate: np.ndarray, sample_rate: int) -
     """
     reference, estimate = _as_float64_pair(reference, estimate)
     reference, estimate = np.atleast_2d(reference), np.atleast_2d(estimate)
-    museval = _import_museval()
+    museval = require_museval()
     # museval wants (sources, samples, channels): one source here.
     references, estimates = reference.T[np.newaxis], estimate.T[np.newaxis]
     try:

@@ -13,6 +13,10 @@ estimates are scored on the same clips:
 
 Offline (the default) uses the settings of ``stream-sep separate``; ``--streaming`` uses the
 live settings (``--hop``, ``--lookahead``).
+
+``--format stems`` reads real songs, one folder each (see :mod:`stream_sep.datasets`): a song
+that cannot be scored (no vocals, files that differ in rate or length, an unreadable file) is
+skipped with one warning line naming the file, and the summary counts the songs skipped.
 """
 
 from __future__ import annotations
@@ -24,8 +28,8 @@ import math
 import os
 from pathlib import Path
 
-from stream_sep import atomic, datasets, settings
-from stream_sep.errors import UserError
+from stream_sep import atomic, datasets, metrics, settings
+from stream_sep.errors import AudioFileError, UserError, first_line
 from stream_sep.evaluation import (
     MEASURES,
     METHODS,
@@ -40,6 +44,7 @@ from stream_sep.inference import load_model
 
 log = logging.getLogger(__name__)
 
+STEMS_TRIM_SECONDS = 0.05
 MEASURE_TITLES = {"sdr": "SDR", "museval_sdr": "museval", "si_sdr": "SI-SDR"}
 METHOD_TITLES = {"model": "model", "mixture": "mixture", "centre-cancel": "L-R centre"}
 
@@ -55,11 +60,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--format",
         dest="data_format",
         required=True,
-        choices=datasets.FORMATS,
+        choices=datasets.EVALUATION_FORMATS,
         help=(
             "musdb: <DIR>/{train,test}/<song>/{drums,bass,other,vocals}.wav at 16 kHz, "
             "mixture.wav optional; musdb-hq: the same at 44.1 kHz; mir1k: stereo "
-            "<singer>_<song>_<clip>.wav|.flac in DIR, channel 0 accompaniment, channel 1 vocals"
+            "<singer>_<song>_<clip>.wav|.flac in DIR, channel 0 accompaniment, channel 1 "
+            "vocals; stems: <DIR>/<song>/ with vocals and accompaniment (or drums, bass, "
+            "other), mixture optional, in any format soundfile reads (wav, flac, mp3, ogg), "
+            "scored at the song's own rate"
+        ),
+    )
+    parser.add_argument(
+        "--mix-from-stems",
+        action="store_true",
+        help=(
+            "stems: separate the sum of the stems instead of the mixture file (for mixtures "
+            "encoded apart from their stems); songs without a mixture file always use the sum"
+        ),
+    )
+    parser.add_argument(
+        "--trim",
+        type=_non_negative_seconds,
+        metavar="S",
+        help=(
+            "seconds left out of the scores at both ends of each clip, where a separator "
+            f"starts and stops without context (default {STEMS_TRIM_SECONDS:g} for stems, 0 "
+            "for the other formats)"
         ),
     )
     parser.add_argument(
@@ -125,6 +151,16 @@ def _comma_list(text: str) -> list[str]:
     return names
 
 
+def _non_negative_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds >= 0, got {text!r}")
+    return value
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -138,10 +174,19 @@ def _positive_int(text: str) -> int:
 def run(args: argparse.Namespace) -> int:
     if not args.streaming and (args.hop is not None or args.lookahead is not None):
         raise UserError("--hop and --lookahead apply to --streaming only")
+    if args.mix_from_stems and args.data_format != "stems":
+        raise UserError("--mix-from-stems applies to --format stems only")
+    if args.trim is None:
+        args.trim = STEMS_TRIM_SECONDS if args.data_format == "stems" else 0.0
+    if args.museval:
+        metrics.require_museval()
     json_path = _check_json_path(args.json)
     refs = datasets.find_clips(
         args.data, args.data_format, args.split, args.singers, args.limit, args.every
     )
+    skipped: list[dict] = []
+    if args.data_format == "stems":
+        refs = _songs_with_sound_headers(refs, args.mix_from_stems, skipped)
     model = load_model(args.model, provider=args.provider)
     options = engine_options(
         args.streaming,
@@ -156,18 +201,13 @@ def run(args: argparse.Namespace) -> int:
     results = []
     print(_clip_header(), flush=True)
     for ref in refs:
-        clip = datasets.load_clip(ref)
-        log.info(
-            "%s: %.1f s, %d channel(s) at %d Hz",
-            clip.name,
-            clip.seconds,
-            clip.channels,
-            clip.sample_rate,
-        )
-        result = evaluate_clip(model, clip, options, use_museval=args.museval)
-        results.append(result)
-        print(_clip_line(result), flush=True)
-    report = build_report(args, model, plan, results)
+        result = _evaluate_one(args, model, ref, options, skipped)
+        if result is not None:
+            results.append(result)
+            print(_clip_line(result), flush=True)
+    if not results:
+        raise _nothing_left(skipped)
+    report = build_report(args, model, plan, results, skipped)
     print(format_summary(report["summary"], report["notes"]), flush=True)
     if len(report["by_group"]) > 1:
         print(format_groups(report["by_group"]), flush=True)
@@ -177,10 +217,61 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate_one(args, model, ref, options: dict, skipped: list[dict]) -> dict | None:
+    """Score one clip; for stems, a song that cannot be scored is warned about, added to
+    ``skipped`` and gives None (the other formats stop with the error)."""
+    try:
+        clip = datasets.load_clip(ref, args.mix_from_stems)
+        log.info(
+            "%s: %.1f s, %d channel(s) at %d Hz",
+            clip.name,
+            clip.seconds,
+            clip.channels,
+            clip.sample_rate,
+        )
+        return evaluate_clip(model, clip, options, args.museval, args.trim)
+    except AudioFileError as error:
+        if args.data_format != "stems":
+            raise
+        _skip(ref, error, skipped)
+        return None
+
+
+def _songs_with_sound_headers(refs, mix_from_stems: bool, skipped: list[dict]) -> list:
+    """The songs whose files are all there and agree in rate, channels and length by their
+    headers: a bad song is reported before the table, not in the middle of it."""
+    kept = []
+    for ref in refs:
+        try:
+            datasets.check_song_headers(datasets.song_files(ref.path, mix_from_stems))
+        except AudioFileError as error:
+            _skip(ref, error, skipped)
+        else:
+            kept.append(ref)
+    if not kept:
+        raise _nothing_left(skipped)
+    return kept
+
+
+def _skip(ref, error: AudioFileError, skipped: list[dict]) -> None:
+    reason = first_line(error)
+    log.warning("skipping song %r: %s", ref.name, reason)
+    skipped.append({"name": ref.name, "reason": reason})
+
+
+def _nothing_left(skipped: list[dict]) -> UserError:
+    return UserError(
+        f"no song left to evaluate: all {len(skipped)} song folder(s) were skipped "
+        "(see the warnings above)"
+    )
+
+
 # ---------------------------------------------------------------------- report
 
 
-def build_report(args: argparse.Namespace, model, plan: dict, results: list[dict]) -> dict:
+def build_report(
+    args: argparse.Namespace, model, plan: dict, results: list[dict], skipped: list[dict]
+) -> dict:
     seconds = sum(result["seconds"] for result in results)
     separating = sum(result["separate_seconds"] for result in results)
     return {
@@ -193,18 +284,34 @@ def build_report(args: argparse.Namespace, model, plan: dict, results: list[dict
         "mode": "streaming" if args.streaming else "offline",
         "engine": plan,
         "museval": bool(args.museval),
+        "trim_seconds": args.trim,
+        "mix_from_stems": bool(args.mix_from_stems),
         "clips": results,
+        "skipped": skipped,
         "audio_seconds": seconds,
         "separate_seconds": separating,
         "real_time_factor": separating / seconds if seconds else None,
         "summary": summarise(results),
         "by_group": summarise_groups(results, args.data_format),
-        "notes": _notes(results),
+        "notes": _notes(results, skipped, args.mix_from_stems),
     }
 
 
-def _notes(results: list[dict]) -> list[str]:
+def _notes(results: list[dict], skipped: list[dict], mix_from_stems: bool) -> list[str]:
     notes = []
+    summed = [result["name"] for result in results if result.get("mixture") == "sum of stems"]
+    if summed and mix_from_stems:
+        notes.append("the mixture separated is the sum of the stems (--mix-from-stems)")
+    elif summed:
+        notes.append(
+            f"{len(summed)} song(s) have no mixture file; the mixture separated is the sum of "
+            f"their stems: {', '.join(summed)}"
+        )
+    if skipped:
+        notes.append(
+            f"{len(skipped)} song(s) skipped (see the warnings): "
+            + ", ".join(entry["name"] for entry in skipped)
+        )
     mono = sum(1 for result in results if result["channels"] != 2)
     if mono:
         notes.append(
@@ -255,8 +362,18 @@ def _plan_line(args, model, plan: dict, clips: int) -> str:
         f"{model.provider}; {mode}: hop {plan['hop_seconds']:.3f} s, lookahead "
         f"{plan['lookahead_seconds']:.3f} s, algorithmic latency (lookahead + hop) "
         f"{plan['algorithmic_latency_seconds']:.3f} s, engine delay "
-        f"{plan['latency_seconds']:.3f} s" + _window_options_text(plan)
+        f"{plan['latency_seconds']:.3f} s" + _window_options_text(plan) + _scoring_text(args)
     )
+
+
+def _scoring_text(args) -> str:
+    """'' for untrimmed scores of the dataset's own mixtures, else what differs."""
+    parts = []
+    if args.trim:
+        parts.append(f"scored without the first and last {args.trim:g} s")
+    if args.mix_from_stems:
+        parts.append("mixture = sum of the stems")
+    return "".join(f"; {part}" for part in parts)
 
 
 def _window_options_text(plan: dict) -> str:

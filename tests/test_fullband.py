@@ -306,3 +306,14 @@ def test_python_m_train_with_fullband_share_1_trains_records_and_resumes(tmp_pat
     assert main([*args[:-2], "--run-name", "bad", "--fullband-share", "1.5"]) == 2
     assert "--fullband-share must be in [0, 1], got 1.5" in capsys.readouterr().err
     assert not (root / "bad").exists()
+
+
+def test_a_missing_renderer_or_soundfont_is_one_clear_error(tmp_path, monkeypatch):
+    from train.fullband import check_requirements
+
+    check_requirements()
+    with pytest.raises(UserError, match="General MIDI SoundFont .*none.sf2 .*fluid-soundfont-gm"):
+        check_requirements(tmp_path / "none.sf2")
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(UserError, match="fluidsynth program"):
+        check_requirements()

@@ -343,9 +343,9 @@ def train(
     command line's arguments) is recorded in config.json."""
     settings.validate()
     if settings.fullband_share > 0:
-        from train.fullband.render import check_renderer
+        from train.fullband import check_requirements
 
-        check_renderer()
+        check_requirements()
     keras.utils.set_random_seed(settings.seed)
     train_tracks, val_tracks, data_info = load_tracks(
         Path(settings.data),

@@ -22,7 +22,8 @@ import soundfile as sf
 from stream_sep import atomic, datasets
 from stream_sep.contract import SAMPLE_RATE
 from stream_sep.errors import UserError
-from train.fullband.render import RENDER_RATE, check_renderer, render_song
+from train.fullband import check_requirements
+from train.fullband.render import RENDER_RATE, render_song
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +88,7 @@ def ensure_songs(root: Path, count: int, seed: int = 0, jobs: int | None = None)
         raise UserError(f"--fullband-cache {root}: cannot create {folder}: {error}") from None
     missing = [i for i in range(count) if not song_path(folder, i).is_file()]
     if missing:
-        check_renderer()
+        check_requirements()
         render(folder, seed, missing, jobs or min(os.cpu_count() or 1, MAX_JOBS))
     songs = [BandSong(song_path(folder, i)) for i in range(count)]
     log.info("full-band songs: %s", describe(songs))

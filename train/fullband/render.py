@@ -8,7 +8,6 @@ System requirements: the ``fluidsynth`` program and a GM SoundFont (Debian: ``fl
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -17,29 +16,16 @@ import numpy as np
 import soundfile as sf
 
 from stream_sep.errors import UserError
+from train.fullband import SOUNDFONT, check_requirements
 from train.fullband.compose import Song, compose
 
 RENDER_RATE = 44100
-SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
 # FluidSynth's master gain: low enough that a dense song does not exceed +-1 before the bus
 FLUIDSYNTH_GAIN = 0.4
 # the peak of a finished song (the level is drawn again per training example)
 PEAK = 0.9
 TAIL_SECONDS = 1.0  # the ring-out kept after the last bar
 RENDER_TIMEOUT_SECONDS = 300
-
-
-def check_renderer(soundfont: Path = SOUNDFONT) -> None:
-    """UserError naming what is missing when FluidSynth or the SoundFont is not installed."""
-    if shutil.which("fluidsynth") is None:
-        raise UserError(
-            "full-band data needs the fluidsynth program (Debian: apt-get install fluidsynth)"
-        )
-    if not Path(soundfont).is_file():
-        raise UserError(
-            f"full-band data needs the General MIDI SoundFont {soundfont} "
-            "(Debian: apt-get install fluid-soundfont-gm)"
-        )
 
 
 def render_song(seed, soundfont: Path = SOUNDFONT) -> tuple[np.ndarray, Song]:
@@ -56,10 +42,10 @@ def render_midi(midi, soundfont: Path = SOUNDFONT) -> np.ndarray:
     """FluidSynth's float render of a ``pretty_midi.PrettyMIDI``: (2, samples) float32.
 
     FluidSynth's reverb stays on (each part's send, CC91, is drawn by the composer); its
-    chorus is off: FluidSynth 2.3's chorus returns its two channels in opposite phase, which
-    left the mid ((L + R) / 2) of a chorused song up to 10 dB under its sides.
+    chorus is off: FluidSynth 2.3's chorus returns its two channels in opposite phase, so the
+    mid ((L + R) / 2) of a chorused part nearly cancels.
     """
-    check_renderer(soundfont)
+    check_requirements(soundfont)
     with tempfile.TemporaryDirectory(prefix="fullband-") as folder:
         midi_path, wav_path = Path(folder) / "song.mid", Path(folder) / "song.wav"
         midi.write(str(midi_path))

@@ -3,6 +3,7 @@ training examples that place a voice in them; python -m train --fullband-share e
 
 from __future__ import annotations
 
+import json
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -301,6 +302,20 @@ def test_python_m_train_with_fullband_share_1_trains_records_and_resumes(tmp_pat
     assert main(["--resume", "--runs-dir", str(root), "--run-name", "fb", "--epochs", "2"]) == 0
     assert runs.read_run_config(run_dir)["training"]["fullband_share"] == 1.0
     assert runs.read_state(run_dir)["steps_done"] == 4
+    # the export writes the recipe (share, songs, seed) with the seed and steps into the model
+    from export import provenance
+    from train.config import ModelConfig
+
+    facts = provenance.read_provenance(
+        run_dir / "last.keras", ModelConfig.from_dict(config["model"])
+    )
+    recorded = json.loads(facts["provenance.training"])
+    assert (recorded["fullband_share"], recorded["fullband_songs"], recorded["fullband_seed"]) == (
+        1.0,
+        2,
+        4,
+    )
+    assert recorded["seed"] == 21 and facts["provenance.steps"] == "4"
     # bad values: one line, exit 2
     capsys.readouterr()
     assert main([*args[:-2], "--run-name", "bad", "--fullband-share", "1.5"]) == 2

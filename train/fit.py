@@ -297,13 +297,18 @@ def start_run(
     command: list[str] | None = None,
 ) -> None:
     """Create the run directory and write config.json and commit.txt."""
+    check_new_run(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / runs.COMMIT).write_text(runs.git_commit() + "\n")
+    write_run_config(run_dir, config, settings, data_info, command)
+
+
+def check_new_run(run_dir: Path) -> None:
+    """UserError when a new run would take the directory of an existing one."""
     if (run_dir / runs.CONFIG).exists():
         raise UserError(
             f"run {run_dir} already exists; pass --resume to continue it or choose another --run-name"
         )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / runs.COMMIT).write_text(runs.git_commit() + "\n")
-    write_run_config(run_dir, config, settings, data_info, command)
 
 
 def write_run_config(
@@ -354,6 +359,12 @@ def train(
         settings.val_split,
         settings.seed,
     )
+    # rendered before the run starts, so a failed render leaves no run to resume
+    if not resume:
+        check_new_run(run_dir)
+    fullband = full_band_mixer(run_dir, settings)
+    if fullband is not None:
+        data_info["fullband"] = fullband.description
     state = runs.read_state(run_dir) if resume else {"epochs_done": 0}
     if resume:
         had_schedule = TrainSettings(**runs.read_run_config(run_dir)["training"]).uses_schedule
@@ -370,10 +381,6 @@ def train(
         raise UserError(
             f"run {run_dir} has already done {state['epochs_done']} epochs; pass a larger --epochs"
         )
-    fullband = full_band_mixer(run_dir, settings)
-    if fullband is not None:
-        data_info = {**runs.read_run_config(run_dir)["data"], "fullband": fullband.description}
-        write_run_config(run_dir, config, settings, data_info)
     with distribution(settings.distribute) as replicas:
         model = (
             resume_model(run_dir, settings, had_schedule)

@@ -28,7 +28,7 @@ from train.fullband.render import RENDER_RATE, render_song
 log = logging.getLogger(__name__)
 
 # Bumped whenever the composer or the renderer changes what a seed sounds like.
-VERSION = 2
+VERSION = 3
 MAX_JOBS = 8
 
 

@@ -173,9 +173,18 @@ class Grid:
         return pretty_midi.Note(self.velocity(velocity), int(pitch), start, end)
 
 
+# Volume (CC7) ranges per role, a mix's balance: drums and bass up front, held chords
+# further back (FluidSynth attenuates by about 40 log10(CC7 / 127) dB: 64 is -12 dB).
+VOLUMES = {"drums": (105, 127), "bass": (90, 120), "pad": (50, 85), "strum": (70, 105),
+           "comp": (70, 105), "power": (80, 110), "arp": (65, 100), "chops": (75, 105),
+           "stabs": (70, 100), "lead": (85, 115)}  # fmt: skip
+
+
 def _setup(instrument: pretty_midi.Instrument, pan: int, rng: np.random.Generator) -> None:
-    """Pan (CC10), volume (CC7) and reverb send (CC91) at time 0."""
-    for number, value in ((10, pan), (7, rng.integers(80, 115)), (91, rng.integers(0, 70))):
+    """Pan (CC10), volume (CC7, from the role's range in ``VOLUMES``) and reverb send (CC91)
+    at time 0; the instrument's name is its role."""
+    low, high = VOLUMES[instrument.name]
+    for number, value in ((10, pan), (7, rng.integers(low, high + 1)), (91, rng.integers(0, 70))):
         instrument.control_changes.append(pretty_midi.ControlChange(number, int(value), 0.0))
 
 

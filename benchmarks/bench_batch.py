@@ -41,8 +41,8 @@ sys.path.insert(0, str(REPO / "tests"))
 # Worker processes (the pool's and a local Ray instance's) import this checkout too.
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
 
-from stream_sep import providers  # noqa: E402
 from stream_sep.batch import BatchRequest, run_job  # noqa: E402
+from stream_sep.models import providers  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 MODES = {"jobs1": {"jobs": 1}, "jobs2": {"jobs": 2}, "ray": {"ray": "auto"}}

@@ -38,9 +38,10 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from stream_sep import engine, spectral  # noqa: E402
-from stream_sep.contract import ModelContract  # noqa: E402
-from stream_sep.inference import load_model  # noqa: E402
+from stream_sep import engine  # noqa: E402
+from stream_sep.dsp import spectral  # noqa: E402
+from stream_sep.models.contract import ModelContract  # noqa: E402
+from stream_sep.models.inference import load_model  # noqa: E402
 
 MODELS = ("test", "tiny", "small", "full")
 STREAM_RATE = 48000

@@ -34,10 +34,11 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from stream_sep import offline, providers  # noqa: E402
+from stream_sep import offline  # noqa: E402
+from stream_sep.dsp.postfilter import POSTFILTERS  # noqa: E402
 from stream_sep.engine import fitting  # noqa: E402
-from stream_sep.inference import load_model  # noqa: E402
-from stream_sep.postfilter import POSTFILTERS  # noqa: E402
+from stream_sep.models import providers  # noqa: E402
+from stream_sep.models.inference import load_model  # noqa: E402
 from stream_sep.settings import Settings  # noqa: E402
 
 SONG_RATE = 44100
@@ -156,7 +157,7 @@ def models(smoke: bool, presets: list[str], out: Path):
         sys.path.insert(0, str(REPO / "tests"))
         from helpers import gain_model
 
-        from stream_sep.contract import ModelContract
+        from stream_sep.models.contract import ModelContract
 
         path = gain_model(out / "gain.onnx", 0.5, contract=ModelContract())
         return [("gain test model", load_model(path, "cpu"))]

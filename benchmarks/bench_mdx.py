@@ -37,11 +37,11 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 import mdx_models  # noqa: E402
 
-from stream_sep import providers  # noqa: E402
 from stream_sep.engine import fitting  # noqa: E402
 from stream_sep.errors import UserError  # noqa: E402
-from stream_sep.families.mdx import MdxContract  # noqa: E402
-from stream_sep.inference import load_model  # noqa: E402
+from stream_sep.models import providers  # noqa: E402
+from stream_sep.models.families.mdx import MdxContract  # noqa: E402
+from stream_sep.models.inference import load_model  # noqa: E402
 
 STREAM_RATE = 48000
 # name -> (network shape, n_fft)

@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from helpers import gain_model  # noqa: E402
 
-from stream_sep.contract import ModelContract  # noqa: E402
+from stream_sep.models.contract import ModelContract  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 RATE = 44100

@@ -14,7 +14,7 @@ Three sections, all in one process so that their ratios share the machine's stat
    two inter-op threads, and two one-thread sessions run side by side from two threads.
 3. Plans: the same generated stereo 44.1 kHz song separated by (a) today's plan,
    ``stream_sep.offline.separate_array(like_live=True)`` (the streaming engine, blocking) and (b)
-   ``stream_sep.overlap_add.separate_overlap_add`` at its defaults, in the order b, a, b.
+   ``stream_sep.offline.overlap_add.separate_overlap_add`` at its defaults, in the order b, a, b.
    Real-time factor = wall time / audio seconds; windows per audio second count the rows the
    model computed (a stereo window is two rows) and the window positions.
 
@@ -41,9 +41,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
-from stream_sep import overlap_add, providers, spectral  # noqa: E402
-from stream_sep.inference import load_model, read_model_file  # noqa: E402
-from stream_sep.offline import separate_array  # noqa: E402
+from stream_sep.dsp import spectral  # noqa: E402
+from stream_sep.models import providers  # noqa: E402
+from stream_sep.models.inference import load_model, read_model_file  # noqa: E402
+from stream_sep.offline import overlap_add, separate_array  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 RATE = 44100

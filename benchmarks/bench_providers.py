@@ -63,9 +63,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from stream_sep import providers  # noqa: E402
-from stream_sep.contract import contract_from_metadata  # noqa: E402
-from stream_sep.inference import (  # noqa: E402
+from stream_sep.models import providers  # noqa: E402
+from stream_sep.models.contract import contract_from_metadata  # noqa: E402
+from stream_sep.models.inference import (  # noqa: E402
     Runner,
     SeparationModel,
     bundled_model_path,
@@ -497,7 +497,8 @@ def output_snr(variants: list[Variant], window: int, folder: Path) -> dict[str, 
 
 def score_clips(model, root: str, singers: list[str], every: int) -> list[dict]:
     """Vocals SDR (MDX) per held-out MIR-1K clip, the engine at its defaults like live."""
-    from stream_sep import datasets, evaluation, metrics
+    from stream_sep import evaluation
+    from stream_sep.evaluation import datasets, metrics
 
     options = evaluation.engine_options(streaming=True)
     scores = []
@@ -671,7 +672,7 @@ def smoke_model(folder: Path) -> Path:
     import onnx
     from helpers import gain_model
 
-    from stream_sep.contract import ModelContract
+    from stream_sep.models.contract import ModelContract
 
     path = gain_model(folder / "gain.onnx", 0.5, ModelContract())
     proto = onnx.load(path)
@@ -688,8 +689,8 @@ def main(argv: list[str] | None = None) -> int:
     import onnxruntime
 
     if args.mir1k:
-        from stream_sep import datasets
         from stream_sep.errors import UserError
+        from stream_sep.evaluation import datasets
 
         try:  # before any timing: a wrong folder or singer is said at once
             datasets.find_clips(args.mir1k, "mir1k", singers=args.singers.split(","))

@@ -35,8 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cross_validate import load_report, markdown_table, spread  # noqa: E402
 
 from stream_sep.cli_runner import run_main  # noqa: E402
-from stream_sep.datasets import mir1k_singer  # noqa: E402
 from stream_sep.errors import UserError  # noqa: E402
+from stream_sep.evaluation.datasets import mir1k_singer  # noqa: E402
 
 # The settings of a run that a reader must know to read a gain: a report key and its label.
 SETTINGS = (("recipe", "recipe"), ("every", "every K-th clip"))

@@ -214,7 +214,7 @@ def build_models(folder: Path, mix: np.ndarray, network) -> tuple[Path, Path]:
     import onnx
     import onnxruntime
 
-    from stream_sep.families import mdx
+    from stream_sep.models.families import mdx
 
     folder.mkdir(parents=True, exist_ok=True)
     raw = folder / "model.onnx"
@@ -248,8 +248,8 @@ def stereo_stem(model):
 
 def host_side(workdir: Path, venv: Path) -> dict:
     sys.path.insert(0, str(REPO))
-    from stream_sep.inference import load_model
-    from stream_sep.overlap_add import separate_overlap_add
+    from stream_sep.models.inference import load_model
+    from stream_sep.offline.overlap_add import separate_overlap_add
 
     mix = song()
     paths = {name: build_models(workdir / name, mix, shape) for name, shape in NETWORKS.items()}

@@ -1,7 +1,7 @@
 """Cross-validation of the training recipe by singer: an SDR that does not depend on which
 two singers happened to be held out.
 
-The MIR-1K singers are split into rotating folds (:func:`stream_sep.datasets.singer_folds`:
+The MIR-1K singers are split into rotating folds (:func:`stream_sep.evaluation.datasets.singer_folds`:
 sorted, ``--held-out`` singers per fold, each singer held out in exactly one fold; 12 singers,
 2 per fold: 6 folds). For each fold:
 
@@ -69,11 +69,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from stream_sep import datasets, evaluation  # noqa: E402
+from stream_sep import evaluation  # noqa: E402
 from stream_sep.cli_runner import OneLineParser, run_main  # noqa: E402
+from stream_sep.dsp.postfilter import POSTFILTERS, load_norbert  # noqa: E402
 from stream_sep.errors import UserError  # noqa: E402
-from stream_sep.inference import load_model  # noqa: E402
-from stream_sep.postfilter import POSTFILTERS, load_norbert  # noqa: E402
+from stream_sep.evaluation import datasets  # noqa: E402
+from stream_sep.models.inference import load_model  # noqa: E402
 from train import runs  # noqa: E402
 
 # The bundled model's recipe (docs/training.md), less what depends on the number of steps.

@@ -24,7 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from stream_sep.contract import SAMPLE_RATE  # noqa: E402
+from stream_sep.models.contract import SAMPLE_RATE  # noqa: E402
 from train.fullband import cache  # noqa: E402
 
 # General MIDI program families (0-based programs), as the composer draws them

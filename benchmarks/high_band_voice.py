@@ -34,8 +34,9 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from helpers import full_band_song  # noqa: E402
 
-from stream_sep import evaluation, metrics  # noqa: E402
-from stream_sep.inference import load_model  # noqa: E402
+from stream_sep import evaluation  # noqa: E402
+from stream_sep.evaluation import metrics  # noqa: E402
+from stream_sep.models.inference import load_model  # noqa: E402
 
 RATE = 44100
 CUTOFF = 8000.0

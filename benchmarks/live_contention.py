@@ -7,7 +7,7 @@ timed with and without a live stream through JACK, at two intra-op thread counts
 A JACK dummy server (48 kHz, 1024 frames, started here under a unique name; with
 ``--use-running-server`` the one a test run already has) and two JACK clients, ``mic`` (plays a generated stereo song) and ``headphones`` (records), run for the
 whole measurement in this process. Each condition runs in a process of its own with
-``STREAM_SEP_THREADS`` set (see ``stream_sep.providers.intra_op_threads``); the conditions
+``STREAM_SEP_THREADS`` set (see ``stream_sep.models.providers.intra_op_threads``); the conditions
 alternate round-robin, so a change in the machine's load hits them alike:
 
 - ``back to back``: the engine's window path (``WindowRunner.estimate``: resampling 48 to 16
@@ -48,7 +48,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from stream_sep import providers  # noqa: E402
+from stream_sep.models import providers  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 RATE = 48000
@@ -69,7 +69,7 @@ def measure_windows(model_path: str | None, mode: str, windows: int) -> list[flo
     call after another (``back to back``) or one per hop (``paced``)."""
     from stream_sep.engine.plan import WindowPlan
     from stream_sep.engine.window import WindowRunner
-    from stream_sep.inference import load_model
+    from stream_sep.models.inference import load_model
 
     model = load_model(model_path, "cpu")
     model.warm_up(2)
@@ -317,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
         server, results = run_all(args)
         load_after = os.getloadavg()[0]
 
-    from stream_sep.inference import bundled_model_path
+    from stream_sep.models.inference import bundled_model_path
 
     report = {
         "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),

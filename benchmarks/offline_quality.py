@@ -2,9 +2,9 @@
 
 Each clip's mixture is separated by ``stream_sep.offline.estimate_vocals`` (like_live) at the engine's
 defaults (what ``stream-sep evaluate`` scores today) and by
-``stream_sep.overlap_add.separate_overlap_add`` at each hop fraction asked for; the vocals
+``stream_sep.offline.overlap_add.separate_overlap_add`` at each hop fraction asked for; the vocals
 and accompaniment (mixture minus vocals) are scored with the MDX whole-clip SDR
-(``stream_sep.metrics.sdr``). Clips: held-out MIR-1K singers (16 kHz; channel 0
+(``stream_sep.evaluation.metrics.sdr``). Clips: held-out MIR-1K singers (16 kHz; channel 0
 accompaniment, channel 1 vocals, the mixture their mono sum) and, optionally, generated
 voice-over-band clips from the tests' helpers.
 
@@ -30,8 +30,11 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
-from stream_sep import datasets, metrics, offline, overlap_add, providers  # noqa: E402
-from stream_sep.inference import load_model  # noqa: E402
+from stream_sep import offline  # noqa: E402
+from stream_sep.evaluation import datasets, metrics  # noqa: E402
+from stream_sep.models import providers  # noqa: E402
+from stream_sep.models.inference import load_model  # noqa: E402
+from stream_sep.offline import overlap_add  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 TODAY = "today"

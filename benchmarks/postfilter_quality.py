@@ -4,7 +4,7 @@ Every clip goes through the streaming engine at the live default settings (what 
 evaluate --streaming`` runs) once per post-filter variant; the model's output for each window
 is computed once and reused by every variant (the windows are the same samples), so the
 variants differ only in the post-filter. Scores: whole-clip vocals SDR and SI-SDR
-(:mod:`stream_sep.metrics`); the table gives each variant's mean, its mean gain over no
+(:mod:`stream_sep.evaluation.metrics`); the table gives each variant's mean, its mean gain over no
 post-filter and that gain's spread over clips.
 
 Variants: ``none``, ``wiener`` (soft mask from the estimates' magnitudes, STFT 2048 / 512
@@ -37,11 +37,12 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from stream_sep import datasets, evaluation, metrics  # noqa: E402
+from stream_sep import evaluation  # noqa: E402
+from stream_sep.dsp.postfilter import PostFilter  # noqa: E402
 from stream_sep.engine.plan import WindowPlan  # noqa: E402
 from stream_sep.engine.window import WindowRunner  # noqa: E402
-from stream_sep.inference import load_model  # noqa: E402
-from stream_sep.postfilter import PostFilter  # noqa: E402
+from stream_sep.evaluation import datasets, metrics  # noqa: E402
+from stream_sep.models.inference import load_model  # noqa: E402
 
 VARIANTS = {
     "none": lambda: PostFilter("none"),

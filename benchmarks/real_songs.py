@@ -28,8 +28,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from stream_sep import atomic, providers  # noqa: E402
+from stream_sep import atomic  # noqa: E402
 from stream_sep.cli import main as stream_sep_main  # noqa: E402
+from stream_sep.models import providers  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 MODES = ("offline", "streaming")

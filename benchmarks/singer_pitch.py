@@ -35,9 +35,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from cross_validate import load_report, markdown_table  # noqa: E402
 
-from stream_sep import datasets  # noqa: E402
 from stream_sep.cli_runner import run_main  # noqa: E402
 from stream_sep.errors import UserError  # noqa: E402
+from stream_sep.evaluation import datasets  # noqa: E402
 
 FRAME_SECONDS, HOP_SECONDS = 0.04, 0.02
 LOWEST_HZ, HIGHEST_HZ = 70.0, 1000.0

@@ -2,7 +2,7 @@
 
 Only the *core network* (spectrogram in, spectrogram per source out) is converted: tf2onnx
 cannot convert Keras' STFT/iSTFT, and the host does those in numpy anyway
-(:mod:`stream_sep.spectral`). One module per stage, each a set of functions a test can call:
+(:mod:`stream_sep.dsp.spectral`). One module per stage, each a set of functions a test can call:
 
 1. :mod:`export.checkpoint` picks the files (:func:`~export.checkpoint.resolve_checkpoint`,
    :func:`~export.checkpoint.default_output`) and reads the model's configuration and host

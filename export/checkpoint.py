@@ -15,8 +15,8 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from stream_sep.contract import ModelContract
 from stream_sep.errors import UserError
+from stream_sep.models.contract import ModelContract
 
 log = logging.getLogger(__name__)
 

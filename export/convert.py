@@ -9,8 +9,8 @@ import logging
 
 from export.errors import ExportFailed
 from export.graph_passes import check_graph, name_graph_tensors, split_strided_means
-from stream_sep.contract import ModelContract
 from stream_sep.errors import first_line
+from stream_sep.models.contract import ModelContract
 
 log = logging.getLogger(__name__)
 

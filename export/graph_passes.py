@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from export.errors import ExportFailed
-from stream_sep.contract import ModelContract
 from stream_sep.errors import first_line
+from stream_sep.models.contract import ModelContract
 
 # Ops that must never reach the graph: tf2onnx leaves these from ops.stft/istft or an
 # exact gelu, writes the file anyway, and onnxruntime refuses it at load (ARCHITECTURE.md).

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from export.errors import ExportFailed
-from stream_sep.contract import ModelContract
 from stream_sep.errors import UserError
+from stream_sep.models.contract import ModelContract
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +146,7 @@ def verify(path: Path, model, precision: str) -> Parity:
 
     Raises :class:`ExportFailed` if the host refuses the file or the parity fails.
     """
-    from stream_sep.inference import load_model
+    from stream_sep.models.inference import load_model
 
     try:
         host_model = load_model(path, provider="cpu")

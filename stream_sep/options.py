@@ -101,7 +101,7 @@ def _float(text: str) -> float | None:
 
 def add_model_arguments(parser) -> None:
     """``--model`` and ``--provider``, as every command that runs a model takes them."""
-    from stream_sep import providers, shelf
+    from stream_sep.models import providers, shelf
 
     parser.add_argument(
         "--model",

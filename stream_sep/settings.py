@@ -12,6 +12,7 @@ import dataclasses
 import math
 
 from stream_sep import options
+from stream_sep.dsp.postfilter import POSTFILTERS, check_postfilter, load_norbert
 from stream_sep.engine import fitting
 from stream_sep.engine.highband import check_removal
 from stream_sep.engine.plan import (
@@ -22,8 +23,7 @@ from stream_sep.engine.plan import (
 )
 from stream_sep.engine.window import STEREO_CHOICES
 from stream_sep.errors import UserError
-from stream_sep.families import check_denoise
-from stream_sep.postfilter import POSTFILTERS, check_postfilter, load_norbert
+from stream_sep.models.families import check_denoise
 
 DEFAULTS = {
     "hop": DEFAULT_HOP,
@@ -47,10 +47,10 @@ class Settings:
     """hop, lookahead, crossfade: seconds (see :mod:`stream_sep.engine.plan`); stereo: 'batch'
     (every channel through the model) or 'mid' (the mid channel only, half the compute);
     latency: 'auto', a number of seconds, or None (use the plan options as given);
-    postfilter: 'none', 'wiener' or 'wiener-em' (:mod:`stream_sep.postfilter`);
+    postfilter: 'none', 'wiener' or 'wiener-em' (:mod:`stream_sep.dsp.postfilter`);
     high_band_voice_removal: 0..1, the share of the voice above the model's band removed in
     karaoke (:mod:`stream_sep.engine.highband`); denoise: separate every window as it is
-    and sign-inverted and average the two (:func:`stream_sep.families.separate_rows`)."""
+    and sign-inverted and average the two (:func:`stream_sep.models.families.separate_rows`)."""
 
     hop: float | None = None
     lookahead: float | None = None

@@ -15,7 +15,7 @@ import onnx
 import soundfile as sf
 from onnx import TensorProto, helper, numpy_helper
 
-from stream_sep.contract import ModelContract
+from stream_sep.models.contract import ModelContract
 
 # Fast engine settings for streaming tests: a window every 0.1 s. One definition, in the three
 # forms the tests need: engine keyword options, command-line arguments, a Settings value.

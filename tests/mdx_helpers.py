@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from stream_sep.families.mdx import MdxContract
+from stream_sep.models.families.mdx import MdxContract
 
 # Small variants keep the tests fast: 32 frames of hop 1024 = 31,744 samples (0.72 s).
 SMALL = {"n_fft": 2048, "dim_f": 256, "dim_t": 32}

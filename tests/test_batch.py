@@ -451,8 +451,8 @@ def test_the_batch_benchmark_runs(tmp_path):
 
 
 def test_a_worker_runs_the_model_on_its_share_of_the_cores():
-    from stream_sep import providers
     from stream_sep.batch import local
+    from stream_sep.models import providers
 
     cpu = providers.ProviderChoice("cpu", ["CPUExecutionProvider"], "test")
     try:

@@ -16,8 +16,8 @@ import pytest
 import soundfile as sf
 from helpers import gain_model
 
-from stream_sep.contract import ModelContract
-from stream_sep.inference import load_model
+from stream_sep.models.contract import ModelContract
+from stream_sep.models.inference import load_model
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "benchmarks"))

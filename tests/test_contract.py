@@ -8,9 +8,9 @@ import pytest
 from helpers import gain_model, small_contract
 from onnx import TensorProto, helper
 
-from stream_sep.contract import PREFIX, ModelContract, contract_from_metadata
 from stream_sep.errors import ModelError
-from stream_sep.inference import load_model
+from stream_sep.models.contract import PREFIX, ModelContract, contract_from_metadata
+from stream_sep.models.inference import load_model
 
 
 def test_metadata_round_trip():

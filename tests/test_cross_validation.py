@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from helpers import write_mir1k_like
 
-from stream_sep import datasets
 from stream_sep.errors import UserError
+from stream_sep.evaluation import datasets
 from train import runs
 
 MIR1K_SINGERS = [

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from stream_sep import devices
 from stream_sep.errors import DeviceError
+from stream_sep.live import devices
 
 
 def device(index: int, name: str, inputs: int = 2, outputs: int = 2) -> devices.Device:

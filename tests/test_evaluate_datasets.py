@@ -9,8 +9,8 @@ import pytest
 import soundfile as sf
 import soxr
 
-from stream_sep import datasets
 from stream_sep.errors import AudioFileError, UserError
+from stream_sep.evaluation import datasets
 
 
 def _stems(samples: int, channels: int, seed: int) -> dict[str, np.ndarray]:

@@ -20,7 +20,7 @@ import soundfile as sf
 from helpers import band_noise, gain_model, write_mir1k_like
 
 from stream_sep.cli import main
-from stream_sep.contract import ModelContract
+from stream_sep.models.contract import ModelContract
 
 RATE = 44100
 SECONDS = 1.0

@@ -9,8 +9,6 @@ import numpy as np
 import pytest
 from helpers import noise
 
-from stream_sep import status
-from stream_sep.contract import ModelContract
 from stream_sep.engine import Separator, WindowPlan, fitting
 from stream_sep.engine.fitting import SpeedProfile
 from stream_sep.engine.shedding import (
@@ -21,6 +19,8 @@ from stream_sep.engine.shedding import (
     Shedding,
 )
 from stream_sep.errors import UserError
+from stream_sep.live import status
+from stream_sep.models.contract import ModelContract
 
 CONTRACT = ModelContract()  # 16 kHz, 65,024-sample (4.064 s) window, n_fft 1024
 

@@ -12,8 +12,8 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from helpers import voice_over_band, write_mir1k_like  # noqa: E402
 
-from stream_sep.contract import SAMPLE_RATE  # noqa: E402
 from stream_sep.errors import UserError  # noqa: E402
+from stream_sep.models.contract import SAMPLE_RATE  # noqa: E402
 from train.data import RandomMixDataset, load_mir1k_clip  # noqa: E402
 from train.fullband import cache, mix  # noqa: E402
 from train.fullband.compose import (  # noqa: E402

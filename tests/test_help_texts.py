@@ -12,9 +12,10 @@ import pytest
 import soundfile as sf
 from helpers import sine
 
-from stream_sep import cli, settings, shelf
+from stream_sep import cli, settings
 from stream_sep.engine import fitting
 from stream_sep.errors import UserError
+from stream_sep.models import shelf
 
 
 @pytest.fixture(autouse=True)

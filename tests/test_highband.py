@@ -11,8 +11,8 @@ from stream_sep import cli
 from stream_sep.engine import Separator
 from stream_sep.engine.highband import RATIO_BAND, voice_ratio
 from stream_sep.errors import UserError
-from stream_sep.inference import load_model
-from stream_sep.overlap_add import OverlapAddStream, separate_overlap_add
+from stream_sep.models.inference import load_model
+from stream_sep.offline.overlap_add import OverlapAddStream, separate_overlap_add
 from stream_sep.settings import Settings
 
 RATE = 44100

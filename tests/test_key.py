@@ -18,11 +18,12 @@ import pytest
 import soundfile as sf
 from helpers import FAST_ARGS, FAST_OPTIONS, noise
 
-from stream_sep import cli, keys
-from stream_sep.controls import Controls
+from stream_sep import cli
 from stream_sep.engine import Separator
 from stream_sep.engine.key import KEY_RANGE, KeyShift, check_key
 from stream_sep.errors import UserError
+from stream_sep.live import keys
+from stream_sep.live.controls import Controls
 
 pytest.importorskip("pylibrb", reason="the [night] extra (pylibrb) is not installed")
 

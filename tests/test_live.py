@@ -16,12 +16,12 @@ import pytest
 import soundfile as sf
 from helpers import FAST_ARGS, gain_model, small_contract
 
-from stream_sep import cli, keys
+from stream_sep import cli
 from stream_sep.commands import live
 from stream_sep.engine import Separator
-from stream_sep.inference import load_model
-from stream_sep.live import route
+from stream_sep.live import keys, route
 from stream_sep.live.streams import STALL_SECONDS, StallWatch
+from stream_sep.models.inference import load_model
 from stream_sep.recording import RingBuffer
 from stream_sep.settings import Settings
 
@@ -189,7 +189,7 @@ def test_bad_options_are_one_line_with_status_2_before_the_model_loads(
 
 
 def test_no_bundled_model_is_one_clear_line(capsys, monkeypatch, tmp_path):
-    from stream_sep import inference
+    from stream_sep.models import inference
 
     monkeypatch.setattr(inference, "BUNDLED_MODEL", tmp_path / "absent.onnx")
     assert cli.main(["--input", "mic", "--output", "headphones"]) == 2
@@ -568,7 +568,7 @@ def test_the_readme_live_synopsis_lists_every_live_option():
 
 
 def test_xrun_warning_threshold_and_causes():
-    from stream_sep import status
+    from stream_sep.live import status
 
     assert status.xrun_warning(2, 10, 48000, 7) is None  # fewer than 3: start-up glitches
     assert status.xrun_warning(10, 1000, 48000, 7) is None  # exactly 1%: not more
@@ -584,7 +584,7 @@ def test_channel_notes_for_devices():
     """Device sides (a JACK run covers the real devices; these counts need hardware that is
     not here): an interface's extra inputs and a mono stream on a stereo output are named; a
     sound server's ALSA plugin, which offers 32 channels it mixes, is not."""
-    from stream_sep.devices import Device
+    from stream_sep.live.devices import Device
 
     interface = route.Endpoint(
         "input", "3", device=Device(3, "USB Audio Interface", "ALSA", 6, 0, 48e3)

@@ -19,8 +19,8 @@ from jack_harness import (
 )
 
 from stream_sep import cli
-from stream_sep.contract import ModelContract
 from stream_sep.engine import fitting
+from stream_sep.models.contract import ModelContract
 
 pytestmark = pytest.mark.jack
 
@@ -173,8 +173,8 @@ class Sleepy:
 def test_a_slow_model_gets_a_longer_hop_or_one_line_naming_the_lowest_latency(
     harness, half_model, capsys, monkeypatch
 ):
-    from stream_sep import inference
     from stream_sep.commands import live
+    from stream_sep.models import inference
 
     slow = Sleepy(inference.load_model(half_model, "cpu"), 0.3)
     monkeypatch.setattr(live, "load_model", lambda *args: slow)

@@ -28,9 +28,11 @@ from jack_harness import (
     sweep_with_clicks,
 )
 
-from stream_sep import cli, devices, inference
+from stream_sep import cli
 from stream_sep.commands import live
-from stream_sep.contract import ModelContract
+from stream_sep.live import devices
+from stream_sep.models import inference
+from stream_sep.models.contract import ModelContract
 
 pytestmark = pytest.mark.jack
 
@@ -366,7 +368,7 @@ def test_the_headline_command_runs_as_written_on_one_sound_card(harness, models,
     """``stream-sep --input mic --output headphones`` where no device has those names and the
     system's default input and output are one device (JACK's ``system``, as a laptop's card):
     the word headphones says where the user listens, so it runs without --allow-feedback."""
-    caplog.set_level(logging.INFO, logger="stream_sep.devices")
+    caplog.set_level(logging.INFO, logger="stream_sep.live.devices")
     argv = ["--input", "mic", "--output", "headphones", "--duration", "1"]
     explicit = ["--input", "mic", "--output", "system", "--duration", "1"]
     with harness.away():

@@ -12,8 +12,8 @@ from onnx import helper, numpy_helper
 from stream_sep import api
 from stream_sep.engine import WindowPlan
 from stream_sep.errors import ModelError
-from stream_sep.families import FAMILY_KEY, mdx
-from stream_sep.inference import load_model
+from stream_sep.models.families import FAMILY_KEY, mdx
+from stream_sep.models.inference import load_model
 from stream_sep.offline import separate_array
 
 RATE = mdx.SAMPLE_RATE

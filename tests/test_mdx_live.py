@@ -12,7 +12,8 @@ import pytest
 from jack_harness import find_delay, run_in_process
 from mdx_helpers import mdx_model
 
-from stream_sep import cli, shelf
+from stream_sep import cli
+from stream_sep.models import shelf
 
 pytestmark = pytest.mark.jack
 

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from stream_sep import metrics
+from stream_sep.evaluation import metrics
 
 RATE = 8000
 # Tolerances, in dB:

@@ -17,11 +17,12 @@ from helpers import noise
 from mdx_helpers import REAL, band_limited, mdx_model
 from onnx import TensorProto, helper, numpy_helper
 
-from stream_sep import cli, shelf
-from stream_sep.families import mdx
-from stream_sep.inference import load_model
-from stream_sep.model_import import HASH_BYTES, model_hash
-from stream_sep.onnx_metadata import read_metadata
+from stream_sep import cli
+from stream_sep.models import shelf
+from stream_sep.models.families import mdx
+from stream_sep.models.inference import load_model
+from stream_sep.models.model_import import HASH_BYTES, model_hash
+from stream_sep.models.onnx_metadata import read_metadata
 
 FLAGS = ["--n-fft", "2048", "--stem", "vocals"]
 

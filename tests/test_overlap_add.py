@@ -1,4 +1,4 @@
-"""Offline overlap-add separation (stream_sep.overlap_add) against known answers.
+"""Offline overlap-add separation (stream_sep.offline.overlap_add) against known answers.
 
 Models are real ONNX graphs run by ONNX Runtime, at the tests' short window (0.48 s at
 16 kHz): the half model (vocals = half the mixture), a model whose gain depends on the STFT
@@ -21,10 +21,10 @@ import soxr
 from helpers import gain_model, noise, small_contract
 from onnx import TensorProto, helper, numpy_helper
 
-from stream_sep import overlap_add
 from stream_sep.errors import ModelError, UserError
-from stream_sep.inference import load_model
-from stream_sep.overlap_add import OverlapAddStream, separate_blocks, separate_overlap_add
+from stream_sep.models.inference import load_model
+from stream_sep.offline import overlap_add
+from stream_sep.offline.overlap_add import OverlapAddStream, separate_blocks, separate_overlap_add
 
 MODEL_RATE = 16000
 RATES = (16000, 44100, 48000)

@@ -28,9 +28,9 @@ import pytest
 import soundfile as sf
 from helpers import FAST_ARGS, FAST_OPTIONS
 
-from stream_sep.controls import Controls
 from stream_sep.engine import Separator
-from stream_sep.panel import Panel
+from stream_sep.live.controls import Controls
+from stream_sep.live.panel import Panel
 
 pytest.importorskip("pylibrb", reason="the [night] extra (pylibrb) is not installed")
 

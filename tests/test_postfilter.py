@@ -10,12 +10,14 @@ import numpy as np
 import pytest
 from helpers import SMALL_WINDOW, gain_model, noise, small_contract, stream
 
-from stream_sep import evaluation, metrics, postfilter
+from stream_sep import evaluation
+from stream_sep.dsp import postfilter
+from stream_sep.dsp.postfilter import PostFilter
 from stream_sep.engine import Separator
 from stream_sep.errors import UserError
-from stream_sep.inference import load_model
-from stream_sep.overlap_add import OverlapAddStream, separate_overlap_add
-from stream_sep.postfilter import PostFilter
+from stream_sep.evaluation import metrics
+from stream_sep.models.inference import load_model
+from stream_sep.offline.overlap_add import OverlapAddStream, separate_overlap_add
 from stream_sep.settings import Settings
 
 RATE = 16000
@@ -164,7 +166,7 @@ def test_bad_names_and_a_missing_norbert_are_one_line(monkeypatch):
 
 def test_importing_the_host_does_not_import_norbert():
     code = (
-        "import sys, stream_sep, stream_sep.engine, stream_sep.overlap_add, stream_sep.offline,"
+        "import sys, stream_sep, stream_sep.engine, stream_sep.offline.overlap_add, stream_sep.offline,"
         " stream_sep.settings, stream_sep.commands.separate, stream_sep.commands.evaluate;"
         "assert 'norbert' not in sys.modules, 'imported'"
     )

@@ -19,9 +19,10 @@ import pytest
 import soundfile as sf
 from helpers import gain_model
 
-from stream_sep import cli, providers
+from stream_sep import cli
 from stream_sep.errors import UserError
-from stream_sep.inference import load_model
+from stream_sep.models import providers
+from stream_sep.models.inference import load_model
 
 pytestmark = pytest.mark.skipif(
     providers.cuda_device_count() > 0, reason="a CUDA GPU is present: these tests are for none"
@@ -243,7 +244,7 @@ def test_separate_auto_verbose_says_why_in_one_line_without_ort_text(tmp_path, m
 def test_separate_auto_with_failing_gpu_providers_is_quiet(tmp_path, model_path):
     """A process where the driver reports a GPU but ONNX Runtime cannot use it: all of
     ONNX Runtime's native output is caught, one line says why the CPU runs."""
-    fake = "from stream_sep import providers; providers.cuda_device_count = lambda: 1; "
+    fake = "from stream_sep.models import providers; providers.cuda_device_count = lambda: 1; "
     result = _run_separate(tmp_path, model_path, fake)
     assert result.returncode == 0, result.stderr
     lines = [

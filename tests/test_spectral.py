@@ -7,8 +7,8 @@ import os
 import numpy as np
 import pytest
 
-from stream_sep import spectral
-from stream_sep.contract import HOP_LENGTH, N_FFT, WINDOW_SAMPLES, ModelContract
+from stream_sep.dsp import spectral
+from stream_sep.models.contract import HOP_LENGTH, N_FFT, WINDOW_SAMPLES, ModelContract
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 keras = pytest.importorskip("keras", reason="the train extra (keras) is needed to compare")

@@ -24,8 +24,8 @@ import pytest
 import soundfile as sf
 from helpers import FAST_ARGS
 
-from stream_sep import devices, system_audio
 from stream_sep.errors import DeviceError
+from stream_sep.live import devices, system_audio
 
 RATE = 44100
 

@@ -11,9 +11,9 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from stream_sep.contract import ModelContract  # noqa: E402
+from stream_sep.dsp.spectral import from_network_output, to_network_input  # noqa: E402
 from stream_sep.errors import UserError  # noqa: E402
-from stream_sep.spectral import from_network_output, to_network_input  # noqa: E402
+from stream_sep.models.contract import ModelContract  # noqa: E402
 from train.config import PRESETS, ModelConfig, preset_config  # noqa: E402
 from train.losses import SignalToDistortionRatio, SpectralLoss, prediction_to_waveform, sdr  # noqa: E402
 from train.model import (  # noqa: E402

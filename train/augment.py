@@ -26,8 +26,8 @@ import soundfile as sf
 from audiomentations.core.transforms_interface import BaseWaveformTransform
 from scipy.signal import lfilter
 
-from stream_sep.contract import SAMPLE_RATE
 from stream_sep.errors import UserError
+from stream_sep.models.contract import SAMPLE_RATE
 
 log = logging.getLogger(__name__)
 

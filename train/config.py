@@ -1,7 +1,7 @@
 """Model configuration of TFC_TDF_Net: the seed's hyper-parameters and the presets.
 
 The signal settings (sample rate, FFT size, hop, window length) come from
-:mod:`stream_sep.contract`, so the trained network and the host agree by construction.
+:mod:`stream_sep.models.contract`, so the trained network and the host agree by construction.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from stream_sep.contract import HOP_LENGTH, N_FFT, SAMPLE_RATE, SOURCES, WINDOW_SAMPLES
 from stream_sep.errors import UserError
+from stream_sep.models.contract import HOP_LENGTH, N_FFT, SAMPLE_RATE, SOURCES, WINDOW_SAMPLES
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Training data: MUSDB18 (16 kHz wav), MUSDB18-HQ (44.1 kHz wav) and MIR-1K tracks, and the
 seed's random-mix training set.
 
-The layouts are :mod:`stream_sep.datasets`' (the same folders evaluation reads); this module
+The layouts are :mod:`stream_sep.evaluation.datasets`' (the same folders evaluation reads); this module
 holds them as *tracks*: one song or clip as a set of mono stems at the model's sample rate
 that sum to the mixture. MUSDB tracks have ``drums, bass, other, vocals``; MIR-1K clips have
 ``accompaniment`` (channel 0) and ``vocals`` (channel 1).
@@ -19,9 +19,9 @@ import keras
 import numpy as np
 import soundfile as sf
 
-from stream_sep import datasets
-from stream_sep.contract import SAMPLE_RATE
 from stream_sep.errors import UserError
+from stream_sep.evaluation import datasets
+from stream_sep.models.contract import SAMPLE_RATE
 from train.augment import Augmenter, make_augmenter, recipe_name  # noqa: F401 - Augmenter re-exported
 
 log = logging.getLogger(__name__)

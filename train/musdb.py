@@ -16,8 +16,8 @@ import subprocess
 from pathlib import Path
 
 from stream_sep import atomic
-from stream_sep.contract import SAMPLE_RATE
 from stream_sep.errors import UserError
+from stream_sep.models.contract import SAMPLE_RATE
 
 log = logging.getLogger(__name__)
 

@@ -18,9 +18,9 @@ import socket
 import time
 from collections.abc import Callable, Iterator
 
-from stream_sep import providers
 from stream_sep.batch.worker import SongResult, SongTask, separate_song
 from stream_sep.errors import UserError, first_line
+from stream_sep.models import providers
 
 INSTALL_HINT = "pip install stream-sep[cluster]"
 CLIENT_HINT = "pip install 'ray[client]'"

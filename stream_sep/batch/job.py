@@ -20,14 +20,15 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from stream_sep import offline, providers
+from stream_sep import offline
 from stream_sep.audio_files import checked_audio_info
 from stream_sep.batch import cluster, local, manifest, worker
 from stream_sep.batch.discovery import Song, find_songs
 from stream_sep.batch.progress import JobProgress
 from stream_sep.batch.worker import ModelSpec, SongResult, SongTask
 from stream_sep.errors import UserError
-from stream_sep.inference import load_model, read_model_file, resolve_model_path
+from stream_sep.models import providers
+from stream_sep.models.inference import load_model, read_model_file, resolve_model_path
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ import multiprocessing
 import os
 from collections.abc import Callable, Iterator
 
-from stream_sep import providers
 from stream_sep.batch.worker import SongResult, SongTask, init_process, separate_song
+from stream_sep.models import providers
 
 # Model threads per worker when --jobs is not given: one process per core. Separating a
 # song is not all model: reading, resampling, the STFT and writing run on one thread, so

@@ -13,10 +13,11 @@ import socket
 import time
 from pathlib import Path
 
-from stream_sep import offline, providers
+from stream_sep import offline
 from stream_sep.batch import manifest
 from stream_sep.errors import UserError, typed_first_line
-from stream_sep.inference import load_model
+from stream_sep.models import providers
+from stream_sep.models.inference import load_model
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """``stream-sep evaluate``: separation quality on a dataset, the way the field measures it.
 
-For every clip, and for vocals and accompaniment, three measures (see :mod:`stream_sep.metrics`):
+For every clip, and for vocals and accompaniment, three measures (see :mod:`stream_sep.evaluation.metrics`):
 whole-clip SDR (MDX challenge), museval's SiSEC18 median-of-frames SDR, and SI-SDR. Three
 estimates are scored on the same clips:
 
@@ -14,7 +14,7 @@ estimates are scored on the same clips:
 Offline (the default) uses the settings of ``stream-sep separate``; ``--streaming`` uses the
 live settings (``--hop``, ``--lookahead``).
 
-``--format stems`` reads real songs, one folder each (see :mod:`stream_sep.datasets`): a song
+``--format stems`` reads real songs, one folder each (see :mod:`stream_sep.evaluation.datasets`): a song
 that cannot be scored (no vocals, files that differ in rate or length, an unreadable file) is
 skipped with one warning line naming the file, and the summary counts the songs skipped.
 """
@@ -28,19 +28,21 @@ import math
 import os
 from pathlib import Path
 
-from stream_sep import atomic, datasets, metrics, settings
+from stream_sep import atomic, settings
 from stream_sep.errors import AudioFileError, UserError, first_line
 from stream_sep.evaluation import (
     MEASURES,
     METHODS,
     STEMS,
+    datasets,
     describe_plan,
     engine_options,
     evaluate_clip,
+    metrics,
     summarise,
     summarise_groups,
 )
-from stream_sep.inference import load_model
+from stream_sep.models.inference import load_model
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ inference time and load, misses, xruns and latency; keys change the mode when st
 terminal. Ctrl-C, ``q``, SIGTERM, ``--duration`` or the end of an input file fade out, close
 the stream and print a summary.
 
-``--input`` and ``--output`` each name a device (see :mod:`stream_sep.devices`) or a file: an
+``--input`` and ``--output`` each name a device (see :mod:`stream_sep.live.devices`) or a file: an
 input file is played in real time as the source, an output file records the processed stream
 (:mod:`stream_sep.recording`). With files on both sides no device is opened; a clock thread
 paces the stream in real time instead.
@@ -17,14 +17,15 @@ from __future__ import annotations
 
 import logging
 
-from stream_sep import devices, keys, options, settings
 from stream_sep import engine as engine_module
 from stream_sep import mic as mic_module
+from stream_sep import options, settings
 from stream_sep.engine.key import KEY_RANGE, KeyShift
 from stream_sep.errors import UserError
-from stream_sep.inference import bundled_model_path, load_model
+from stream_sep.live import devices, keys
 from stream_sep.live.route import plan_route, resolve_mic
 from stream_sep.live.session import LiveSession, SessionOptions, fitted_options
+from stream_sep.models.inference import bundled_model_path, load_model
 
 log = logging.getLogger(__name__)
 

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import argparse
 
-from stream_sep import model_import, providers, shelf
 from stream_sep.engine import fitting
 from stream_sep.errors import UserError
-from stream_sep.inference import load_model
+from stream_sep.models import model_import, providers, shelf
+from stream_sep.models.inference import load_model
 
 
 def add_arguments(parser) -> None:

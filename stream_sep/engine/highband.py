@@ -29,7 +29,7 @@ import math
 
 import numpy as np
 
-from stream_sep import spectral
+from stream_sep.dsp import spectral
 from stream_sep.engine.plan import WindowPlan
 from stream_sep.errors import UserError
 

@@ -86,7 +86,7 @@ class WindowPlan:
         crossfade: float,
         compute: float | None = None,
     ) -> WindowPlan:
-        """The plan for ``contract`` (a :class:`~stream_sep.contract.ModelContract`) at
+        """The plan for ``contract`` (a :class:`~stream_sep.models.contract.ModelContract`) at
         ``sample_rate``; ``compute`` (seconds, default one hop) is the compute allowance.
         Raises :class:`UserError` naming the option for settings the window cannot hold."""
         rate, model_rate = sample_rate, contract.sample_rate

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import soxr
 
+from stream_sep.dsp.postfilter import PostFilter
 from stream_sep.engine.health import NonFiniteEstimate
 from stream_sep.engine.highband import RATIO_FFT, HighBandVoice
 from stream_sep.engine.plan import WindowPlan
-from stream_sep.families import check_denoise, separate_rows
-from stream_sep.postfilter import PostFilter
+from stream_sep.models.families import check_denoise, separate_rows
 
 RESAMPLE_QUALITY = "HQ"
 STEREO_CHOICES = ("batch", "mid")
@@ -20,17 +20,17 @@ class WindowRunner:
 
     The window is resampled to the model rate as a whole (soxr), separated (the model does
     STFT -> ONNX -> iSTFT; the window's channels are one signal, see
-    :func:`~stream_sep.families.separate_rows`), and only the stretch around the support is resampled back, starting
+    :func:`~stream_sep.models.families.separate_rows`), and only the stretch around the support is resampled back, starting
     on a sample-aligned point, so the estimate has no resampling delay. ``stereo="mid"`` runs
     the mean of the channels (half the compute for stereo) and returns one channel.
 
-    postfilter: a :data:`~stream_sep.postfilter.POSTFILTERS` name (or a
-    :class:`~stream_sep.postfilter.PostFilter`), applied to the model-rate
-    estimate of the stretch around the support (:mod:`stream_sep.postfilter`).
+    postfilter: a :data:`~stream_sep.dsp.postfilter.POSTFILTERS` name (or a
+    :class:`~stream_sep.dsp.postfilter.PostFilter`), applied to the model-rate
+    estimate of the stretch around the support (:mod:`stream_sep.dsp.postfilter`).
     high_band_voice_removal: the share of the voice above the model's band added to the
     estimate (:mod:`stream_sep.engine.highband`; 0 = off).
     denoise: separate the window and its sign inverse and average the two
-    (:func:`~stream_sep.families.separate_rows`; twice the model's compute).
+    (:func:`~stream_sep.models.families.separate_rows`; twice the model's compute).
     """
 
     def __init__(

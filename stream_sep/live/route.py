@@ -1,8 +1,8 @@
 """Where a live stream goes: each side a device, a file or the sound server, checked before
 any model loads.
 
-:func:`plan_route` resolves ``--input``/``--output`` (see :mod:`stream_sep.devices` and
-:mod:`stream_sep.system_audio`), applies the feedback guard, chooses the stream's rate and
+:func:`plan_route` resolves ``--input``/``--output`` (see :mod:`stream_sep.live.devices` and
+:mod:`stream_sep.live.system_audio`), applies the feedback guard, chooses the stream's rate and
 channels, checks the devices accept them and writes the start-up notes (channel mixing,
 system-audio resampling). :func:`resolve_mic` does the same for ``--mic``.
 """
@@ -12,10 +12,10 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from stream_sep import devices, system_audio
 from stream_sep import mic as mic_module
 from stream_sep.audio_files import audio_file_info
 from stream_sep.errors import AudioFileError
+from stream_sep.live import devices, system_audio
 from stream_sep.recording import check_recording_path
 
 AUDIO_SUFFIXES = {

@@ -17,15 +17,16 @@ import sys
 import threading
 import time
 
-from stream_sep import keys, settings, status
-from stream_sep.controls import Controls
+from stream_sep import settings
 from stream_sep.engine import fitting
 from stream_sep.errors import DeviceError, UserError
+from stream_sep.live import keys, status
 from stream_sep.live.audio import BlockProcessor, FileSource
+from stream_sep.live.controls import Controls
+from stream_sep.live.panel import UPDATE_SECONDS as PANEL_TICK_SECONDS
+from stream_sep.live.panel import Panel
 from stream_sep.live.route import Mic, Route
 from stream_sep.live.streams import StallWatch, Streams
-from stream_sep.panel import UPDATE_SECONDS as PANEL_TICK_SECONDS
-from stream_sep.panel import Panel
 from stream_sep.recording import Recorder
 
 log = logging.getLogger(__name__)

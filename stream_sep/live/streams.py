@@ -15,8 +15,8 @@ import os
 import threading
 import time
 
-from stream_sep import status
 from stream_sep.errors import DeviceError
+from stream_sep.live import status
 from stream_sep.live.audio import BlockProcessor, FileClock
 from stream_sep.live.route import Mic, Route
 

@@ -19,9 +19,10 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from stream_sep import atomic, datasets
-from stream_sep.contract import SAMPLE_RATE
+from stream_sep import atomic
 from stream_sep.errors import UserError
+from stream_sep.evaluation import datasets
+from stream_sep.models.contract import SAMPLE_RATE
 from train.fullband import check_requirements
 from train.fullband.render import RENDER_RATE, render_song
 

@@ -27,8 +27,8 @@ import audiomentations as aug
 import numpy as np
 from scipy.signal import butter, sosfilt
 
-from stream_sep.contract import SAMPLE_RATE
 from stream_sep.errors import UserError
+from stream_sep.models.contract import SAMPLE_RATE
 from train.augment import Compressor, ProducedAugmenter, check_pitch_shift
 from train.fullband.cache import BandSong, describe
 

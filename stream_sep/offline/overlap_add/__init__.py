@@ -23,7 +23,7 @@ is no deadline, so this module plans for throughput instead:
 (for files); :func:`separate_overlap_add` does it for a whole array, with the same samples.
 """
 
-from stream_sep.overlap_add.plan import (
+from stream_sep.offline.overlap_add.plan import (
     DEFAULT_BATCH_ROWS,
     DEFAULT_HOP_FRACTION,
     HOP_FRACTION_RANGE,
@@ -33,7 +33,7 @@ from stream_sep.overlap_add.plan import (
     plan_windows,
     taper_weights,
 )
-from stream_sep.overlap_add.stream import (
+from stream_sep.offline.overlap_add.stream import (
     OverlapAddStream,
     separate_blocks,
     separate_overlap_add,

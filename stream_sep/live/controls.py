@@ -86,7 +86,7 @@ class Controls:
 
     # ------------------------------------------------------------------ terminal keys
     def apply_keys(self, commands: list[str]) -> tuple[bool, list[str]]:
-        """Apply the commands of :func:`stream_sep.keys.parse`; returns (False on quit, the
+        """Apply the commands of :func:`stream_sep.live.keys.parse`; returns (False on quit, the
         one-line notes of keys that could not apply)."""
         notes = []
         for command in commands:

@@ -33,12 +33,15 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from stream_sep.contract import PREFIX
 from stream_sep.errors import ModelError, UserError
+from stream_sep.models.contract import PREFIX
 
 FAMILY_KEY = PREFIX + "family"
 DEFAULT_FAMILY = "tfc_tdf"
-FAMILIES = {"tfc_tdf": "stream_sep.families.tfc_tdf", "mdx": "stream_sep.families.mdx"}
+FAMILIES = {
+    "tfc_tdf": "stream_sep.models.families.tfc_tdf",
+    "mdx": "stream_sep.models.families.mdx",
+}
 
 
 def family_name(metadata: Mapping[str, str], origin: str = "model") -> str:

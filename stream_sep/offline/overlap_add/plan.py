@@ -1,6 +1,6 @@
 """The offline plan: where the windows lie and how they are weighted (model-rate samples).
 
-Pure arithmetic, no model: see the package docstring (:mod:`stream_sep.overlap_add`).
+Pure arithmetic, no model: see the package docstring (:mod:`stream_sep.offline.overlap_add`).
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import math
 
 import numpy as np
 
-from stream_sep.contract import ModelContract
 from stream_sep.errors import UserError
+from stream_sep.models.contract import ModelContract
 
 STEREO_CHOICES = ("batch", "mid")
 # Measured with the bundled model (benchmarks/results/offline_quality.md): on 30 held-out

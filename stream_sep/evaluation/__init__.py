@@ -1,7 +1,7 @@
 """Separation quality on a dataset, the way the field measures it (what ``stream-sep
 evaluate`` prints, as functions scripts and benchmarks call).
 
-For every clip, and for vocals and accompaniment, three measures (see :mod:`stream_sep.metrics`):
+For every clip, and for vocals and accompaniment, three measures (see :mod:`stream_sep.evaluation.metrics`):
 whole-clip SDR (MDX challenge), museval's SiSEC18 median-of-frames SDR, and SI-SDR, for three
 estimates: ``model`` (the model through the engine, delay removed; accompaniment = mixture -
 vocals), ``mixture`` (the floor to beat) and ``centre-cancel`` (L-R karaoke, stereo only).
@@ -19,9 +19,10 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from stream_sep import datasets, metrics, offline, settings
+from stream_sep import offline, settings
 from stream_sep.engine import WindowPlan
 from stream_sep.errors import AudioFileError
+from stream_sep.evaluation import datasets, metrics
 
 STEMS = ("vocals", "accompaniment")
 METHODS = ("model", "mixture", "centre-cancel")
@@ -41,7 +42,7 @@ def engine_options(
     stereo, post-filter, high band), with ``hop``/``lookahead`` replaced when streaming and
     the window options (``postfilter``, ``high_band_voice_removal``, ``denoise``) as given;
     ``like_live`` = streaming (otherwise the offline throughput plan of
-    :mod:`stream_sep.overlap_add` is scored)."""
+    :mod:`stream_sep.offline.overlap_add` is scored)."""
     if not streaming:
         hop = lookahead = None
     options = settings.Settings(hop=hop, lookahead=lookahead, **window_options).engine_options()

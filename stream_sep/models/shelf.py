@@ -20,9 +20,10 @@ import re
 import sys
 from pathlib import Path
 
-from stream_sep import atomic, families, inference
+from stream_sep import atomic
 from stream_sep.errors import ModelError, UserError
-from stream_sep.onnx_metadata import read_metadata
+from stream_sep.models import families, inference
+from stream_sep.models.onnx_metadata import read_metadata
 
 ENV_VAR = "STREAM_SEP_MODELS"
 BUNDLED_NAME = "vocals-mir1k"

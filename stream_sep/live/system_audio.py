@@ -26,8 +26,8 @@ import os
 import shutil
 import subprocess
 
-from stream_sep import devices
 from stream_sep.errors import DeviceError
+from stream_sep.live import devices
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ with its models' outputs, and re-separates the mixture's STFT with ``norbert.wie
   channels) its spatial covariance;
 - ``none``: the model's estimate as it is.
 
-The STFT is :data:`N_FFT` / :data:`HOP` at the model's rate (:mod:`stream_sep.spectral`).
+The STFT is :data:`N_FFT` / :data:`HOP` at the model's rate (:mod:`stream_sep.dsp.spectral`).
 ``wiener`` is the host's default (:data:`stream_sep.settings.DEFAULTS`). norbert is a
 dependency of the host, imported only when a filter other than ``none`` runs.
 """
@@ -24,7 +24,7 @@ import warnings
 
 import numpy as np
 
-from stream_sep import spectral
+from stream_sep.dsp import spectral
 from stream_sep.errors import UserError
 
 POSTFILTERS = ("none", "wiener", "wiener-em")

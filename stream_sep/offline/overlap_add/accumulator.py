@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from stream_sep.overlap_add.plan import WindowPlan
+from stream_sep.offline.overlap_add.plan import WindowPlan
 
 
 class OverlapSum:

@@ -5,12 +5,12 @@ token of the printed URL (``?token=...``); a request without it, with another to
 page of another origin (its ``Origin`` header) or for another host name (``Host``, against DNS
 rebinding) gets 403. Routes:
 
-- ``GET /`` the page (:mod:`stream_sep.panel_page`, one file, no outside resources);
+- ``GET /`` the page (:mod:`stream_sep.live.panel.page`, one file, no outside resources);
 - ``GET /state`` the latest numbers as JSON;
 - ``GET /events`` server-sent events: the same JSON each time the live command's main loop
   publishes (every ``UPDATE_SECONDS``);
 - ``POST /control`` a JSON object with one or more of ``mode``, ``vocal_level``, ``key``,
-  ``mic_level``: applied through :class:`stream_sep.controls.Controls`, the path the keys use
+  ``mic_level``: applied through :class:`stream_sep.live.controls.Controls`, the path the keys use
   (the audio thread never waits on the server). A bad value is a 400 whose body is one line
   naming it, and nothing changes (every value is checked before any is applied).
 """
@@ -25,9 +25,9 @@ import secrets
 import threading
 import urllib.parse
 
-from stream_sep.controls import Controls
 from stream_sep.errors import UserError
-from stream_sep.panel_page import page
+from stream_sep.live.controls import Controls
+from stream_sep.live.panel.page import page
 
 log = logging.getLogger(__name__)
 

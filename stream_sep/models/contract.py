@@ -2,7 +2,7 @@
 
 A separation model is the *core network* of TFC_TDF_Net: a complex spectrogram goes in,
 one complex spectrogram per source comes out. The host does the STFT and iSTFT around it
-(see :mod:`stream_sep.spectral`), so the numbers below must travel with the model.
+(see :mod:`stream_sep.dsp.spectral`), so the numbers below must travel with the model.
 
 ``export/`` writes this contract by calling :meth:`ModelContract.to_metadata`; the host
 reads it back with :func:`read_contract` and refuses any model whose metadata or tensor

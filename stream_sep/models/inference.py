@@ -1,7 +1,7 @@
 """Loading a separation model and running it on one window: STFT -> ONNX core -> iSTFT.
 
 The engine calls only :meth:`SeparationModel.separate`; which execution provider runs the
-graph is decided here, once, when the model is loaded (see :mod:`stream_sep.providers`).
+graph is decided here, once, when the model is loaded (see :mod:`stream_sep.models.providers`).
 A :class:`Runner` then keeps every buffer the graph reads and writes preallocated per batch
 size and bound through IOBinding: host arrays on the CPU, device buffers on a GPU (with one
 static-shape session and CUDA graph per batch size there).
@@ -17,13 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
-from stream_sep import families, providers, spectral
-from stream_sep.contract import PREFIX, ModelContract, check_tensor_shape
+from stream_sep.dsp import spectral
 from stream_sep.errors import ModelError, UserError, first_line
+from stream_sep.models import families, providers
+from stream_sep.models.contract import PREFIX, ModelContract, check_tensor_shape
 
 log = logging.getLogger(__name__)
 
-BUNDLED_MODEL = Path(__file__).parent / "models" / "vocals-mir1k.onnx"
+BUNDLED_MODEL = Path(__file__).parent / "vocals-mir1k.onnx"
 _MAX_MODEL_BYTES = 2 * 1024**3
 # ONNX tensor types the host accepts at the graph's boundary, and their numpy types.
 _ONNX_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
@@ -313,7 +314,7 @@ def resolve_model_path(path_or_name: str | os.PathLike | None) -> Path:
     path = Path(path_or_name)
     if path.exists() or len(path.parts) != 1 or path.suffix.lower() == ".onnx":
         return path
-    from stream_sep import shelf
+    from stream_sep.models import shelf
 
     found = shelf.resolve(str(path_or_name))
     if found is None:
@@ -322,12 +323,12 @@ def resolve_model_path(path_or_name: str | os.PathLike | None) -> Path:
 
 
 def load_model(path: str | os.PathLike | None = None, provider: str = "auto") -> SeparationModel:
-    """Load and validate a separation model of any family (:mod:`stream_sep.families`);
+    """Load and validate a separation model of any family (:mod:`stream_sep.models.families`);
     ``path`` is a file, a name on the shelf, or None for the bundled model.
 
     ``provider`` is ``auto`` (TensorRT, CUDA, then CPU: the first that really starts),
     ``tensorrt``, ``cuda`` or ``cpu``; an explicit one that cannot run here raises
-    :class:`~stream_sep.providers.ProviderUnavailable` (a UserError).
+    :class:`~stream_sep.models.providers.ProviderUnavailable` (a UserError).
     """
     path = resolve_model_path(path)
     data = read_model_file(path)

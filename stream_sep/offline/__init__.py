@@ -21,7 +21,7 @@ from stream_sep.audio_files import FileReader, checked_audio_info
 from stream_sep.engine import Separator
 from stream_sep.errors import AudioFileError, ModelError, UserError, typed_first_line
 from stream_sep.finite import FiniteReader, replace_nonfinite
-from stream_sep.overlap_add import OverlapAddStream, separate_overlap_add
+from stream_sep.offline.overlap_add import OverlapAddStream, separate_overlap_add
 from stream_sep.settings import WINDOW_FIELDS
 
 CLIP_MODES = ("none", "clamp", "rescale")
@@ -323,7 +323,7 @@ def estimate_vocals(
     """The model's vocal estimate of ``audio``: (channels, samples) float32 -> the same
     shape, time-aligned, without the output guard.
 
-    By default the throughput plan (:mod:`stream_sep.overlap_add`: centred windows,
+    By default the throughput plan (:mod:`stream_sep.offline.overlap_add`: centred windows,
     overlap-add, one resampling each way); ``like_live``: the streaming engine with the
     given options (hop, lookahead, crossfade, stereo), whose samples equal a live run
     without deadline misses. Any window the model fails on raises :class:`ModelError` with

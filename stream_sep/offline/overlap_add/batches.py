@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import numpy as np
 
+from stream_sep.dsp.postfilter import PostFilter
 from stream_sep.errors import ModelError, first_line
-from stream_sep.families import separate_rows
-from stream_sep.overlap_add.plan import WindowPlan
-from stream_sep.postfilter import PostFilter
+from stream_sep.models.families import separate_rows
+from stream_sep.offline.overlap_add.plan import WindowPlan
 
 
 class WindowBatches:
     """Runs ``model`` on (B, W) batches of windows with ``rows`` rows per window
     (B = windows x rows) and returns their vocal estimates; ``denoise``: each batch and its
-    sign inverse in one call (:func:`~stream_sep.families.separate_rows`)."""
+    sign inverse in one call (:func:`~stream_sep.models.families.separate_rows`)."""
 
     def __init__(
         self, model, plan: WindowPlan, rows: int, postfilter: PostFilter, denoise: bool = False

@@ -5,7 +5,7 @@ Order of work (each failure is one line, :class:`UserError`, and nothing is writ
 
 1. the shelf is writable and the name free (before any slow work);
 2. the file is read (size limits) and parsed as ONNX without its external data;
-3. the untrusted-input checks (:mod:`stream_sep.untrusted`): external-data paths, custom-op
+3. the untrusted-input checks (:mod:`stream_sep.models.untrusted`): external-data paths, custom-op
    domains, declared memory, all before ONNX Runtime sees the file;
 4. the graph has UVR's tensor contract: one input ``input`` of ``[batch, 4, dim_f, dim_t]``
    float32 (or float16) with dim_f and dim_t fixed, an output of the same shape;
@@ -27,10 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
-from stream_sep import inference, providers, shelf, untrusted
-from stream_sep.contract import PREFIX
 from stream_sep.errors import ModelError, UserError, first_line
-from stream_sep.families import mdx
+from stream_sep.models import inference, providers, shelf, untrusted
+from stream_sep.models.contract import PREFIX
+from stream_sep.models.families import mdx
 
 HASH_BYTES = 10_000 * 1024  # UVR: the MD5 of the last 10,240,000 bytes (the whole file if smaller)
 MAX_TABLE_BYTES = 64 * 1024**2

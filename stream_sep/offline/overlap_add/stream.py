@@ -1,6 +1,6 @@
 """The offline overlap-add stream: blocks in, the aligned vocal estimate out.
 
-See :mod:`stream_sep.overlap_add` for the plan. :class:`OverlapAddStream` resamples the
+See :mod:`stream_sep.offline.overlap_add` for the plan. :class:`OverlapAddStream` resamples the
 input once to the model rate, cuts windows (:mod:`.plan`), runs them in batches
 (:mod:`.batches`), overlap-adds the tapered estimates (:mod:`.accumulator`) and resamples
 them back once, cut to the input's length.
@@ -12,21 +12,21 @@ from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 
+from stream_sep.dsp.postfilter import PostFilter
 from stream_sep.engine import highband
 from stream_sep.engine.plan import check_channels, check_rate
 from stream_sep.errors import UserError
-from stream_sep.families import check_denoise
-from stream_sep.overlap_add.accumulator import OverlapSum
-from stream_sep.overlap_add.batches import WindowBatches
-from stream_sep.overlap_add.output import HeldOutput, resampler
-from stream_sep.overlap_add.plan import (
+from stream_sep.models.families import check_denoise
+from stream_sep.offline.overlap_add.accumulator import OverlapSum
+from stream_sep.offline.overlap_add.batches import WindowBatches
+from stream_sep.offline.overlap_add.output import HeldOutput, resampler
+from stream_sep.offline.overlap_add.plan import (
     DEFAULT_BATCH_ROWS,
     DEFAULT_HOP_FRACTION,
     MAX_BATCH_WINDOWS,
     STEREO_CHOICES,
     plan_windows,
 )
-from stream_sep.postfilter import PostFilter
 
 
 class OverlapAddStream:
@@ -44,14 +44,14 @@ class OverlapAddStream:
     batch_windows: windows per model call (each with all channels: ``B = windows x
     channels``); the last call of a stream may hold fewer. None: enough windows for
     :data:`DEFAULT_BATCH_ROWS` rows (one stereo window, two mono ones).
-    postfilter: a :data:`~stream_sep.postfilter.POSTFILTERS` name, applied to each window's
+    postfilter: a :data:`~stream_sep.dsp.postfilter.POSTFILTERS` name, applied to each window's
     estimate (all its channels together) before the taper.
     high_band_voice_removal: as in the streaming engine (:mod:`stream_sep.engine.highband`):
     each window's voice ratio r(t) is overlap-added like its estimate and resampled with it,
     and ``removal * r * (input - its round trip through the model rate)`` is added to the
     estimate at the stream rate.
     denoise: each window separated as it is and sign-inverted, the two estimates averaged
-    (:func:`~stream_sep.families.separate_rows`; twice the model's compute).
+    (:func:`~stream_sep.models.families.separate_rows`; twice the model's compute).
 
     Non-finite input samples are replaced by silence (counted in
     ``nonfinite_input_samples``). A model that raises, returns a wrong shape or NaN/Inf

@@ -37,10 +37,10 @@ from pathlib import Path
 import numpy as np
 import scipy.fft
 
-from stream_sep import spectral
-from stream_sep.contract import CONTRACT_VERSION, PREFIX
+from stream_sep.dsp import spectral
 from stream_sep.errors import ModelError
-from stream_sep.inference import SeparationModel
+from stream_sep.models.contract import CONTRACT_VERSION, PREFIX
+from stream_sep.models.inference import SeparationModel
 
 NAME = "mdx"
 SAMPLE_RATE = 44100
@@ -305,7 +305,7 @@ def make_model(runner, contract: MdxContract, path: Path, reason: str = ""):
 
 
 class MdxModel(SeparationModel):
-    """An MDX-Net model behind the engine's interface (see :mod:`stream_sep.families`).
+    """An MDX-Net model behind the engine's interface (see :mod:`stream_sep.models.families`).
 
     ``separate(audio)``: (B, W) float32, every row a mono signal (run as L = R) -> (B, 1, W)
     vocals. ``separate_channels(audio, 2)``: rows in pairs, each pair the left and right

@@ -21,7 +21,7 @@ import numpy as np
 import scipy.fft
 from numpy.lib.stride_tricks import sliding_window_view
 
-from stream_sep.contract import ModelContract
+from stream_sep.models.contract import ModelContract
 
 
 @functools.lru_cache(maxsize=8)

@@ -41,7 +41,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from stream_sep import engine  # noqa: E402
 from stream_sep.dsp import spectral  # noqa: E402
 from stream_sep.models.contract import ModelContract  # noqa: E402
-from stream_sep.models.inference import load_model  # noqa: E402
+from stream_sep.models.loading import load_model  # noqa: E402
 
 MODELS = ("test", "tiny", "small", "full")
 STREAM_RATE = 48000

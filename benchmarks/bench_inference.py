@@ -39,7 +39,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from stream_sep.models import providers  # noqa: E402
-from stream_sep.models.inference import bundled_model_path, load_model  # noqa: E402
+from stream_sep.models.bundled import bundled_model_path  # noqa: E402
+from stream_sep.models.loading import load_model  # noqa: E402
 
 log = logging.getLogger("bench_inference")
 

@@ -38,7 +38,7 @@ from stream_sep import offline  # noqa: E402
 from stream_sep.dsp.postfilter import POSTFILTERS  # noqa: E402
 from stream_sep.engine import fitting  # noqa: E402
 from stream_sep.models import providers  # noqa: E402
-from stream_sep.models.inference import load_model  # noqa: E402
+from stream_sep.models.loading import load_model  # noqa: E402
 from stream_sep.settings import Settings  # noqa: E402
 
 SONG_RATE = 44100

@@ -41,7 +41,7 @@ from stream_sep.engine import fitting  # noqa: E402
 from stream_sep.errors import UserError  # noqa: E402
 from stream_sep.models import providers  # noqa: E402
 from stream_sep.models.families.mdx import MdxContract  # noqa: E402
-from stream_sep.models.inference import load_model  # noqa: E402
+from stream_sep.models.loading import load_model  # noqa: E402
 
 STREAM_RATE = 48000
 # name -> (network shape, n_fft)

@@ -43,7 +43,7 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from stream_sep.dsp import spectral  # noqa: E402
 from stream_sep.models import providers  # noqa: E402
-from stream_sep.models.inference import load_model, read_model_file  # noqa: E402
+from stream_sep.models.loading import load_model, read_model_file  # noqa: E402
 from stream_sep.offline import overlap_add, separate_array  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"

@@ -64,13 +64,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from stream_sep.models import providers  # noqa: E402
+from stream_sep.models.bundled import bundled_model_path  # noqa: E402
 from stream_sep.models.contract import contract_from_metadata  # noqa: E402
-from stream_sep.models.inference import (  # noqa: E402
-    Runner,
-    SeparationModel,
-    bundled_model_path,
-    read_model_file,
-)
+from stream_sep.models.loading import read_model_file  # noqa: E402
+from stream_sep.models.runtime import Runner, SeparationModel  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 BATCHES = (1, 2)

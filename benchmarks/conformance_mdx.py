@@ -248,7 +248,7 @@ def stereo_stem(model):
 
 def host_side(workdir: Path, venv: Path) -> dict:
     sys.path.insert(0, str(REPO))
-    from stream_sep.models.inference import load_model
+    from stream_sep.models.loading import load_model
     from stream_sep.offline.overlap_add import separate_overlap_add
 
     mix = song()

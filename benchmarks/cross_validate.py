@@ -74,7 +74,7 @@ from stream_sep.cli_runner import OneLineParser, run_main  # noqa: E402
 from stream_sep.dsp.postfilter import POSTFILTERS, load_norbert  # noqa: E402
 from stream_sep.errors import UserError  # noqa: E402
 from stream_sep.evaluation import datasets  # noqa: E402
-from stream_sep.models.inference import load_model  # noqa: E402
+from stream_sep.models.loading import load_model  # noqa: E402
 from train import runs  # noqa: E402
 
 # The bundled model's recipe (docs/training.md), less what depends on the number of steps.

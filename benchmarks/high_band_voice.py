@@ -36,7 +36,7 @@ from helpers import full_band_song  # noqa: E402
 
 from stream_sep import evaluation  # noqa: E402
 from stream_sep.evaluation import metrics  # noqa: E402
-from stream_sep.models.inference import load_model  # noqa: E402
+from stream_sep.models.loading import load_model  # noqa: E402
 
 RATE = 44100
 CUTOFF = 8000.0

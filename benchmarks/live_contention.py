@@ -69,7 +69,7 @@ def measure_windows(model_path: str | None, mode: str, windows: int) -> list[flo
     call after another (``back to back``) or one per hop (``paced``)."""
     from stream_sep.engine.plan import WindowPlan
     from stream_sep.engine.window import WindowRunner
-    from stream_sep.models.inference import load_model
+    from stream_sep.models.loading import load_model
 
     model = load_model(model_path, "cpu")
     model.warm_up(2)
@@ -317,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
         server, results = run_all(args)
         load_after = os.getloadavg()[0]
 
-    from stream_sep.models.inference import bundled_model_path
+    from stream_sep.models.bundled import bundled_model_path
 
     report = {
         "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),

@@ -33,7 +33,7 @@ sys.path.insert(0, str(REPO / "tests"))
 from stream_sep import offline  # noqa: E402
 from stream_sep.evaluation import datasets, metrics  # noqa: E402
 from stream_sep.models import providers  # noqa: E402
-from stream_sep.models.inference import load_model  # noqa: E402
+from stream_sep.models.loading import load_model  # noqa: E402
 from stream_sep.offline import overlap_add  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"

@@ -42,7 +42,7 @@ from stream_sep.dsp.postfilter import PostFilter  # noqa: E402
 from stream_sep.engine.plan import WindowPlan  # noqa: E402
 from stream_sep.engine.window import WindowRunner  # noqa: E402
 from stream_sep.evaluation import datasets, metrics  # noqa: E402
-from stream_sep.models.inference import load_model  # noqa: E402
+from stream_sep.models.loading import load_model  # noqa: E402
 
 VARIANTS = {
     "none": lambda: PostFilter("none"),

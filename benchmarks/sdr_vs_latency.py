@@ -26,7 +26,7 @@ from pathlib import Path
 from stream_sep import atomic, evaluation
 from stream_sep.errors import UserError
 from stream_sep.evaluation import datasets, metrics
-from stream_sep.models.inference import load_model
+from stream_sep.models.loading import load_model
 
 log = logging.getLogger(__name__)
 

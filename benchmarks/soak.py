@@ -261,7 +261,7 @@ def run_soak(model, config: SoakConfig) -> dict:
 def build_model(folder: Path):
     from helpers import gain_model, small_contract
 
-    from stream_sep.models.inference import load_model
+    from stream_sep.models.loading import load_model
 
     return load_model(gain_model(folder / "identity.onnx", 1.0, contract=small_contract(WINDOW)))
 

@@ -146,7 +146,7 @@ def verify(path: Path, model, precision: str) -> Parity:
 
     Raises :class:`ExportFailed` if the host refuses the file or the parity fails.
     """
-    from stream_sep.models.inference import load_model
+    from stream_sep.models.loading import load_model
 
     try:
         host_model = load_model(path, provider="cpu")

@@ -21,8 +21,8 @@ from stream_sep import offline
 from stream_sep.engine import MAX_CHANNELS
 from stream_sep.engine import Separator as _EngineSeparator
 from stream_sep.errors import UserError
-from stream_sep.models.inference import SeparationModel
-from stream_sep.models.inference import load_model as _load_model
+from stream_sep.models.loading import load_model as _load_model
+from stream_sep.models.runtime import SeparationModel
 from stream_sep.settings import Settings
 
 

@@ -18,7 +18,7 @@ from helpers import gain_model  # noqa: E402
 from jack_harness import harness, jack_server  # noqa: E402, F401
 from pulse_harness import pulse_server  # noqa: E402, F401
 
-from stream_sep.models.inference import load_model  # noqa: E402
+from stream_sep.models.loading import load_model  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,7 @@ import soundfile as sf
 from helpers import gain_model
 
 from stream_sep.models.contract import ModelContract
-from stream_sep.models.inference import load_model
+from stream_sep.models.loading import load_model
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "benchmarks"))

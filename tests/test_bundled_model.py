@@ -8,7 +8,8 @@ from helpers import voice_over_band
 
 from stream_sep.engine import Separator
 from stream_sep.evaluation import metrics
-from stream_sep.models.inference import BUNDLED_MODEL, load_model
+from stream_sep.models.bundled import BUNDLED_MODEL
+from stream_sep.models.loading import load_model
 from stream_sep.offline import separate_array
 
 MAX_BUNDLED_BYTES = 20 * 1024 * 1024

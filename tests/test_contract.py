@@ -10,7 +10,7 @@ from onnx import TensorProto, helper
 
 from stream_sep.errors import ModelError
 from stream_sep.models.contract import PREFIX, ModelContract, contract_from_metadata
-from stream_sep.models.inference import load_model
+from stream_sep.models.loading import load_model
 
 
 def test_metadata_round_trip():

@@ -20,7 +20,7 @@ from stream_sep import cli, evaluation
 from stream_sep.engine import Separator
 from stream_sep.errors import UserError
 from stream_sep.models.families import separate_rows
-from stream_sep.models.inference import load_model
+from stream_sep.models.loading import load_model
 from stream_sep.offline.overlap_add import separate_overlap_add
 from stream_sep.settings import Settings
 

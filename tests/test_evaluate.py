@@ -255,7 +255,7 @@ class _Broken:
 )
 def test_a_failing_model_stops_the_evaluation_with_its_reason(small_half, failure, message):
     from stream_sep.errors import ModelError
-    from stream_sep.models.inference import load_model
+    from stream_sep.models.loading import load_model
 
     model = _Broken(load_model(small_half, provider="cpu"), failure)
     mixture = voice_over_band(0.5, RATE, 0)[0][np.newaxis]

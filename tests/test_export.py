@@ -30,7 +30,7 @@ from export.to_onnx import main as export_main  # noqa: E402
 from stream_sep.cli import main as stream_sep_main  # noqa: E402
 from stream_sep.engine import Separator  # noqa: E402
 from stream_sep.models.contract import ModelContract  # noqa: E402
-from stream_sep.models.inference import load_model  # noqa: E402
+from stream_sep.models.loading import load_model  # noqa: E402
 from train.config import preset_config  # noqa: E402
 from train.model import build_training_model, load_checkpoint  # noqa: E402
 from train.stft import spectrogram_to_waveform  # noqa: E402

@@ -11,7 +11,7 @@ from stream_sep import cli
 from stream_sep.engine import Separator
 from stream_sep.engine.highband import RATIO_BAND, voice_ratio
 from stream_sep.errors import UserError
-from stream_sep.models.inference import load_model
+from stream_sep.models.loading import load_model
 from stream_sep.offline.overlap_add import OverlapAddStream, separate_overlap_add
 from stream_sep.settings import Settings
 

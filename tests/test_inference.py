@@ -18,7 +18,8 @@ from helpers import gain_model, noise, small_contract
 from stream_sep.dsp import spectral
 from stream_sep.errors import UserError
 from stream_sep.models import providers
-from stream_sep.models.inference import Runner, SeparationModel, load_model
+from stream_sep.models.loading import load_model
+from stream_sep.models.runtime import Runner, SeparationModel
 
 # fp16 I/O and weights: 11-bit mantissas, so ~1e-3 relative; the signals here peak near 1.
 FP16_ABSOLUTE = 5e-3
@@ -170,7 +171,7 @@ def _fp16_copy(path, tmp_path, keep_io_types: bool):
 @pytest.mark.parametrize("keep_io_types", [False, True])
 def test_fp16_export_runs_and_matches(model_path, tmp_path, caplog, keep_io_types):
     half_path = _fp16_copy(model_path, tmp_path, keep_io_types)
-    with caplog.at_level(logging.WARNING, logger="stream_sep.models.inference"):
+    with caplog.at_level(logging.WARNING, logger="stream_sep.models.loading"):
         half = load_model(half_path, "cpu")
     full = load_model(model_path, "cpu")
     if keep_io_types:

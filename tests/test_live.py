@@ -21,7 +21,7 @@ from stream_sep.commands import live
 from stream_sep.engine import Separator
 from stream_sep.live import keys, route
 from stream_sep.live.streams import STALL_SECONDS, StallWatch
-from stream_sep.models.inference import load_model
+from stream_sep.models.loading import load_model
 from stream_sep.recording import RingBuffer
 from stream_sep.settings import Settings
 
@@ -189,9 +189,9 @@ def test_bad_options_are_one_line_with_status_2_before_the_model_loads(
 
 
 def test_no_bundled_model_is_one_clear_line(capsys, monkeypatch, tmp_path):
-    from stream_sep.models import inference
+    from stream_sep.models import bundled
 
-    monkeypatch.setattr(inference, "BUNDLED_MODEL", tmp_path / "absent.onnx")
+    monkeypatch.setattr(bundled, "BUNDLED_MODEL", tmp_path / "absent.onnx")
     assert cli.main(["--input", "mic", "--output", "headphones"]) == 2
     assert "no bundled model is installed" in capsys.readouterr().err
 

@@ -31,7 +31,7 @@ from jack_harness import (
 from stream_sep import cli
 from stream_sep.commands import live
 from stream_sep.live import devices
-from stream_sep.models import inference
+from stream_sep.models import loading
 from stream_sep.models.contract import ModelContract
 
 pytestmark = pytest.mark.jack
@@ -183,7 +183,7 @@ class SlowModel:
 
 
 def slow_loader(monkeypatch, delay: float, every: int) -> None:
-    real_load = inference.load_model
+    real_load = loading.load_model
     monkeypatch.setattr(
         live, "load_model", lambda *a, **k: SlowModel(real_load(*a, **k), delay, every)
     )

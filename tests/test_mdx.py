@@ -13,7 +13,7 @@ from stream_sep import api
 from stream_sep.engine import WindowPlan
 from stream_sep.errors import ModelError
 from stream_sep.models.families import FAMILY_KEY, mdx
-from stream_sep.models.inference import load_model
+from stream_sep.models.loading import load_model
 from stream_sep.offline import separate_array
 
 RATE = mdx.SAMPLE_RATE

@@ -20,7 +20,7 @@ from onnx import TensorProto, helper, numpy_helper
 from stream_sep import cli
 from stream_sep.models import shelf
 from stream_sep.models.families import mdx
-from stream_sep.models.inference import load_model
+from stream_sep.models.loading import load_model
 from stream_sep.models.model_import import HASH_BYTES, model_hash
 from stream_sep.models.onnx_metadata import read_metadata
 

@@ -13,7 +13,7 @@ from helpers import FAST_ARGS, fast_settings, gain_model, sine
 
 from stream_sep import api
 from stream_sep.finite import FADE_SECONDS, FiniteReader, fade_frames, replace_nonfinite
-from stream_sep.models.inference import load_model
+from stream_sep.models.loading import load_model
 
 RATE = 16000
 BAD = {  # frame: value, 30 non-finite samples in all (10 frames x 2 channels + 10 in one)

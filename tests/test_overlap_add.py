@@ -22,7 +22,7 @@ from helpers import gain_model, noise, small_contract
 from onnx import TensorProto, helper, numpy_helper
 
 from stream_sep.errors import ModelError, UserError
-from stream_sep.models.inference import load_model
+from stream_sep.models.loading import load_model
 from stream_sep.offline import overlap_add
 from stream_sep.offline.overlap_add import OverlapAddStream, separate_blocks, separate_overlap_add
 

@@ -16,7 +16,7 @@ from stream_sep.dsp.postfilter import PostFilter
 from stream_sep.engine import Separator
 from stream_sep.errors import UserError
 from stream_sep.evaluation import metrics
-from stream_sep.models.inference import load_model
+from stream_sep.models.loading import load_model
 from stream_sep.offline.overlap_add import OverlapAddStream, separate_overlap_add
 from stream_sep.settings import Settings
 

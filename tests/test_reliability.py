@@ -33,7 +33,7 @@ from stream_sep.cli import main
 from stream_sep.engine import Separator
 from stream_sep.errors import ModelError, UserError
 from stream_sep.models.contract import PREFIX
-from stream_sep.models.inference import load_model
+from stream_sep.models.loading import load_model
 from stream_sep.safety import db_to_gain
 
 FAST = FAST_OPTIONS

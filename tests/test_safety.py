@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from stream_sep import safety
 from stream_sep.engine import MODES, Separator
-from stream_sep.models.inference import load_model
+from stream_sep.models.loading import load_model
 from stream_sep.safety import OutputGuard, db_to_gain
 
 FAST = FAST_OPTIONS

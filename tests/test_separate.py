@@ -16,7 +16,7 @@ from helpers import FAST_ARGS, gain_model, noise, sine
 
 from stream_sep.cli import main
 from stream_sep.engine import Separator
-from stream_sep.models.inference import load_model
+from stream_sep.models.loading import load_model
 from stream_sep.offline import CLIP_MODES, output_folders, separate_array
 
 FAST = FAST_ARGS

@@ -28,7 +28,7 @@ from stream_sep.batch.progress import JobProgress
 from stream_sep.batch.worker import ModelSpec, SongResult, SongTask
 from stream_sep.errors import UserError
 from stream_sep.models import providers
-from stream_sep.models.inference import load_model, read_model_file, resolve_model_path
+from stream_sep.models.loading import load_model, read_model_file, resolve_model_path
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from stream_sep import offline
 from stream_sep.batch import manifest
 from stream_sep.errors import UserError, typed_first_line
 from stream_sep.models import providers
-from stream_sep.models.inference import load_model
+from stream_sep.models.loading import load_model
 
 log = logging.getLogger(__name__)
 

@@ -42,7 +42,7 @@ from stream_sep.evaluation import (
     summarise,
     summarise_groups,
 )
-from stream_sep.models.inference import load_model
+from stream_sep.models.loading import load_model
 
 log = logging.getLogger(__name__)
 

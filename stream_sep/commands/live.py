@@ -25,7 +25,8 @@ from stream_sep.errors import UserError
 from stream_sep.live import devices, keys
 from stream_sep.live.route import plan_route, resolve_mic
 from stream_sep.live.session import LiveSession, SessionOptions, fitted_options
-from stream_sep.models.inference import bundled_model_path, load_model
+from stream_sep.models.bundled import bundled_model_path
+from stream_sep.models.loading import load_model
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ import argparse
 from stream_sep.engine import fitting
 from stream_sep.errors import UserError
 from stream_sep.models import model_import, providers, shelf
-from stream_sep.models.inference import load_model
+from stream_sep.models.loading import load_model
 
 
 def add_arguments(parser) -> None:

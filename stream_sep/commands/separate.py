@@ -20,7 +20,7 @@ from stream_sep import offline, options, settings
 from stream_sep.audio_files import check_input_file, checked_audio_info
 from stream_sep.batch import BatchRequest, JobReport, run_job
 from stream_sep.errors import UserError
-from stream_sep.models.inference import load_model
+from stream_sep.models.loading import load_model
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from stream_sep.errors import ModelError, UserError, first_line
-from stream_sep.models import inference, providers, shelf, untrusted
+from stream_sep.models import loading, providers, shelf, untrusted
 from stream_sep.models.contract import PREFIX
 from stream_sep.models.families import mdx
 
@@ -344,7 +344,7 @@ def import_model(
             "or --name to choose another name"
         )
     table = read_table(table_path) if table_path is not None else None
-    data = inference.read_model_file(source)
+    data = loading.read_model_file(source)
     md5 = model_hash(source)
     model = parse(data, origin)
     untrusted.check(model, source.parent, origin)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from stream_sep import atomic
 from stream_sep.errors import ModelError, UserError
-from stream_sep.models import families, inference
+from stream_sep.models import bundled, families
 from stream_sep.models.onnx_metadata import read_metadata
 
 ENV_VAR = "STREAM_SEP_MODELS"
@@ -77,7 +77,7 @@ def model_path(name: str) -> Path:
 def resolve(name: str) -> Path | None:
     """The file of shelf model ``name`` (the bundled one included), or None."""
     if name == BUNDLED_NAME:
-        return inference.bundled_model_path()
+        return bundled.bundled_model_path()
     if not NAME_PATTERN.fullmatch(name):
         return None
     path = model_path(name)

@@ -40,7 +40,7 @@ import scipy.fft
 from stream_sep.dsp import spectral
 from stream_sep.errors import ModelError
 from stream_sep.models.contract import CONTRACT_VERSION, PREFIX
-from stream_sep.models.inference import SeparationModel
+from stream_sep.models.runtime import SeparationModel
 
 NAME = "mdx"
 SAMPLE_RATE = 44100

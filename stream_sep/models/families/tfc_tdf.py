@@ -23,7 +23,7 @@ def contract_from_metadata(metadata: Mapping[str, str], origin: str = "model"):
 
 
 def make_model(runner, contract, path: Path, reason: str = ""):
-    """The :class:`~stream_sep.models.inference.SeparationModel` around a checked ``runner``."""
-    from stream_sep.models.inference import SeparationModel
+    """The :class:`~stream_sep.models.runtime.SeparationModel` around a checked ``runner``."""
+    from stream_sep.models.runtime import SeparationModel
 
     return SeparationModel(runner, contract, path, reason)

@@ -1,16 +1,15 @@
-"""Loading a separation model and running it on one window: STFT -> ONNX core -> iSTFT.
+"""Running a separation model on one window: STFT -> ONNX core -> iSTFT.
 
-The engine calls only :meth:`SeparationModel.separate`; which execution provider runs the
-graph is decided here, once, when the model is loaded (see :mod:`stream_sep.models.providers`).
-A :class:`Runner` then keeps every buffer the graph reads and writes preallocated per batch
-size and bound through IOBinding: host arrays on the CPU, device buffers on a GPU (with one
-static-shape session and CUDA graph per batch size there).
+The engine calls only :meth:`SeparationModel.separate`. A :class:`Runner` keeps every buffer
+the graph reads and writes preallocated per batch size and bound through IOBinding: host
+arrays on the CPU, device buffers on a GPU (with one static-shape session and CUDA graph per
+batch size there). Which execution provider runs the graph is decided once, when the model is
+loaded (:mod:`stream_sep.models.loading`, :mod:`stream_sep.models.providers`).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from pathlib import Path
@@ -18,29 +17,17 @@ from pathlib import Path
 import numpy as np
 
 from stream_sep.dsp import spectral
-from stream_sep.errors import ModelError, UserError, first_line
-from stream_sep.models import families, providers
-from stream_sep.models.contract import PREFIX, ModelContract, check_tensor_shape
+from stream_sep.errors import ModelError, first_line
+from stream_sep.models import providers
+from stream_sep.models.contract import ModelContract, check_tensor_shape
 
 log = logging.getLogger(__name__)
 
-BUNDLED_MODEL = Path(__file__).parent / "vocals-mir1k.onnx"
-_MAX_MODEL_BYTES = 2 * 1024**3
 # ONNX tensor types the host accepts at the graph's boundary, and their numpy types.
-_ONNX_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
+ONNX_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
 
 
-def bundled_model_path() -> Path:
-    """Path of the model shipped with the package; :class:`ModelError` if it is absent."""
-    if not BUNDLED_MODEL.is_file():
-        raise ModelError(
-            f"no bundled model is installed ({BUNDLED_MODEL} is missing); "
-            "pass --model PATH with a model exported by export/to_onnx.py"
-        )
-    return BUNDLED_MODEL
-
-
-def _import_onnxruntime():
+def import_onnxruntime():
     try:
         import onnxruntime
     except ImportError as error:  # pragma: no cover - a broken install
@@ -122,7 +109,7 @@ class _Slot:
         contract = runner.contract
         in_shape = (batch, *contract.input_shape[1:])
         out_shape = (batch, *contract.output_shape[1:])
-        ort = _import_onnxruntime()
+        ort = import_onnxruntime()
         self.session = session
         self.staging = np.zeros(in_shape, np.float32)  # what the host STFT writes
         self.host_in = (
@@ -193,7 +180,7 @@ class Runner:
         )
         # Kept only to make the per-batch sessions (hundreds of MB for the full model).
         self.model_bytes = model_bytes if self.per_batch_sessions else None
-        self.io_dtype = np.dtype(_ONNX_TYPES[session.get_inputs()[0].type])
+        self.io_dtype = np.dtype(ONNX_TYPES[session.get_inputs()[0].type])
         batch_axis = session.get_inputs()[0].shape[0]
         self.batch_dim = batch_axis if isinstance(batch_axis, str) and batch_axis else None
         self.warm_up_runs = 1 if self.device == "cpu" else 3
@@ -240,7 +227,7 @@ class Runner:
         """Device output -> the preallocated host array."""
         if self._copy_tensors_works:
             try:
-                _import_onnxruntime().copy_tensors([slot.device_out], [slot.host_out_value])
+                import_onnxruntime().copy_tensors([slot.device_out], [slot.host_out_value])
                 return
             except (AttributeError, RuntimeError) as error:
                 # No data transfer registered for this device pair: copy through numpy.
@@ -286,79 +273,7 @@ class Runner:
         return session, graph_capture
 
 
-def read_model_file(path: str | os.PathLike) -> bytes:
-    """Read a model file, refusing missing, empty and oversized files with one clear line."""
-    path = Path(path)
-    if not path.exists():
-        raise ModelError(f"model file {str(path)!r} does not exist")
-    if not path.is_file():
-        raise ModelError(f"model path {str(path)!r} is not a file")
-    size = path.stat().st_size
-    if size == 0:
-        raise ModelError(f"model file {str(path)!r} is empty")
-    if size > _MAX_MODEL_BYTES:
-        raise ModelError(f"model file {str(path)!r} is {size} bytes, over the 2 GiB limit")
-    return path.read_bytes()
-
-
-def resolve_model_path(path_or_name: str | os.PathLike | None) -> Path:
-    """The file of a model given as a path, a name on the shelf (``stream-sep models
-    list``, the bundled model included) or None (the bundled model).
-
-    An existing path wins; a bare name (no folder, no ``.onnx``) that is not a file is looked
-    up on the shelf (:class:`ModelError` naming the shelf's models if it is not there);
-    anything else is returned as given, for :func:`read_model_file` to refuse.
-    """
-    if path_or_name is None:
-        return bundled_model_path()
-    path = Path(path_or_name)
-    if path.exists() or len(path.parts) != 1 or path.suffix.lower() == ".onnx":
-        return path
-    from stream_sep.models import shelf
-
-    found = shelf.resolve(str(path_or_name))
-    if found is None:
-        raise shelf.describe_missing(str(path_or_name))
-    return found
-
-
-def load_model(path: str | os.PathLike | None = None, provider: str = "auto") -> SeparationModel:
-    """Load and validate a separation model of any family (:mod:`stream_sep.models.families`);
-    ``path`` is a file, a name on the shelf, or None for the bundled model.
-
-    ``provider`` is ``auto`` (TensorRT, CUDA, then CPU: the first that really starts),
-    ``tensorrt``, ``cuda`` or ``cpu``; an explicit one that cannot run here raises
-    :class:`~stream_sep.models.providers.ProviderUnavailable` (a UserError).
-    """
-    path = resolve_model_path(path)
-    data = read_model_file(path)
-    _import_onnxruntime()
-    try:
-        session, choice = providers.open_session(data, provider, path.parent)
-    except UserError:
-        raise
-    except Exception as error:  # onnxruntime raises its own Fail/InvalidGraph/... types
-        raise ModelError(f"{path.name} is not a loadable ONNX model: {first_line(error)}") from None
-    metadata = session.get_modelmeta().custom_metadata_map
-    if not any(key.startswith(PREFIX) for key in metadata):
-        raise ModelError(
-            f"{path.name} is not a stream-sep separation model: its metadata has no "
-            f"stream-sep contract (a community MDX-Net model is imported first: "
-            f"stream-sep models import {path.name})"
-        )
-    family = families.family_module(families.family_name(metadata, path.name))
-    contract = family.contract_from_metadata(metadata, origin=path.name)
-    _check_graph(session, contract, path.name)
-    runner = Runner(data, session, choice, contract, model_folder=path.parent)
-    log.info("provider %s: %s", runner.provider, choice.reason)
-    if runner.device == "cpu" and runner.io_dtype == np.float16:
-        log.warning(
-            "%s is a float16 export: on the CPU it runs slower than the float32 one", path.name
-        )
-    return family.make_model(runner, contract, path, choice.reason)
-
-
-def _check_graph(session, contract: ModelContract, origin: str) -> None:
+def check_graph(session, contract: ModelContract, origin: str) -> None:
     inputs = session.get_inputs()
     outputs = session.get_outputs()
     if [i.name for i in inputs] != [contract.input_name]:
@@ -373,7 +288,7 @@ def _check_graph(session, contract: ModelContract, origin: str) -> None:
         )
     output = next(o for o in outputs if o.name == contract.output_name)
     for role, tensor in (("input", inputs[0]), ("output", output)):
-        if tensor.type not in _ONNX_TYPES:
+        if tensor.type not in ONNX_TYPES:
             raise ModelError(
                 f"{origin}: {role} {tensor.name!r} is {tensor.type}, must be "
                 "tensor(float) or tensor(float16)"

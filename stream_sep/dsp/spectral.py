@@ -16,12 +16,22 @@ zero (Keras' irfft pads the missing bin with zeros).
 from __future__ import annotations
 
 import functools
+from typing import Protocol
 
 import numpy as np
 import scipy.fft
 from numpy.lib.stride_tricks import sliding_window_view
 
-from stream_sep.models.contract import ModelContract
+
+class SpectralSettings(Protocol):
+    """What the network's STFT needs of a model's contract
+    (:class:`~stream_sep.models.contract.ModelContract` has it)."""
+
+    n_fft: int
+    hop_length: int
+
+    @property
+    def n_bins(self) -> int: ...
 
 
 @functools.lru_cache(maxsize=8)
@@ -109,7 +119,7 @@ def _overlap_add(frames: np.ndarray, hop: int, total: int) -> np.ndarray:
 
 
 def to_network_input(
-    audio: np.ndarray, contract: ModelContract, out: np.ndarray | None = None
+    audio: np.ndarray, contract: SpectralSettings, out: np.ndarray | None = None
 ) -> np.ndarray:
     """Mixture waveform -> the network's input.
 
@@ -124,7 +134,7 @@ def to_network_input(
     return out
 
 
-def from_network_output(output: np.ndarray, contract: ModelContract) -> np.ndarray:
+def from_network_output(output: np.ndarray, contract: SpectralSettings) -> np.ndarray:
     """The network's output -> source waveforms.
 
     output: (B, S, frames, 2F) float32 with real/imag interleaved per bin. Returns

@@ -1,9 +1,11 @@
 import signal
-import sys
-from pathlib import Path
 
-# Tests import their helpers as `tests.helpers` or `helpers`; make both work.
-sys.path.insert(0, str(Path(__file__).parent))
+import pytest
+
+from stream_sep.models.loading import load_model
+from tests.helpers import gain_model
+from tests.jack_harness import harness, jack_server  # noqa: F401
+from tests.pulse_harness import pulse_server  # noqa: F401
 
 # The live tests stop stream-sep with Ctrl-C: in this process (_thread.interrupt_main) and in
 # the ones they start (SIGINT). A suite started as a background job of a shell without job
@@ -11,14 +13,6 @@ sys.path.insert(0, str(Path(__file__).parent))
 # here also gives every child process the default again (exec resets handled signals).
 if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
-
-# The JACK server fixture (live audio tests through a virtual device): see jack_harness.py.
-import pytest  # noqa: E402
-from helpers import gain_model  # noqa: E402
-from jack_harness import harness, jack_server  # noqa: E402, F401
-from pulse_harness import pulse_server  # noqa: E402, F401
-
-from stream_sep.models.loading import load_model  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -6,10 +6,10 @@ import sys
 import numpy as np
 import pytest
 import soundfile as sf
-from helpers import fast_settings, noise
 
 import stream_sep
 from stream_sep.errors import UserError
+from tests.helpers import fast_settings, noise
 
 FAST = fast_settings()
 

@@ -25,10 +25,10 @@ import time
 from pathlib import Path
 
 import pytest
-from test_batch import _check_stems, _files, _manifest, _write_song
 
 from stream_sep.batch import cluster
 from stream_sep.cli import main
+from tests.test_batch import _check_stems, _files, _manifest, _write_song
 
 REPO = Path(__file__).resolve().parent.parent
 RAY = Path(sys.executable).with_name("ray")

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import voice_over_band
 
 from stream_sep.engine import Separator
 from stream_sep.evaluation import metrics
 from stream_sep.models.bundled import BUNDLED_MODEL
 from stream_sep.models.loading import load_model
 from stream_sep.offline import separate_array
+from tests.helpers import voice_over_band
 
 MAX_BUNDLED_BYTES = 20 * 1024 * 1024
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-from helpers import gain_model, small_contract
 from onnx import TensorProto, helper
 
 from stream_sep.errors import ModelError
 from stream_sep.models.contract import PREFIX, ModelContract, contract_from_metadata
 from stream_sep.models.loading import load_model
+from tests.helpers import gain_model, small_contract
 
 
 def test_metadata_round_trip():

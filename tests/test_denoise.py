@@ -11,8 +11,6 @@ import re
 import numpy as np
 import pytest
 import soundfile
-from helpers import FAST_ARGS, FAST_OPTIONS, gain_model, noise, stream
-from mdx_helpers import contract_for, shelf_copy
 from onnx import helper, numpy_helper
 
 import stream_sep
@@ -23,6 +21,8 @@ from stream_sep.models.families import separate_rows
 from stream_sep.models.loading import load_model
 from stream_sep.offline.overlap_add import separate_overlap_add
 from stream_sep.settings import Settings
+from tests.helpers import FAST_ARGS, FAST_OPTIONS, gain_model, noise, stream
+from tests.mdx_helpers import contract_for, shelf_copy
 
 RATE = 16000
 OFFSET = 30.0  # the biased model's constant, added to every STFT value it outputs

@@ -7,10 +7,10 @@ import time
 
 import numpy as np
 import pytest
-from helpers import FAST_OPTIONS, impulse, noise, sine, stream
 
 from stream_sep.engine import Separator
 from stream_sep.errors import UserError
+from tests.helpers import FAST_OPTIONS, impulse, noise, sine, stream
 
 # Settings that fit the helpers' 0.48 s test window and keep streams short. No start fade-in
 # here, so outputs can be compared with the input from the first delayed sample (the fades

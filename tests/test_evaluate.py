@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 import soxr
-from helpers import gain_model, voice_over_band
-from test_evaluate_datasets import write_musdb
 
 from stream_sep import evaluation
 from stream_sep.cli import main
 from stream_sep.models.contract import ModelContract
+from tests.helpers import gain_model, voice_over_band
+from tests.test_evaluate_datasets import write_musdb
 
 RATE = 16000
 # Tolerances, in dB:

@@ -17,10 +17,10 @@ import sys
 import numpy as np
 import pytest
 import soundfile as sf
-from helpers import band_noise, gain_model, write_mir1k_like
 
 from stream_sep.cli import main
 from stream_sep.models.contract import ModelContract
+from tests.helpers import band_noise, gain_model, write_mir1k_like
 
 RATE = 44100
 SECONDS = 1.0

@@ -23,7 +23,6 @@ import numpy as np  # noqa: E402
 import onnx  # noqa: E402
 import pytest  # noqa: E402
 import soundfile as sf  # noqa: E402
-from helpers import noise, voice_over_band  # noqa: E402
 
 from export import fp16, graph_passes, parity  # noqa: E402
 from export.to_onnx import main as export_main  # noqa: E402
@@ -31,6 +30,7 @@ from stream_sep.cli import main as stream_sep_main  # noqa: E402
 from stream_sep.engine import Separator  # noqa: E402
 from stream_sep.models.contract import ModelContract  # noqa: E402
 from stream_sep.models.loading import load_model  # noqa: E402
+from tests.helpers import noise, voice_over_band  # noqa: E402
 from train.config import preset_config  # noqa: E402
 from train.model import build_training_model, load_checkpoint  # noqa: E402
 from train.stft import spectrogram_to_waveform  # noqa: E402

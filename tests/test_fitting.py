@@ -7,7 +7,6 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from helpers import noise
 
 from stream_sep.engine import Separator, WindowPlan, fitting
 from stream_sep.engine.fitting import SpeedProfile
@@ -21,6 +20,7 @@ from stream_sep.engine.shedding import (
 from stream_sep.errors import UserError
 from stream_sep.live import status
 from stream_sep.models.contract import ModelContract
+from tests.helpers import noise
 
 CONTRACT = ModelContract()  # 16 kHz, 65,024-sample (4.064 s) window, n_fft 1024
 

@@ -10,10 +10,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-from helpers import voice_over_band, write_mir1k_like  # noqa: E402
 
 from stream_sep.errors import UserError  # noqa: E402
 from stream_sep.models.contract import SAMPLE_RATE  # noqa: E402
+from tests.helpers import voice_over_band, write_mir1k_like  # noqa: E402
 from train.data import RandomMixDataset, load_mir1k_clip  # noqa: E402
 from train.fullband import cache, mix  # noqa: E402
 from train.fullband.compose import (  # noqa: E402
@@ -272,8 +272,7 @@ def test_the_dataset_mixes_full_band_examples_by_share_and_the_mixture_is_their_
 
 
 def test_python_m_train_with_fullband_share_1_trains_records_and_resumes(tmp_path, capsys):
-    from test_train_fit import FAST
-
+    from tests.test_train_fit import FAST
     from train import runs
     from train.cli import main
 

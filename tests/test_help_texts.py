@@ -10,12 +10,12 @@ import shutil
 import numpy as np
 import pytest
 import soundfile as sf
-from helpers import sine
 
 from stream_sep import cli, settings
 from stream_sep.engine import fitting
 from stream_sep.errors import UserError
 from stream_sep.models import shelf
+from tests.helpers import sine
 
 
 @pytest.fixture(autouse=True)

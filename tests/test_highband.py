@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import soundfile
-from helpers import band_noise, full_band_song, gain_model, noise, small_contract, stream
 
 from stream_sep import cli
 from stream_sep.engine import Separator
@@ -14,6 +13,7 @@ from stream_sep.errors import UserError
 from stream_sep.models.loading import load_model
 from stream_sep.offline.overlap_add import OverlapAddStream, separate_overlap_add
 from stream_sep.settings import Settings
+from tests.helpers import band_noise, full_band_song, gain_model, noise, small_contract, stream
 
 RATE = 44100
 PLAN = {"hop": 0.1, "lookahead": 0.05, "crossfade": 0.02}  # fits the 0.48 s test window

@@ -13,13 +13,13 @@ import threading
 import numpy as np
 import onnx
 import pytest
-from helpers import gain_model, noise, small_contract
 
 from stream_sep.dsp import spectral
 from stream_sep.errors import UserError
 from stream_sep.models import providers
 from stream_sep.models.loading import load_model
 from stream_sep.models.runtime import Runner, SeparationModel
+from tests.helpers import gain_model, noise, small_contract
 
 # fp16 I/O and weights: 11-bit mantissas, so ~1e-3 relative; the signals here peak near 1.
 FP16_ABSOLUTE = 5e-3

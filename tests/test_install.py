@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from helpers import noise, sine
+
+from tests.helpers import noise, sine
 
 REPO = Path(__file__).resolve().parents[1]
 # Nothing of training may come with the host.

@@ -16,7 +16,6 @@ import sys
 import numpy as np
 import pytest
 import soundfile as sf
-from helpers import FAST_ARGS, FAST_OPTIONS, noise
 
 from stream_sep import cli
 from stream_sep.engine import Separator
@@ -24,6 +23,7 @@ from stream_sep.engine.key import KEY_RANGE, KeyShift, check_key
 from stream_sep.errors import UserError
 from stream_sep.live import keys
 from stream_sep.live.controls import Controls
+from tests.helpers import FAST_ARGS, FAST_OPTIONS, noise
 
 pytest.importorskip("pylibrb", reason="the [night] extra (pylibrb) is not installed")
 

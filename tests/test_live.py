@@ -14,7 +14,6 @@ import time
 import numpy as np
 import pytest
 import soundfile as sf
-from helpers import FAST_ARGS, gain_model, small_contract
 
 from stream_sep import cli
 from stream_sep.commands import live
@@ -24,6 +23,7 @@ from stream_sep.live.streams import STALL_SECONDS, StallWatch
 from stream_sep.models.loading import load_model
 from stream_sep.recording import RingBuffer
 from stream_sep.settings import Settings
+from tests.helpers import FAST_ARGS, gain_model, small_contract
 
 FAST = FAST_ARGS
 RATE = 16000

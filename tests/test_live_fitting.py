@@ -11,16 +11,16 @@ import time
 
 import numpy as np
 import pytest
-from helpers import gain_model, voice_over_band
-from jack_harness import (
-    find_delay,
-    run_in_process,
-    sweep_with_clicks,
-)
 
 from stream_sep import cli
 from stream_sep.engine import fitting
 from stream_sep.models.contract import ModelContract
+from tests.helpers import gain_model, voice_over_band
+from tests.jack_harness import (
+    find_delay,
+    run_in_process,
+    sweep_with_clicks,
+)
 
 pytestmark = pytest.mark.jack
 

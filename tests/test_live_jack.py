@@ -18,8 +18,14 @@ import time
 import numpy as np
 import pytest
 import soundfile as sf
-from helpers import FAST_ARGS, gain_model, small_contract
-from jack_harness import (
+
+from stream_sep import cli
+from stream_sep.commands import live
+from stream_sep.live import devices
+from stream_sep.models import loading
+from stream_sep.models.contract import ModelContract
+from tests.helpers import FAST_ARGS, gain_model, small_contract
+from tests.jack_harness import (
     SETTLE_SECONDS,
     Devices,
     Harness,
@@ -27,12 +33,6 @@ from jack_harness import (
     run_in_process,
     sweep_with_clicks,
 )
-
-from stream_sep import cli
-from stream_sep.commands import live
-from stream_sep.live import devices
-from stream_sep.models import loading
-from stream_sep.models.contract import ModelContract
 
 pytestmark = pytest.mark.jack
 
@@ -475,7 +475,7 @@ def test_the_bundled_model_does_karaoke_live_at_the_reported_delay(harness, caps
     delay, whatever else the machine is doing: overload is shed and counted, never fatal."""
     import re
 
-    from helpers import voice_over_band
+    from tests.helpers import voice_over_band
 
     mixture, vocals, accompaniment = voice_over_band(6.0, harness.rate, seed=5)
     song = np.stack([mixture, mixture])

@@ -9,11 +9,11 @@ import re
 
 import numpy as np
 import pytest
-from jack_harness import find_delay, run_in_process
-from mdx_helpers import mdx_model
 
 from stream_sep import cli
 from stream_sep.models import shelf
+from tests.jack_harness import find_delay, run_in_process
+from tests.mdx_helpers import mdx_model
 
 pytestmark = pytest.mark.jack
 

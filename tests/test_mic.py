@@ -15,12 +15,12 @@ import sys
 import numpy as np
 import pytest
 import soundfile as sf
-from helpers import FAST_ARGS, FAST_OPTIONS
-from jack_harness import Harness, find_delay, opened
-from test_live_jack import run_through_jack, start_cli, stop_cli
 
 from stream_sep.errors import UserError
 from stream_sep.mic import MicMix, check_level
+from tests.helpers import FAST_ARGS, FAST_OPTIONS
+from tests.jack_harness import Harness, find_delay, opened
+from tests.test_live_jack import run_through_jack, start_cli, stop_cli
 
 pytestmark = pytest.mark.jack
 
@@ -109,9 +109,8 @@ def test_the_mic_mix_keeps_a_bounded_backlog_and_ramps_its_level():
 
 
 def test_a_mic_beside_a_loudspeaker_is_refused(harness, half_path, capsys, tmp_path):
-    from jack_harness import Devices
-
     from stream_sep import cli
+    from tests.jack_harness import Devices
 
     song = tmp_path / "song.wav"
     sf.write(song, np.zeros((4800, 2), np.float32), 48000)

@@ -10,12 +10,12 @@ import re
 import numpy as np
 import pytest
 import soundfile as sf
-from helpers import FAST_ARGS
-from jack_harness import find_delay, opened
-from test_live_jack import run_through_jack, start_cli, stop_cli
-from test_mic import MicHarness, clicks
 
 from stream_sep import cli
+from tests.helpers import FAST_ARGS
+from tests.jack_harness import find_delay, opened
+from tests.test_live_jack import run_through_jack, start_cli, stop_cli
+from tests.test_mic import MicHarness, clicks
 
 REVERB = 0.5
 

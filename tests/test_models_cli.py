@@ -13,8 +13,6 @@ import numpy as np
 import onnx
 import pytest
 import soundfile as sf
-from helpers import noise
-from mdx_helpers import REAL, band_limited, mdx_model
 from onnx import TensorProto, helper, numpy_helper
 
 from stream_sep import cli
@@ -23,6 +21,8 @@ from stream_sep.models.families import mdx
 from stream_sep.models.loading import load_model
 from stream_sep.models.model_import import HASH_BYTES, model_hash
 from stream_sep.models.onnx_metadata import read_metadata
+from tests.helpers import noise
+from tests.mdx_helpers import REAL, band_limited, mdx_model
 
 FLAGS = ["--n-fft", "2048", "--stem", "vocals"]
 

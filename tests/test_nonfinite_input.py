@@ -9,11 +9,11 @@ import sys
 import numpy as np
 import pytest
 import soundfile as sf
-from helpers import FAST_ARGS, fast_settings, gain_model, sine
 
 from stream_sep import api
 from stream_sep.finite import FADE_SECONDS, FiniteReader, fade_frames, replace_nonfinite
 from stream_sep.models.loading import load_model
+from tests.helpers import FAST_ARGS, fast_settings, gain_model, sine
 
 RATE = 16000
 BAD = {  # frame: value, 30 non-finite samples in all (10 frames x 2 channels + 10 in one)

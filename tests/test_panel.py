@@ -26,11 +26,11 @@ import urllib.parse
 import numpy as np
 import pytest
 import soundfile as sf
-from helpers import FAST_ARGS, FAST_OPTIONS
 
 from stream_sep.engine import Separator
 from stream_sep.live.controls import Controls
 from stream_sep.live.panel import Panel
+from tests.helpers import FAST_ARGS, FAST_OPTIONS
 
 pytest.importorskip("pylibrb", reason="the [night] extra (pylibrb) is not installed")
 

@@ -8,7 +8,6 @@ import sys
 
 import numpy as np
 import pytest
-from helpers import SMALL_WINDOW, gain_model, noise, small_contract, stream
 
 from stream_sep import evaluation
 from stream_sep.dsp import postfilter
@@ -19,6 +18,7 @@ from stream_sep.evaluation import metrics
 from stream_sep.models.loading import load_model
 from stream_sep.offline.overlap_add import OverlapAddStream, separate_overlap_add
 from stream_sep.settings import Settings
+from tests.helpers import SMALL_WINDOW, gain_model, noise, small_contract, stream
 
 RATE = 16000
 KINDS = ("wiener", "wiener-em")

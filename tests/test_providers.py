@@ -17,12 +17,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from helpers import gain_model
 
 from stream_sep import cli
 from stream_sep.errors import UserError
 from stream_sep.models import providers
 from stream_sep.models.loading import load_model
+from tests.helpers import gain_model
 
 pytestmark = pytest.mark.skipif(
     providers.cuda_device_count() > 0, reason="a CUDA GPU is present: these tests are for none"

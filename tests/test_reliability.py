@@ -16,16 +16,6 @@ import numpy as np
 import onnx
 import pytest
 import soundfile as sf
-from helpers import (
-    FAST_ARGS,
-    FAST_OPTIONS,
-    gain_model,
-    impulse,
-    noise,
-    sine,
-    small_contract,
-    stream,
-)
 from onnx import TensorProto, helper, numpy_helper
 
 from stream_sep import engine as engine_module
@@ -35,6 +25,16 @@ from stream_sep.errors import ModelError, UserError
 from stream_sep.models.contract import PREFIX
 from stream_sep.models.loading import load_model
 from stream_sep.safety import db_to_gain
+from tests.helpers import (
+    FAST_ARGS,
+    FAST_OPTIONS,
+    gain_model,
+    impulse,
+    noise,
+    sine,
+    small_contract,
+    stream,
+)
 
 FAST = FAST_OPTIONS
 # A 0.896 s window fits the engine's default hop 0.5 / lookahead 0.25 / crossfade 0.064 and

@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from helpers import FAST_ARGS, gain_model, wait_for_recording
-from jack_harness import unavailable
 
 from stream_sep.live.streams import CLOSE_SECONDS, STALL_SECONDS
+from tests.helpers import FAST_ARGS, gain_model, wait_for_recording
+from tests.jack_harness import unavailable
 
 pytestmark = pytest.mark.jack
 

@@ -30,10 +30,10 @@ from pathlib import Path
 
 import pytest
 import soundfile as sf
-from helpers import FAST_ARGS, wait_for_recording
-from pulse_harness import alive, start, stop, unavailable
 
 from stream_sep.live.streams import CLOSE_SECONDS, REOPEN_SECONDS, STALL_SECONDS
+from tests.helpers import FAST_ARGS, wait_for_recording
+from tests.pulse_harness import alive, start, stop, unavailable
 
 RATE = 44100  # the null sinks' default rate
 TICK = 0.25  # the live loop's status tick

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import FAST_OPTIONS, gain_model, noise, sine, stream, voice_over_band
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -13,6 +12,7 @@ from stream_sep import safety
 from stream_sep.engine import MODES, Separator
 from stream_sep.models.loading import load_model
 from stream_sep.safety import OutputGuard, db_to_gain
+from tests.helpers import FAST_OPTIONS, gain_model, noise, sine, stream, voice_over_band
 
 FAST = FAST_OPTIONS
 CEILING = db_to_gain(safety.DEFAULT_CEILING_DB)

@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from helpers import FAST_ARGS, gain_model, noise, sine
 
 from stream_sep.cli import main
 from stream_sep.engine import Separator
 from stream_sep.models.loading import load_model
 from stream_sep.offline import CLIP_MODES, output_folders, separate_array
+from tests.helpers import FAST_ARGS, gain_model, noise, sine
 
 FAST = FAST_ARGS
 

@@ -22,10 +22,10 @@ import time
 import numpy as np
 import pytest
 import soundfile as sf
-from helpers import FAST_ARGS
 
 from stream_sep.errors import DeviceError
 from stream_sep.live import devices, system_audio
+from tests.helpers import FAST_ARGS
 
 RATE = 44100
 

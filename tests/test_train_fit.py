@@ -15,10 +15,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-from test_train_data import write_mir1k, write_musdb  # noqa: E402
 
 from export import provenance  # noqa: E402
 from stream_sep.errors import UserError  # noqa: E402
+from tests.test_train_data import write_mir1k, write_musdb  # noqa: E402
 from train import runs  # noqa: E402
 from train.cli import main  # noqa: E402
 from train.config import preset_config  # noqa: E402

@@ -11,10 +11,10 @@ import numpy as np  # noqa: E402
 import onnx  # noqa: E402
 import onnxruntime as ort  # noqa: E402
 import pytest  # noqa: E402
-from test_train_data import write_mir1k  # noqa: E402
 
 from stream_sep.errors import UserError  # noqa: E402
 from stream_sep.models.bundled import BUNDLED_MODEL  # noqa: E402
+from tests.test_train_data import write_mir1k  # noqa: E402
 from train import runs  # noqa: E402
 from train.cli import main  # noqa: E402
 from train.config import preset_config  # noqa: E402

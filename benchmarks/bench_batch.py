@@ -1,8 +1,8 @@
-"""Batch throughput (issue 17's numbers): one generated collection separated by
+"""Batch throughput: one generated collection separated by
 ``--jobs 1``, ``--jobs 2`` and ``--ray auto`` in one run, and the Ray path's cost per song.
 
-    python benchmarks/bench_batch.py                       # bundled model, 6 songs x 20 s
-    python benchmarks/bench_batch.py --smoke --out /tmp/bench
+    python -m benchmarks bench_batch                       # bundled model, 6 songs x 20 s
+    python -m benchmarks bench_batch --smoke --out /tmp/bench
 
 Each mode separates the same songs (44.1 kHz stereo, FLAC and WAV, voice over a band) into
 a fresh output folder through :func:`stream_sep.batch.run_job`, as the command does. The
@@ -35,14 +35,12 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from stream_sep.batch import BatchRequest, run_job
+from stream_sep.models import providers
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests"))
 # Worker processes (the pool's and a local Ray instance's) import this checkout too.
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
-
-from stream_sep.batch import BatchRequest, run_job  # noqa: E402
-from stream_sep.models import providers  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 MODES = {"jobs1": {"jobs": 1}, "jobs2": {"jobs": 2}, "ray": {"ray": "auto"}}
@@ -51,7 +49,7 @@ MODES = {"jobs1": {"jobs": 1}, "jobs2": {"jobs": 2}, "ray": {"ray": "auto"}}
 def make_collection(root: Path, songs: int, seconds: float) -> float:
     """``songs`` songs of ``seconds`` under ``root`` (two folders, FLAC and WAV); returns
     the audio seconds in all."""
-    from helpers import voice_over_band
+    from tests.helpers import voice_over_band
 
     for index in range(songs):
         mixture, _, _ = voice_over_band(seconds, 44100, seed=index)
@@ -140,7 +138,7 @@ def write_results(rows: dict, meta: dict, out: Path) -> None:
             f"gap minus the pool's), {start:+.1f} s at start-up (a local Ray instance started "
             "for the job, against spawning the pool).",
         ]
-    lines += ["", "Written by `python benchmarks/bench_batch.py`; see its docstring."]
+    lines += ["", "Written by `python -m benchmarks bench_batch`; see its docstring."]
     (out / "batch.md").write_text("\n".join(lines) + "\n")
 
 
@@ -191,7 +189,7 @@ def _model(name: str, scratch: Path):
     if name == "bundled":
         return None
     if name == "test":
-        from helpers import gain_model
+        from tests.helpers import gain_model
 
         return gain_model(scratch / "half.onnx", 0.5)
     return Path(name)

@@ -1,8 +1,8 @@
-"""Engine benchmark (issue 2's numbers): where the time of one window goes, and what the
+"""Engine benchmark: where the time of one window goes, and what the
 streaming engine itself costs per second of audio.
 
-    python benchmarks/bench_engine.py                  # test model, tiny and full presets
-    python benchmarks/bench_engine.py --smoke --out /tmp/bench
+    python -m benchmarks bench_engine                  # test model, tiny and full presets
+    python -m benchmarks bench_engine --smoke --out /tmp/bench
 
 Per window (stereo = batch 2, 65024 model samples = 4.064 s at 16 kHz), medians in ms:
 STFT (``spectral.to_network_input``), ONNX core (``SeparationModel.run_network``), iSTFT
@@ -33,15 +33,12 @@ from pathlib import Path
 import numpy as np
 import soxr
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests"))
-sys.path.insert(0, str(REPO / "benchmarks"))
+from stream_sep import engine
+from stream_sep.dsp import spectral
+from stream_sep.models.contract import ModelContract
+from stream_sep.models.loading import load_model
 
-from stream_sep import engine  # noqa: E402
-from stream_sep.dsp import spectral  # noqa: E402
-from stream_sep.models.contract import ModelContract  # noqa: E402
-from stream_sep.models.loading import load_model  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 MODELS = ("test", "tiny", "small", "full")
 STREAM_RATE = 48000
@@ -78,10 +75,10 @@ def _median_ms(function, repeats: int) -> float:
 
 def model_path(name: str, workdir: Path) -> Path:
     if name == "test":
-        from helpers import gain_model
+        from tests.helpers import gain_model
 
         return gain_model(workdir / "test-gain.onnx", gain=0.5, contract=ModelContract())
-    import bench_inference
+    from benchmarks import bench_inference
 
     return bench_inference.cached_export(name, "fp32")
 
@@ -171,7 +168,7 @@ def markdown(rows: list[dict], meta: dict) -> str:
         "blocks through `Separator(blocking=True)` with a model that returns zeros at once "
         "(ring buffers, both resamplings, crossfade, mixing, output guard). Total = overhead "
         "+ 2 windows per second x (STFT + core + iSTFT). Written by "
-        "`python benchmarks/bench_engine.py`.",
+        "`python -m benchmarks bench_engine`.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -195,8 +192,9 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         if name not in MODELS:
             parser.error(f"--models must be among {', '.join(MODELS)}, got {name!r}")
-    import bench_inference
     import onnxruntime
+
+    from benchmarks import bench_inference
 
     print(HEADER, flush=True)
     rows = []

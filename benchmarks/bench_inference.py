@@ -1,8 +1,8 @@
 """Inference benchmark: one window through the host (STFT -> ONNX core -> iSTFT) per preset,
 execution provider, precision and batch, beside the same window through Keras/TensorFlow.
 
-    python benchmarks/bench_inference.py                 # tiny, small, full; batch 1 and 2
-    python benchmarks/bench_inference.py --smoke --out /tmp/bench   # CI: tiny, seconds
+    python -m benchmarks bench_inference                 # tiny, small, full; batch 1 and 2
+    python -m benchmarks bench_inference --smoke --out /tmp/bench   # CI: tiny, seconds
 
 The models are the real presets of ``train/`` with random weights (seeded), exported by
 ``export/`` exactly as a trained checkpoint would be; the .onnx files are cached under
@@ -35,12 +35,11 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from stream_sep.models import providers
+from stream_sep.models.bundled import bundled_model_path
+from stream_sep.models.loading import load_model
 
-from stream_sep.models import providers  # noqa: E402
-from stream_sep.models.bundled import bundled_model_path  # noqa: E402
-from stream_sep.models.loading import load_model  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 log = logging.getLogger("bench_inference")
 
@@ -454,7 +453,7 @@ def markdown(rows: list[Row], meta: dict) -> str:
         "device's nominal peak (CPU: cores x clock x FP32 FLOPs per cycle from /proc/cpuinfo, "
         "an upper bound; GPU: the data sheet's dense figure); Keras = the same weights and window through "
         "TensorFlow in graph mode, same process; speed-up = Keras host time / host time. "
-        "Written by `python benchmarks/bench_inference.py`.",
+        "Written by `python -m benchmarks bench_inference`.",
     ]
     return "\n".join(lines) + "\n"
 

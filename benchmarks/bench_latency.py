@@ -1,8 +1,8 @@
 """Fitting the machine, measured: offline throughput of the old and new plans, and the live
 latency ``--latency auto`` chooses for each model, in one run on one machine.
 
-    python benchmarks/bench_latency.py                    # bundled + small + full presets
-    python benchmarks/bench_latency.py --smoke --out DIR  # CI: a gain model, seconds
+    python -m benchmarks bench_latency                    # bundled + small + full presets
+    python -m benchmarks bench_latency --smoke --out DIR  # CI: a gain model, seconds
 
 Offline: the same generated stereo 44.1 kHz song through the live plan (``--like-live``:
 a 4.064 s window every 0.5 s, each resampled on its own) and through the throughput plan
@@ -30,16 +30,14 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "benchmarks"))
+from stream_sep import offline
+from stream_sep.dsp.postfilter import POSTFILTERS
+from stream_sep.engine import fitting
+from stream_sep.models import providers
+from stream_sep.models.loading import load_model
+from stream_sep.settings import Settings
 
-from stream_sep import offline  # noqa: E402
-from stream_sep.dsp.postfilter import POSTFILTERS  # noqa: E402
-from stream_sep.engine import fitting  # noqa: E402
-from stream_sep.models import providers  # noqa: E402
-from stream_sep.models.loading import load_model  # noqa: E402
-from stream_sep.settings import Settings  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 SONG_RATE = 44100
 LIVE_RATE = 48000
@@ -154,16 +152,14 @@ def markdown(report: dict) -> str:
 
 def models(smoke: bool, presets: list[str], out: Path):
     if smoke:
-        sys.path.insert(0, str(REPO / "tests"))
-        from helpers import gain_model
-
         from stream_sep.models.contract import ModelContract
+        from tests.helpers import gain_model
 
         path = gain_model(out / "gain.onnx", 0.5, contract=ModelContract())
         return [("gain test model", load_model(path, "cpu"))]
     found = [("bundled", load_model(None, "cpu"))]
     if presets:
-        import bench_inference
+        from benchmarks import bench_inference
 
         for preset in presets:
             found.append(
@@ -193,7 +189,7 @@ def main(argv=None) -> int:
     report = {
         "date": datetime.date.today().isoformat(),
         "machine": providers.cpu_description(),
-        "command": "python benchmarks/bench_latency.py " + " ".join(argv or sys.argv[1:]),
+        "command": "python -m benchmarks bench_latency " + " ".join(argv or sys.argv[1:]),
         "window_options": window_options,
         "offline": offline_rows(chosen[0][1], seconds, window_options),
         "live": [row for name, model in chosen for row in live_rows(name, model, window_options)],

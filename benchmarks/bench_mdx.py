@@ -1,9 +1,9 @@
 """Speed of MDX-Net-sized models (UVR's community models) through the host's ``mdx`` family:
 per-window time on this machine and the lowest live latency it allows.
 
-    python benchmarks/bench_mdx.py                      # both shapes, provider auto
-    python benchmarks/bench_mdx.py --provider cpu --repeats 3 --out benchmarks/results
-    python benchmarks/bench_mdx.py --smoke --out /tmp/b # a tiny network, seconds (tests)
+    python -m benchmarks bench_mdx                      # both shapes, provider auto
+    python -m benchmarks bench_mdx --provider cpu --repeats 3 --out benchmarks/results
+    python -m benchmarks bench_mdx --smoke --out /tmp/b # a tiny network, seconds (tests)
 
 The networks are :mod:`mdx_models` (KUIELab's Conv_TDF_net_trim, batch norm folded) with
 random weights at UVR's sizes: input 4 x 3072 x 256 with g = 48 (a 66.7 MB file, n_fft
@@ -31,17 +31,14 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from benchmarks import mdx_models
+from stream_sep.engine import fitting
+from stream_sep.errors import UserError
+from stream_sep.models import providers
+from stream_sep.models.families.mdx import MdxContract
+from stream_sep.models.loading import load_model
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "benchmarks"))
-
-import mdx_models  # noqa: E402
-
-from stream_sep.engine import fitting  # noqa: E402
-from stream_sep.errors import UserError  # noqa: E402
-from stream_sep.models import providers  # noqa: E402
-from stream_sep.models.families.mdx import MdxContract  # noqa: E402
-from stream_sep.models.loading import load_model  # noqa: E402
 
 STREAM_RATE = 48000
 # name -> (network shape, n_fft)

@@ -1,8 +1,8 @@
 """Memory benchmark: peak resident memory of ``stream-sep separate`` and of the live
 command with a file input, against the length of the song.
 
-    python benchmarks/bench_memory.py                       # 1, 5 and 20 minutes
-    python benchmarks/bench_memory.py --smoke --out /tmp/bench
+    python -m benchmarks bench_memory                       # 1, 5 and 20 minutes
+    python -m benchmarks bench_memory --smoke --out /tmp/bench
 
 Each run is a fresh process (``python -m stream_sep ...``) on a generated 44.1 kHz stereo
 FLAC; its peak RSS comes from ``getrusage(RUSAGE_CHILDREN)`` of a one-shot helper process,
@@ -26,13 +26,10 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from stream_sep.models.contract import ModelContract
+from tests.helpers import gain_model
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests"))
-
-from helpers import gain_model  # noqa: E402
-
-from stream_sep.models.contract import ModelContract  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 RATE = 44100
@@ -115,7 +112,7 @@ def write_results(rows: list[dict], out: Path, note: str) -> None:
     lines = [
         f"Measured {meta['date']}{'; ' + note if note else ''}. Peak resident memory of one "
         "process, 44.1 kHz stereo FLAC input, the gain test model at the full 4 s window. "
-        "Written by `python benchmarks/bench_memory.py`.",
+        "Written by `python -m benchmarks bench_memory`.",
         "",
         HEADER,
         "| --- | --- | --- | --- | --- |",

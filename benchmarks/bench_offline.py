@@ -1,7 +1,7 @@
 """Offline throughput: today's plan against overlap-add, in one run on one machine.
 
-    python benchmarks/bench_offline.py                 # the bundled model, a 60 s song
-    python benchmarks/bench_offline.py --seconds 10 --no-sweeps --out /tmp/offline
+    python -m benchmarks bench_offline                 # the bundled model, a 60 s song
+    python -m benchmarks bench_offline --seconds 10 --no-sweeps --out /tmp/offline
 
 Three sections, all in one process so that their ratios share the machine's state:
 
@@ -37,14 +37,12 @@ from pathlib import Path
 import numpy as np
 import soxr
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests"))
+from stream_sep.dsp import spectral
+from stream_sep.models import providers
+from stream_sep.models.loading import load_model, read_model_file
+from stream_sep.offline import overlap_add, separate_array
 
-from stream_sep.dsp import spectral  # noqa: E402
-from stream_sep.models import providers  # noqa: E402
-from stream_sep.models.loading import load_model, read_model_file  # noqa: E402
-from stream_sep.offline import overlap_add, separate_array  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 RESULTS = REPO / "benchmarks" / "results"
 RATE = 44100
@@ -69,7 +67,7 @@ def song(seconds: float, rate: int = RATE) -> np.ndarray:
     """(2, samples) float32 at ``rate``: a generated voice in the centre over two different
     bands. Generated at 16 kHz (the generator's cost grows with the rate's harmonics) and
     resampled: no content above 8 kHz, which changes nothing in the time a plan takes."""
-    from helpers import voice_over_band
+    from tests.helpers import voice_over_band
 
     _, vocals, left = voice_over_band(seconds, 16000, seed=0)
     _, _, right = voice_over_band(seconds, 16000, seed=1)
@@ -321,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": providers.cpu_description(),
         "onnxruntime": onnxruntime.__version__,
         "model": str(model.path),
-        "command": "python benchmarks/bench_offline.py "
+        "command": "python -m benchmarks bench_offline "
         + " ".join(argv if argv is not None else sys.argv[1:]),
         "note": args.note,
         "seconds": args.seconds,

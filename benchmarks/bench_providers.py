@@ -1,8 +1,8 @@
 """ONNX Runtime's CPU options for the bundled model, timed in one run, variants interleaved.
 
-    python benchmarks/bench_providers.py --mir1k /work/shared/data/mir1k \\
+    python -m benchmarks bench_providers --mir1k /work/shared/data/mir1k \\
         --other-python /tmp/ov/bin/python        # the bundled model; SDR; OpenVINO
-    python benchmarks/bench_providers.py --smoke --out /tmp/providers   # CI: a gain model
+    python -m benchmarks bench_providers --smoke --out /tmp/providers   # CI: a gain model
 
 Every variant is one session of the same model behind :class:`SeparationModel` (the host
 path: STFT, ONNX core through IOBinding, iSTFT), timed per window at batch 1 (a mono stream,
@@ -60,14 +60,13 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from stream_sep.models import providers
+from stream_sep.models.bundled import bundled_model_path
+from stream_sep.models.contract import contract_from_metadata
+from stream_sep.models.loading import read_model_file
+from stream_sep.models.runtime import Runner, SeparationModel
 
-from stream_sep.models import providers  # noqa: E402
-from stream_sep.models.bundled import bundled_model_path  # noqa: E402
-from stream_sep.models.contract import contract_from_metadata  # noqa: E402
-from stream_sep.models.loading import read_model_file  # noqa: E402
-from stream_sep.models.runtime import Runner, SeparationModel  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 RESULTS = REPO / "benchmarks" / "results"
 BATCHES = (1, 2)
@@ -269,7 +268,7 @@ class Worker:
     def __init__(self, python: str, model: Path):
         env = dict(os.environ, PYTHONPATH=str(REPO))
         self.process = subprocess.Popen(
-            [python, str(Path(__file__).resolve()), "--worker", str(model)],
+            [python, "-m", "benchmarks.bench_providers", "--worker", str(model)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -665,11 +664,10 @@ def get_parser() -> argparse.ArgumentParser:
 
 def smoke_model(folder: Path) -> Path:
     """A gain model (tests/helpers.py) with the bundled model's full contract."""
-    sys.path.insert(0, str(REPO / "tests"))
     import onnx
-    from helpers import gain_model
 
     from stream_sep.models.contract import ModelContract
+    from tests.helpers import gain_model
 
     path = gain_model(folder / "gain.onnx", 0.5, ModelContract())
     proto = onnx.load(path)
@@ -716,7 +714,7 @@ def main(argv: list[str] | None = None) -> int:
         machine=providers.cpu_description(),
         onnxruntime=onnxruntime.__version__,
         model=str(model_path),
-        command="python benchmarks/bench_providers.py "
+        command="python -m benchmarks bench_providers "
         + " ".join(argv if argv is not None else sys.argv[1:]),
         note=args.note,
         load_before=load_before,

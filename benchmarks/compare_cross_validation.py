@@ -12,7 +12,7 @@ singers move a fold's mean by 2-3 dB, the same clip scored by two models differs
 It also compares a long run with a short one on the short run's clips, e.g. the full measure
 (every clip) against the cheap one (every 6th clip)::
 
-    python benchmarks/compare_cross_validation.py \\
+    python -m benchmarks compare_cross_validation \\
         benchmarks/results/cross-validation-cheap.json \\
         benchmarks/results/cross-validation-full.json --md compare.md
 
@@ -26,17 +26,12 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from cross_validate import load_report, markdown_table, spread  # noqa: E402
-
-from stream_sep.cli_runner import run_main  # noqa: E402
-from stream_sep.errors import UserError  # noqa: E402
-from stream_sep.evaluation.datasets import mir1k_singer  # noqa: E402
+from benchmarks.cross_validate import load_report, markdown_table, spread
+from stream_sep.cli_runner import run_main
+from stream_sep.errors import UserError
+from stream_sep.evaluation.datasets import mir1k_singer
 
 # The settings of a run that a reader must know to read a gain: a report key and its label.
 SETTINGS = (("recipe", "recipe"), ("every", "every K-th clip"))

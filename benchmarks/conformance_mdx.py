@@ -1,7 +1,7 @@
 """Conformance of the host's ``mdx`` family with python-audio-separator's MDX path.
 
-    python benchmarks/conformance_mdx.py --setup         # once: a venv of its own (PyTorch)
-    python benchmarks/conformance_mdx.py                 # run the comparison
+    python -m benchmarks conformance_mdx --setup         # once: a venv of its own (PyTorch)
+    python -m benchmarks conformance_mdx                 # run the comparison
 
 python-audio-separator (an independent implementation of UVR's MDX-Net conventions, with
 PyTorch's ``torch.stft`` / ``torch.istft``) is installed with ``--setup`` into its own
@@ -209,11 +209,10 @@ def build_models(folder: Path, mix: np.ndarray, network) -> tuple[Path, Path]:
     """The raw network (what audio-separator loads), a random one scaled so that its stem on
     the song's first window has the mixture's level, and our shelf copies of it: compensate
     1 (the raw stem) and COMPENSATE."""
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    import mdx_models
     import onnx
     import onnxruntime
 
+    from benchmarks import mdx_models
     from stream_sep.models.families import mdx
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -247,7 +246,6 @@ def stereo_stem(model):
 
 
 def host_side(workdir: Path, venv: Path) -> dict:
-    sys.path.insert(0, str(REPO))
     from stream_sep.models.loading import load_model
     from stream_sep.offline.overlap_add import separate_overlap_add
 
@@ -255,8 +253,11 @@ def host_side(workdir: Path, venv: Path) -> dict:
     paths = {name: build_models(workdir / name, mix, shape) for name, shape in NETWORKS.items()}
     np.save(workdir / "mix.npy", mix)
     subprocess.run(
-        [str(venv / "bin" / "python"), __file__, "--reference", str(workdir)], check=True
-    )
+        [str(venv / "bin" / "python"), "-m", "benchmarks.conformance_mdx", "--reference",
+         str(workdir)],
+        check=True,
+        cwd=REPO,
+    )  # fmt: skip
     results = {}
     for name, (raw_path, compensated_path) in paths.items():
         ref = np.load(workdir / name / "reference.npz")

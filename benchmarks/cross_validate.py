@@ -40,7 +40,7 @@ evaluation about (clip seconds / 0.5 s hop) x 0.15-0.3 s):
 On a GPU machine pass ``--train-args "--distribute"`` or set ``KERAS_BACKEND=jax`` for the
 training step (the export needs TensorFlow and runs on the CPU).
 
-    python benchmarks/cross_validate.py --data ../shared/data/mir1k --steps 500 --every 6 \\
+    python -m benchmarks cross_validate --data ../shared/data/mir1k --steps 500 --every 6 \\
         --folds 2 --work runs/cv --json cv.json --md cv.md
 
 ``--include earlier.json`` reports the folds of an earlier ``--json`` report of the same
@@ -66,16 +66,15 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from stream_sep import evaluation
+from stream_sep.cli_runner import OneLineParser, run_main
+from stream_sep.dsp.postfilter import POSTFILTERS, load_norbert
+from stream_sep.errors import UserError
+from stream_sep.evaluation import datasets
+from stream_sep.models.loading import load_model
+from train import runs
 
-from stream_sep import evaluation  # noqa: E402
-from stream_sep.cli_runner import OneLineParser, run_main  # noqa: E402
-from stream_sep.dsp.postfilter import POSTFILTERS, load_norbert  # noqa: E402
-from stream_sep.errors import UserError  # noqa: E402
-from stream_sep.evaluation import datasets  # noqa: E402
-from stream_sep.models.loading import load_model  # noqa: E402
-from train import runs  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 # The bundled model's recipe (docs/training.md), less what depends on the number of steps.
 RECIPE = (

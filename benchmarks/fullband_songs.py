@@ -2,7 +2,7 @@
 way a run does and describe it (songs, minutes of audio, size on disk, what was drawn, the
 rendering's wall time on this machine).
 
-    python benchmarks/fullband_songs.py --songs 100 --cache /tmp/fullband \
+    python -m benchmarks fullband_songs --songs 100 --cache /tmp/fullband \
         --md benchmarks/results/fullband-songs.md --json benchmarks/results/fullband-songs.json
 
 Songs already in ``--cache`` are not rendered again (their time is not counted): give an
@@ -21,11 +21,10 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from stream_sep.models.contract import SAMPLE_RATE
+from train.fullband import cache
 
-from stream_sep.models.contract import SAMPLE_RATE  # noqa: E402
-from train.fullband import cache  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 # General MIDI program families (0-based programs), as the composer draws them
 FAMILIES = ((range(0, 8), "piano"), (range(16, 24), "organ"), (range(24, 29), "clean guitar"),

@@ -14,7 +14,7 @@ and ``a`` the true voice and band:
 - ``error``: the energy of ``k - a`` above 8 kHz over that of ``v`` (0 dB without the option);
 - ``karaoke SDR``: the whole-band SDR of ``k`` against ``a`` at 44.1 kHz.
 
-    python benchmarks/high_band_voice.py --songs 6 --seconds 20 \
+    python -m benchmarks high_band_voice --songs 6 --seconds 20 \
         --md benchmarks/results/high_band_voice.md --json benchmarks/results/high_band_voice.json
 """
 
@@ -23,20 +23,16 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 from pathlib import Path
 
 import numpy as np
 
+from stream_sep import evaluation
+from stream_sep.evaluation import metrics
+from stream_sep.models.loading import load_model
+from tests.helpers import full_band_song
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests"))
-
-from helpers import full_band_song  # noqa: E402
-
-from stream_sep import evaluation  # noqa: E402
-from stream_sep.evaluation import metrics  # noqa: E402
-from stream_sep.models.loading import load_model  # noqa: E402
 
 RATE = 44100
 CUTOFF = 8000.0

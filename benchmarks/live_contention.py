@@ -1,8 +1,8 @@
 """Why a live window takes longer than the benchmark's: the bundled model's stereo window,
 timed with and without a live stream through JACK, at two intra-op thread counts.
 
-    python benchmarks/live_contention.py                     # 3 rounds, 20 s per condition
-    python benchmarks/live_contention.py --smoke --out /tmp/live   # a gain model, seconds
+    python -m benchmarks live_contention                     # 3 rounds, 20 s per condition
+    python -m benchmarks live_contention --smoke --out /tmp/live   # a gain model, seconds
 
 A JACK dummy server (48 kHz, 1024 frames, started here under a unique name; with
 ``--use-running-server`` the one a test run already has) and two JACK clients, ``mic`` (plays a generated stereo song) and ``headphones`` (records), run for the
@@ -43,12 +43,9 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests"))
-sys.path.insert(0, str(REPO / "benchmarks"))
+from stream_sep.models import providers
 
-from stream_sep.models import providers  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 RESULTS = REPO / "benchmarks" / "results"
 RATE = 48000
@@ -92,11 +89,11 @@ def measure_windows(model_path: str | None, mode: str, windows: int) -> list[flo
 def run_measure(args, mode: str, threads: int) -> dict:
     """One back-to-back or paced condition in a process of its own."""
     env = dict(os.environ, PYTHONPATH=str(REPO), **{providers.THREADS_ENV: str(threads)})
-    command = [sys.executable, str(Path(__file__).resolve()), "--measure", mode,
+    command = [sys.executable, "-m", "benchmarks.live_contention", "--measure", mode,
                "--windows", str(args.windows)]  # fmt: skip
     if args.model_path:
         command += ["--model", args.model_path]
-    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
+    result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO, timeout=900)
     if result.returncode != 0:
         raise RuntimeError(f"{mode} with {threads} thread(s) failed: {result.stderr.strip()}")
     times = json.loads(result.stdout.strip().splitlines()[-1])
@@ -152,7 +149,7 @@ def jack_server(use_running: bool = False):
     """A JACK dummy server under a unique name, this process's default while it runs; with
     ``use_running``, the server that ``$JACK_DEFAULT_SERVER`` names if one answers (a test
     run's: JACK allows only a few servers per machine). Yields how it was obtained."""
-    from jack_harness import SERVER_ENV, _release_portaudio, server_running, start_server
+    from tests.jack_harness import SERVER_ENV, _release_portaudio, server_running, start_server
 
     if use_running and server_running():
         yield f"the running server {os.environ.get(SERVER_ENV, '(default)')}"
@@ -185,7 +182,8 @@ def conditions(thread_counts: list[int]) -> list[tuple[str, int]]:
 def run_all(args) -> tuple[str, dict]:
     """(how the JACK server was obtained, {condition: [each round's numbers]})."""
     from bench_offline import song
-    from jack_harness import Harness
+
+    from tests.jack_harness import Harness
 
     results = {f"{mode}, {threads}": [] for mode, threads in conditions(args.threads)}
     with jack_server(args.use_running_server) as server:
@@ -323,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
         "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
         "machine": providers.cpu_description(),
         "model": args.model_path or str(bundled_model_path()),
-        "command": "python benchmarks/live_contention.py "
+        "command": "python -m benchmarks live_contention "
         + " ".join(argv if argv is not None else sys.argv[1:]),
         "note": args.note,
         "rounds": args.rounds,

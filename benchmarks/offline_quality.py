@@ -8,7 +8,7 @@ and accompaniment (mixture minus vocals) are scored with the MDX whole-clip SDR
 accompaniment, channel 1 vocals, the mixture their mono sum) and, optionally, generated
 voice-over-band clips from the tests' helpers.
 
-    python benchmarks/offline_quality.py --mir1k ../shared/data/mir1k --singers abjones,amy \\
+    python -m benchmarks offline_quality --mir1k ../shared/data/mir1k --singers abjones,amy \\
         --every 6 --generated 4 --hop-fractions 0.25,0.5,0.75
 
 Writes benchmarks/results/offline_quality.{json,md}. Times are per plan and clip on a shared
@@ -26,15 +26,13 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests"))
+from stream_sep import offline
+from stream_sep.evaluation import datasets, metrics
+from stream_sep.models import providers
+from stream_sep.models.loading import load_model
+from stream_sep.offline import overlap_add
 
-from stream_sep import offline  # noqa: E402
-from stream_sep.evaluation import datasets, metrics  # noqa: E402
-from stream_sep.models import providers  # noqa: E402
-from stream_sep.models.loading import load_model  # noqa: E402
-from stream_sep.offline import overlap_add  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 RESULTS = REPO / "benchmarks" / "results"
 TODAY = "today"
@@ -72,7 +70,7 @@ def clips(args) -> list[datasets.Clip]:
         )
         found += [datasets.load_clip(ref) for ref in refs]
     if args.generated:
-        from helpers import voice_over_band
+        from tests.helpers import voice_over_band
 
         for seed in range(args.generated):
             mixture, vocals, accompaniment = voice_over_band(10.0, 16000, seed=seed)
@@ -208,7 +206,7 @@ def main(argv=None) -> int:
     report = {
         "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
         "machine": providers.cpu_description(),
-        "command": "python benchmarks/offline_quality.py " + " ".join(argv or sys.argv[1:]),
+        "command": "python -m benchmarks offline_quality " + " ".join(argv or sys.argv[1:]),
         "model": str(model.path),
         "load_average_before_after": [load_before[0], os.getloadavg()[0]],
     }

@@ -17,7 +17,7 @@ The cost is timed through the engine's window path (:class:`WindowRunner`), with
 without the post-filter, for one mono window at 16 kHz and one stereo window at 48 kHz;
 the ratio is what the post-filter adds to the live load.
 
-    python benchmarks/postfilter_quality.py --data ../shared/data/mir1k \
+    python -m benchmarks postfilter_quality --data ../shared/data/mir1k \
         --singers abjones,amy --every 6 --also Ani,bobon,bug,fdps,heycat,jmzen,Kenshin,stool,tammy,yifen \
         --also-every 25 --json benchmarks/results/postfilter.json --md benchmarks/results/postfilter.md
 """
@@ -28,21 +28,19 @@ import argparse
 import hashlib
 import json
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from stream_sep import evaluation
+from stream_sep.dsp.postfilter import PostFilter
+from stream_sep.engine.plan import WindowPlan
+from stream_sep.engine.window import WindowRunner
+from stream_sep.evaluation import datasets, metrics
+from stream_sep.models.loading import load_model
 
-from stream_sep import evaluation  # noqa: E402
-from stream_sep.dsp.postfilter import PostFilter  # noqa: E402
-from stream_sep.engine.plan import WindowPlan  # noqa: E402
-from stream_sep.engine.window import WindowRunner  # noqa: E402
-from stream_sep.evaluation import datasets, metrics  # noqa: E402
-from stream_sep.models.loading import load_model  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 VARIANTS = {
     "none": lambda: PostFilter("none"),

@@ -9,7 +9,7 @@ is scored here. Scores are the command's: whole-clip SDR (MDX) with ``--trim`` s
 out at both ends, SI-SDR, museval's SDR with ``--museval``; the L-R centre and mixture
 baselines come from the offline run (they do not depend on the model or the plan).
 
-    nice -n 5 python benchmarks/real_songs.py --data DIR --mix-from-stems
+    nice -n 5 python -m benchmarks real_songs --data DIR --mix-from-stems
 
 Writes benchmarks/results/real_songs.{json,md} (numbers and song names, no audio).
 """
@@ -25,12 +25,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from stream_sep import atomic
+from stream_sep.cli import main as stream_sep_main
+from stream_sep.models import providers
 
-from stream_sep import atomic  # noqa: E402
-from stream_sep.cli import main as stream_sep_main  # noqa: E402
-from stream_sep.models import providers  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 RESULTS = REPO / "benchmarks" / "results"
 MODES = ("offline", "streaming")
@@ -221,7 +220,7 @@ def main(argv=None) -> int:
     report = {
         "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
         "machine": providers.cpu_description(),
-        "command": "python benchmarks/real_songs.py " + " ".join(argv or sys.argv[1:]),
+        "command": "python -m benchmarks real_songs " + " ".join(argv or sys.argv[1:]),
         "load_average_before_after": [load_before[0], os.getloadavg()[0]],
         "data": args.data,
         "mix_from_stems": args.mix_from_stems,

@@ -6,7 +6,7 @@ misses; delay removed), and the mean and median whole-clip SDR (MDX definition) 
 accompaniment are recorded against the algorithmic latency ``lookahead + hop``. Pairs that do
 not fit the model's window are skipped with a note.
 
-    python benchmarks/sdr_vs_latency.py --data ../shared/data/mir1k --format mir1k \\
+    python -m benchmarks sdr_vs_latency --data ../shared/data/mir1k --format mir1k \\
         --singers Ani,Kenshin --limit 20 --out docs/sdr_vs_latency.png --json sweep.json
 
 Needs matplotlib (``pip install 'stream-sep[eval]'``).

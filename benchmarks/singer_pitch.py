@@ -12,7 +12,7 @@ is reported with the vocal-to-accompaniment ratio (RMS, dB) and, given ``--repor
 singer's own lower clips scoring worse points at the pitch, not at the voice or the recording.
 A crude estimate meant for a singer's typical range, not a melody::
 
-    python benchmarks/singer_pitch.py --data ../shared/data/mir1k \\
+    python -m benchmarks singer_pitch --data ../shared/data/mir1k \\
         --report benchmarks/results/cross-validation-cheap.json --md pitch.md
 
 About 20 s for MIR-1K's 611 clips on the 2-core machine; no model runs.
@@ -23,21 +23,17 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 from pathlib import Path
 
 import numpy as np
 import scipy.stats
 
+from benchmarks.cross_validate import load_report, markdown_table
+from stream_sep.cli_runner import run_main
+from stream_sep.errors import UserError
+from stream_sep.evaluation import datasets
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from cross_validate import load_report, markdown_table  # noqa: E402
-
-from stream_sep.cli_runner import run_main  # noqa: E402
-from stream_sep.errors import UserError  # noqa: E402
-from stream_sep.evaluation import datasets  # noqa: E402
 
 FRAME_SECONDS, HOP_SECONDS = 0.04, 0.02
 LOWEST_HZ, HIGHEST_HZ = 70.0, 1000.0

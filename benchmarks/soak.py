@@ -1,7 +1,7 @@
 """Soak: a long stream through the live engine with a jittery, failing model, then an audit.
 
-    python benchmarks/soak.py                       # 30 minutes of audio (about 1.5 min here)
-    python benchmarks/soak.py --minutes 5 --speed 60 --out /tmp/soak.json
+    python -m benchmarks soak                       # 30 minutes of audio (about 1.5 min here)
+    python -m benchmarks soak --minutes 5 --speed 60 --out /tmp/soak.json
 
 What runs: band-limited noise (with +6 dBFS bursts and NaN/Inf samples sprinkled in) at
 16 kHz mono goes through ``Separator(blocking=False)`` in karaoke mode, in random blocks of 1
@@ -41,12 +41,10 @@ from pathlib import Path
 import numpy as np
 from scipy import signal
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests"))
+from stream_sep.engine import Separator
+from stream_sep.safety import OutputGuard
 
-from stream_sep.engine import Separator  # noqa: E402
-from stream_sep.safety import OutputGuard  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 WINDOW = 28 * 512  # model samples: 0.896 s, fits hop 0.5 + lookahead 0.25 + crossfade 0.064
 RESULTS = REPO / "benchmarks" / "results"
@@ -259,9 +257,8 @@ def run_soak(model, config: SoakConfig) -> dict:
 
 
 def build_model(folder: Path):
-    from helpers import gain_model, small_contract
-
     from stream_sep.models.loading import load_model
+    from tests.helpers import gain_model, small_contract
 
     return load_model(gain_model(folder / "identity.onnx", 1.0, contract=small_contract(WINDOW)))
 

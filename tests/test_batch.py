@@ -19,12 +19,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from helpers import sine
 
 from stream_sep.batch import discovery, manifest
 from stream_sep.batch.progress import JobProgress
 from stream_sep.cli import main
 from stream_sep.errors import UserError
+from tests.helpers import sine
 
 REPO = Path(__file__).resolve().parent.parent
 STEMS = ("karaoke", "vocals")
@@ -178,7 +178,7 @@ def test_songs_that_failed_in_a_worker_are_tried_again(tmp_path, capsys):
     """A model that fails (NaN) on every window: each song fails in the worker with the
     model's reason and retry set; the next run tries them again, unlike files the reader
     refused, which stay skipped while unchanged."""
-    from helpers import gain_model
+    from tests.helpers import gain_model
 
     nan_model = gain_model(tmp_path / "nan.onnx", np.float32("nan"))
     songs = tmp_path / "songs"
@@ -432,7 +432,7 @@ def test_the_batch_benchmark_runs(tmp_path):
     """benchmarks/bench_batch.py --smoke: every mode separates the collection (no timing
     assertions: the machine is shared)."""
     done = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "bench_batch.py"), "--smoke"]
+        [sys.executable, "-m", "benchmarks.bench_batch", "--smoke"]
         + ["--out", str(tmp_path), "--modes", "jobs1,jobs2,ray"],
         capture_output=True,
         text=True,

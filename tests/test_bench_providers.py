@@ -14,15 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from helpers import gain_model
 
+from benchmarks import bench_providers
 from stream_sep.models.contract import ModelContract
 from stream_sep.models.loading import load_model
+from tests.helpers import gain_model
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "benchmarks"))
-
-import bench_providers  # noqa: E402
 
 LOCAL = [
     "default",
@@ -56,7 +54,7 @@ def smoke(tmp_path_factory):
     argv = ["--smoke", "--out", str(folder / "providers"), "--other-python", sys.executable,
             "--mir1k", str(mir1k), "--singers", "abjones"]  # fmt: skip
     result = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "bench_providers.py"), *argv],
+        [sys.executable, "-m", "benchmarks.bench_providers", *argv],
         capture_output=True,
         text=True,
         cwd=REPO,
@@ -149,7 +147,8 @@ def test_a_wrong_singer_is_one_line_before_any_timing(tmp_path):
     result = subprocess.run(
         [
             sys.executable,
-            str(REPO / "benchmarks" / "bench_providers.py"),
+            "-m",
+            "benchmarks.bench_providers",
             "--smoke",
             "--out",
             str(tmp_path / "p"),

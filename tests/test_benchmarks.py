@@ -13,13 +13,11 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from benchmarks import bench_inference
 from stream_sep.engine import fitting
 from stream_sep.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "benchmarks"))
-
-import bench_inference  # noqa: E402
 
 
 def _graph_with_known_flops(path: Path) -> float:
@@ -58,10 +56,10 @@ def test_count_flops_matches_a_hand_count(tmp_path):
     assert bench_inference.count_flops(tmp_path / "known.onnx", batch=2)[0] == 2 * expected
 
 
-def _run(script: str, out: Path, *extra: str) -> subprocess.CompletedProcess:
+def _run(name: str, out: Path, *extra: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     return subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / script), "--smoke", "--out", str(out), *extra],
+        [sys.executable, "-m", "benchmarks", name, "--smoke", "--out", str(out), *extra],
         capture_output=True,
         text=True,
         cwd=REPO,
@@ -71,7 +69,7 @@ def _run(script: str, out: Path, *extra: str) -> subprocess.CompletedProcess:
 
 
 def test_engine_benchmark_smoke(tmp_path):
-    result = _run("bench_engine.py", tmp_path)
+    result = _run("bench_engine", tmp_path)
     assert result.returncode == 0, result.stderr
     data = json.loads((tmp_path / "engine.json").read_text())
     (row,) = data["rows"]
@@ -91,7 +89,7 @@ def test_inference_benchmark_smoke_on_the_tiny_preset(tmp_path):
     """Exports the tiny preset (cached in ~/.cache/stream-sep/bench), runs it through the
     host and through Keras; about a minute when the export is not cached yet."""
     pytest.importorskip("tf2onnx", reason="the train extra is needed to export the presets")
-    result = _run("bench_inference.py", tmp_path)
+    result = _run("bench_inference", tmp_path)
     assert result.returncode == 0, result.stderr
     data = json.loads((tmp_path / "inference.json").read_text())
     (row,) = data["rows"]
@@ -110,7 +108,7 @@ def test_inference_benchmark_smoke_on_the_tiny_preset(tmp_path):
 
 def test_inference_benchmark_measures_a_given_model_file(tmp_path):
     """--model: the shipped model itself (trained weights), with the default hop's load."""
-    result = _run("bench_inference.py", tmp_path, "--model", "bundled")
+    result = _run("bench_inference", tmp_path, "--model", "bundled")
     assert result.returncode == 0, result.stderr
     data = json.loads((tmp_path / "inference.json").read_text())
     (row,) = data["rows"]
@@ -121,7 +119,7 @@ def test_inference_benchmark_measures_a_given_model_file(tmp_path):
 
 
 def test_memory_benchmark_smoke(tmp_path):
-    result = _run("bench_memory.py", tmp_path)
+    result = _run("bench_memory", tmp_path)
     assert result.returncode == 0, result.stderr
     rows = json.loads((tmp_path / "memory.json").read_text())["rows"]
     assert [(r["command"], r["minutes"]) for r in rows] == [
@@ -139,13 +137,15 @@ def test_latency_benchmark_smoke_reports_both_plans_and_a_fitted_live_plan(tmp_p
     result = subprocess.run(
         [
             sys.executable,
-            str(REPO / "benchmarks" / "bench_latency.py"),
+            "-m",
+            "benchmarks.bench_latency",
             "--smoke",
             "--out",
             str(tmp_path),
         ],
         capture_output=True,
         text=True,
+        cwd=REPO,
         timeout=300,
     )
     assert result.returncode == 0, result.stderr

@@ -4,7 +4,6 @@ on the repository's own reports (the real schema cross_validate.py writes)."""
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 import statistics
 import subprocess
@@ -14,15 +13,14 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "benchmarks" / "compare_cross_validation.py"
+SCRIPT = ["-m", "benchmarks.compare_cross_validation"]
 CHEAP = REPO / "benchmarks" / "results" / "cross-validation-cheap.json"
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("compare_cross_validation", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from benchmarks import compare_cross_validation
+
+    return compare_cross_validation
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +43,7 @@ def shifted(report: dict, fold_index: int, shift: float) -> dict:
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, str(SCRIPT), *map(str, args)], capture_output=True, text=True
+        [sys.executable, *SCRIPT, *map(str, args)], capture_output=True, text=True, cwd=REPO
     )
 
 

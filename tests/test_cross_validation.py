@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import time
 from pathlib import Path
 
 import pytest
-from helpers import write_mir1k_like
 
 from stream_sep.errors import UserError
 from stream_sep.evaluation import datasets
+from tests.helpers import write_mir1k_like
 from train import runs
 
 MIR1K_SINGERS = [
@@ -23,12 +22,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location(
-        "cross_validate", REPO / "benchmarks" / "cross_validate.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from benchmarks import cross_validate
+
+    return cross_validate
 
 
 @pytest.mark.parametrize("held_out", range(1, len(MIR1K_SINGERS)))

@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
-from helpers import gain_model, voice_over_band
 
-SCRIPT = Path(__file__).parent.parent / "benchmarks" / "sdr_vs_latency.py"
+from tests.helpers import gain_model, voice_over_band
 
 
 def _load_script():
-    spec = importlib.util.spec_from_file_location("sdr_vs_latency", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from benchmarks import sdr_vs_latency
+
+    return sdr_vs_latency
 
 
 def test_sweep_writes_a_png_and_one_row_per_fitting_setting(tmp_path, capsys):

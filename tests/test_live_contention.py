@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from jack_harness import unavailable
+
+from tests.jack_harness import unavailable
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -23,7 +24,8 @@ def test_live_contention_smoke_times_every_condition(tmp_path):
     result = subprocess.run(
         [
             sys.executable,
-            str(REPO / "benchmarks" / "live_contention.py"),
+            "-m",
+            "benchmarks.live_contention",
             "--smoke",
             "--use-running-server",
             "--out",

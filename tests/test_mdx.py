@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import noise
-from mdx_helpers import REAL, SMALL, band_limited, contract_for, mdx_model, shelf_copy
 from onnx import helper, numpy_helper
 
 from stream_sep import api
@@ -15,6 +13,8 @@ from stream_sep.errors import ModelError
 from stream_sep.models.families import FAMILY_KEY, mdx
 from stream_sep.models.loading import load_model
 from stream_sep.offline import separate_array
+from tests.helpers import noise
+from tests.mdx_helpers import REAL, SMALL, band_limited, contract_for, mdx_model, shelf_copy
 
 RATE = mdx.SAMPLE_RATE
 
@@ -281,12 +281,8 @@ def test_the_mdx_benchmark_runs_and_its_flop_count_is_the_graphs(tmp_path):
     """Smoke run of benchmarks/bench_mdx.py (no timing assertions); the analytic FLOP count
     of the MDX-sized network equals bench_inference's count from the graph itself."""
     import json
-    import sys
-    from pathlib import Path
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
-    import bench_inference
-    import bench_mdx
+    from benchmarks import bench_inference, bench_mdx
 
     assert bench_mdx.main(["--smoke", "--out", str(tmp_path), "--workdir", str(tmp_path)]) == 0
     (row,) = json.loads((tmp_path / "mdx.json").read_text())["rows"]

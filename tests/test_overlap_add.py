@@ -10,21 +10,19 @@ from __future__ import annotations
 
 import json
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
 import soundfile as sf
 import soxr
-from helpers import gain_model, noise, small_contract
 from onnx import TensorProto, helper, numpy_helper
 
 from stream_sep.errors import ModelError, UserError
 from stream_sep.models.loading import load_model
 from stream_sep.offline import overlap_add
 from stream_sep.offline.overlap_add import OverlapAddStream, separate_blocks, separate_overlap_add
+from tests.helpers import gain_model, noise, small_contract
 
 MODEL_RATE = 16000
 RATES = (16000, 44100, 48000)
@@ -455,8 +453,7 @@ def test_the_tapers_sum_to_a_constant_where_the_plan_says():
 # ---------------------------------------------------------------------------- the benchmark
 def test_the_offline_benchmark_runs_and_counts_the_windows(tmp_path):
     """bench_offline.py end to end on a gain model (a smoke run: no timing is asserted)."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
-    import bench_offline
+    from benchmarks import bench_offline
 
     contract = small_contract(63 * 512)  # 2.016 s: long enough for the engine's defaults
     model = gain_model(tmp_path / "half.onnx", 0.5, contract=contract)

@@ -3,7 +3,6 @@ clips of known pitch (real files, real reading)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -14,16 +13,15 @@ import pytest
 import soundfile as sf
 
 REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "benchmarks" / "singer_pitch.py"
+SCRIPT = ["-m", "benchmarks.singer_pitch"]
 RATE = 16000
 
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("singer_pitch", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from benchmarks import singer_pitch
+
+    return singer_pitch
 
 
 def sung(f0: float, seconds: float, seed: int) -> np.ndarray:
@@ -82,9 +80,9 @@ def test_command_line_with_a_report(tmp_path):
     (tmp_path / "cv.json").write_text(json.dumps(report))
     out = tmp_path / "pitch.json"
     done = subprocess.run(
-        [sys.executable, str(SCRIPT), "--data", str(tmp_path / "mir1k"),
+        [sys.executable, *SCRIPT, "--data", str(tmp_path / "mir1k"),
          "--report", str(tmp_path / "cv.json"), "--json", str(out), "--md", str(tmp_path / "p.md")],
-        capture_output=True, text=True,
+        capture_output=True, text=True, cwd=REPO,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     result = json.loads(out.read_text())
@@ -142,8 +140,8 @@ def test_table_order_weakest_first_then_lowest_voice(script):
 def test_a_folder_without_clips_is_one_line(tmp_path):
     (tmp_path / "empty").mkdir()
     done = subprocess.run(
-        [sys.executable, str(SCRIPT), "--data", str(tmp_path / "empty")],
-        capture_output=True, text=True,
+        [sys.executable, *SCRIPT, "--data", str(tmp_path / "empty")],
+        capture_output=True, text=True, cwd=REPO,
     )  # fmt: skip
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
     assert "singer_pitch.py: error:" in done.stderr and "Traceback" not in done.stderr
@@ -155,9 +153,9 @@ def test_a_report_that_is_not_one_is_named_with_its_option(tmp_path):
     bad.write_text('{"folds": [{"held_out": ["low"]}]}')  # no per-clip scores
     out = tmp_path / "pitch.json"
     done = subprocess.run(
-        [sys.executable, str(SCRIPT), "--data", str(tmp_path / "mir1k"),
+        [sys.executable, *SCRIPT, "--data", str(tmp_path / "mir1k"),
          "--report", str(bad), "--json", str(out)],
-        capture_output=True, text=True,
+        capture_output=True, text=True, cwd=REPO,
     )  # fmt: skip
     assert done.returncode == 2 and done.stdout == "" and not out.exists()
     assert done.stderr == (

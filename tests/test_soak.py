@@ -1,6 +1,6 @@
 """Soak: minutes of audio through the live engine with a jittery, failing model.
 
-The 30-minute run is ``python benchmarks/soak.py`` (about 70 s here); the test runs the same
+The 30-minute run is ``python -m benchmarks soak`` (about 70 s here); the test runs the same
 code on a shorter stream, 5 minutes by default (``STREAM_SEP_SOAK_MINUTES`` changes it), to
 keep the suite short. See benchmarks/soak.py for how the audit works.
 """
@@ -8,15 +8,11 @@ keep the suite short. See benchmarks/soak.py for how the audit works.
 from __future__ import annotations
 
 import os
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
-
-import soak  # noqa: E402
+from benchmarks import soak
 
 MINUTES = float(os.environ.get("STREAM_SEP_SOAK_MINUTES", "5"))
 # Python heap (tracemalloc) over the whole stream: windows in flight, the model's buffers.

@@ -23,6 +23,8 @@ import math
 
 import numpy as np
 
+from stream_sep.scratch import SizeCache
+
 DEFAULT_CEILING_DB = -1.0
 RELEASE_SECONDS = 0.1
 DEFAULT_MAX_BLOCK = 8192
@@ -65,18 +67,63 @@ class OutputGuard:
         self._work = np.zeros(size, np.float64)
         self._reduction = np.zeros(size, np.float64)
         self._gain = np.zeros(size, np.float32)
+        self._sizes = SizeCache()
+        self._ceiling64 = np.array(self.ceiling, np.float64)
+        # the largest float32 <= the ceiling: a float32 sample is at most the ceiling exactly
+        # when it is at most this (compared in float32: no casting buffer)
+        below = np.float32(self.ceiling)
+        if below > self.ceiling:
+            below = np.nextafter(below, np.float32(-np.inf))
+        self._quiet_limit = np.array(below, np.float32)
+        self._ceiling32 = np.array(self.ceiling, np.float32)
+        self._minus_ceiling32 = np.array(-self.ceiling, np.float32)
+        self._tiny = np.array(1e-30, np.float64)
+        self._one64 = np.ones((), np.float64)
+        self._carry64 = np.zeros((), np.float64)
+        self._at = np.zeros((), np.intp)
 
     def reset(self) -> None:
         self._carry = 0.0
 
     def process(self, block: np.ndarray) -> np.ndarray:
-        """block: (channels, n) float32, modified in place and returned."""
+        """block: (channels, n) float32, modified in place and returned. A contiguous block
+        of a size seen before allocates nothing unless it holds NaN/Inf."""
+        sized = self._sizes.get(block.shape[1])  # no int kept alive: each costs bytes
+        if sized is None and block.shape[1] <= self._size:
+            sized = self._sizes.keep(
+                block.shape[1], _Sized(self.channels, block.shape[1], self._decay)
+            )
+        if sized is not None and block.flags.c_contiguous:
+            self._process_whole(block, sized)
+            return block
         for first in range(0, block.shape[1], self._size):
             self._process_piece(block[:, first : first + self._size])
         return block
 
+    def _process_whole(self, block: np.ndarray, sized: _Sized) -> None:
+        """block: (channels, n <= max_block) contiguous float32, in place, with the scratch
+        of its size: a block under the ceiling costs one comparison and a count."""
+        np.abs(block, out=sized.magnitude)
+        np.less_equal(sized.magnitude, self._quiet_limit, out=sized.quiet)
+        if np.count_nonzero(sized.quiet) == sized.size:
+            if self._carry < _NEGLIGIBLE:
+                self._carry = 0.0
+                return
+        elif np.count_nonzero(np.isfinite(block, out=sized.quiet)) != sized.size:
+            self._process_piece(block)  # NaN/Inf: the allocating path
+            return
+        np.copyto(sized.peak, sized.rows[0])
+        for row in sized.other_rows:
+            np.maximum(sized.peak, row, out=sized.peak)
+        self._limit(sized.peak, sized)
+        for row in sized.gain_rows:
+            np.copyto(row, sized.gain)
+        block *= sized.gain_2d
+        np.minimum(block, self._ceiling32, out=block)
+        np.maximum(block, self._minus_ceiling32, out=block)
+
     def _process_piece(self, block: np.ndarray) -> None:
-        """block: (channels, m <= max_block) float32, in place."""
+        """block: (channels, m <= max_block) float32 of any strides, in place (allocates)."""
         m = block.shape[1]
         magnitude, peak = self._magnitude[:, :m], self._peak[:m]
         np.abs(block, out=magnitude)
@@ -90,7 +137,9 @@ class OutputGuard:
         if self._carry < _NEGLIGIBLE and loudest <= self.ceiling:
             self._carry = 0.0
             return
-        self._limit(block, peak)
+        sized = _Sized(self.channels, m, self._decay)
+        self._limit(peak, sized)
+        block *= sized.gain
         np.clip(block, -self.ceiling, self.ceiling, out=block)
 
     def _replace_nonfinite(self, block: np.ndarray) -> None:
@@ -99,15 +148,14 @@ class OutputGuard:
         self.nonfinite_samples += int(np.count_nonzero(bad))
         np.nan_to_num(block, copy=False, nan=0.0, posinf=self.ceiling, neginf=-self.ceiling)
 
-    def _limit(self, block: np.ndarray, peak: np.ndarray) -> None:
-        m = block.shape[1]
-        work, reduction, gain = self._work[:m], self._reduction[:m], self._gain[:m]
-        decay = self._decay[:m]
+    def _limit(self, peak: np.ndarray, sized: _Sized) -> None:
+        """peak (m,) -> sized.gain (m,), the limiter's gain; updates the carried reduction."""
+        work, reduction, gain, decay = sized.work, sized.reduction, sized.gain, sized.decay
         # work = a[k] = 1 - min(1, ceiling / peak): the reduction each sample needs alone.
-        np.maximum(peak, 1e-30, out=work)
-        np.divide(self.ceiling, work, out=work)
-        np.minimum(work, 1.0, out=work)
-        np.subtract(1.0, work, out=work)
+        np.maximum(peak, self._tiny, out=work)
+        np.divide(self._ceiling64, work, out=work)
+        np.minimum(work, self._one64, out=work)
+        np.subtract(self._one64, work, out=work)
         with np.errstate(divide="ignore"):
             np.log(work, out=work)  # log 0 = -inf: samples that need no reduction
         work -= decay
@@ -115,12 +163,30 @@ class OutputGuard:
         reduction += decay
         np.exp(reduction, out=reduction)
         if self._carry > 0.0:
-            np.multiply(self._carried_decay[:m], self._carry, out=work)
+            self._carry64.fill(self._carry)
+            np.multiply(self._carried_decay[: work.shape[0]], self._carry64, out=work)
             np.maximum(reduction, work, out=reduction)
-        np.subtract(1.0, reduction, out=gain)
-        block *= gain
-        last = float(reduction[-1])
+        np.subtract(self._one64, reduction, out=gain)
+        last = reduction.item(reduction.shape[0] - 1)
         self._carry = last if last > _NEGLIGIBLE else 0.0
         self.limited_blocks += 1
-        smallest = max(float(gain.min()), 1e-9)
+        gain.argmin(None, self._at)
+        smallest = max(gain.item(int(self._at)), 1e-9)
         self.max_reduction_db = max(self.max_reduction_db, -20.0 * math.log10(smallest))
+
+
+class _Sized:
+    """The guard's scratch for one block size m: |block|, masks, peak, the limiter's work."""
+
+    def __init__(self, channels: int, m: int, decay: np.ndarray):
+        self.magnitude = np.zeros((channels, m), np.float32)
+        self.quiet = np.zeros((channels, m), bool)
+        self.size = channels * m
+        self.rows = list(self.magnitude)
+        self.other_rows = tuple(self.rows[1:])
+        self.peak = np.zeros(m, np.float32)
+        self.work, self.reduction = np.zeros(m, np.float64), np.zeros(m, np.float64)
+        self.decay = decay[:m]
+        self.gain = np.zeros(m, np.float32)
+        self.gain_2d = np.zeros((channels, m), np.float32)
+        self.gain_rows = tuple(self.gain_2d)

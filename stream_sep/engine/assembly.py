@@ -71,7 +71,7 @@ def assemble(model, sample_rate: int, channels: int, config: EngineConfig) -> Pa
         shedding=shedding,
     )
     limiter = _guard(plan, channels, config)
-    mixer = _mixer(plan, config, limiter if config.limit else None)
+    mixer = _mixer(plan, channels, config, limiter if config.limit else None)
     timeline = Timeline(plan, channels, scheduler, mixer, stats)
     key_guard = (lambda: _guard(plan, channels, config)) if config.limit else (lambda: None)
     key = KeyStage(config.key, sample_rate, channels, key_guard)
@@ -92,12 +92,12 @@ def _guard(plan: WindowPlan, channels: int, config: EngineConfig) -> safety.Outp
     )
 
 
-def _mixer(plan: WindowPlan, config: EngineConfig, guard) -> Mixer:
+def _mixer(plan: WindowPlan, channels: int, config: EngineConfig, guard) -> Mixer:
     """Gain ramps of ``ramp_seconds``; a fade-in from where the delayed input first arrives;
     mode and vocal level set at once (no ramp from a previous state)."""
     rate = plan.sample_rate
     mixer = Mixer(
-        plan.hop_samples,
+        channels,
         seconds_to_samples("ramp", config.ramp_seconds, rate),
         plan.latency_samples,
         seconds_to_samples("fade-in", config.fade_in_seconds, rate),

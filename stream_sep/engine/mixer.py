@@ -10,25 +10,39 @@ output does not depend on how the stream is cut into blocks.
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 
 from stream_sep.errors import UserError
+from stream_sep.scratch import SizeCache
 
 MODES = ("karaoke", "vocals", "bypass")
 VOCAL_LEVEL_RANGE = (0.0, 2.0)
 _MODE_GAINS = {"karaoke": None, "vocals": (0.0, 1.0), "bypass": (1.0, 1.0)}
 
 
-@dataclasses.dataclass(frozen=True)
 class Ramp:
-    """A linear gain ramp defined on absolute output sample indices."""
+    """A linear gain ramp defined on absolute output sample indices.
 
-    start_index: int
-    start_value: float
-    end_value: float
-    length: int
+    Changed in place by :meth:`retarget` (the audio thread makes no new object); its values
+    are filled into arrays of ``dtype`` with 0-d operands of that dtype, the same arithmetic
+    as with Python scalars (which numpy would convert, allocating, on every call)."""
+
+    def __init__(self, start_index=0, start_value=1.0, end_value=1.0, length=0, dtype=np.float64):
+        self._offset = np.zeros((), np.float64)
+        self._zero = np.zeros((), dtype)
+        self._length = np.zeros((), dtype)
+        self._slope = np.zeros((), dtype)
+        self._start = np.zeros((), dtype)
+        self._end = np.zeros((), dtype)
+        self.retarget(start_index, start_value, end_value, length)
+
+    def retarget(self, start_index: int, start_value: float, end_value: float, length: int):
+        self.start_index, self.length = start_index, length
+        self.start_value, self.end_value = start_value, end_value
+        self._length.fill(length)
+        self._slope.fill((end_value - start_value) / length if length > 0 else 0.0)
+        self._start.fill(start_value)
+        self._end.fill(end_value)
 
     def value_at(self, index: int) -> float:
         if self.length <= 0 or index >= self.start_index + self.length:
@@ -39,16 +53,40 @@ class Ramp:
     def done_at(self, index: int) -> bool:
         return self.length <= 0 or index >= self.start_index + self.length
 
-    def fill(self, first_index: int, out: np.ndarray, positions: np.ndarray) -> None:
-        """out[i] = value at first_index + i. positions: preallocated float64 0, 1, 2, ..."""
-        n = out.shape[0]
+    def fill(self, first_index: int, out: np.ndarray, positions: np.ndarray, work=None) -> None:
+        """out[..., i] = value at first_index + i. positions: float64 0, 1, 2, ... shaped
+        like out; work: float64 scratch shaped like out when out is not float64 (the
+        positions are offset in float64 and rounded once, without a casting buffer)."""
         if self.done_at(first_index):
             out.fill(self.end_value)
             return
-        np.add(positions[:n], first_index - self.start_index, out=out)
-        np.clip(out, 0.0, self.length, out=out)
-        out *= (self.end_value - self.start_value) / self.length
-        out += self.start_value
+        self._offset.fill(first_index - self.start_index)
+        if work is None:
+            np.add(positions, self._offset, out=out)
+        else:
+            np.add(positions, self._offset, out=work)
+            np.copyto(out, work, casting="same_kind")
+        np.maximum(out, self._zero, out=out)
+        np.minimum(out, self._length, out=out)
+        np.multiply(out, self._slope, out=out)
+        np.add(out, self._start, out=out)
+
+    def scale(self, out: np.ndarray) -> None:
+        """out *= the end value (0-d operand: no conversion)."""
+        np.multiply(out, self._end, out=out)
+
+
+class _Sized:
+    """The mixer's (C, n) scratch for one block size."""
+
+    def __init__(self, channels: int, n: int):
+        shape = (channels, n)
+        self.positions = np.ascontiguousarray(
+            np.broadcast_to(np.arange(n, dtype=np.float64), shape)
+        )
+        self.gain_a, self.gain_g = np.zeros(shape, np.float64), np.zeros(shape, np.float64)
+        self.dry_coef, self.vocal_coef = np.zeros(shape, np.float32), np.zeros(shape, np.float32)
+        self.output_gain = np.zeros(shape, np.float32)
 
 
 def check_mode(mode: str) -> str:
@@ -75,24 +113,20 @@ class Mixer:
     """
 
     def __init__(
-        self, max_chunk: int, ramp_samples: int, fade_in_start: int, fade_in_samples: int, guard
+        self, channels: int, ramp_samples: int, fade_in_start: int, fade_in_samples: int, guard
     ):
-        self.guard = guard
+        self.guard, self.channels = guard, channels
         self._ramp_samples = ramp_samples
         self._fade_in = (fade_in_start, fade_in_samples)
-        self._gain_a = np.zeros(max_chunk, np.float64)
-        self._gain_g = np.zeros(max_chunk, np.float64)
-        self._dry_coef = np.zeros(max_chunk, np.float32)
-        self._vocal_coef = np.zeros(max_chunk, np.float32)
-        self._output_gain = np.zeros(max_chunk, np.float32)
-        self._positions = np.arange(max_chunk, dtype=np.float64)
+        self._sizes = SizeCache()
         self._one64, self._one32 = np.ones((), np.float64), np.ones((), np.float32)
         self.mode, self.vocal_level = "karaoke", 0.0
         self._accompaniment = Ramp(0, 1.0, 1.0, 0)
         self._vocal = Ramp(0, 0.0, 0.0, 0)
         self._targets_changed = False
         self._fade_request: tuple[float, int] | None = None  # (gain to reach, samples)
-        self.output_ramp = self._fade_in_ramp()
+        self.output_ramp = Ramp(dtype=np.float32)
+        self._fade_in_ramp()
 
     @property
     def pending(self) -> bool:
@@ -120,20 +154,20 @@ class Mixer:
             self._targets_changed = False  # before reading the targets: a newer request wins
             accompaniment, vocal = _MODE_GAINS[self.mode] or (1.0, self.vocal_level)
             length = 0 if immediate else self._ramp_samples
-            self._accompaniment = Ramp(
-                position, self._accompaniment.value_at(position), accompaniment, length
-            )
-            self._vocal = Ramp(position, self._vocal.value_at(position), vocal, length)
+            ramp = self._accompaniment
+            ramp.retarget(position, ramp.value_at(position), accompaniment, length)
+            ramp = self._vocal
+            ramp.retarget(position, ramp.value_at(position), vocal, length)
         request = self._fade_request
         if request is not None:
             self._fade_request = None
             target, samples = request
             start = self.output_ramp.value_at(position) if target == 0.0 else 0.0
-            self.output_ramp = Ramp(position, start, target, samples)
+            self.output_ramp.retarget(position, start, target, samples)
 
     def reset(self) -> None:
         self._fade_request = None
-        self.output_ramp = self._fade_in_ramp()
+        self._fade_in_ramp()
         self._targets_changed = True
         self.apply_requests(0, immediate=True)
         if self.guard is not None:
@@ -142,12 +176,13 @@ class Mixer:
     def mix(
         self, start: int, dry: np.ndarray, vocals: np.ndarray, coverage: np.ndarray, out: np.ndarray
     ) -> None:
-        """out (C, n) = the output for samples [start, start + n); vocals is scaled in place."""
-        n = out.shape[1]
-        gain_a, gain_g = self._gain_a[:n], self._gain_g[:n]
-        self._accompaniment.fill(start, gain_a, self._positions)
-        self._vocal.fill(start, gain_g, self._positions)
-        dry_coef, vocal_coef = self._dry_coef[:n], self._vocal_coef[:n]
+        """dry, vocals, coverage (C, n) -> out (C, n), the output for samples [start, start +
+        n); vocals is scaled in place. A block size seen before allocates nothing."""
+        sized = self._sized(out.shape[1])
+        gain_a, gain_g = sized.gain_a, sized.gain_g
+        self._accompaniment.fill(start, gain_a, sized.positions)
+        self._vocal.fill(start, gain_g, sized.positions)
+        dry_coef, vocal_coef = sized.dry_coef, sized.vocal_coef
         # dry_coef = 1 - c (1 - a); vocal_coef = g - a: each gain difference in float64, then
         # rounded once to float32 by copyto (a float64 ufunc writing float32 would allocate
         # a casting buffer; so would a Python scalar operand: _one is a 0-d array)
@@ -160,23 +195,31 @@ class Mixer:
         np.multiply(dry, dry_coef, out=out)
         vocals *= vocal_coef
         out += vocals
-        self._apply_output_gain(start, out)
+        self._apply_output_gain(start, out, sized)
         if self.guard is not None:
             self.guard.process(out)
 
-    def _apply_output_gain(self, start: int, out: np.ndarray) -> None:
+    def _sized(self, n: int) -> _Sized:
+        sized = self._sizes.get(n)
+        if sized is None:
+            sized = self._sizes.keep(n, _Sized(self.channels, n))
+        return sized
+
+    def _apply_output_gain(self, start: int, out: np.ndarray, sized: _Sized) -> None:
         ramp = self.output_ramp
         if ramp.done_at(start):
             if ramp.end_value == 0.0:
                 out.fill(0.0)
             elif ramp.end_value != 1.0:
-                out *= ramp.end_value
+                ramp.scale(out)
             return
-        gain = self._output_gain[: out.shape[1]]
-        ramp.fill(start, gain, self._positions)
-        out *= gain
+        ramp.fill(start, sized.output_gain, sized.positions, sized.gain_a)  # gain_a is spent
+        out *= sized.output_gain
 
-    def _fade_in_ramp(self) -> Ramp:
+    def _fade_in_ramp(self) -> None:
         """Output gain 0 -> 1 from where the delayed input first arrives."""
         start, length = self._fade_in
-        return Ramp(start, 1.0, 1.0, 0) if length <= 0 else Ramp(start, 0.0, 1.0, length)
+        if length <= 0:
+            self.output_ramp.retarget(start, 1.0, 1.0, 0)
+        else:
+            self.output_ramp.retarget(start, 0.0, 1.0, length)

@@ -9,7 +9,6 @@ signal (late, failed or skipped).
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 
@@ -31,13 +30,18 @@ class Slot:
 
     FREE, QUEUED, RUNNING, READY, FAILED, SHED = range(6)
 
-    def __init__(self, channels: int, window: int, support: int):
+    def __init__(self, channels: int, window: int, support: int, pad: int):
         self.audio = np.zeros((channels, window), np.float32)  # (C, W) stream rate
-        self.estimate = np.zeros((channels, support), np.float32)  # (C, S) weighted vocals
+        # (C, pad + S + pad): the weighted vocals inside zeros, so that the audio thread
+        # takes any n <= pad samples of it around the support without slicing
+        self.padded = np.zeros((channels, pad + support + pad), np.float32)
+        self.padded_flat = self.padded.reshape(-1)
+        self.estimate = self.padded[:, pad : pad + support]  # (C, S) weighted vocals
         self.state = Slot.FREE
         self.window_index = -1
         self.generation = -1
         self.decision = 0  # 0 undecided, 1 used, -1 fallback
+        self.handed = False  # queued and handed to the worker (Scheduler.dispatch)
         self.way: Way | None = None  # a cheaper way to run it while shedding, else None
         self.deadline = 0.0  # perf_counter() by which the estimate is due (shedding)
 
@@ -65,11 +69,18 @@ class Scheduler:
         self.runner, self.health, self.strict = runner, health, strict
         self.shedding = shedding if threaded else None
         self._weights = weights
+        self.pad = plan.hop_samples
         self._slots = [
-            Slot(channels, plan.window_samples, plan.support_samples) for _ in range(SLOTS)
+            Slot(channels, plan.window_samples, plan.support_samples, self.pad)
+            for _ in range(SLOTS)
         ]
         self.generation = 0
-        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._started: list[Slot | None] = [None] * SLOTS  # not yet handed to the worker
+        self._started_count = 0
+        self._wake = threading.Lock()  # locked: nothing new for the worker
+        self._wake.acquire()
+        self._closing = False
+        self.worker_waiting = False  # the worker is asleep, waiting for the next window
         self._worker = None
         if threaded:
             self._worker = threading.Thread(
@@ -78,14 +89,23 @@ class Scheduler:
             self._worker.start()
 
     @property
+    def idle(self) -> bool:
+        """No window queued, running or waiting to be handed over, and the worker asleep
+        (or inline: always)."""
+        if self._worker is None:
+            return True
+        busy = any(slot.state in (Slot.QUEUED, Slot.RUNNING) for slot in self._slots)
+        return not busy and not self._started_count and self.worker_waiting
+
+    @property
     def queued_jobs(self) -> int:
         """Windows waiting for the worker; at most the number of slots, by construction."""
-        return self._jobs.qsize()
+        return sum(slot.handed for slot in self._slots)
 
     def claim(self, window_index: int) -> Slot | None:
-        """The slot for a new window, or None (counted as skipped) while the worker still
-        holds it (a hung or very slow model)."""
-        slot = self._slots[window_index % SLOTS]
+        """The slot for a new window (an int, or a float holding one), or None (counted as
+        skipped) while the worker still holds it (a hung or very slow model)."""
+        slot = self._slots[int(window_index % SLOTS)]
         self.health.stats.windows_submitted += 1
         slot.window_index = window_index
         if slot.state in (Slot.QUEUED, Slot.RUNNING):
@@ -102,15 +122,35 @@ class Scheduler:
         return slot
 
     def start(self, slot: Slot) -> None:
+        """Run the slot now (inline), or queue it for the worker at the next :meth:`dispatch`."""
         slot.state = Slot.QUEUED
         if self._worker is None:
             self._run(slot)
         else:
-            self._jobs.put(slot)
+            self._started[self._started_count] = slot
+            self._started_count += 1
+
+    def dispatch(self) -> None:
+        """Hand the windows started since the last call to the worker. Called last in a
+        block, so that the worker (which takes the interpreter's lock) wakes after the audio
+        thread's work rather than in the middle of it; it allocates nothing (a fixed list of
+        slots and a lock released as a signal, where a queue's list would grow and shrink)."""
+        count = self._started_count
+        if not count:
+            return
+        index = 0
+        while index < count:
+            self._started[index].handed = True
+            self._started[index] = None
+            index += 1
+        self._started_count = 0
+        if self._wake.locked():
+            self._wake.release()
 
     def decide(self, window_index: int) -> Slot | None:
-        """The slot of ``window_index`` if its estimate is used; decides once per window."""
-        slot = self._slots[window_index % SLOTS]
+        """The slot of ``window_index`` (an int, or a float holding one) if its estimate is
+        used; decides once per window."""
+        slot = self._slots[int(window_index % SLOTS)]
         if slot.window_index != window_index or slot.generation != self.generation:
             return None
         if slot.decision == 0:
@@ -126,6 +166,7 @@ class Scheduler:
 
     def reset(self) -> None:
         """Forget every window; results of a model call still running are discarded."""
+        self.dispatch()  # the worker drops them: their generation is past
         self.generation += 1
         for slot in self._slots:
             if slot.state != Slot.RUNNING:
@@ -138,7 +179,9 @@ class Scheduler:
         behind on its daemon thread rather than blocking the caller (see :meth:`settle`)."""
         if self._worker is None:
             return
-        self._jobs.put(None)
+        self._closing = True
+        if self._wake.locked():
+            self._wake.release()
         self._worker.join(timeout=CLOSE_TIMEOUT)
         if self._worker.is_alive():
             log.warning(
@@ -157,11 +200,25 @@ class Scheduler:
             worker.join(timeout)
         return worker is None or not worker.is_alive()
 
+    def _next_job(self) -> Slot | None:
+        """The handed-over slot of the earliest window, taken; None when there is none."""
+        handed = [slot for slot in self._slots if slot.handed]
+        if not handed:
+            return None
+        slot = min(handed, key=lambda slot: slot.window_index)
+        slot.handed = False
+        return slot
+
     def _work(self) -> None:
         while True:
-            slot = self._jobs.get()
+            slot = self._next_job()
             if slot is None:
-                return
+                self.worker_waiting = True
+                self._wake.acquire()
+                self.worker_waiting = False
+                if self._closing:
+                    return
+                continue
             if slot.decision == -1 or slot.generation != self.generation:
                 slot.state = Slot.FREE
                 self.health.stats.jobs_dropped += 1

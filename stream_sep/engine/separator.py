@@ -159,13 +159,19 @@ class Separator:
 
     # ------------------------------------------------------------------ streaming
     def process(self, block: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        """block: (channels, n) float32 -> (channels, n) float32, delayed by latency_samples."""
+        """block: (channels, n) float32 -> (channels, n) float32, delayed by latency_samples.
+
+        With ``out`` given, a block of a size seen before allocates nothing (any strides:
+        the block is copied in and the result out whole); tests/test_realtime_alloc.py."""
         if block.ndim != 2 or block.shape[0] != self.channels:
             raise ValueError(f"block must be ({self.channels}, n), got {block.shape}")
         if out is None:
             out = np.empty(block.shape, np.float32)
-        self._timeline.process(block, out)
-        self._key.process(out)
+        mixed = self._timeline.process(block, out)
+        self._key.process(mixed)
+        if mixed is not out:
+            np.copyto(out, mixed)
+        self._scheduler.dispatch()  # last: the worker wakes once this block is done
         return out
 
     def reset(self) -> None:

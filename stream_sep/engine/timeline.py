@@ -10,11 +10,35 @@ from stream_sep.engine.health import EngineStats
 from stream_sep.engine.mixer import Mixer
 from stream_sep.engine.plan import WindowPlan
 from stream_sep.engine.scheduler import Scheduler
+from stream_sep.scratch import FlatIndex, SizeCache
+
+
+class _Sized:
+    """Scratch of one block size n (<= hop): (C, n) vocals, coverage, dry, mix and the
+    estimate/weight pieces taken from zero-padded slots (see :class:`Timeline`)."""
+
+    def __init__(self, channels: int, n: int, padded_support: int, pad: int, compute: int):
+        shape = (channels, n)
+        self.vocals, self.coverage = np.zeros(shape, np.float32), np.zeros(shape, np.float32)
+        self.dry, self.mixed = np.zeros(shape, np.float32), np.zeros(shape, np.float32)
+        self.piece, self.weights = np.zeros(shape, np.float32), np.zeros(shape, np.float32)
+        self.estimate_index = FlatIndex(channels, padded_support, n, wrap=False, offset=pad)
+        self.weight_index = FlatIndex(channels, padded_support, n, wrap=False, offset=pad, rows=0)
+        self.n = n
+        self.last_from_start = n - 1 - compute
 
 
 class Timeline:
-    """Walks the stream in chunks that never cross a window end (at most one hop), with
-    scratch buffers of one hop allocated once: the audio thread only copies."""
+    """Walks the stream a block at a time (longer blocks in pieces of one hop), with scratch
+    of each block size made once: the audio thread only copies.
+
+    Every block is written to the delay ring whole, the windows ending in it are submitted
+    in order, then its output is mixed whole: the same samples as cutting it at the window
+    ends, since a window reads only input before its end and the mixer's gains and the guard
+    follow the absolute sample index. A slot's estimate sits inside zeros of one hop on each
+    side (``Slot.padded``), so the piece of it that meets a block is one ``take`` of n
+    samples, zeros where the support does not reach.
+    """
 
     def __init__(
         self,
@@ -25,65 +49,85 @@ class Timeline:
         stats: EngineStats,
     ):
         self.plan, self.scheduler, self.mixer, self.stats = plan, scheduler, mixer, stats
-        chunk = plan.hop_samples
-        capacity = plan.window_samples + plan.latency_samples + 2 * chunk
-        self.ring = DelayRing(channels, capacity, chunk)
-        self._vocals = np.zeros((channels, chunk), np.float32)
-        self._dry = np.zeros((channels, chunk), np.float32)
-        self._coverage = np.zeros(chunk, np.float32)
-        self._weights = plan.crossfade_weights()
+        self.channels = channels
+        hop = plan.hop_samples
+        capacity = plan.window_samples + plan.latency_samples + 2 * hop
+        self.ring = DelayRing(channels, capacity)
+        self._pad = scheduler.pad
+        self._padded_support = plan.support_samples + 2 * self._pad
+        weights = np.zeros(self._padded_support, np.float32)
+        weights[self._pad : self._pad + plan.support_samples] = plan.crossfade_weights()
+        self._weights = weights
+        self._sizes = SizeCache()
+        self.ring.read(0, np.zeros((channels, plan.window_samples), np.float32))  # its scratch
         self.position = 0  # input samples received so far (= output samples emitted)
 
-    def process(self, block: np.ndarray, out: np.ndarray) -> None:
-        """block (C, n) -> out (C, n), the output for the same n sample times."""
+    def process(self, block: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """block (C, n) -> the output for the same n sample times: written into ``out`` for
+        a block longer than a hop, else returned in the scratch (C, n) (copy it out)."""
         if self.mixer.pending:
             self.mixer.apply_requests(self.position)
-        done, total, hop = 0, block.shape[1], self.plan.hop_samples
-        while done < total:
-            size = min(total - done, hop - self.position % hop)
-            self._chunk(block[:, done : done + size], out[:, done : done + size])
-            done += size
+        if block.shape[1] <= self.plan.hop_samples:  # (no block size kept alive: see _block)
+            return self._block(block, self._sized(block.shape[1]))
+        total, hop = block.shape[1], self.plan.hop_samples
+        for first in range(0, total, hop):  # longer blocks: pieces of one hop (allocates)
+            piece = block[:, first : first + hop]
+            out[:, first : first + hop] = self._block(piece, self._sized(piece.shape[1]))
+        return out
 
     def reset(self) -> None:
         self.ring.clear()
         self.position = 0
 
-    def _chunk(self, block: np.ndarray, out: np.ndarray) -> None:
-        """Handle ``n <= hop`` samples that do not cross a window end."""
-        start, hop = self.position, self.plan.hop_samples
-        self.stats.nonfinite_input_samples += self.ring.write(block, start)
-        self.position = start + block.shape[1]
-        if self.position % hop == 0:
-            self._submit(self.position // hop)
-        self._mix_output(start, out)
+    def _sized(self, n: int) -> _Sized:
+        sized = self._sizes.get(n)
+        if sized is None:
+            sized = _Sized(
+                self.channels, n, self._padded_support, self._pad, self.plan.compute_samples
+            )
+            self._sizes.keep(n, sized)
+        return sized
 
-    def _submit(self, window_index: int) -> None:
-        slot = self.scheduler.claim(window_index)
+    def _block(self, block: np.ndarray, sized: _Sized) -> np.ndarray:
+        """block (C, n <= hop) -> sized.mixed, the output for the same samples."""
+        start = self.position  # advanced last: one integer alive at a time
+        self.stats.nonfinite_input_samples += self.ring.write(block, start)
+        # Sample arithmetic in floats (exact below 2**53): Python reuses float objects,
+        # while every integer above 256 is a new allocation.
+        here, hop = float(start), self.plan.hop_samples
+        window = here // hop + 1.0
+        while window * hop <= here + sized.n:  # the windows that end in this block, in order
+            self._submit(window)
+            window += 1.0
+        sized.vocals.fill(0.0)
+        sized.coverage.fill(0.0)
+        self._gather_estimates(here, sized)
+        self.ring.read(start - self.plan.latency_samples, sized.dry)
+        self.mixer.mix(start, sized.dry, sized.vocals, sized.coverage, sized.mixed)
+        self.position += sized.n
+        return sized.mixed
+
+    def _submit(self, window: float) -> None:
+        slot = self.scheduler.claim(window)
         if slot is not None:
-            end = window_index * self.plan.hop_samples
-            self.ring.read(end - self.plan.window_samples, slot.audio)
+            self.ring.read(window * self.plan.hop_samples - self.plan.window_samples, slot.audio)
             self.scheduler.start(slot)
 
-    def _mix_output(self, start: int, out: np.ndarray) -> None:
-        """Fill out (C, n) for output samples [start, start + n)."""
-        n = out.shape[1]
-        vocals, coverage, dry = self._vocals[:, :n], self._coverage[:n], self._dry[:, :n]
-        vocals.fill(0.0)
-        coverage.fill(0.0)
-        self._gather_estimates(start, n, vocals, coverage)
-        self.ring.read(start - self.plan.latency_samples, dry)
-        self.mixer.mix(start, dry, vocals, coverage, out)
-
-    def _gather_estimates(self, start: int, n: int, vocals: np.ndarray, coverage: np.ndarray):
+    def _gather_estimates(self, here: float, sized: _Sized) -> None:
         """Add the weighted estimates of every used window whose support meets output
-        samples [start, start + n)."""
-        plan, support = self.plan, self.plan.support_samples
-        for window_index in plan.windows_meeting(start, n):
-            slot = self.scheduler.decide(window_index)
-            if slot is None:
-                continue
-            offset = start - plan.latency_samples - plan.support_first(window_index)
-            first, last = max(0, offset), min(support, offset + n)
-            if first < last:
-                vocals[:, first - offset : last - offset] += slot.estimate[:, first:last]
-                coverage[first - offset : last - offset] += self._weights[first:last]
+        samples [here, here + n) (``here``: the block's first sample, as a float): output j
+        uses windows with e_k in (j - S - D, j - D], and then always meets some of that
+        support, at offset j - e_k - D in it."""
+        plan, hop, compute = self.plan, self.plan.hop_samples, self.plan.compute_samples
+        window = max(1.0, -((compute + plan.support_samples - 1 - here) // hop))
+        while window * hop <= here + sized.last_from_start:
+            slot = self.scheduler.decide(window)
+            if slot is not None:
+                index = sized.estimate_index.at(here - window * hop - compute)
+                slot.padded_flat.take(index, 0, sized.piece, "clip")
+                sized.vocals += sized.piece
+                self._weights.take(
+                    sized.weight_index.at_same(sized.estimate_index), 0, sized.weights, "clip"
+                )
+                sized.coverage += sized.weights
+            window += 1.0

@@ -16,9 +16,8 @@ import pytest
 import soundfile as sf
 
 from stream_sep import cli
-from stream_sep.commands import live
 from stream_sep.engine import Separator
-from stream_sep.live import keys, route
+from stream_sep.live import host, keys, route
 from stream_sep.live.streams import STALL_SECONDS, StallWatch
 from stream_sep.models.loading import load_model
 from stream_sep.recording import RingBuffer
@@ -175,7 +174,7 @@ def test_bad_options_are_one_line_with_status_2_before_the_model_loads(
     def no_model(*args, **kwargs):
         raise AssertionError("the model was loaded before the options were checked")
 
-    monkeypatch.setattr(live, "load_model", no_model)
+    monkeypatch.setattr(host, "load_model", no_model)
     options = {"--input": str(song[0]), "--output": str(tmp_path / "o.wav"), "--hop": "0.1"}
     for i in range(0, len(argv), 2):
         options[argv[i]] = argv[i + 1]
@@ -470,7 +469,7 @@ def test_the_summary_names_the_real_cause_of_a_model_stop(
 
     real = load_model(model_path)
     behaviours = {"slow": slow, "raises": raises, "hangs": hangs}
-    monkeypatch.setattr(live, "load_model", lambda *a: _WrappedModel(real, behaviours[behaviour]))
+    monkeypatch.setattr(host, "load_model", lambda *a: _WrappedModel(real, behaviours[behaviour]))
     out = tmp_path / "out.wav"
     try:
         rc = cli.main(

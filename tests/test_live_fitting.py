@@ -173,11 +173,11 @@ class Sleepy:
 def test_a_slow_model_gets_a_longer_hop_or_one_line_naming_the_lowest_latency(
     harness, half_model, capsys, monkeypatch
 ):
-    from stream_sep.commands import live
+    from stream_sep.live import host
     from stream_sep.models import loading
 
     slow = Sleepy(loading.load_model(half_model, "cpu"), 0.3)
-    monkeypatch.setattr(live, "load_model", lambda *args: slow)
+    monkeypatch.setattr(host, "load_model", lambda *args: slow)
     # Both runs plan from one real measurement, so "auto >= the lowest the first run named"
     # compares one speed with itself (two measurements differ with the machine's load).
     measured = []

@@ -20,8 +20,7 @@ import pytest
 import soundfile as sf
 
 from stream_sep import cli
-from stream_sep.commands import live
-from stream_sep.live import devices
+from stream_sep.live import devices, host
 from stream_sep.models import loading
 from stream_sep.models.contract import ModelContract
 from tests.helpers import FAST_ARGS, gain_model, small_contract
@@ -185,7 +184,7 @@ class SlowModel:
 def slow_loader(monkeypatch, delay: float, every: int) -> None:
     real_load = loading.load_model
     monkeypatch.setattr(
-        live, "load_model", lambda *a, **k: SlowModel(real_load(*a, **k), delay, every)
+        host, "load_model", lambda *a, **k: SlowModel(real_load(*a, **k), delay, every)
     )
 
 

@@ -15,22 +15,16 @@ paces the stream in real time instead.
 
 from __future__ import annotations
 
-import logging
+import sys
+import time
 
 from stream_sep import engine as engine_module
 from stream_sep import mic as mic_module
 from stream_sep import options, settings
-from stream_sep.engine.key import KEY_RANGE, KeyShift
-from stream_sep.errors import UserError
-from stream_sep.live import devices, keys
-from stream_sep.live.route import plan_route, resolve_mic
-from stream_sep.live.session import LiveSession, SessionOptions, fitted_options
-from stream_sep.models.bundled import bundled_model_path
-from stream_sep.models.loading import load_model
+from stream_sep.engine.key import KEY_RANGE
+from stream_sep.live import devices, host, keys, status
+from stream_sep.live.events import LiveEvents
 
-log = logging.getLogger(__name__)
-
-SETTLE_SECONDS = 10.0  # how long the command waits for a model call still running at exit
 SAMPLERATE_RANGE = (8000, 384000)
 
 
@@ -171,49 +165,70 @@ def run(args) -> int:
 
 def check_mic_options(args) -> None:
     """The microphone's options need the microphone: refused without ``--mic``."""
-    if args.mic is not None:
-        return
-    for option, value in (("--mic-level", args.mic_level), ("--mic-reverb", args.mic_reverb)):
-        if value is not None:
-            raise UserError(f"{option} {value:g} needs --mic DEVICE (the microphone it applies to)")
+    host.check_mic_options(args.mic, args.mic_level, args.mic_reverb)
+
+
+def config_from_args(args) -> host.LiveConfig:
+    """The run the options ask for (their values were checked while parsing)."""
+    return host.LiveConfig(
+        input=args.input,
+        output=args.output,
+        mode=args.mode,
+        vocal_level=args.vocal_level,
+        key=args.key,
+        model=args.model,
+        provider=args.provider,
+        settings=settings.from_args(args),
+        samplerate=args.samplerate,
+        blocksize=args.blocksize,
+        channels=args.channels,
+        duration=args.duration,
+        mic=args.mic,
+        mic_level=args.mic_level,
+        mic_reverb=args.mic_reverb,
+        panel=args.panel,
+        allow_feedback=args.allow_feedback,
+    )
 
 
 def _run(args, reader: keys.KeyReader) -> int:
     """Everything the user asked for is checked (options, bundled model, route, mic) before
-    the model loads; then the engine is fitted to the machine and the session runs."""
-    chosen = settings.from_args(args)
-    if args.model is None:
-        bundled_model_path()  # no bundled model: say so before touching any device
-    route = plan_route(
-        args.input,
-        args.output,
-        samplerate=args.samplerate,
-        channels=args.channels,
-        allow_feedback=args.allow_feedback,
-    )
-    mic = None
-    if args.mic is not None:
-        level = 1.0 if args.mic_level is None else args.mic_level
-        reverb = 0.0 if args.mic_reverb is None else args.mic_reverb
-        mic = resolve_mic(args.mic, route, args.output, level, reverb, args.allow_feedback)
-    key_delay = KeyShift(route.rate, route.channels).latency_seconds if args.key is not None else 0
-    model = load_model(args.model, args.provider)
-    model.warm_up(batch=1 if chosen.stereo == "mid" else route.channels)
-    fitted = fitted_options(model, route.rate, route.channels, chosen, args.blocksize, key_delay)
-    separator = engine_module.Separator(
-        model,
-        route.rate,
-        route.channels,
-        mode=args.mode,
-        vocal_level=args.vocal_level,
-        blocking=False,
-        key=args.key,
-        **fitted,
-    )
-    session_options = SessionOptions(args.blocksize, args.duration, args.panel, args.quiet)
-    try:
-        return LiveSession(model, separator, route, session_options, mic).run(reader)
-    finally:
-        separator.close()
-        if not separator.settle(SETTLE_SECONDS):
-            log.warning("the model is still running after %.0f s; exiting anyway", SETTLE_SECONDS)
+    the model loads (:class:`~stream_sep.live.host.LiveHost`); then the host runs and its
+    reports are printed."""
+    printed = PrintedEvents(keys_help=reader.enabled and not args.quiet, quiet=args.quiet)
+    return host.LiveHost(config_from_args(args), printed).run(reader)
+
+
+class PrintedEvents(LiveEvents):
+    """A live run's reports as the command's lines on stderr: ``stream-sep: ...`` lines and
+    the status line (redrawn in place on a terminal, once a second otherwise)."""
+
+    def __init__(self, keys_help: bool, quiet: bool):
+        self.keys_help = keys_help
+        self.printer = status.StatusPrinter(enabled=not quiet)
+
+    def started(self, line: str) -> None:
+        _say(line)
+
+    def note(self, line: str) -> None:
+        self.printer.clear()
+        _say(line)
+
+    def running(self) -> None:
+        if self.keys_help:
+            _say(keys.HELP)
+
+    def status(self, numbers: dict) -> None:
+        self.printer.show(status.status_line(numbers), time.monotonic())
+
+    def ending(self) -> None:
+        self.printer.clear()
+
+    def stopped(self, summary: status.Summary) -> None:
+        self.printer.clear()
+        for line in summary.lines:
+            _say(line)
+
+
+def _say(text: str) -> None:
+    print(f"stream-sep: {text}", file=sys.stderr, flush=True)

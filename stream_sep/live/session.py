@@ -1,11 +1,10 @@
-"""One live run, from the machine-fitted plan to the summary.
+"""One live run, from opening the stream to the summary.
 
-:func:`fitted_options` turns a :class:`~stream_sep.settings.Settings` into engine options
-for this machine (with ``--latency`` the plan comes from the model's measured speed, see
-:mod:`stream_sep.engine.fitting`). :class:`LiveSession` opens the stream (or the file
-clock) on a checked :class:`~stream_sep.live.route.Route`, starts it, prints the start-up
+:class:`LiveSession` opens the stream (or the file clock) on a checked
+:class:`~stream_sep.live.route.Route` with a built engine, starts it, reports the start-up
 line, runs the status loop (keys, panel, failure and stream checks), fades out, closes
-everything (never hanging on a vanished device) and prints the summary.
+everything (never hanging on a vanished device) and reports the summary. Everything it has
+to say goes to a :class:`~stream_sep.live.events.LiveEvents`; it never prints.
 """
 
 from __future__ import annotations
@@ -13,16 +12,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 import signal
-import sys
 import threading
 import time
 
-from stream_sep import settings
-from stream_sep.engine import fitting
-from stream_sep.errors import DeviceError, UserError
+from stream_sep.errors import DeviceError
 from stream_sep.live import keys, status
 from stream_sep.live.audio import BlockProcessor, FileSource
 from stream_sep.live.controls import Controls
+from stream_sep.live.events import LiveEvents
 from stream_sep.live.panel import UPDATE_SECONDS as PANEL_TICK_SECONDS
 from stream_sep.live.panel import Panel
 from stream_sep.live.route import Mic, Route
@@ -31,56 +28,23 @@ from stream_sep.recording import Recorder
 
 log = logging.getLogger(__name__)
 
-ASSUMED_DEVICE_BLOCK = 1024  # frames, for fitting the plan when the device chooses its block
 _TICK_SECONDS = 0.25  # status line and key polling: 4 times a second
 _FADE_WAIT_SECONDS = 2.0
 # A device stream that stops on its own (ALSA's pulse plugin gives up on a busy machine; the
 # sound server restarts) is opened again at most this many times a run.
 MAX_STREAM_REOPENS = 3
 STREAM_STALLED = "stream stalled"  # the stop reason when the device stopped calling back
+STOP_REQUESTED = "stop requested"  # the stop reason after :meth:`LiveSession.stop`
 
 
 @dataclasses.dataclass(frozen=True)
 class SessionOptions:
     """blocksize: device frames per callback (0 = the device chooses); duration: seconds
-    to run (None = until stopped or the input file ends); panel: serve the web panel;
-    quiet: no status line."""
+    to run (None = until stopped or the input file ends); panel: serve the web panel."""
 
     blocksize: int = 0
     duration: float | None = None
     panel: bool = False
-    quiet: bool = False
-
-
-def fitted_options(
-    model,
-    rate: int,
-    channels: int,
-    chosen: settings.Settings,
-    blocksize: int = 0,
-    key_delay: float = 0.0,
-) -> dict:
-    """Engine options for this machine: with ``--latency`` the plan is chosen from the
-    model's measured speed and the engine sheds work under overload; with explicit
-    --hop/--lookahead/--crossfade those are used as given (one hop of compute allowance).
-    key_delay: seconds the key stage adds, taken from a --latency SECONDS target."""
-    if not chosen.fitted:
-        return chosen.engine_options()
-    speed = fitting.measure(model, rate, channels, **chosen.window_options())
-    target = None if chosen.latency == "auto" else chosen.latency
-    if target is not None and key_delay:
-        if target <= key_delay:
-            raise UserError(
-                f"--latency {target:g} is shorter than the key change's own delay "
-                f"({key_delay:.3f} s): ask for more, or leave out --key"
-            )
-        target -= key_delay
-    block = (blocksize or ASSUMED_DEVICE_BLOCK) / rate
-    fit = fitting.choose(model.contract, rate, channels, speed, target, chosen.stereo, block)
-    stereo_cost = speed.t90("batch") / max(speed.t90("mid"), 1e-6)
-    log.info("measured %.3f s per window (%s): %s", fit.window_seconds, fit.stereo, fit)
-    options = {**fit.engine_options(), **chosen.window_options()}
-    return {**options, "shed": True, "stereo_cost": stereo_cost}
 
 
 class LiveSession:
@@ -93,9 +57,11 @@ class LiveSession:
         route: Route,
         options: SessionOptions = SessionOptions(),
         mic: Mic | None = None,
+        events: LiveEvents | None = None,
     ):
         self.options, self.model, self.engine, self.route = options, model, separator, route
         self.mic = mic
+        self.events = events if events is not None else LiveEvents()
         self.controls = Controls(separator, mic.mixer if mic is not None else None)
         self.rate = route.rate
         path = route.source.path
@@ -122,11 +88,20 @@ class LiveSession:
         self.stop_reason = "stopped"
         self.reopens = 0  # device streams opened again after they stopped on their own
         self.reopen_seconds = 0.0  # wall time those reopens took (no audio meanwhile)
+        self.summary: status.Summary | None = None
+        self._stop = threading.Event()
 
-    def run(self, reader: keys.KeyReader) -> int:
-        """Stream until a stop, then print the summary; 0, or 1 when the stream, the model
-        or the input file failed. The route's notes are printed after the start-up line."""
+    def stop(self) -> None:
+        """End the run at the next tick, as ``q`` does (any thread)."""
+        self._stop.set()
+
+    def run(self, reader: keys.KeyReader | None = None) -> int:
+        """Stream until a stop, then report the summary (also kept as ``summary``); 0, or 1
+        when the stream, the model or the input file failed. The route's notes are reported
+        after the start-up line. reader: the terminal's keys (None: no keys, only
+        :meth:`stop`)."""
         extra: list[str] = []
+        healthy = False
         try:
             self.streams.open()
             if self.route.sink.path is not None:
@@ -138,17 +113,17 @@ class LiveSession:
             if self.mic is not None:
                 self.streams.measure_mic()
             blocksize, stream = self.streams.blocksize, self.streams.stream
-            _say(
+            self.events.started(
                 status.startup_line(
                     self.model, self.engine, self.route.name, self.rate, blocksize, stream
                 )
             )
             for line in (self.route.notes or "").splitlines():
-                _say(line)
+                self.events.note(line)
             if self.options.panel:
                 self.panel = Panel(self.controls)
                 self.panel.start()
-                _say(f"panel: {self.panel.url}")
+                self.events.note(f"panel: {self.panel.url}")
             healthy = self._loop(reader, time.monotonic())
         finally:
             if self.panel is not None:
@@ -164,37 +139,35 @@ class LiveSession:
         warning = self._xrun_warning()
         if warning:
             extra.insert(0, f"warning: {warning[1]}")
-        for line in status.summary_lines(
-            self.engine, self.processor, seconds, self.stop_reason, extra
-        ):
-            _say(line)
         input_broke = self.file_source is not None and self.file_source.error is not None
-        return 0 if healthy and not input_broke else 1
+        ok = healthy and not input_broke
+        self.summary = status.summarize(
+            self.engine, self.processor, seconds, self.stop_reason, extra, ok
+        )
+        self.events.stopped(self.summary)
+        return 0 if ok else 1
 
     def _xrun_warning(self) -> tuple[str, str] | None:
         return status.xrun_warning(
             self.processor.xruns, self.processor.callbacks, self.rate, self.options.blocksize
         )
 
-    def _loop(self, reader: keys.KeyReader, started: float) -> bool:
+    def _loop(self, reader: keys.KeyReader | None, started: float) -> bool:
         """Runs until a stop; returns False when the stream died or stalled on its own."""
-        printer = status.StatusPrinter(enabled=not self.options.quiet)
+        events = self.events
         tick = _TICK_SECONDS if self.panel is None else PANEL_TICK_SECONDS
         watch = None
         if self.streams.clock is None:  # a device calls back; the file clock cannot stall
             watch = StallWatch(tick, self.options.blocksize / self.rate)
         with _stop_on_sigterm():
-            if reader.enabled and not self.options.quiet:
-                _say(keys.HELP)
+            events.running()
             try:
                 while not self.processor.finished:
                     if self.engine.failed:
-                        printer.clear()
-                        _say(f"stopping: {self.engine.failure_reason}")
+                        events.note(f"stopping: {self.engine.failure_reason}")
                         self.stop_reason = status.failure_cause(self.engine)
                         return False
                     if not self.streams.active:
-                        printer.clear()
                         if self._reopen_stream():
                             watch.restart()
                             continue
@@ -203,18 +176,19 @@ class LiveSession:
                     if watch is not None and watch.stalled(
                         self.processor.callbacks, time.monotonic()
                     ):
-                        printer.clear()
-                        _say(
+                        events.note(
                             f"the audio stream stalled: no audio from the device for "
                             f"{watch.seconds:.1f} s (its sound server or device stopped "
                             "answering)"
                         )
                         self.stop_reason = STREAM_STALLED
                         return False
-                    going, notes = self.controls.apply_keys(reader.poll(tick))
+                    going, notes = self.controls.apply_keys(self._wait_for_keys(reader, tick))
                     for note in notes:
-                        printer.clear()
-                        _say(note)
+                        events.note(note)
+                    if self._stop.is_set():
+                        self.stop_reason = STOP_REQUESTED
+                        break
                     if not going:
                         self.stop_reason = "q"
                         break
@@ -226,7 +200,7 @@ class LiveSession:
                         self.processor.frames / self.rate,
                         warning[0] if warning else None,
                     )
-                    printer.show(status.status_line(numbers), time.monotonic() - started)
+                    events.status(numbers)
                     if self.panel is not None:
                         self.panel.publish(numbers)
                 else:
@@ -234,9 +208,17 @@ class LiveSession:
             except KeyboardInterrupt:
                 self.stop_reason = "interrupted"
             finally:
-                printer.clear()
+                events.ending()
                 self._fade_out()
         return True
+
+    def _wait_for_keys(self, reader: keys.KeyReader | None, seconds: float) -> list[str]:
+        """The keys typed within ``seconds``; without a terminal, a wait that :meth:`stop`
+        cuts short."""
+        if reader is not None and reader.enabled:
+            return reader.poll(seconds)
+        self._stop.wait(seconds)
+        return []
 
     def _reopen_stream(self) -> bool:
         """The device stream stopped on its own: open it again, at most
@@ -245,25 +227,27 @@ class LiveSession:
         server that is gone."""
         lost = "the audio stream stopped unexpectedly"
         if self.streams.clock is not None:
-            _say(lost)
+            self.events.note(lost)
             return False
         if self.reopens >= MAX_STREAM_REOPENS:
-            _say(f"{lost} again; not reopened: {MAX_STREAM_REOPENS} reopens a run at most")
+            self.events.note(
+                f"{lost} again; not reopened: {MAX_STREAM_REOPENS} reopens a run at most"
+            )
             return False
         began = time.monotonic()
         self.engine.fade_back_in()  # applied by the new stream's first block
         try:
             reopened = self.streams.reopen()
         except DeviceError as error:
-            _say(lost)
-            _say(f"could not reopen it in {time.monotonic() - began:.1f} s: {error}")
+            self.events.note(lost)
+            self.events.note(f"could not reopen it in {time.monotonic() - began:.1f} s: {error}")
             return False
         if not reopened:
-            _say(lost)
+            self.events.note(lost)
             return False
         self.reopens += 1
         self.reopen_seconds += time.monotonic() - began
-        _say(
+        self.events.note(
             f"{lost}; reopened it after {time.monotonic() - began:.2f} s "
             f"({self.reopens} of at most {MAX_STREAM_REOPENS} reopens a run)"
         )
@@ -323,10 +307,6 @@ class LiveSession:
         if self.recorder.dropped_frames:
             text += f"; {self.recorder.dropped_frames} frames dropped (the disk was too slow)"
         return [text]
-
-
-def _say(text: str) -> None:
-    print(f"stream-sep: {text}", file=sys.stderr, flush=True)
 
 
 class _stop_on_sigterm:

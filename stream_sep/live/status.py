@@ -1,7 +1,9 @@
-"""What the live command prints: the start-up line, the status line, the summary."""
+"""What a live run reports: the start-up line, the status line, the summary (its numbers,
+:class:`Summary`, and its lines)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 
@@ -167,6 +169,61 @@ def xrun_warning(xruns: int, callbacks: int, rate: int, blocksize: int) -> tuple
 
 def _power_of_two_at_least(value: float) -> int:
     return 1 << max(0, math.ceil(math.log2(max(value, 1.0))))
+
+
+@dataclasses.dataclass(frozen=True)
+class Summary:
+    """The numbers of a finished live run, as its summary lines print them.
+
+    reason: why it stopped ('end of input', 'duration reached', 'q', 'interrupted', 'stop
+    requested', 'stream died', 'stream stalled' or the model's cause); seconds and frames:
+    what the stream played; windows: submitted to the model (``windows_run`` computed,
+    ``windows_skipped`` not); inference_*_s: seconds per window; load: inference time / hop;
+    latency_seconds/latency_samples: the engine's fixed delay; ok: False when the stream, the
+    model or the input file failed; lines: the summary as text, one line each.
+    """
+
+    reason: str
+    seconds: float
+    frames: int
+    windows: int
+    windows_run: int
+    windows_skipped: int
+    deadline_misses: int
+    model_failures: int
+    xruns: int
+    shed: int
+    inference_mean_s: float
+    inference_max_s: float
+    load: float
+    latency_seconds: float
+    latency_samples: int
+    ok: bool
+    lines: tuple[str, ...]
+
+
+def summarize(engine, processor, seconds: float, reason: str, extra: list[str], ok: bool):
+    """A :class:`Summary` of a finished run of ``engine`` through ``processor``."""
+    stats, shedding = engine.stats, engine.shedding
+    return Summary(
+        reason=reason,
+        seconds=seconds,
+        frames=processor.frames,
+        windows=stats.windows_submitted,
+        windows_run=stats.windows_run,
+        windows_skipped=stats.windows_skipped,
+        deadline_misses=stats.deadline_misses,
+        model_failures=stats.model_failures,
+        xruns=processor.xruns,
+        shed=shedding.shed if shedding is not None else 0,
+        inference_mean_s=stats.inference_mean_s,
+        inference_max_s=stats.inference_max_s,
+        load=stats.load,
+        latency_seconds=engine.latency_seconds,
+        latency_samples=engine.latency_samples,
+        ok=ok,
+        lines=tuple(summary_lines(engine, processor, seconds, reason, extra)),
+    )
 
 
 def summary_lines(engine, processor, seconds: float, reason: str, extra: list[str]) -> list[str]:

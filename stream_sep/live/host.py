@@ -1,0 +1,186 @@
+"""The live host assembled: from what was asked (:class:`LiveConfig`) to a finished run.
+
+:class:`LiveHost` checks everything that can be checked without the model first (the
+microphone's options, the bundled model, the route and its feedback guard, the microphone),
+so a mistake is one line before anything loads; :meth:`LiveHost.run` then loads the model,
+warms it up, fits the plan to this machine (:func:`fitted_options`), builds the
+:class:`~stream_sep.engine.Separator` and the :class:`~stream_sep.live.session.LiveSession`
+and streams until a stop. The ``stream-sep`` command and :func:`stream_sep.live.run.live`
+both run it; neither repeats any of it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import threading
+
+from stream_sep import engine as engine_module
+from stream_sep.engine import fitting
+from stream_sep.engine.key import KeyShift
+from stream_sep.errors import UserError
+from stream_sep.live import keys
+from stream_sep.live.events import LiveEvents
+from stream_sep.live.route import plan_route, resolve_mic
+from stream_sep.live.session import LiveSession, SessionOptions
+from stream_sep.models.bundled import bundled_model_path
+from stream_sep.models.loading import load_model
+from stream_sep.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SETTLE_SECONDS = 10.0  # how long a run waits for a model call still running at its end
+ASSUMED_DEVICE_BLOCK = 1024  # frames, for fitting the plan when the device chooses its block
+
+
+@dataclasses.dataclass(frozen=True)
+class LiveConfig:
+    """One live run as asked: the values of the ``stream-sep`` live options, checked.
+
+    input/output: a device (index, part of its name, 'mic'/'headphones'), a file or
+    'system[:NAME]', as ``--input``/``--output``; mode, vocal_level, key: the engine's start
+    values; model: a path or shelf name (None: the bundled model); settings: the plan and
+    window options (``latency='auto'`` fits the plan to this machine); samplerate, channels:
+    None for the route's choice; blocksize: device frames per callback (0: the device's
+    choice); duration: seconds (None: until stopped or the input file ends); mic: a capture
+    device mixed into the output at mic_level (default 1) with mic_reverb (default 0).
+    """
+
+    input: str = "mic"
+    output: str = "headphones"
+    mode: str = "karaoke"
+    vocal_level: float | None = None
+    key: int | None = None
+    model: str | os.PathLike | None = None
+    provider: str = "auto"
+    settings: Settings = Settings(latency="auto")
+    samplerate: int | None = None
+    blocksize: int = 0
+    channels: int | None = None
+    duration: float | None = None
+    mic: str | None = None
+    mic_level: float | None = None
+    mic_reverb: float | None = None
+    panel: bool = False
+    allow_feedback: bool = False
+
+
+def check_mic_options(mic: str | None, level: float | None, reverb: float | None) -> None:
+    """The microphone's options need the microphone: refused without ``--mic``."""
+    if mic is not None:
+        return
+    for option, value in (("--mic-level", level), ("--mic-reverb", reverb)):
+        if value is not None:
+            raise UserError(f"{option} {value:g} needs --mic DEVICE (the microphone it applies to)")
+
+
+def fitted_options(
+    model,
+    rate: int,
+    channels: int,
+    chosen: Settings,
+    blocksize: int = 0,
+    key_delay: float = 0.0,
+) -> dict:
+    """Engine options for this machine: with ``--latency`` the plan is chosen from the
+    model's measured speed and the engine sheds work under overload; with explicit
+    --hop/--lookahead/--crossfade those are used as given (one hop of compute allowance).
+    key_delay: seconds the key stage adds, taken from a --latency SECONDS target."""
+    if not chosen.fitted:
+        return chosen.engine_options()
+    speed = fitting.measure(model, rate, channels, **chosen.window_options())
+    target = None if chosen.latency == "auto" else chosen.latency
+    if target is not None and key_delay:
+        if target <= key_delay:
+            raise UserError(
+                f"--latency {target:g} is shorter than the key change's own delay "
+                f"({key_delay:.3f} s): ask for more, or leave out --key"
+            )
+        target -= key_delay
+    block = (blocksize or ASSUMED_DEVICE_BLOCK) / rate
+    fit = fitting.choose(model.contract, rate, channels, speed, target, chosen.stereo, block)
+    stereo_cost = speed.t90("batch") / max(speed.t90("mid"), 1e-6)
+    log.info("measured %.3f s per window (%s): %s", fit.window_seconds, fit.stereo, fit)
+    options = {**fit.engine_options(), **chosen.window_options()}
+    return {**options, "shed": True, "stereo_cost": stereo_cost}
+
+
+class LiveHost:
+    """One live run of ``config``, reported to ``events``.
+
+    The constructor checks the route, the microphone and the bundled model (UserError,
+    DeviceError or AudioFileError: one line, nothing loaded, nothing written). :meth:`run`
+    does the rest and returns 0, or 1 when the stream, the model or the input file failed;
+    :meth:`stop` ends it from any thread. ``session``: the session once built (None before),
+    kept after the run for its summary.
+    """
+
+    def __init__(self, config: LiveConfig, events: LiveEvents | None = None):
+        self.config = config
+        self.events = events if events is not None else LiveEvents()
+        check_mic_options(config.mic, config.mic_level, config.mic_reverb)
+        if config.model is None:
+            bundled_model_path()  # no bundled model: say so before touching any device
+        self.route = plan_route(
+            config.input,
+            config.output,
+            samplerate=config.samplerate,
+            channels=config.channels,
+            allow_feedback=config.allow_feedback,
+        )
+        self.mic = None
+        if config.mic is not None:
+            level = 1.0 if config.mic_level is None else config.mic_level
+            reverb = 0.0 if config.mic_reverb is None else config.mic_reverb
+            self.mic = resolve_mic(
+                config.mic, self.route, config.output, level, reverb, config.allow_feedback
+            )
+        # Rubber Band's fixed delay; also the one line saying how to install it, if missing.
+        self.key_delay = 0.0
+        if config.key is not None:
+            self.key_delay = KeyShift(self.route.rate, self.route.channels).latency_seconds
+        self.session: LiveSession | None = None
+        self._stopped = threading.Event()
+
+    def run(self, reader: keys.KeyReader | None = None) -> int:
+        """Load, fit, build and stream until a stop; reader: the terminal's keys, or None."""
+        config, route = self.config, self.route
+        model = load_model(config.model, config.provider)
+        model.warm_up(batch=1 if config.settings.stereo == "mid" else route.channels)
+        separator = self._separator(model)
+        try:
+            options = SessionOptions(config.blocksize, config.duration, config.panel)
+            self.session = LiveSession(model, separator, route, options, self.mic, self.events)
+            if self._stopped.is_set():
+                self.session.stop()
+            return self.session.run(reader)
+        finally:
+            separator.close()
+            if not separator.settle(SETTLE_SECONDS):
+                log.warning(
+                    "the model is still running after %.0f s; exiting anyway", SETTLE_SECONDS
+                )
+
+    def stop(self) -> None:
+        """End the run at its next tick (before it streams: as soon as it does)."""
+        self._stopped.set()
+        if self.session is not None:
+            self.session.stop()
+
+    def _separator(self, model) -> engine_module.Separator:
+        """The engine for the route, its plan fitted to this machine."""
+        config, route = self.config, self.route
+        fitted = fitted_options(
+            model, route.rate, route.channels, config.settings, config.blocksize, self.key_delay
+        )
+        return engine_module.Separator(
+            model,
+            route.rate,
+            route.channels,
+            mode=config.mode,
+            vocal_level=config.vocal_level,
+            blocking=False,
+            key=config.key,
+            **fitted,
+        )

@@ -22,9 +22,6 @@ weights, as in ``bench_inference.py`` (cached under ~/.cache/stream-sep/bench/).
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import statistics
 import sys
 import tempfile
 import time
@@ -33,44 +30,16 @@ from pathlib import Path
 import numpy as np
 import soxr
 
+from benchmarks.harness import RESULTS, ModelProxy, Run, in_folder, median_ms
 from stream_sep import engine
 from stream_sep.dsp import spectral
 from stream_sep.models.contract import ModelContract
 from stream_sep.models.loading import load_model
 
-REPO = Path(__file__).resolve().parent.parent
-
 MODELS = ("test", "tiny", "small", "full")
 STREAM_RATE = 48000
 BLOCK = 512
 HOP = 0.5
-RESULTS = REPO / "benchmarks" / "results"
-
-
-class NullModel:
-    """Returns silence at once: the engine's cost without any model's."""
-
-    def __init__(self, contract: ModelContract):
-        self.contract = contract
-        self._out = {}
-
-    def separate(self, audio: np.ndarray) -> np.ndarray:
-        """(B, W) -> (B, S, W) zeros, preallocated per batch."""
-        batch = audio.shape[0]
-        if batch not in self._out:
-            shape = (batch, len(self.contract.sources), self.contract.window_samples)
-            self._out[batch] = np.zeros(shape, np.float32)
-        return self._out[batch]
-
-
-def _median_ms(function, repeats: int) -> float:
-    function()
-    seconds = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        function()
-        seconds.append(time.perf_counter() - started)
-    return statistics.median(seconds) * 1e3
 
 
 def model_path(name: str, workdir: Path) -> Path:
@@ -90,7 +59,8 @@ def window_costs(model, repeats: int) -> dict[str, float]:
     audio = (0.1 * rng.standard_normal((2, contract.window_samples))).astype(np.float32)
     spectrogram = spectral.to_network_input(audio, contract)
     output = model.run_network(spectrogram).copy()
-    separator = engine.Separator(NullModel(contract), STREAM_RATE, 2, hop=HOP, blocking=True)
+    null = ModelProxy(contract=contract)  # zeros at once: the engine's cost alone
+    separator = engine.Separator(null, STREAM_RATE, 2, hop=HOP, blocking=True)
     stream_window = (0.1 * rng.standard_normal((2, separator.window_samples))).astype(np.float32)
     # The stretch of the vocal estimate the engine resamples back up: (samples, 2).
     stretch = np.ascontiguousarray(
@@ -98,13 +68,13 @@ def window_costs(model, repeats: int) -> dict[str, float]:
     )
     quality = engine.RESAMPLE_QUALITY
     return {
-        "stft_ms": _median_ms(lambda: spectral.to_network_input(audio, contract), repeats),
-        "core_ms": _median_ms(lambda: model.run_network(spectrogram), repeats),
-        "istft_ms": _median_ms(lambda: spectral.from_network_output(output, contract), repeats),
-        "resample_down_ms": _median_ms(
+        "stft_ms": median_ms(lambda: spectral.to_network_input(audio, contract), repeats),
+        "core_ms": median_ms(lambda: model.run_network(spectrogram), repeats),
+        "istft_ms": median_ms(lambda: spectral.from_network_output(output, contract), repeats),
+        "resample_down_ms": median_ms(
             lambda: separator._runner.to_model_rate(stream_window), repeats
         ),
-        "resample_up_ms": _median_ms(
+        "resample_up_ms": median_ms(
             lambda: soxr.resample(stretch, contract.sample_rate, STREAM_RATE, quality), repeats
         ),
     }
@@ -112,7 +82,8 @@ def window_costs(model, repeats: int) -> dict[str, float]:
 
 def engine_overhead(contract: ModelContract, seconds: float) -> dict[str, float]:
     """ms of engine time per second of 48 kHz stereo audio, with a model that costs nothing."""
-    separator = engine.Separator(NullModel(contract), STREAM_RATE, 2, hop=HOP, blocking=True)
+    null = ModelProxy(contract=contract)  # zeros at once: the engine's cost alone
+    separator = engine.Separator(null, STREAM_RATE, 2, hop=HOP, blocking=True)
     rng = np.random.default_rng(1)
     audio = (0.1 * rng.standard_normal((2, int(seconds * STREAM_RATE)))).astype(np.float32)
     out = np.zeros((2, BLOCK), np.float32)
@@ -152,11 +123,11 @@ def format_row(row: dict) -> str:
     )
 
 
-def markdown(rows: list[dict], meta: dict) -> str:
+def markdown(rows: list[dict], meta: dict) -> list[str]:
+    """The report's body: what ran, the table, how to read it."""
     lines = [
-        f"Measured {meta['date']} on {meta['device']}; onnxruntime {meta['onnxruntime']}, "
-        f"CPU provider, stereo (batch 2), {meta['repeats']} runs per median"
-        f"{'; ' + meta['note'] if meta.get('note') else ''}.",
+        f"onnxruntime {meta['onnxruntime']}, CPU provider, stereo (batch 2), {meta['repeats']} "
+        f"runs per median{'; ' + meta['note'] if meta.get('note') else ''}.",
         "",
         HEADER,
         "|" + " --- |" * (HEADER.count(" | ") + 1),
@@ -167,10 +138,9 @@ def markdown(rows: list[dict], meta: dict) -> str:
         "Per stereo window of 4.064 s. Engine overhead: a 48 kHz stereo stream in 512-sample "
         "blocks through `Separator(blocking=True)` with a model that returns zeros at once "
         "(ring buffers, both resamplings, crossfade, mixing, output guard). Total = overhead "
-        "+ 2 windows per second x (STFT + core + iSTFT). Written by "
-        "`python -m benchmarks bench_engine`.",
+        "+ 2 windows per second x (STFT + core + iSTFT).",
     ]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -184,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--note", default="")
     parser.add_argument("--smoke", action="store_true", help="CI: the test model, 2 runs, 5 s")
     args = parser.parse_args(argv)
+    run = Run("bench_engine", argv)
     if args.smoke:
         args.models, args.repeats, args.seconds = "test", 2, 5.0
     elif args.out is None:
@@ -193,8 +164,6 @@ def main(argv: list[str] | None = None) -> int:
         if name not in MODELS:
             parser.error(f"--models must be among {', '.join(MODELS)}, got {name!r}")
     import onnxruntime
-
-    from benchmarks import bench_inference
 
     print(HEADER, flush=True)
     rows = []
@@ -207,21 +176,14 @@ def main(argv: list[str] | None = None) -> int:
             print(format_row(row), flush=True)
             rows.append(row)
     meta = {
-        "date": time.strftime("%Y-%m-%d %H:%M"),
-        "device": bench_inference.device_description("cpu")[0],
         "onnxruntime": onnxruntime.__version__,
         "repeats": args.repeats,
         "note": args.note,
     }
     if args.out is not None:
-        args.out.mkdir(parents=True, exist_ok=True)
-        for file_name, text in (
-            ("engine.json", json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n"),
-            ("engine.md", markdown(rows, meta)),
-        ):
-            temporary = args.out / (file_name + ".partial")
-            temporary.write_text(text)
-            os.replace(temporary, args.out / file_name)
+        run.write(
+            *in_folder(args.out, "engine"), {"meta": meta, "rows": rows}, markdown(rows, meta)
+        )
         print(f"wrote {args.out / 'engine.json'} and {args.out / 'engine.md'}")
     return 0
 

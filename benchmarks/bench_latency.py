@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.harness import ModelProxy
 from stream_sep import offline
 from stream_sep.dsp.postfilter import POSTFILTERS
 from stream_sep.engine import fitting
@@ -41,17 +42,6 @@ REPO = Path(__file__).resolve().parent.parent
 
 SONG_RATE = 44100
 LIVE_RATE = 48000
-
-
-class CountingModel:
-    """Wraps a model and counts the rows (windows x channels) it computes."""
-
-    def __init__(self, model):
-        self.model, self.contract, self.rows = model, model.contract, 0
-
-    def separate(self, audio):
-        self.rows += audio.shape[0]
-        return self.model.separate(audio)
 
 
 def song(seconds: float, rate: int = SONG_RATE) -> np.ndarray:
@@ -67,7 +57,7 @@ def offline_rows(model, seconds: float, window_options: dict) -> list[dict]:
     audio = song(seconds)
     rows = []
     for name, like_live in (("live plan (--like-live)", True), ("throughput plan", False)):
-        counted = CountingModel(model)
+        counted = ModelProxy(model)
         estimate = functools.partial(
             offline.estimate_vocals, counted, like_live=like_live, **window_options
         )

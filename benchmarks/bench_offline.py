@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import soxr
 
+from benchmarks.harness import ModelProxy
 from stream_sep.dsp import spectral
 from stream_sep.models import providers
 from stream_sep.models.loading import load_model, read_model_file
@@ -47,20 +48,6 @@ REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results"
 RATE = 44100
 BATCH_ROWS = (1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 16)  # B: 1..8 windows, mono or stereo
-
-
-class CountingModel:
-    """Passes ``separate`` through to a model, counting calls and rows of ``B``."""
-
-    def __init__(self, model):
-        self.model, self.contract = model, model.contract
-        self.calls = self.rows = 0
-
-    def separate(self, audio: np.ndarray) -> np.ndarray:
-        """(B, W) -> (B, S, W), as the model does."""
-        self.calls += 1
-        self.rows += audio.shape[0]
-        return self.model.separate(audio)
 
 
 def song(seconds: float, rate: int = RATE) -> np.ndarray:
@@ -178,7 +165,7 @@ def _run_side_by_side(group: list, feed: dict, repeats: int) -> float:
 
 # ---------------------------------------------------------------------------- 3. plans
 def run_plan(model, audio: np.ndarray, plan: str, options: dict) -> dict:
-    counting = CountingModel(model)
+    counting = ModelProxy(model)
     started = time.perf_counter()
     if plan == "today":
         separate_array(counting, audio, RATE, like_live=True)

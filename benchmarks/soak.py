@@ -33,7 +33,6 @@ import dataclasses
 import json
 import sys
 import tempfile
-import threading
 import time
 import tracemalloc
 from pathlib import Path
@@ -41,8 +40,9 @@ from pathlib import Path
 import numpy as np
 from scipy import signal
 
+from benchmarks.harness import ModelProxy
 from stream_sep.engine import Separator
-from stream_sep.safety import OutputGuard
+from stream_sep.dsp.safety import OutputGuard
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -68,20 +68,17 @@ class SoakConfig:
     nonfinite_per_minute: float = 20.0  # NaN/Inf input samples
 
 
-class JitteryModel:
+class JitteryModel(ModelProxy):
     """A real model whose calls are slowed, broken or NaN-ed at random (seeded per call)."""
 
     def __init__(self, model, config: SoakConfig, hop_wall_seconds: float):
-        self.model, self.contract, self.config = model, model.contract, config
+        super().__init__(model)
+        self.config = config
         self.hop_wall = hop_wall_seconds
-        self.calls = 0
         self.injected = {"delay": 0, "hang": 0, "raise": 0, "nan": 0}
-        self._lock = threading.Lock()
 
-    def separate(self, audio: np.ndarray) -> np.ndarray:
-        with self._lock:
-            self.calls += 1
-            rng = np.random.default_rng([self.config.seed, self.calls])
+    def compute(self, audio: np.ndarray, call: int) -> np.ndarray:
+        rng = np.random.default_rng([self.config.seed, call])
         draw, config = rng.random(4), self.config
         if draw[0] < config.hang_probability:
             self.injected["hang"] += 1

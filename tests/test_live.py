@@ -18,9 +18,9 @@ import soundfile as sf
 from stream_sep import cli
 from stream_sep.engine import Separator
 from stream_sep.live import host, keys, route
+from stream_sep.live.recording import RingBuffer
 from stream_sep.live.streams import STALL_SECONDS, StallWatch
 from stream_sep.models.loading import load_model
-from stream_sep.recording import RingBuffer
 from stream_sep.settings import Settings
 from tests.helpers import FAST_ARGS, gain_model, small_contract
 

@@ -17,7 +17,7 @@ import pytest
 import soundfile as sf
 
 from stream_sep.errors import UserError
-from stream_sep.mic import MicMix, check_level
+from stream_sep.live.mic import MicMix, check_level
 from tests.helpers import FAST_ARGS, FAST_OPTIONS
 from tests.jack_harness import Harness, find_delay, opened
 from tests.test_live_jack import run_through_jack, start_cli, stop_cli

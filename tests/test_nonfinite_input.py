@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 
 from stream_sep import api
-from stream_sep.finite import FADE_SECONDS, FiniteReader, fade_frames, replace_nonfinite
+from stream_sep.dsp.finite import FADE_SECONDS, FiniteReader, fade_frames, replace_nonfinite
 from stream_sep.models.loading import load_model
 from tests.helpers import FAST_ARGS, fast_settings, gain_model, sine
 

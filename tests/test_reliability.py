@@ -20,11 +20,11 @@ from onnx import TensorProto, helper, numpy_helper
 
 from stream_sep import engine as engine_module
 from stream_sep.cli import main
+from stream_sep.dsp.safety import db_to_gain
 from stream_sep.engine import Separator
 from stream_sep.errors import ModelError, UserError
 from stream_sep.models.contract import PREFIX
 from stream_sep.models.loading import load_model
-from stream_sep.safety import db_to_gain
 from tests.helpers import (
     FAST_ARGS,
     FAST_OPTIONS,

@@ -8,10 +8,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stream_sep import safety
+from stream_sep.dsp import safety
+from stream_sep.dsp.safety import OutputGuard, db_to_gain
 from stream_sep.engine import MODES, Separator
 from stream_sep.models.loading import load_model
-from stream_sep.safety import OutputGuard, db_to_gain
 from tests.helpers import FAST_OPTIONS, gain_model, noise, sine, stream, voice_over_band
 
 FAST = FAST_OPTIONS

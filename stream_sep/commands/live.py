@@ -9,7 +9,7 @@ the stream and print a summary.
 
 ``--input`` and ``--output`` each name a device (see :mod:`stream_sep.live.devices`) or a file: an
 input file is played in real time as the source, an output file records the processed stream
-(:mod:`stream_sep.recording`). With files on both sides no device is opened; a clock thread
+(:mod:`stream_sep.live.recording`). With files on both sides no device is opened; a clock thread
 paces the stream in real time instead.
 """
 
@@ -19,10 +19,10 @@ import sys
 import time
 
 from stream_sep import engine as engine_module
-from stream_sep import mic as mic_module
 from stream_sep import options, settings
 from stream_sep.engine.key import KEY_RANGE
 from stream_sep.live import devices, host, keys, status
+from stream_sep.live import mic as mic_module
 from stream_sep.live.events import LiveEvents
 
 SAMPLERATE_RANGE = (8000, 384000)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from stream_sep import safety
+from stream_sep.dsp import safety
 from stream_sep.engine.config import EngineConfig
 from stream_sep.engine.health import EngineStats, Health
 from stream_sep.engine.key import KeyStage

@@ -12,7 +12,7 @@ import dataclasses
 
 import numpy as np
 
-from stream_sep import safety
+from stream_sep.dsp import safety
 from stream_sep.engine.plan import DEFAULT_CROSSFADE, DEFAULT_HOP, DEFAULT_LOOKAHEAD
 from stream_sep.engine.window import STEREO_CHOICES
 from stream_sep.errors import UserError
@@ -37,7 +37,7 @@ class EngineConfig:
     and never stop for slowness (:mod:`stream_sep.engine.shedding`); stereo_cost: measured
     time of a both-channel window over a mid-channel one.
     ramp_seconds: gain ramps on mode/level changes; limit: pass the output through the
-    :class:`~stream_sep.safety.OutputGuard` (limiter at ``ceiling_db``, NaN guard, clip);
+    :class:`~stream_sep.dsp.safety.OutputGuard` (limiter at ``ceiling_db``, NaN guard, clip);
     fade_in: seconds from where the delayed signal first arrives (None: a short one when
     guarded, none otherwise); max_consecutive_failures: unusable windows in a row that latch
     the engine's failure. key: None (no key stage) or semitones in -6..+6 (a

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from stream_sep.scratch import FlatIndex, SizeCache
+from stream_sep.dsp.scratch import FlatIndex, SizeCache
 
 
 class _Sized:

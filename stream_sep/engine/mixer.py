@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from stream_sep.dsp.scratch import SizeCache
 from stream_sep.errors import UserError
-from stream_sep.scratch import SizeCache
 
 MODES = ("karaoke", "vocals", "bypass")
 VOCAL_LEVEL_RANGE = (0.0, 2.0)
@@ -109,7 +109,7 @@ class Mixer:
     :meth:`apply_requests` on the audio thread, ramping over ``ramp_samples``. The output
     gain fades in from ``fade_in_start`` over ``fade_in_samples``; :meth:`request_fade_out`
     ramps it to silence, :meth:`request_fade_in` up from silence (after a gap in the output).
-    ``guard`` (a :class:`~stream_sep.safety.OutputGuard`) or None.
+    ``guard`` (a :class:`~stream_sep.dsp.safety.OutputGuard`) or None.
     """
 
     def __init__(

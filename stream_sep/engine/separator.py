@@ -2,7 +2,7 @@
 
 Safety (see docs/reliability.md): the mix is multiplied by an output gain that fades in over
 ``fade_in`` seconds from ``latency_samples`` (where the delayed signal first arrives) and fades
-out on :meth:`Separator.fade_out`, then passes the :class:`~stream_sep.safety.OutputGuard`
+out on :meth:`Separator.fade_out`, then passes the :class:`~stream_sep.dsp.safety.OutputGuard`
 (peak limiter, NaN guard, hard clip at the ceiling). A window that raises, returns the wrong
 shape or NaN/Inf, or is late plays the dry signal; ``max_consecutive_failures`` such windows
 in a row latch :attr:`Separator.failed` with a :attr:`Separator.failure_reason`.

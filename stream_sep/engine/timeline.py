@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from stream_sep.dsp.scratch import FlatIndex, SizeCache
 from stream_sep.engine.delay import DelayRing
 from stream_sep.engine.health import EngineStats
 from stream_sep.engine.mixer import Mixer
 from stream_sep.engine.plan import WindowPlan
 from stream_sep.engine.scheduler import Scheduler
-from stream_sep.scratch import FlatIndex, SizeCache
 
 
 class _Sized:

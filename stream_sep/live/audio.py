@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stream_sep.recording import RingBuffer
+from stream_sep.live.recording import RingBuffer
 
 log = logging.getLogger(__name__)
 
@@ -153,10 +153,10 @@ class BlockProcessor:
     engine: a stream_sep.engine.Separator (only ``channels`` and ``process`` are used here).
     out_channels: channels of the output device (engine channel k % C feeds device channel k).
     source: a FileSource instead of a capture device, or None.
-    recorder: a stream_sep.recording.Recorder, or None.
+    recorder: a stream_sep.live.recording.Recorder, or None.
     end_frame: stop (``finished``) after this many frames, and record no more than that; or
         None to run (and record) until stopped.
-    mic: a stream_sep.mic.MicMix mixed into every processed block (after the engine), or None.
+    mic: a stream_sep.live.mic.MicMix mixed into every processed block (after the engine), or None.
     """
 
     def __init__(

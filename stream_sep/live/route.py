@@ -12,11 +12,11 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from stream_sep import mic as mic_module
 from stream_sep.audio_files import audio_file_info
 from stream_sep.errors import AudioFileError
 from stream_sep.live import devices, system_audio
-from stream_sep.recording import check_recording_path
+from stream_sep.live import mic as mic_module
+from stream_sep.live.recording import check_recording_path
 
 AUDIO_SUFFIXES = {
     ".wav",

@@ -19,11 +19,11 @@ from __future__ import annotations
 import os
 import threading
 
-from stream_sep import mic as mic_module
 from stream_sep import options
 from stream_sep.engine.key import KEY_RANGE
 from stream_sep.engine.mixer import VOCAL_LEVEL_RANGE, check_mode
 from stream_sep.errors import UserError
+from stream_sep.live import mic as mic_module
 from stream_sep.live import status
 from stream_sep.live.events import LiveEvents
 from stream_sep.live.host import LiveConfig, LiveHost

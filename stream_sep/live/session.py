@@ -22,9 +22,9 @@ from stream_sep.live.controls import Controls
 from stream_sep.live.events import LiveEvents
 from stream_sep.live.panel import UPDATE_SECONDS as PANEL_TICK_SECONDS
 from stream_sep.live.panel import Panel
+from stream_sep.live.recording import Recorder
 from stream_sep.live.route import Mic, Route
 from stream_sep.live.streams import StallWatch, Streams
-from stream_sep.recording import Recorder
 
 log = logging.getLogger(__name__)
 

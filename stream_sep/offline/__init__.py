@@ -18,9 +18,9 @@ import soundfile as sf
 
 from stream_sep import atomic
 from stream_sep.audio_files import FileReader, checked_audio_info
+from stream_sep.dsp.finite import FiniteReader, replace_nonfinite
 from stream_sep.engine import Separator
 from stream_sep.errors import AudioFileError, ModelError, UserError, typed_first_line
-from stream_sep.finite import FiniteReader, replace_nonfinite
 from stream_sep.offline.overlap_add import OverlapAddStream, separate_overlap_add
 from stream_sep.settings import WINDOW_FIELDS
 
@@ -328,7 +328,7 @@ def estimate_vocals(
     given options (hop, lookahead, crossfade, stereo), whose samples equal a live run
     without deadline misses. Any window the model fails on raises :class:`ModelError` with
     the model's reason. warm_up (like_live): first refuse a model that cannot run at all.
-    Non-finite input samples are replaced by silence first (:mod:`stream_sep.finite`).
+    Non-finite input samples are replaced by silence first (:mod:`stream_sep.dsp.finite`).
     """
     audio, replaced = replace_nonfinite(audio, sample_rate)
     _report_replaced("input", replaced)

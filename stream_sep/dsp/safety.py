@@ -23,7 +23,7 @@ import math
 
 import numpy as np
 
-from stream_sep.scratch import SizeCache
+from stream_sep.dsp.scratch import SizeCache
 
 DEFAULT_CEILING_DB = -1.0
 RELEASE_SECONDS = 0.1

@@ -2,7 +2,7 @@
 
 The microphone has a capture stream of its own, opened with PortAudio's lowest latency for
 that device (``latency="low"``), whose callback only copies its first channel into a ring
-(:class:`~stream_sep.recording.RingBuffer`). The output's callback mixes what is there into
+(:class:`~stream_sep.live.recording.RingBuffer`). The output's callback mixes what is there into
 the processed block, after the engine (so neither the separation's nor the key change's delay
 touches the voice), with the level ramped over one block on a change, an optional room reverb
 (pedalboard's ``Reverb``, the ``[night]`` extra), then an output guard over the sum.
@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from stream_sep import safety
+from stream_sep.dsp import safety
 from stream_sep.errors import UserError
-from stream_sep.recording import RingBuffer
+from stream_sep.live.recording import RingBuffer
 
 LEVEL_RANGE = (0.0, 2.0)
 REVERB_RANGE = (0.0, 1.0)

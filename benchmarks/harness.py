@@ -1,0 +1,182 @@
+"""What every scenario shares: the machine, one timer, one report writer and one model
+wrapper.
+
+A scenario opens a :class:`Run` when it starts (the date, the machine, the load average, its
+command line) and hands its results to :meth:`Run.write`, which writes the JSON and the
+Markdown whole or not at all (:mod:`stream_sep.atomic`). Both carry the run's facts: the JSON
+under ``"run"``, the Markdown as its first lines and its last; the scenario's own tables sit
+between them as it formats them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from stream_sep import atomic
+from stream_sep.models import providers
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "benchmarks" / "results"
+
+
+# ---------------------------------------------------------------------------- the machine
+def machine() -> str:
+    """The CPU and the cores this process may use: ``"AMD EPYC 7B13, 2 cores"``."""
+    return providers.cpu_description()
+
+
+def load_average() -> float:
+    """The 1-minute load average (what else ran: a shared machine slows every figure)."""
+    return round(os.getloadavg()[0], 2)
+
+
+# ---------------------------------------------------------------------------- timing
+def timed(function: Callable[[], object]) -> float:
+    """Seconds one call of ``function`` takes (wall clock, ``time.perf_counter``)."""
+    started = time.perf_counter()
+    function()
+    return time.perf_counter() - started
+
+
+def median_ms(function: Callable[[], object], repeats: int, warm_up: bool = True) -> float:
+    """Median milliseconds of ``repeats`` calls, after one untimed call unless ``warm_up``
+    is False."""
+    if warm_up:
+        function()
+    return statistics.median(timed(function) for _ in range(repeats)) * 1e3
+
+
+# ---------------------------------------------------------------------------- reports
+class Run:
+    """One run of scenario ``name``: its date, the machine, the load average when it began
+    and when its report is written, and the command that ran it (``argv``: the options
+    after the name; None: this process's)."""
+
+    def __init__(self, name: str, argv: list[str] | None = None):
+        self.name = name
+        self.argv = [str(a) for a in (sys.argv[1:] if argv is None else argv)]
+        self.date = time.strftime("%Y-%m-%d %H:%M")
+        self.machine = machine()
+        self.load_before = load_average()
+
+    @property
+    def command(self) -> str:
+        return shlex.join(["python", "-m", "benchmarks", self.name, *self.argv])
+
+    def facts(self) -> dict:
+        """The run's facts as the JSON holds them; the load average after is read now."""
+        return {
+            "date": self.date,
+            "machine": self.machine,
+            "load_average_before": self.load_before,
+            "load_average_after": load_average(),
+            "command": self.command,
+        }
+
+    def write(
+        self,
+        json_path: Path | str | None,
+        md_path: Path | str | None,
+        data: dict,
+        body: list[str],
+        title: str | None = None,
+    ) -> dict:
+        """Writes ``{"run": facts, **data}`` to ``json_path`` and the Markdown (``title`` as
+        a heading, the facts, ``body``, the command) to ``md_path``; a path that is None is
+        not written. Returns the facts."""
+        facts = self.facts()
+        if json_path is not None:
+            text = json.dumps({"run": facts, **data}, indent=2) + "\n"
+            _write(Path(json_path), text)
+        if md_path is not None:
+            _write(Path(md_path), markdown(facts, body, title))
+        return facts
+
+
+def markdown(facts: dict, body: list[str], title: str | None = None) -> str:
+    """A report's Markdown: ``title``, the run's facts, ``body`` (the scenario's lines), the
+    command."""
+    lines = [f"# {title}", ""] if title else []
+    lines += [
+        f"Measured {facts['date']} on {facts['machine']}; load average (1 min) before / after: "
+        f"{facts['load_average_before']:.2f} / {facts['load_average_after']:.2f}.",
+        "",
+        *body,
+    ]
+    while lines and not lines[-1]:
+        lines.pop()
+    lines += ["", f"Written by `{facts['command']}`."]
+    return "\n".join(lines) + "\n"
+
+
+def in_folder(out: Path | str | None, name: str) -> tuple[Path | None, Path | None]:
+    """(``out/name.json``, ``out/name.md``), or (None, None) without a folder."""
+    if out is None:
+        return None, None
+    return Path(out) / f"{name}.json", Path(out) / f"{name}.md"
+
+
+def at_stem(stem: Path | str) -> tuple[Path, Path]:
+    """(``stem.json``, ``stem.md``)."""
+    stem = Path(stem)
+    return stem.with_suffix(".json"), stem.with_suffix(".md")
+
+
+def table(header: list[str], rows: list[list[object]]) -> list[str]:
+    """A Markdown table: the header, the rule, one line per row (cells as given)."""
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return lines
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic.write_text(path, text)
+
+
+# ---------------------------------------------------------------------------- models
+class ModelProxy:
+    """Stands in for a model where the engine or a plan calls one: ``separate`` goes to
+    ``model`` and is counted (calls, and rows of its (B, W) input), or, with no model,
+    returns zeros at once (the engine's cost without any model's; ``contract`` is then
+    needed). A scenario that changes what one call does (delays, failures, reuse)
+    overrides :meth:`compute`.
+
+    ``separate``: (B, W) float32 -> (B, S, W) float32, as the model's.
+    """
+
+    def __init__(self, model=None, contract=None):
+        self.model = model
+        self.contract = contract if contract is not None else model.contract
+        self.path = getattr(model, "path", None)
+        self.provider = getattr(model, "provider", None)
+        self.calls = self.rows = 0
+        self._lock = threading.Lock()
+        self._zeros: dict[int, np.ndarray] = {}
+
+    def separate(self, audio: np.ndarray) -> np.ndarray:
+        with self._lock:
+            self.calls += 1
+            self.rows += audio.shape[0]
+            call = self.calls
+        return self.compute(audio, call)
+
+    def compute(self, audio: np.ndarray, call: int) -> np.ndarray:
+        """The output of call number ``call`` (1, 2, ...)."""
+        if self.model is not None:
+            return self.model.separate(audio)
+        batch = audio.shape[0]
+        if batch not in self._zeros:  # preallocated per batch: no allocation while timed
+            shape = (batch, len(self.contract.sources), self.contract.window_samples)
+            self._zeros[batch] = np.zeros(shape, np.float32)
+        return self._zeros[batch]

@@ -60,7 +60,7 @@ def describe(folder: Path, count: int) -> dict:
     }
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--songs", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
@@ -68,7 +68,7 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=None, help="default: as a run (CPUs, <= 8)")
     parser.add_argument("--md", type=Path)
     parser.add_argument("--json", type=Path)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     folder = cache.song_folder(args.cache, args.seed)
     missing = sum(not cache.song_path(folder, i).is_file() for i in range(args.songs))

@@ -41,9 +41,12 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--output",
         default="headphones",
-        metavar="DEVICE|FILE.wav|system:NAME",
+        metavar="DEVICE|FILE.wav|system:NAME|virtual[:NAME]",
         help="playback device (index, part of its name, or 'headphones' for the default "
-        "output), system:NAME (the PulseAudio/PipeWire sink NAME), "
+        "output), system:NAME (the PulseAudio/PipeWire sink NAME), virtual[:NAME] (a "
+        "microphone other programs can choose, named NAME, default 'stream-sep karaoke', "
+        "made in PulseAudio/PipeWire for the run; macOS/Windows: a loopback driver such as "
+        "BlackHole or VB-Audio Cable; docs/sharing.md), "
         "or a .wav file that records the processed stream (default headphones). A "
         "recording starts with the latency (silence while the first input travels through) "
         "and, from an input file, holds exactly the file's frames (at the stream rate) plus "

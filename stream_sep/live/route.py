@@ -14,7 +14,7 @@ from pathlib import Path
 
 from stream_sep.audio_files import audio_file_info
 from stream_sep.errors import AudioFileError
-from stream_sep.live import devices, system_audio
+from stream_sep.live import devices, system_audio, virtual
 from stream_sep.live import mic as mic_module
 from stream_sep.live.recording import check_recording_path
 
@@ -43,9 +43,12 @@ class Endpoint:
     device: devices.Device | None = None
     path: Path | None = None
     system: system_audio.SystemEnd | None = None  # --input system, --output system:NAME
+    virtual: virtual.VirtualOutput | None = None  # --output virtual[:NAME]
 
     @property
     def name(self) -> str:
+        if self.virtual is not None:
+            return self.virtual.describe()
         if self.system is not None:
             return self.system.describe()
         return self.device.name if self.device is not None else str(self.path)
@@ -86,16 +89,24 @@ def plan_route(
     channels: int | None = None,
     allow_feedback: bool = False,
 ) -> Route:
-    """Resolve, guard and size a route; UserError/DeviceError/AudioFileError (one line)."""
+    """Resolve, guard and size a route; UserError/DeviceError/AudioFileError (one line).
+    ``--output virtual`` is checked first (it may refuse the input); its modules are loaded
+    just before the stream opens (:func:`stream_sep.live.virtual.open_for`)."""
+    shared = virtual.plan(output_spec, input_spec) if virtual.is_virtual(output_spec) else None
     source = resolve_endpoint(input_spec, "input")
-    sink = resolve_endpoint(output_spec, "output", partner=source.device)
+    if shared is not None:
+        sink = Endpoint("output", output_spec, device=shared.device, virtual=shared)
+        if shared.server:  # PULSE_SINK: the virtual sink
+            sink.system = system_audio.SystemEnd(shared.device, shared.sink)
+    else:
+        sink = resolve_endpoint(output_spec, "output", partner=source.device)
     if source.device is not None and sink.device is not None and devices.means_default(input_spec):
         source = resolve_endpoint(input_spec, "input", partner=sink.device)
     if source.system is not None:
         system_audio.check_route(
             source.system, sink.device, sink.system, output_spec, allow_feedback
         )
-    elif source.device is not None and sink.device is not None:
+    elif source.device is not None and sink.device is not None and not _served(sink):
         devices.check_feedback(source.device, sink.device, output_spec, allow_feedback)
     file_rate, file_channels = audio_file_info(source.path)[:2] if source.path else (None, None)
     rate = samplerate or choose_rate(source, sink, file_rate)
@@ -104,8 +115,12 @@ def plan_route(
     for end, count in ((source, channels), (sink, out_channels)):
         if end.device is not None:
             devices.check_settings(end.device, end.kind, count, rate)
+    if shared is not None and shared.server:  # the sink is made to the stream's measure
+        shared.rate, shared.channels = rate, out_channels
+        sink.system = system_audio.SystemEnd(shared.device, shared.sink)
     notes = channel_notes(source, sink, channels, out_channels, file_channels)
-    notes = "\n".join(filter(None, [notes, system_note(source, rate)])) or None
+    shared_note = virtual.ready_note(shared) if shared is not None else None
+    notes = "\n".join(filter(None, [notes, system_note(source, rate), shared_note])) or None
     return Route(source, sink, rate, channels, out_channels, notes)
 
 
@@ -142,7 +157,15 @@ def resolve_endpoint(spec: str, kind: str, partner: devices.Device | None = None
     return Endpoint(kind, spec, device=devices.resolve(spec, kind, partner))
 
 
+def _served(end: Endpoint) -> bool:
+    """A virtual microphone made in the sound server: it takes any rate, and an input that
+    would record it is refused once it exists (:func:`stream_sep.live.virtual.open_for`)."""
+    return end.virtual is not None and end.virtual.server
+
+
 def choose_rate(source: Endpoint, sink: Endpoint, file_rate: int | None) -> int:
+    if _served(sink):
+        sink = Endpoint(sink.kind, sink.spec)
     for end in (source, sink):  # a sound server's sink: its own rate, so nothing resamples
         if end.system is not None and end.system.sink is not None:
             return end.system.sink.rate

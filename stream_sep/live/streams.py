@@ -16,7 +16,7 @@ import threading
 import time
 
 from stream_sep.errors import DeviceError
-from stream_sep.live import status
+from stream_sep.live import status, virtual
 from stream_sep.live.audio import BlockProcessor, FileClock
 from stream_sep.live.route import Mic, Route
 
@@ -53,6 +53,7 @@ class Streams:
     def open(self) -> None:
         """Create (not start) the streams or the file clock; device errors come out here,
         before any output file exists."""
+        virtual.open_for(self.route.sink.virtual)  # --output virtual: made for this run
         if self.mic is not None:
             self._open_mic()
         source, sink = self.route.source, self.route.sink
@@ -113,6 +114,7 @@ class Streams:
         if self.stream is not None:
             stream, self.stream = self.stream, None
             _close_or_abandon(stream)
+        virtual.close_for(self.route.sink.virtual)
 
     def _open_main(self) -> None:
         import sounddevice as sd

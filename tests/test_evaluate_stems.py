@@ -390,3 +390,25 @@ def test_options_that_do_not_apply_are_refused(arguments, message, half_path, tm
     code, out, err = run_cli(capsys, *argv)
     assert code == 2 and out == ""
     assert err.count("\n") == 1 and message in err, err
+
+
+def test_stereo_mid_scores_the_mid_estimate_on_both_channels(
+    two_songs, half_path, tmp_path, capsys
+):
+    """--stereo mid: the model hears (L + R) / 2 and its estimate (here 0.5 x the mid) stands
+    for the vocals of both channels; batch (the default) would score 0.5 x each channel."""
+    report, _ = evaluate(
+        capsys, half_path, two_songs, tmp_path / "r.json", *STREAMING, "--stereo", "mid"
+    )
+    clip = report["clips"][0]
+    vocals, accompaniment = (_trimmed(a) for a in references(two_songs / "A pair song"))
+    (mixture,) = read_back(two_songs / "A pair song", "mixture")
+    mixture = _trimmed(mixture)
+    mid = np.repeat(mixture.mean(axis=0, keepdims=True), 2, axis=0)
+    model = clip["scores"]["model"]
+    assert model["vocals"]["sdr"] == pytest.approx(_sdr(vocals, 0.5 * mid), abs=RESAMPLED)
+    assert model["accompaniment"]["sdr"] == pytest.approx(
+        _sdr(accompaniment, mixture - 0.5 * mid), abs=RESAMPLED
+    )
+    # and the batch closed form is not what was scored
+    assert abs(model["vocals"]["sdr"] - _sdr(vocals, 0.5 * mixture)) > 5 * RESAMPLED

@@ -28,7 +28,8 @@ import math
 import os
 from pathlib import Path
 
-from stream_sep import atomic, settings
+from stream_sep import atomic, options, settings
+from stream_sep.engine import STEREO_CHOICES
 from stream_sep.errors import AudioFileError, UserError, first_line
 from stream_sep.evaluation import (
     MEASURES,
@@ -131,6 +132,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="S",
         help="--streaming: seconds of future context after the last sample used",
     )
+    parser.add_argument(
+        "--stereo",
+        type=options.choice("stereo", STEREO_CHOICES),
+        metavar=options.listing(STEREO_CHOICES),
+        default=None,
+        help="stereo mixtures: batch: both channels through the model; mid: the mid channel "
+        "only, its vocal estimate on both channels (default batch)",
+    )
     settings.add_quality_arguments(parser)
     parser.add_argument(
         "--provider",
@@ -197,6 +206,7 @@ def run(args: argparse.Namespace) -> int:
         postfilter=args.postfilter,
         high_band_voice_removal=args.high_band_voice_removal,
         denoise=args.denoise,
+        stereo=args.stereo,
     )
     plan = describe_plan(model, options)
     print(_plan_line(args, model, plan, len(refs)), flush=True)

@@ -15,6 +15,7 @@ import time
 import numpy as np
 
 from stream_sep.engine.health import Health
+from stream_sep.engine.record import DRY, LIGHTER, WindowRecord
 from stream_sep.engine.shedding import Shedding, Way
 from stream_sep.engine.window import WindowRunner
 from stream_sep.errors import ModelError, typed_first_line
@@ -53,6 +54,8 @@ class Scheduler:
     window before returning (offline). strict (inline only): a window the model fails on
     raises :class:`ModelError` at once instead of playing the dry signal. shedding (threaded
     only): a :class:`~stream_sep.engine.shedding.Shedding` that sheds work under overload.
+    ``record`` (a :class:`~stream_sep.engine.record.WindowRecord`) notes each window that
+    falls back or runs a cheaper way.
     """
 
     def __init__(
@@ -74,6 +77,7 @@ class Scheduler:
             Slot(channels, plan.window_samples, plan.support_samples, self.pad)
             for _ in range(SLOTS)
         ]
+        self.record = WindowRecord()
         self.generation = 0
         self._started: list[Slot | None] = [None] * SLOTS  # not yet handed to the worker
         self._started_count = 0
@@ -112,12 +116,15 @@ class Scheduler:
             slot.decision = -1
             self.health.stats.windows_skipped += 1
             self.health.note_fallback(False)
+            self.record.note(window_index, DRY)
             return None
         slot.generation = self.generation
         slot.decision = 0
         slot.way = None
         if self.shedding is not None:
             slot.way = self.shedding.way_for_next()
+            if slot.way is not None:
+                self.record.note(window_index, LIGHTER)
             slot.deadline = time.perf_counter() + self.shedding.allowance
         return slot
 
@@ -162,12 +169,14 @@ class Scheduler:
                 failed = slot.state == Slot.FAILED
                 missed = slot.state not in (Slot.FAILED, Slot.SHED)
                 self.health.note_fallback(failed, missed=missed)
+                self.record.note(window_index, DRY)
         return slot if slot.decision == 1 else None
 
     def reset(self) -> None:
         """Forget every window; results of a model call still running are discarded."""
         self.dispatch()  # the worker drops them: their generation is past
         self.generation += 1
+        self.record.clear()  # the stream's sample positions start again
         for slot in self._slots:
             if slot.state != Slot.RUNNING:
                 slot.state = Slot.FREE

@@ -18,6 +18,7 @@ import numpy as np
 from stream_sep.engine.assembly import assemble
 from stream_sep.engine.config import DEFAULT_FADE_SECONDS, EngineConfig
 from stream_sep.engine.plan import seconds_to_samples
+from stream_sep.engine.record import DRY, LIGHTER
 from stream_sep.errors import ModelError, typed_first_line
 
 log = logging.getLogger(__name__)
@@ -118,6 +119,34 @@ class Separator:
     @property
     def queued_jobs(self) -> int:
         return self._scheduler.queued_jobs
+
+    # ------------------------------------------------------------------ what was not separated
+    def dry_ranges(self) -> list[tuple[int, int]]:
+        """[(start, stop), ...]: the output samples ``start <= j < stop`` (positions in the
+        output since the stream started, or since :meth:`reset`) that a window without an
+        estimate touched: late, failed, skipped or shed windows, whose support played the
+        dry signal or a fade between dry and separated. Merged and ascending. Everywhere
+        else every window arrived, so the output is what the engine gives computing them
+        inline, unless :meth:`lighter_ranges` names it. Exact for the first
+        ``record.CAPACITY`` such windows; :attr:`unrecorded_windows` counts the rest."""
+        return self._ranges(DRY)
+
+    def lighter_ranges(self) -> list[tuple[int, int]]:
+        """[(start, stop), ...] as :meth:`dry_ranges`: the output samples met by windows
+        that ran a cheaper way to shed work (the mid channel only, or without the denoise
+        pass): separated, though not as configured."""
+        return self._ranges(LIGHTER)
+
+    @property
+    def unrecorded_windows(self) -> int:
+        """Windows without the configured estimate noted after the record was full: while
+        it is not 0 the ranges do not name every such window."""
+        return self._scheduler.record.dropped
+
+    def _ranges(self, kind: int) -> list[tuple[int, int]]:
+        plan = self.plan
+        offset = plan.compute_samples + self._key.latency_samples
+        return self._scheduler.record.ranges(kind, plan.hop_samples, offset, plan.support_samples)
 
     # ------------------------------------------------------------------ controls
     def set_mode(self, mode: str) -> None:

@@ -16,8 +16,9 @@ import argparse
 import importlib
 import logging
 import sys
+import time
 
-from stream_sep import __version__, options
+from stream_sep import IMPORTED_AT, __version__, options
 from stream_sep.cli_runner import OneLineParser, run_main
 
 PROG = "stream-sep"
@@ -63,14 +64,19 @@ def get_parser(subcommand: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command line; ``argv`` None: this process's (``sys.argv``). A command that
+    reports its wall time counts it from the package's import when ``argv`` is None (the
+    process' start-up included), else from this call."""
+    started = IMPORTED_AT if argv is None else time.perf_counter()
     argv = list(sys.argv[1:] if argv is None else argv)
-    return run_main(PROG, lambda: _run(argv))
+    return run_main(PROG, lambda: _run(argv, started))
 
 
-def _run(argv: list[str]) -> int:
+def _run(argv: list[str], started: float) -> int:
     subcommand = argv[0] if argv and argv[0] in SUBCOMMANDS else None
     parser = get_parser(subcommand)
     args = parser.parse_args(argv[1:] if subcommand else argv)
+    args._started = started  # time.perf_counter() when the command began
     options.check_crossfade(args)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -187,10 +188,10 @@ def _separate_into(
         stems = _StemWriter(writers, behind, clip_mode)
         if not like_live:
             stream = OverlapAddStream(model, rate, channels, **_overlap_add_options(options))
-            _refuse_unrunnable(model, stream.model_channels)
-            _stream_overlap_add(stream, ahead, frames, stems, progress)
+            with _refusing_unrunnable(model, stream.model_channels, lambda: stream.windows_run):
+                _stream_overlap_add(stream, ahead, frames, stems, progress)
         else:
-            with _offline_engine(model, rate, channels, **options) as engine:
+            with _offline_engine(model, rate, channels, **_engine_options(options)) as engine:
                 _stream_through(engine, ahead, frames, stems, progress)
         _report_replaced(path.name, ahead.replaced)
         return stems.peaks
@@ -333,17 +334,18 @@ def estimate_vocals(
     audio, replaced = replace_nonfinite(audio, sample_rate)
     _report_replaced("input", replaced)
     if not like_live:
-        if warm_up:
-            stereo = options.get("stereo", "batch")
-            _refuse_unrunnable(model, 1 if stereo == "mid" else audio.shape[0])
-        vocals = separate_overlap_add(
-            model, audio, sample_rate, progress=progress, **_overlap_add_options(options)
-        )
+        stereo = options.get("stereo", "batch")
+        rows = 1 if stereo == "mid" else audio.shape[0]
+        with _refusing_unrunnable(model, rows if warm_up else 0, lambda: 0):
+            vocals = separate_overlap_add(
+                model, audio, sample_rate, progress=progress, **_overlap_add_options(options)
+            )
         if progress is not None:
             progress.done()
         return vocals
     channels, samples = audio.shape
-    with _offline_engine(model, sample_rate, channels, warm_up, **options) as engine:
+    engine_options = _engine_options(options)
+    with _offline_engine(model, sample_rate, channels, warm_up, **engine_options) as engine:
         latency = engine.latency_samples
         padded = np.zeros((channels, samples + latency), np.float32)
         padded[:, :samples] = audio
@@ -358,16 +360,43 @@ def estimate_vocals(
     return np.ascontiguousarray(vocals[:, latency:])
 
 
+# Options of the throughput plan alone: windows per model call (the live plan has one).
+OVERLAP_ADD_ONLY = ("batch_windows",)
+
+
 def _overlap_add_options(options: dict) -> dict:
     """The engine options the overlap-add plan takes (its windows are its own: hop,
     lookahead and crossfade are the live plan's)."""
-    names = ("stereo", *WINDOW_FIELDS)
+    names = ("stereo", *WINDOW_FIELDS, *OVERLAP_ADD_ONLY)
     return {name: options[name] for name in names if name in options}
+
+
+def _engine_options(options: dict) -> dict:
+    """The options the streaming engine takes (without the throughput plan's own)."""
+    return {name: value for name, value in options.items() if name not in OVERLAP_ADD_ONLY}
+
+
+@contextlib.contextmanager
+def _refusing_unrunnable(model, rows: int, windows_done: Callable[[], int]):
+    """Refuse a model that loads but cannot run, in one line, without a silent run up front.
+
+    When the block raises :class:`ModelError` before any window succeeded
+    (``windows_done()`` is 0), one silent ``(rows, window)`` batch is run: if the model
+    cannot separate silence either, that is the refusal ("the model cannot separate a silent
+    window: ..."); otherwise the block's own error stands. Stems are written to hidden files
+    until the end, so either way nothing is left behind. rows 0: no silent check.
+    """
+    try:
+        yield
+    except ModelError:
+        if rows and not windows_done():
+            _refuse_unrunnable(model, rows)
+        raise
 
 
 def _refuse_unrunnable(model, rows: int) -> None:
     """Run one silent (rows, window) batch: a model that loads but cannot run is refused
-    with one line before any file is written."""
+    with one line."""
     silence = np.zeros((rows, model.contract.window_samples), np.float32)
     try:
         model.separate(silence)
@@ -382,7 +411,8 @@ def _offline_engine(model, sample_rate: int, channels: int, warm_up: bool = True
     """A blocking, strict engine (vocals mode, no limiter) around ``model`` for whole files:
     live, a window the model fails on plays the dry mix; offline that would be a silent
     defect, so the first such window raises :class:`ModelError` with the model's reason.
-    warm_up: first refuse a model that cannot run at all."""
+    warm_up: refuse a model that cannot run at all with one line (a silent window through
+    the engine's path, run only when the first window failed: no warm-up run offline)."""
     with Separator(
         model,
         sample_rate,
@@ -393,6 +423,9 @@ def _offline_engine(model, sample_rate: int, channels: int, warm_up: bool = True
         limit=False,
         **options,
     ) as engine:
-        if warm_up:
-            engine.warm_up()
-        yield engine
+        try:
+            yield engine
+        except ModelError:
+            if warm_up and not engine.stats.windows_run:
+                engine.warm_up()
+            raise

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from benchmarks import separate_process
 from stream_sep.cli import main
 from stream_sep.commands.separate import final_line
 from stream_sep.models.loading import load_model
@@ -118,10 +119,16 @@ def test_the_process_wall_time_counts_from_start_up(tmp_path, half_path):
     wall = float(FINAL.match(lines[-1]).group(3))
     per_file = float(PER_FILE.match(lines[0]).group(1))
     assert per_file <= wall <= outside + 0.05
+    # The whole-process benchmark reads the same lines (python -m benchmarks separate_process).
+    figures = separate_process.parse(result.stderr, outside)
+    assert figures["reported_s"] == wall and figures["separation_s"] == per_file
+    assert figures["start_up_s"] == pytest.approx(outside - per_file)
+    assert figures["outside_rtf"] == pytest.approx(outside / 1.0)
 
 
 _PROBE = """
 import json, sys
+from benchmarks import separate_process
 from stream_sep.cli import main
 try:
     code = main(sys.argv[1:])

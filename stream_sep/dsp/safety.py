@@ -78,6 +78,7 @@ class OutputGuard:
         self._ceiling32 = np.array(self.ceiling, np.float32)
         self._minus_ceiling32 = np.array(-self.ceiling, np.float32)
         self._tiny = np.array(1e-30, np.float64)
+        self._smallest64 = np.array(np.finfo(np.float64).tiny, np.float64)
         self._one64 = np.ones((), np.float64)
         self._carry64 = np.zeros((), np.float64)
         self._at = np.zeros((), np.intp)
@@ -91,7 +92,8 @@ class OutputGuard:
         sized = self._sizes.get(block.shape[1])  # no int kept alive: each costs bytes
         if sized is None and block.shape[1] <= self._size:
             sized = self._sizes.keep(
-                block.shape[1], _Sized(self.channels, block.shape[1], self._decay)
+                block.shape[1],
+                _Sized(self.channels, block.shape[1], self._decay, self._carried_decay),
             )
         if sized is not None and block.flags.c_contiguous:
             self._process_whole(block, sized)
@@ -137,7 +139,7 @@ class OutputGuard:
         if self._carry < _NEGLIGIBLE and loudest <= self.ceiling:
             self._carry = 0.0
             return
-        sized = _Sized(self.channels, m, self._decay)
+        sized = _Sized(self.channels, m, self._decay, self._carried_decay)
         self._limit(peak, sized)
         block *= sized.gain
         np.clip(block, -self.ceiling, self.ceiling, out=block)
@@ -152,22 +154,30 @@ class OutputGuard:
         """peak (m,) -> sized.gain (m,), the limiter's gain; updates the carried reduction."""
         work, reduction, gain, decay = sized.work, sized.reduction, sized.gain, sized.decay
         # work = a[k] = 1 - min(1, ceiling / peak): the reduction each sample needs alone.
-        np.maximum(peak, self._tiny, out=work)
+        # Every ufunc here has operands and output of one dtype: a float32 operand of a
+        # float64 ufunc (or the reverse) would need a casting buffer, allocated per call;
+        # copyto casts without one.
+        np.copyto(work, peak)
+        np.maximum(work, self._tiny, out=work)
         np.divide(self._ceiling64, work, out=work)
         np.minimum(work, self._one64, out=work)
         np.subtract(self._one64, work, out=work)
-        with np.errstate(divide="ignore"):
-            np.log(work, out=work)  # log 0 = -inf: samples that need no reduction
+        # Samples that need no reduction (a = 0) take the smallest normal float64 instead,
+        # whose log (-708) stays finite: no divide warning to silence (np.errstate, and a
+        # warning, would allocate), and exp(-708 + ...) is 0 to float32 just as exp(-inf).
+        np.maximum(work, self._smallest64, out=work)
+        np.log(work, out=work)
         work -= decay
         np.maximum.accumulate(work, out=reduction)
         reduction += decay
         np.exp(reduction, out=reduction)
         if self._carry > 0.0:
             self._carry64.fill(self._carry)
-            np.multiply(self._carried_decay[: work.shape[0]], self._carry64, out=work)
+            np.multiply(sized.carried_decay, self._carry64, out=work)
             np.maximum(reduction, work, out=reduction)
-        np.subtract(self._one64, reduction, out=gain)
         last = reduction.item(reduction.shape[0] - 1)
+        np.subtract(self._one64, reduction, out=reduction)
+        np.copyto(gain, reduction, casting="same_kind")
         self._carry = last if last > _NEGLIGIBLE else 0.0
         self.limited_blocks += 1
         gain.argmin(None, self._at)
@@ -178,7 +188,7 @@ class OutputGuard:
 class _Sized:
     """The guard's scratch for one block size m: |block|, masks, peak, the limiter's work."""
 
-    def __init__(self, channels: int, m: int, decay: np.ndarray):
+    def __init__(self, channels: int, m: int, decay: np.ndarray, carried_decay: np.ndarray):
         self.magnitude = np.zeros((channels, m), np.float32)
         self.quiet = np.zeros((channels, m), bool)
         self.size = channels * m
@@ -186,7 +196,7 @@ class _Sized:
         self.other_rows = tuple(self.rows[1:])
         self.peak = np.zeros(m, np.float32)
         self.work, self.reduction = np.zeros(m, np.float64), np.zeros(m, np.float64)
-        self.decay = decay[:m]
+        self.decay, self.carried_decay = decay[:m], carried_decay[:m]
         self.gain = np.zeros(m, np.float32)
         self.gain_2d = np.zeros((channels, m), np.float32)
         self.gain_rows = tuple(self.gain_2d)

@@ -26,6 +26,9 @@ SLOTS = 6  # windows alive at once: in use (2), computing (1-2), spare
 CLOSE_TIMEOUT = 1.0  # seconds close() waits for a busy worker (a hung model is left behind)
 
 
+FLOATS_TO_FREE = 128  # more than CPython's float free list holds
+
+
 class Slot:
     """One window in flight: its input, its weighted estimate over the support, its state."""
 
@@ -222,6 +225,7 @@ class Scheduler:
         while True:
             slot = self._next_job()
             if slot is None:
+                _fill_float_free_list()
                 self.worker_waiting = True
                 self._wake.acquire()
                 self.worker_waiting = False
@@ -276,3 +280,12 @@ class Scheduler:
             f"the model failed on {stats.model_failures} of {stats.windows_submitted} "
             f"window(s): {reason}"
         )
+
+
+def _fill_float_free_list() -> None:
+    """Make and drop more floats than CPython keeps on its free list of float objects (100),
+    so that the list is full when the worker goes to sleep: the audio thread's sample
+    arithmetic in floats (see Timeline._block) then takes float objects from it rather than
+    allocating one whenever the list has run dry (24 bytes, seen on hand-over blocks)."""
+    floats = [0.5 * index for index in range(FLOATS_TO_FREE)]
+    del floats

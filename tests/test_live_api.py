@@ -17,7 +17,6 @@ from stream_sep.settings import Settings
 from tests.helpers import FAST_OPTIONS, gain_model, small_contract
 
 RATE = 16000
-ATTEMPTS = 3  # a run with a missed deadline plays the dry signal there: run it again
 
 
 @pytest.fixture(scope="module")
@@ -83,31 +82,47 @@ def test_live_is_exported_and_is_the_live_package_too():
     assert stream_sep.live.route is route
 
 
+def separated_as_configured(summary, length: int) -> np.ndarray:
+    """(length,) bool: the output samples the run's summary does not name as dry, faded or
+    separated a cheaper way."""
+    assert summary.unrecorded_windows == 0
+    mask = np.ones(length, bool)
+    for start, stop in summary.dry_ranges + summary.lighter_ranges:
+        mask[max(start, 0) : max(min(stop, length), 0)] = False
+    return mask
+
+
 @pytest.mark.parametrize("mode", ["karaoke", "vocals"])
 def test_file_to_file_equals_the_engine_and_the_summary_counts_it(model_path, song, tmp_path, mode):
+    """The recording is the inline engine's output sample for sample on every sample the
+    summary does not name as dry or lighter, and such ranges exist exactly when a window
+    was late, skipped or shed: one run, whatever the machine's load."""
     path, audio = song
     out = tmp_path / f"{mode}.wav"
-    for _attempt in range(ATTEMPTS):
-        with stream_sep.live(
-            input=path, output=out, mode=mode, model=model_path, **FAST_OPTIONS
-        ) as run:
-            summary = run.wait()
-        if summary.deadline_misses == 0:
-            break
+    with stream_sep.live(
+        input=path, output=out, mode=mode, model=model_path, **FAST_OPTIONS
+    ) as run:
+        summary = run.wait()
     expected = engine_output(model_path, audio, mode)
     recorded, rate = sf.read(out, dtype="float32", always_2d=True)
     latency = run.latency_samples
     assert rate == RATE and recorded.shape == (audio.shape[1] + latency, 2)
-    np.testing.assert_array_equal(recorded.T, expected)
-    assert summary.deadline_misses == 0 and summary.ok and run.exit_status == 0
+    same = separated_as_configured(summary, recorded.shape[0])
+    assert same[latency:].mean() >= 0.5, summary.dry_ranges  # a gain model: most arrive
+    np.testing.assert_array_equal(recorded.T[:, same], expected[:, same])
+    late = summary.deadline_misses + summary.windows_skipped
+    if late:
+        assert summary.dry_ranges
+    if not summary.shed:  # nothing dropped or run a cheaper way: dry exactly where late
+        assert bool(summary.dry_ranges) == (late > 0) and not summary.lighter_ranges
+    assert summary.ok and run.exit_status == 0 and summary.model_failures == 0
     assert summary.reason == "end of input" and summary.latency_samples == latency
     assert summary.latency_seconds == pytest.approx(latency / RATE) == run.latency_seconds
     # one window a hop (0.1 s) of the stream (the fade-out after the end included), each one
-    # computed but the last, which may still be running when the stream closes
+    # computed, late, skipped or dropped, but the last, which may still be running at the end
     assert summary.frames >= recorded.shape[0] and summary.seconds == summary.frames / RATE
     assert summary.windows == summary.frames // int(0.1 * RATE)
-    assert summary.windows - 1 <= summary.windows_run <= summary.windows
-    assert summary.windows_skipped == summary.model_failures == summary.shed == 0
+    assert summary.windows_run <= summary.windows - summary.windows_skipped
     assert 0 < summary.inference_mean_s <= summary.inference_max_s and summary.load > 0
     assert summary.lines[0].startswith(f"stopped (end of input) after {summary.seconds:.1f} s")
     assert f"recorded {recorded.shape[0]} frames" in summary.lines[-1]
@@ -119,26 +134,27 @@ def test_a_mode_change_mid_run_switches_the_recording_from_karaoke_to_vocals(
     path, audio = long_song
     out = tmp_path / "switched.wav"
     quarter = RATE // 4
-    for _attempt in range(ATTEMPTS):
-        events = Stream()
-        with stream_sep.live(path, out, model=model_path, events=events, **FAST_OPTIONS) as run:
-            events.wait_for(1.0)
-            with pytest.raises(UserError, match=r"^--mode must be one of .*, got 'loud'$"):
-                run.set_mode("loud")  # one line, and nothing changes
-            run.set_mode("vocals")
-            summary = run.wait()
-        if summary.deadline_misses == 0:
-            break
-    assert summary.deadline_misses == 0 and summary.reason == "end of input"
+    events = Stream()
+    with stream_sep.live(path, out, model=model_path, events=events, **FAST_OPTIONS) as run:
+        events.wait_for(1.0)
+        with pytest.raises(UserError, match=r"^--mode must be one of .*, got 'loud'$"):
+            run.set_mode("loud")  # one line, and nothing changes
+        run.set_mode("vocals")
+        summary = run.wait()
+    assert summary.reason == "end of input"
     recorded = sf.read(out, dtype="float32", always_2d=True)[0].T
     karaoke = engine_output(model_path, audio, "karaoke")
     vocals = engine_output(model_path, audio, "vocals")
     latency = run.latency_samples
-    # The first quarter second of music (played before 1 s) is karaoke, the last is vocals.
-    early = slice(latency, latency + quarter)
+    same = separated_as_configured(summary, recorded.shape[1])
+    # The first quarter second of music (played before 1 s) is karaoke, the last is vocals,
+    # on every sample the summary does not name as dry (a late window there).
+    early = np.arange(latency, latency + quarter)
+    late = np.arange(recorded.shape[1] - quarter, recorded.shape[1])
+    early, late = early[same[early]], late[same[late]]
+    assert early.size > quarter // 4 and late.size > quarter // 4, summary.dry_ranges
     np.testing.assert_allclose(recorded[:, early], karaoke[:, early], atol=1e-6)
     assert not np.allclose(recorded[:, early], vocals[:, early], atol=1e-3)
-    late = slice(recorded.shape[1] - quarter, recorded.shape[1])
     np.testing.assert_allclose(recorded[:, late], vocals[:, late], atol=1e-6)
     assert not np.allclose(recorded[:, late], karaoke[:, late], atol=1e-3)
 

@@ -181,6 +181,13 @@ class Summary:
     ``windows_skipped`` not); inference_*_s: seconds per window; load: inference time / hop;
     latency_seconds/latency_samples: the engine's fixed delay; ok: False when the stream, the
     model or the input file failed; lines: the summary as text, one line each.
+
+    dry_ranges: ((start, stop), ...) the output samples (positions since the stream started,
+    the first sample the output device got being 0) that a window without an estimate
+    touched, so they played the dry signal or a fade to it; lighter_ranges: those met by
+    windows run a cheaper way to shed work; everywhere else the output is the separation as
+    configured. unrecorded_windows: such windows beyond the record's capacity (0: the ranges
+    are complete). See :meth:`stream_sep.engine.Separator.dry_ranges`.
     """
 
     reason: str
@@ -200,6 +207,9 @@ class Summary:
     latency_samples: int
     ok: bool
     lines: tuple[str, ...]
+    dry_ranges: tuple[tuple[int, int], ...] = ()
+    lighter_ranges: tuple[tuple[int, int], ...] = ()
+    unrecorded_windows: int = 0
 
 
 def summarize(engine, processor, seconds: float, reason: str, extra: list[str], ok: bool):
@@ -223,6 +233,9 @@ def summarize(engine, processor, seconds: float, reason: str, extra: list[str], 
         latency_samples=engine.latency_samples,
         ok=ok,
         lines=tuple(summary_lines(engine, processor, seconds, reason, extra)),
+        dry_ranges=tuple(engine.dry_ranges()),
+        lighter_ranges=tuple(engine.lighter_ranges()),
+        unrecorded_windows=engine.unrecorded_windows,
     )
 
 

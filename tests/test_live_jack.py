@@ -20,7 +20,7 @@ import pytest
 import soundfile as sf
 
 from stream_sep import cli
-from stream_sep.live import devices, host
+from stream_sep.live import devices, host, session, status
 from stream_sep.models import loading
 from stream_sep.models.contract import ModelContract
 from tests.helpers import FAST_ARGS, gain_model, small_contract, voice_over_band
@@ -444,28 +444,41 @@ def test_the_monitor_of_another_output_is_allowed(sound_server_devices, models, 
     assert rc == 0 and "stopped (duration reached)" in err, err
 
 
-def test_a_tiny_block_size_warns_about_xruns_with_the_cause(harness, models, capsys):
+def test_a_tiny_block_size_warns_about_xruns_with_the_cause(harness, models, capsys, monkeypatch):
     """--blocksize 7 (0.15 ms at 48 kHz) through JACK: whether PortAudio's buffer adapter
-    keeps up depends on the machine, so the run checks the rule end to end both ways: a
-    warning naming the block size (status line and summary) when the xruns exceed 1% of the
-    callbacks, none when they stay well below (the rule itself: test_live.py)."""
+    keeps up depends on the machine, so the run is checked against the rule with its own
+    counts, whatever they are: the summary warns, naming the block size and the exact share,
+    exactly when more than 1% of the callbacks (and at least 3) had an xrun (the rule
+    itself: test_live.py). Overload is shed, never fatal: exit 0."""
+    processors = []
+
+    class Counted(session.BlockProcessor):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            processors.append(self)
+
+    monkeypatch.setattr(session, "BlockProcessor", Counted)
     argv = ["--input", "mic", "--output", "headphones", "--blocksize", "7", "--duration", "3"]
     rc = cli.main(argv + ["--model", models["small"], *FAST])
     err = capsys.readouterr().err
-    assert rc in (0, 1), err  # the model may miss deadlines too on a machine this busy
-    xruns = summary_counter(err, "xruns")
-    callbacks = 3 * harness.rate / 7  # about: the stream runs a little longer than 3 s
-    warned = re.search(
-        rf"warning: {xruns} xruns \(\d+% of callbacks\): --blocksize 7 \(0.15 ms\) is too "
-        r"small for this machine; try --blocksize 512",
-        err,
-    )
-    if xruns > 0.02 * callbacks:
-        assert warned, err
+    assert rc == 0, err
+    (processor,) = processors
+    xruns, callbacks = processor.xruns, processor.callbacks
+    assert xruns == summary_counter(err, "xruns") and callbacks >= 3 * harness.rate / 7
+    expected = status.xrun_warning(xruns, callbacks, harness.rate, 7)
+    warnings = [line for line in err.splitlines() if "% of callbacks)" in line]
+    if expected is None:
+        assert not warnings, err
+    else:
+        assert f"warning: {expected[1]}" in err, err
+        assert re.search(
+            rf"warning: {xruns} xruns \({xruns / callbacks:.0%} of callbacks\): --blocksize 7 "
+            r"\(0.15 ms\) is too small for this machine; try --blocksize 512",
+            err,
+        ), err
+    if xruns > 0.02 * callbacks:  # the status line shows it too once it is well past 1%
         status_lines = [line for line in err.splitlines() if "| xruns " in line]
         assert any("--blocksize too small, try 512)" in line for line in status_lines), err
-    elif xruns < 0.005 * callbacks:
-        assert not warned and "% of callbacks" not in err, err
 
 
 def test_list_devices_names_the_jack_clients(harness, capsys):

@@ -18,6 +18,9 @@ from stream_sep import engine as engine_module
 from stream_sep.engine import Separator
 
 TAP_SECONDS = 90  # input kept per engine; a run is much shorter
+# The live engine and the engine computing every window inline run the same model on the
+# same windows; only the thread differs (ONNX Runtime's results do not depend on it).
+INLINE_TOLERANCE = 1e-5
 
 
 class TappedSeparator(Separator):
@@ -94,3 +97,21 @@ def vocal_reduction_db(heard: np.ndarray, mixture: np.ndarray, accompaniment: np
     left = np.sum((heard - accompaniment) ** 2, dtype=np.float64)
     voice = np.sum((mixture - accompaniment) ** 2, dtype=np.float64)
     return 10 * np.log10(voice / max(left, 1e-20))
+
+
+def capture_equals_engine(harness, engine: TappedSeparator, signal, delay: int, seconds: float):
+    """What reached the harness's ``headphones`` while ``signal`` (C, n) played, against
+    the inline engine's output for the input the live engine was given: equal (to
+    ``INLINE_TOLERANCE``) on every sample the engine did not record as dry, faded or lighter,
+    capture index ``c`` being output position ``start + c``; the delay is exact so. At least
+    ``seconds`` of the signal must have been heard. Returns (heard, expected, separated):
+    (C, m), (C, m), (m,) bool, from capture index 0 (m = delay + the signal heard)."""
+    start = start_of(engine.input, signal)
+    expected = engine.inline_output()[:, start : start + signal.shape[1] + delay]
+    length = min(expected.shape[1], harness.captured)  # the end may not have played
+    assert length - delay >= seconds * harness.rate, f"{length - delay} samples heard"
+    expected, heard = expected[:, :length], harness.capture[:, :length]
+    separated = ~not_separated(engine, start, length)
+    error = np.abs(heard[:, separated] - expected[:, separated]).max()
+    assert error <= INLINE_TOLERANCE, f"live vs inline engine: max error {error:.2e}"
+    return heard, expected, separated

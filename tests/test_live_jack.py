@@ -32,7 +32,7 @@ from tests.jack_harness import (
     run_in_process,
     sweep_with_clicks,
 )
-from tests.live_check import not_separated, start_of, tap_engines, vocal_reduction_db
+from tests.live_check import capture_equals_engine, tap_engines, vocal_reduction_db
 
 pytestmark = pytest.mark.jack
 
@@ -45,9 +45,6 @@ ATTEMPTS = 3  # a run spoiled by an xrun of the harness itself (busy machine) is
 # 48k -> 16k -> 48k resampling (soxr HQ) and an STFT round trip: a band-limited signal comes
 # back to within ~1e-3 of its peak; 5e-3 leaves room for edge transients of each window.
 KARAOKE_TOLERANCE = 5e-3
-# The live engine and the engine computing every window inline run the same model on the
-# same windows; what differs is only the thread (ONNX Runtime's results do not depend on it).
-INLINE_TOLERANCE = 1e-5
 # The bundled model removes ~12 dB of the generated voice inline; the dry mixture: 0 dB.
 KARAOKE_REDUCTION_DB = 6.0
 MIN_SEPARATED = 0.5  # of the song's samples: the rest may be shed or late under load
@@ -504,20 +501,14 @@ def run_until_no_xrun(harness, capsys, argv, signal_, tail_s: float, engines=Non
 
 
 def check_karaoke_against_the_engine(harness, engine, song, parts, delay: int) -> float:
-    """What reached ``headphones`` is, sample for sample (to ``INLINE_TOLERANCE``), what the
-    engine gives computing every window inline for the input it was given, at capture index
-    = output position - the song's start: everywhere but the output the engine recorded as
+    """What reached ``headphones`` is what the engine gives computing every window inline
+    (live_check.capture_equals_engine) everywhere but the output the engine recorded as
     dry, faded or lighter. There the voice is removed: ``KARAOKE_REDUCTION_DB`` at least,
     where the dry mixture scores 0 dB. Returns the reduction."""
     mixture, accompaniment = parts
-    start = start_of(engine.input, song)
-    expected = engine.inline_output()[:, start : start + song.shape[1] + delay]
-    length = min(expected.shape[1], harness.captured)  # the song's end may not have played
-    assert length - delay >= MIN_SONG_SECONDS * harness.rate, f"{length - delay} samples heard"
-    expected, heard = expected[:, :length], harness.capture[:, :length]
-    separated = ~not_separated(engine, start, length)
-    error = np.abs(heard[:, separated] - expected[:, separated]).max()
-    assert error <= INLINE_TOLERANCE, f"live vs inline engine: max error {error:.2e}"
+    heard, _expected, separated = capture_equals_engine(
+        harness, engine, song, delay, MIN_SONG_SECONDS
+    )
     # the song's own samples that were separated as configured
     song_part = separated[delay:]
     assert song_part.mean() >= MIN_SEPARATED, (

@@ -20,7 +20,7 @@ from stream_sep.errors import UserError
 from stream_sep.live.mic import MicMix, check_level
 from tests.helpers import FAST_ARGS, FAST_OPTIONS
 from tests.jack_harness import Harness, find_delay, opened
-from tests.test_live_jack import run_through_jack, start_cli, stop_cli
+from tests.test_live_jack import ATTEMPTS, run_through_jack, start_cli, stop_cli, summary_counter
 
 pytestmark = pytest.mark.jack
 
@@ -60,9 +60,12 @@ def test_a_click_on_the_mic_comes_out_after_the_device_latency_only(harness, hal
     for plan in (FAST_ARGS, SLOWER):
         args = ["--input", str(silence), "--output", "headphones", "--mic", "mic"]
         args += ["--mode", "bypass", "--model", str(half_path), *plan]
-        (rc, err), xruns = run_through_jack(
-            harness, signal_, lambda args=args: start_cli(args), stop_cli, latency_s=0.5
-        )
+        for _attempt in range(ATTEMPTS):  # repeated only while the device lost samples
+            (rc, err), xruns = run_through_jack(
+                harness, signal_, lambda args=args: start_cli(args), stop_cli, latency_s=0.5
+            )
+            if xruns == 0 and summary_counter(err, "xruns") == 0:
+                break
         assert rc == 0, err
         assert re.search(
             r"microphone \d+ 'mic': level x1\.00; PortAudio reports no usable device latency; "
@@ -71,9 +74,8 @@ def test_a_click_on_the_mic_comes_out_after_the_device_latency_only(harness, hal
         ), err
         latencies.append(int(re.search(r"latency [\d.]+ s \((\d+) samples\)", err).group(1)))
         delay = find_delay(harness.capture, signal_[:1])
-        if xruns == 0:
-            segment = harness.capture[:, delay : delay + signal_.shape[1]]
-            np.testing.assert_array_equal(segment, signal_)  # both output channels, exact
+        segment = harness.capture[:, delay : delay + signal_.shape[1]]
+        np.testing.assert_array_equal(segment, signal_)  # both output channels, exact
         delays.append(delay)
     print(
         f"mic -> output through JACK: {delays} samples ({delays[0] / rate * 1000:.1f} ms, "

@@ -32,8 +32,6 @@ from stream_sep.live.controls import Controls
 from stream_sep.live.panel import Panel
 from tests.helpers import FAST_ARGS, FAST_OPTIONS
 
-pytest.importorskip("pylibrb", reason="the [night] extra (pylibrb) is not installed")
-
 CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
 

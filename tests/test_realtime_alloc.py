@@ -74,8 +74,12 @@ def _wait_idle(engine, timeout: float = 30.0) -> None:
         time.sleep(0.001)
 
 
-def _measure_engine(engine, blocks: np.ndarray) -> tuple[list[int], int]:
-    """(bytes per engine.process(block, out) call after the warm-up, the floor)."""
+def _measure_engine(engine, blocks: np.ndarray, requests=None) -> tuple[list[int], int]:
+    """(bytes per engine.process(block, out) call after the warm-up, the floor).
+
+    requests: {measured block number: function}, called (from this thread, outside the
+    measurement) before that block, as a control thread would ask between two blocks."""
+    requests = requests or {}
     out = np.zeros((CHANNELS, BLOCK), np.float32)
     for block in blocks[:WARM_UP_BLOCKS]:
         engine.process(block, out)
@@ -84,6 +88,8 @@ def _measure_engine(engine, blocks: np.ndarray) -> tuple[list[int], int]:
     before = tracemalloc.get_traced_memory()[0]  # bound, as in every later round of the loop
     for index in range(WARM_UP_BLOCKS, len(blocks)):
         block = blocks[index]
+        if index - WARM_UP_BLOCKS in requests:
+            requests[index - WARM_UP_BLOCKS]()
         _wait_idle(engine)
         tracemalloc.reset_peak()
         before = tracemalloc.get_traced_memory()[0]
@@ -106,6 +112,26 @@ def test_engine_block_allocates_nothing(model, traced, mode):
     finally:
         engine.close()
     assert engine.stats.windows_run >= 2  # windows were handed over and used meanwhile
+    assert not _over(measured, floor), (floor, _over(measured, floor))
+
+
+def test_key_mode_blocks_allocate_nothing(model, traced):
+    """--key: the mixer's output through Rubber Band (its C API, arguments made once) at +2,
+    then key changes +2 -> -3 (the running shifter's pitch), -3 -> 0 (to the delay line) and
+    0 -> +5 (the shifter restarted and primed), each a crossfade, measured block by block."""
+    engine = stream_sep.Separator(model, RATE, CHANNELS, key=2, blocking=False)
+    requests = {12: lambda: engine.set_key(-3), 24: lambda: engine.set_key(0),
+                36: lambda: engine.set_key(5)}  # fmt: skip
+    try:
+        measured, floor = _measure_engine(
+            engine, _music(WARM_UP_BLOCKS + MEASURED_BLOCKS), requests
+        )
+    finally:
+        engine.close()
+    shifter = engine.key_shift
+    assert engine.key == shifter.key == 5 and shifter.underruns == 0
+    assert shifter.shifted_samples >= 40 * BLOCK  # the shifter ran on most measured blocks
+    assert engine.stats.windows_run >= 2
     assert not _over(measured, floor), (floor, _over(measured, floor))
 
 

@@ -1,11 +1,12 @@
 """Key change: the engine's output shifted by whole semitones, at one fixed delay for any key.
 
-Rubber Band's real-time API (through ``pylibrb``, the optional ``[night]`` extra) does the
-shifting; this module only keeps the time straight around it. Measured at 48 kHz (R3 "finer"
-engine, the options below): after priming with ``get_preferred_start_pad()`` samples the
-shifter's output sample ``m`` holds input sample ``m - D(key)``, where ``D`` is its
-``get_start_delay()`` (2048 samples unshifted, 1825 at +2, 2897 at -6, 1449 at +6), and its
-output lags what was fed by at most ``pad + ~70`` samples because it works a hop at a time.
+Rubber Band's real-time stretcher (the system's ``librubberband`` 3.x, through
+:mod:`stream_sep.engine.rubberband`) does the shifting; this module only keeps the time
+straight around it. Measured at 48 kHz (R3 "finer" engine, the options below): after priming
+with ``preferred_start_pad`` samples the shifter's output sample ``m`` holds input sample
+``m - D(key)``, where ``D`` is its ``start_delay`` (2048 samples unshifted, 1825 at +2, 2897 at
+-6, 1449 at +6), and its output lags what was fed by at most ``pad + ~70`` samples because it
+works a hop at a time.
 
 So the stage delays everything by one constant ``L = max D + pad + SLACK`` samples: output
 ``j`` presents input ``j - L`` whatever the key. With the key at 0 the output is a plain delay
@@ -18,9 +19,12 @@ the delay line and then stops feeding the shifter, k -> k' changes the running s
 and fades between the two read offsets. A request made during a crossfade waits for it to end
 (the latest request wins).
 
-Audio thread: every buffer is allocated here once, except one array per block that
-``pylibrb``'s ``retrieve`` returns (its binding has no way to retrieve into a given buffer),
-and Rubber Band's own work, which in real-time mode does not allocate.
+Audio thread: every buffer and every argument of a call into Rubber Band is made once, the
+scratch of a block size with the first block of that size (up to ``MAX_PIECE`` samples; longer
+blocks are cut into pieces, which allocates), and sample positions are counted in floats
+(CPython reuses float objects; an integer above 256 is a new allocation), so a block allocates
+nothing, key changes included (tests/test_realtime_alloc.py). Rubber Band itself does not
+allocate in real-time mode.
 """
 
 from __future__ import annotations
@@ -29,13 +33,29 @@ import time
 
 import numpy as np
 
+from stream_sep.dsp.scratch import FlatIndex, SizeCache
+from stream_sep.engine.delay import DelayRing
+from stream_sep.engine.rubberband import (
+    OPTION_CHANNELS_TOGETHER,
+    OPTION_ENGINE_FINER,
+    OPTION_PITCH_HIGH_CONSISTENCY,
+    OPTION_PROCESS_REALTIME,
+    OPTION_THREADING_NEVER,
+    Stretcher,
+)
 from stream_sep.errors import UserError
 
 KEY_RANGE = (-6, 6)
-EXTRA = "night"
 DEFAULT_CROSSFADE_SECONDS = 0.05
 SLACK = 256  # samples beyond the pad that the shifter may still be holding back (~70 seen)
-MAX_PIECE = 2048  # samples handed to the shifter at once
+MAX_PIECE = 2048  # samples handed to the shifter at once (and taken back at once)
+OPTIONS = (
+    OPTION_PROCESS_REALTIME
+    | OPTION_ENGINE_FINER
+    | OPTION_PITCH_HIGH_CONSISTENCY
+    | OPTION_CHANNELS_TOGETHER
+    | OPTION_THREADING_NEVER
+)
 
 
 def check_key(key) -> int:
@@ -49,41 +69,21 @@ def check_key(key) -> int:
     return int(key)
 
 
-def rubberband():
-    """The ``pylibrb`` module, or one line saying how to install it."""
-    try:
-        import pylibrb
-    except ImportError:
-        raise UserError(
-            f"--key needs Rubber Band's real-time pitch shifter: pip install 'stream-sep[{EXTRA}]'"
-        ) from None
-    return pylibrb
-
-
 def pitch_ratio(key: int) -> float:
     return 2.0 ** (key / 12.0)
 
 
-class _Ring:
-    """(channels, capacity) float32 samples addressed by absolute position (mod capacity)."""
+class _Sized:
+    """Scratch of one piece size n: the shifter's input columns as a (C, n) view, the
+    previous source during a crossfade, the crossfade weights and their table index."""
 
-    def __init__(self, channels: int, capacity: int):
-        self.buffer = np.zeros((channels, capacity), np.float32)
-        self.capacity = capacity
-
-    def write(self, position: int, block: np.ndarray) -> None:
-        n = block.shape[1]
-        first = position % self.capacity
-        head = min(n, self.capacity - first)
-        self.buffer[:, first : first + head] = block[:, :head]
-        self.buffer[:, : n - head] = block[:, head:]
-
-    def read(self, position: int, out: np.ndarray) -> None:
-        n = out.shape[1]
-        first = position % self.capacity
-        head = min(n, self.capacity - first)
-        out[:, :head] = self.buffer[:, first : first + head]
-        out[:, head:] = self.buffer[:, : n - head]
+    def __init__(self, stretcher: Stretcher, n: int, table_size: int):
+        channels = stretcher.input.shape[0]
+        self.feed = stretcher.input[:, :n]
+        self.old = np.zeros((channels, n), np.float32)
+        self.weights = np.zeros((channels, n), np.float32)
+        self.weight_index = FlatIndex(channels, table_size, n, wrap=False, offset=1, rows=0)
+        self.n, self.samples = n, float(n)
 
 
 class KeyShift:
@@ -100,42 +100,40 @@ class KeyShift:
         key: int = 0,
         crossfade: float = DEFAULT_CROSSFADE_SECONDS,
     ):
-        rb = rubberband()
         self.sample_rate, self.channels = sample_rate, channels
-        options = (
-            rb.Option.PROCESS_REALTIME
-            | rb.Option.ENGINE_FINER
-            | rb.Option.PitchHighConsistency
-            | rb.Option.CHANNELS_TOGETHER
-            | rb.Option.THREADING_NEVER
-        )
-        self._shifter = rb.RubberBandStretcher(sample_rate, channels, options, 1.0, 1.0)
-        self.pad = int(self._shifter.get_preferred_start_pad())
-        self._shifter.set_max_process_size(max(MAX_PIECE, self.pad))
         low, high = KEY_RANGE
+        scales = {semitones: pitch_ratio(semitones) for semitones in range(low, high + 1)}
+        self._shifter = Stretcher(sample_rate, channels, OPTIONS, MAX_PIECE, MAX_PIECE, scales)
+        self.pad = self._shifter.preferred_start_pad
         self.delays = {}
-        for semitones in range(low, high + 1):
-            self._shifter.pitch_scale = pitch_ratio(semitones)
-            self.delays[semitones] = int(self._shifter.get_start_delay())
+        for semitones in scales:
+            self._shifter.set_scale(semitones)
+            self.delays[semitones] = self._shifter.start_delay
         self.latency_samples = max(self.delays.values()) + self.pad + SLACK
+        # where each key's output is read, relative to the output position (floats: see above)
+        self._read_offsets = {k: float(d - self.latency_samples) for k, d in self.delays.items()}
+        self._read_offsets[0] = float(-self.latency_samples)
         self.crossfade_samples = max(1, int(round(crossfade * sample_rate)))
-        capacity = self.latency_samples + self.pad + 4 * MAX_PIECE
-        self._dry = _Ring(channels, capacity)
-        self._shifted = _Ring(channels, capacity)
-        self._feed = np.zeros(channels * max(MAX_PIECE, self.pad), np.float32)  # contiguous
-        self._old = np.zeros((channels, MAX_PIECE), np.float32)
-        self._weights = np.zeros(MAX_PIECE, np.float32)
+        capacity = self.latency_samples + self.pad + 4 * MAX_PIECE + self._shifter.chunk
+        self._dry = DelayRing(channels, capacity)
+        self._shifted = DelayRing(channels, capacity)
+        self._prime = np.zeros((channels, self.pad), np.float32)
+        self._prime_feed = self._shifter.input[:, : self.pad]
         phase = (np.arange(self.crossfade_samples) + 0.5) / self.crossfade_samples * np.pi / 2
-        self._fade_in = (np.sin(phase) ** 2).astype(np.float32)
-        self.position = 0  # samples in (= samples out)
-        self._written = 0  # next position of the shifter's output in _shifted
+        # weight of the new source at crossfade sample i is _fade[i + 1]; 0 before, 1 after
+        self._fade = np.concatenate([[0.0], np.sin(phase) ** 2, [1.0]]).astype(np.float32)
+        self._sizes = SizeCache()
+        self.position = 0.0  # samples in (= samples out)
+        self._written = 0.0  # next position of the shifter's output in _shifted
         self._running = False
         self.key = self._requested = check_key(key)
         self._previous: int | None = None  # the key faded out of, during a crossfade
-        self._fade_start = 0
-        self.underruns = 0  # samples the shifter had not delivered in time (played silent)
+        self._fade_start = self._fade_end = 0.0
+        self._underruns = 0.0
         self.cpu_seconds = 0.0
-        self.shifted_samples = 0
+        self._shifted_samples = 0.0
+        self._shifted.write(self._shifter.output, 0)  # the scratch of its one write size
+        self._dry.read(0, self._prime)
         if self.key:
             self._start_shifter(self.key)
 
@@ -153,17 +151,26 @@ class KeyShift:
         return self.latency_samples / self.sample_rate
 
     @property
+    def shifted_samples(self) -> int:
+        return int(self._shifted_samples)
+
+    @property
+    def underruns(self) -> int:
+        """Samples the shifter had not delivered in time (played silent)."""
+        return int(self._underruns)
+
+    @property
     def cpu_per_audio_second(self) -> float:
         """Seconds of CPU the shifter took per second of audio it shifted (0 if none)."""
-        if not self.shifted_samples:
+        if not self._shifted_samples:
             return 0.0
-        return self.cpu_seconds / (self.shifted_samples / self.sample_rate)
+        return self.cpu_seconds / (self._shifted_samples / self.sample_rate)
 
     def reset(self) -> None:
         """Forget the stream (silence history), keep the key."""
-        self._dry.buffer.fill(0.0)
-        self._shifted.buffer.fill(0.0)
-        self.position = self._written = 0
+        self._dry.clear()
+        self._shifted.clear()
+        self.position = self._written = 0.0
         self._previous = None
         self._running = False
         if self.key:
@@ -173,109 +180,115 @@ class KeyShift:
     def process(self, block: np.ndarray, out: np.ndarray) -> None:
         """block (C, n) -> out (C, n) (may be the same array): the output for the same n
         sample times, input ``j - latency_samples`` shifted by the key."""
-        done, total = 0, block.shape[1]
-        while done < total:
-            n = min(MAX_PIECE, total - done)
-            self._piece(block[:, done : done + n], out[:, done : done + n])
-            done += n
+        if block.shape[1] <= MAX_PIECE:
+            self._piece(block, out, self._sized(block.shape[1]))
+            return
+        for first in range(0, block.shape[1], MAX_PIECE):  # longer blocks: pieces (allocates)
+            piece = block[:, first : first + MAX_PIECE]
+            self._piece(piece, out[:, first : first + MAX_PIECE], self._sized(piece.shape[1]))
 
-    def _piece(self, block: np.ndarray, out: np.ndarray) -> None:
-        n = block.shape[1]
-        self._apply_request()
+    def _sized(self, n: int) -> _Sized:
+        sized = self._sizes.get(n)
+        if sized is None:
+            sized = self._sizes.keep(n, _Sized(self._shifter, n, self._fade.size))
+        return sized
+
+    def _piece(self, block: np.ndarray, out: np.ndarray, sized: _Sized) -> None:
+        if self._requested != self.key and self._previous is None:
+            self._apply_request()
         start = self.position
-        self._dry.write(start, block)
+        self._dry.write(block, start)
         if self._running:
-            self._shift(block)
-        self.position = start + n
-        self._read(self.key, start, out)
+            self._shift(block, sized)
+        self.position = start + sized.samples
+        self._read(self.key, start, out, sized.samples)
         if self._previous is None:
             return
-        fade_end = self._fade_start + self.crossfade_samples
-        if start + n <= self._fade_start:
-            self._read(self._previous, start, out)
-        elif start < fade_end:
-            self._blend(start, out)
-        if self.position >= fade_end:
+        if start + sized.samples <= self._fade_start:
+            self._read(self._previous, start, out, sized.samples)
+        elif start < self._fade_end:
+            self._blend(start, out, sized)
+        if self.position >= self._fade_end:
             self._previous = None
             if self.key == 0:
                 self._running = False
 
     def _apply_request(self) -> None:
         wanted = self._requested
-        if wanted == self.key or self._previous is not None:
-            return
         if wanted == 0:
             pass  # the shifter runs on until the crossfade to the delay line has ended
         elif self.key == 0 and not self._running:
             self._start_shifter(wanted)
         else:
-            self._shifter.pitch_scale = pitch_ratio(wanted)
+            self._shifter.set_scale(wanted)
         self._previous, self.key = self.key, wanted
         self._fade_start = self.position + self.latency_samples
+        self._fade_end = self._fade_start + self.crossfade_samples
 
     def _start_shifter(self, key: int) -> None:
         """Restart the shifter at ``key``, primed with the last ``pad`` input samples, so that
-        its output for input from ``position`` on is whole."""
+        its output for input from ``position`` on is whole (the ring holds zeros before the
+        stream's first sample)."""
         began = time.perf_counter()
         self._shifter.reset()
-        self._shifter.pitch_scale = pitch_ratio(key)
-        prime = self._feed[: self.channels * self.pad].reshape(self.channels, self.pad)
-        self._dry.read(self.position - self.pad, prime)
-        if self.position < self.pad:
-            prime[:, : self.pad - self.position] = 0.0
-        self._shifter.process(prime)
+        self._shifter.set_scale(key)
+        self._dry.read(self.position - self.pad, self._prime)
+        np.copyto(self._prime_feed, self._prime)
+        self._shifter.process(self.pad)
         self._written = self.position
         self._collect()
         self._running = True
         self.cpu_seconds += time.perf_counter() - began
 
-    def _shift(self, block: np.ndarray) -> None:
+    def _shift(self, block: np.ndarray, sized: _Sized) -> None:
         began = time.perf_counter()
-        n = block.shape[1]
-        feed = self._feed[: self.channels * n].reshape(self.channels, n)
-        feed[...] = block
-        self._shifter.process(feed)
+        np.copyto(sized.feed, block)
+        self._shifter.process(sized.n)
         self._collect()
         self.cpu_seconds += time.perf_counter() - began
-        self.shifted_samples += n
+        self._shifted_samples += sized.samples
 
     def _collect(self) -> None:
-        available = int(self._shifter.available())
-        if available > 0:
-            shifted = self._shifter.retrieve(available)  # pylibrb allocates this array
-            self._shifted.write(self._written, shifted)
-            self._written += shifted.shape[1]
+        """Everything the shifter has ready into _shifted, a chunk at a time (each write puts
+        the whole chunk buffer: columns past what was retrieved land beyond ``_written`` and
+        are overwritten before they are read)."""
+        got = self._retrieve()
+        while got:
+            self._shifted.write(self._shifter.output, self._written)
+            self._written += got
+            got = self._retrieve()
 
-    def _read(self, key: int, start: int, out: np.ndarray) -> None:
-        """out (C, n) = the output of source ``key`` (0: the delay line) for [start, start+n)."""
-        n = out.shape[1]
+    def _retrieve(self) -> float:
+        """Up to a chunk of the shifter's output into its output buffer; how many samples."""
+        samples = self._shifter.available()  # (no min(): it makes an iterator object)
+        if samples <= 0:
+            return 0.0
+        if samples > self._shifter.chunk:
+            samples = self._shifter.chunk
+        self._shifter.retrieve(samples)
+        return float(samples)
+
+    def _read(self, key: int, start: float, out: np.ndarray, samples: float) -> None:
+        """out (C, n) = the output of source ``key`` (0: the delay line) for [start, start+n);
+        samples: n as a float."""
+        first = start + self._read_offsets[key]
         if key == 0:
-            self._dry.read(start - self.latency_samples, out)
+            self._dry.read(first, out)
             return
-        first = start - self.latency_samples + self.delays[key]
         self._shifted.read(first, out)
-        late = first + n - self._written
-        if late > 0:  # not delivered yet (should not happen: L leaves SLACK samples of room)
-            out[:, max(0, n - late) :] = 0.0
-            self.underruns += min(n, late)
+        if first + samples > self._written:  # not delivered yet (should not happen: L leaves
+            late = min(samples, first + samples - self._written)  # SLACK samples of room)
+            out[:, out.shape[1] - int(late) :] = 0.0
+            self._underruns += late
 
-    def _blend(self, start: int, out: np.ndarray) -> None:
-        """out holds the new source for [start, start+n); blend in the previous one."""
-        n = out.shape[1]
-        old = self._old[:, :n]
-        self._read(self._previous, start, old)
-        weights = self._weights[:n]
-        offset = start - self._fade_start
-        first, last = max(0, offset), min(self.crossfade_samples, offset + n)
-        weights.fill(0.0)
-        if offset + n > self.crossfade_samples:
-            weights[max(0, self.crossfade_samples - offset) :] = 1.0
-        if first < last:
-            weights[first - offset : last - offset] = self._fade_in[first:last]
-        # out = old + w (new - old)
-        out -= old
-        out *= weights
-        out += old
+    def _blend(self, start: float, out: np.ndarray, sized: _Sized) -> None:
+        """out holds the new source for [start, start+n); blend in the previous one:
+        out = old + w (new - old), w the raised-cosine weight of each output sample."""
+        self._read(self._previous, start, sized.old, sized.samples)
+        self._fade.take(sized.weight_index.at(start - self._fade_start), 0, sized.weights, "clip")
+        np.subtract(out, sized.old, out=out)
+        np.multiply(out, sized.weights, out=out)
+        np.add(out, sized.old, out=out)
 
 
 class KeyStage:

@@ -12,8 +12,9 @@ sometimes stops like the other).
 - The server stays gone: the reopen is tried for ``REOPEN_SECONDS``, then one line and exit 1;
   the recording holds every processed frame.
 - A duplex stream into a sink: it stalls (one line within ``STALL_TO_EXIT_SECONDS``) or
-  stops and cannot be reopened (as above); exit 1 either way. The stall itself is shown
-  deterministically through JACK (tests/test_reliability_live.py).
+  stops and cannot be reopened (as above), a race inside the pulse plugin; the summary says
+  which, and that outcome is checked in full (the test's docstring). The stall itself is
+  shown deterministically through JACK (tests/test_reliability_live.py).
 """
 
 from __future__ import annotations
@@ -159,24 +160,40 @@ def test_a_sound_server_that_stays_gone_ends_the_run_in_one_line(
 
 
 def test_a_duplex_stream_whose_server_dies_ends_the_run_in_one_line(private_pulse, half_path):
-    """Measured: the duplex stream either stalls (PortAudio's thread stuck on the plugin's
-    lock) or stops and cannot be opened again; either way the run ends, bounded."""
+    """Two outcomes are legitimate, and which one comes is a race inside ALSA's pulse plugin,
+    not in stream-sep: when the server dies, PortAudio's stream thread is either inside the
+    plugin's poll (the poll fails: the stream stops, "active" turns False, and the reopen
+    finds no server) or waiting on the plugin's mainloop lock, which nobody releases again
+    (the stream stays "active" with no callbacks: a stall). Measured both ways here; the
+    stall alone is shown deterministically through JACK (tests/test_reliability_live.py).
+
+    The run's summary names which one happened (``stopped (stream stalled)`` or ``stopped
+    (stream died)``): exactly one of them must be there, and then everything that outcome
+    implies is checked and everything of the other one must be absent; exit 1 and a bounded
+    time either way."""
     process = live(private_pulse, "system:phones", half_path, duration=60)
     time.sleep(1.0)
     err, took = finish(process, since=private_pulse.kill())
-    print(f"server killed to exit: {took:.2f} s")
     assert process.returncode == 1, err
     lines = ours(err)
     stalled = (
         f"stream-sep: the audio stream stalled: no audio from the device for "
         f"{STALL_SECONDS:.1f} s (its sound server or device stopped answering)"
     )
-    if stalled in lines:
+    stopped = "stream-sep: the audio stream stopped unexpectedly"
+    reopen_failed = [line for line in lines if line.startswith("stream-sep: could not reopen it")]
+    outcomes = [
+        reason for reason in ("stream stalled", "stream died") if f"stopped ({reason})" in err
+    ]
+    assert len(outcomes) == 1, err
+    print(f"server killed to exit: {took:.2f} s; {outcomes[0]}")
+    if outcomes == ["stream stalled"]:
         assert took < STALL_TO_EXIT_SECONDS, err
-        assert lines.count(stalled) == 1 and "stopped (stream stalled)" in err, err
-        assert not any("stopped unexpectedly" in line for line in lines), err
+        assert lines.count(stalled) == 1, err
+        assert stopped not in lines and not reopen_failed, err
+        assert "reopened" not in err
     else:
         assert took < GONE_TO_EXIT_SECONDS, err
-        assert lines.count("stream-sep: the audio stream stopped unexpectedly") == 1, err
-        assert sum(line.startswith("stream-sep: could not reopen it in ") for line in lines) == 1
-        assert "stopped (stream died)" in err
+        assert lines.count(stopped) == 1 and len(reopen_failed) == 1, err
+        assert re.match(r"stream-sep: could not reopen it in [\d.]+ s: ", reopen_failed[0]), err
+        assert stalled not in lines and "reopened" not in err, err

@@ -115,6 +115,27 @@ def test_engine_block_allocates_nothing(model, traced, mode):
     assert not _over(measured, floor), (floor, _over(measured, floor))
 
 
+def test_level_ramps_mode_switches_and_fades_allocate_nothing(model, traced):
+    """The blocks that apply a request (the stream's first level change included: numpy's
+    first use of a ufunc loop in a process allocates) and those that ramp after it: level 0.5,
+    vocals, bypass, level 1.5 and 1.0 one block later (from the middle of a ramp), a fade-out
+    and another one from the middle of it, a fade back in."""
+    engine = stream_sep.Separator(model, RATE, CHANNELS, blocking=False)
+    requests = {5: lambda: engine.set_vocal_level(0.5), 12: lambda: engine.set_mode("vocals"),
+                20: lambda: engine.set_mode("bypass"), 30: lambda: engine.set_vocal_level(1.5),
+                31: lambda: engine.set_vocal_level(1.0), 40: lambda: engine.fade_out(0.1),
+                41: lambda: engine.fade_out(0.5), 50: lambda: engine.fade_back_in(0.1)}  # fmt: skip
+    try:
+        measured, floor = _measure_engine(
+            engine, _music(WARM_UP_BLOCKS + MEASURED_BLOCKS), requests
+        )
+    finally:
+        engine.close()
+    assert (engine.mode, engine.vocal_level) == ("karaoke", 1.0)
+    assert engine.stats.windows_run >= 2
+    assert not _over(measured, floor), (floor, _over(measured, floor))
+
+
 def test_key_mode_blocks_allocate_nothing(model, traced):
     """--key: the mixer's output through Rubber Band (its C API, arguments made once) at +2,
     then key changes +2 -> -3 (the running shifter's pitch), -3 -> 0 (to the delay line) and

@@ -23,9 +23,15 @@ _MODE_GAINS = {"karaoke": None, "vocals": (0.0, 1.0), "bypass": (1.0, 1.0)}
 class Ramp:
     """A linear gain ramp defined on absolute output sample indices.
 
-    Changed in place by :meth:`retarget` (the audio thread makes no new object); its values
-    are filled into arrays of ``dtype`` with 0-d operands of that dtype, the same arithmetic
-    as with Python scalars (which numpy would convert, allocating, on every call)."""
+    Changed in place by :meth:`retarget` / :meth:`retarget_from` (the audio thread makes no
+    new object: the start value is computed and kept in float64 arrays, with the same
+    arithmetic as Python floats); its values are filled into arrays of ``dtype`` with 0-d
+    operands of that dtype, the same arithmetic as with Python scalars (which numpy would
+    convert, allocating, on every call). Scalar arithmetic runs on pairs (two equal
+    elements): a ufunc whose output has one element allocates ~1 kB. The constructor runs
+    every ufunc it uses once, on scratch: numpy caches the loop it resolves for a dtype
+    combination the first time in a process (an allocation), which would otherwise fall on the
+    audio thread's first ramp."""
 
     def __init__(self, start_index=0, start_value=1.0, end_value=1.0, length=0, dtype=np.float64):
         self._offset = np.zeros((), np.float64)
@@ -34,21 +40,58 @@ class Ramp:
         self._slope = np.zeros((), dtype)
         self._start = np.zeros((), dtype)
         self._end = np.zeros((), dtype)
+        # float64 pairs: the start value, the end value, scratch; each with a 0-d view
+        self._pair_from, self._pair_to = np.zeros(2), np.zeros(2)
+        self._pair_a, self._pair_b = np.zeros(2), np.zeros(2)
+        self._from, self._to, self._a = (p[0, ...] for p in (self._pair_from, self._pair_to,
+                                                              self._pair_a))  # fmt: skip
+        self._prime(dtype)
         self.retarget(start_index, start_value, end_value, length)
 
     def retarget(self, start_index: int, start_value: float, end_value: float, length: int):
-        self.start_index, self.length = start_index, length
-        self.start_value, self.end_value = start_value, end_value
+        self._pair_from.fill(start_value)
+        self._set(start_index, end_value, length)
+
+    def retarget_from(self, start_index: int, end_value: float, length: int) -> None:
+        """Ramp from the value this ramp has at ``start_index`` to ``end_value``."""
+        self._value_into(start_index, self._pair_a)
+        np.copyto(self._pair_from, self._pair_a)
+        self._set(start_index, end_value, length)
+
+    def _set(self, start_index: int, end_value: float, length: int) -> None:
+        self.start_index, self.length, self.end_value = start_index, length, end_value
+        self._pair_to.fill(end_value)
         self._length.fill(length)
-        self._slope.fill((end_value - start_value) / length if length > 0 else 0.0)
-        self._start.fill(start_value)
-        self._end.fill(end_value)
+        if length > 0:  # slope = (end - start) / length in float64, rounded once to dtype
+            np.subtract(self._pair_to, self._pair_from, out=self._pair_a)
+            self._pair_b.fill(length)
+            np.divide(self._pair_a, self._pair_b, out=self._pair_a)
+            np.copyto(self._slope, self._a, casting="same_kind")
+        else:
+            self._slope.fill(0.0)
+        np.copyto(self._start, self._from, casting="same_kind")
+        np.copyto(self._end, self._to, casting="same_kind")
+
+    def _value_into(self, index: int, pair: np.ndarray) -> None:
+        """pair (2,) float64 = the value at ``index``: start + (end - start) * progress."""
+        if self.done_at(index):
+            np.copyto(pair, self._pair_to)
+        elif index <= self.start_index:
+            np.copyto(pair, self._pair_from)
+        else:
+            pair.fill(index)
+            self._pair_b.fill(self.start_index)
+            np.subtract(pair, self._pair_b, out=pair)  # exact: integers below 2**53
+            self._pair_b.fill(self.length)
+            np.divide(pair, self._pair_b, out=pair)
+            np.subtract(self._pair_to, self._pair_from, out=self._pair_b)
+            np.multiply(self._pair_b, pair, out=pair)
+            np.add(self._pair_from, pair, out=pair)
 
     def value_at(self, index: int) -> float:
-        if self.length <= 0 or index >= self.start_index + self.length:
-            return self.end_value
-        progress = max(0, index - self.start_index) / self.length
-        return self.start_value + (self.end_value - self.start_value) * progress
+        pair = np.zeros(2)
+        self._value_into(index, pair)
+        return float(pair[0])
 
     def done_at(self, index: int) -> bool:
         return self.length <= 0 or index >= self.start_index + self.length
@@ -61,6 +104,9 @@ class Ramp:
             out.fill(self.end_value)
             return
         self._offset.fill(first_index - self.start_index)
+        self._fill_ramping(out, positions, work)
+
+    def _fill_ramping(self, out: np.ndarray, positions: np.ndarray, work) -> None:
         if work is None:
             np.add(positions, self._offset, out=out)
         else:
@@ -74,6 +120,16 @@ class Ramp:
     def scale(self, out: np.ndarray) -> None:
         """out *= the end value (0-d operand: no conversion)."""
         np.multiply(out, self._end, out=out)
+
+    def _prime(self, dtype) -> None:
+        """Every ufunc of the audio thread's calls once, on scratch (see the class)."""
+        positions, work = np.zeros((2, 2), np.float64), np.zeros((2, 2), np.float64)
+        out = np.zeros((2, 2), dtype)
+        self._fill_ramping(out, positions, None if out.dtype == np.float64 else work)
+        self.scale(out)
+        self.length, self.start_index = 2, 0
+        self._value_into(1, self._pair_a)
+        self._set(0, 0.0, 2)
 
 
 class _Sized:
@@ -154,16 +210,16 @@ class Mixer:
             self._targets_changed = False  # before reading the targets: a newer request wins
             accompaniment, vocal = _MODE_GAINS[self.mode] or (1.0, self.vocal_level)
             length = 0 if immediate else self._ramp_samples
-            ramp = self._accompaniment
-            ramp.retarget(position, ramp.value_at(position), accompaniment, length)
-            ramp = self._vocal
-            ramp.retarget(position, ramp.value_at(position), vocal, length)
+            self._accompaniment.retarget_from(position, accompaniment, length)
+            self._vocal.retarget_from(position, vocal, length)
         request = self._fade_request
         if request is not None:
             self._fade_request = None
             target, samples = request
-            start = self.output_ramp.value_at(position) if target == 0.0 else 0.0
-            self.output_ramp.retarget(position, start, target, samples)
+            if target == 0.0:  # down from where the output gain is
+                self.output_ramp.retarget_from(position, target, samples)
+            else:  # up from silence
+                self.output_ramp.retarget(position, 0.0, target, samples)
 
     def reset(self) -> None:
         self._fade_request = None

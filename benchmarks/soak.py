@@ -41,8 +41,8 @@ import numpy as np
 from scipy import signal
 
 from benchmarks.harness import ModelProxy
-from stream_sep.engine import Separator
 from stream_sep.dsp.safety import OutputGuard
+from stream_sep.engine import Separator
 
 REPO = Path(__file__).resolve().parent.parent
 

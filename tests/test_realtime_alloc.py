@@ -10,11 +10,18 @@ less room, and shows single temporary integers that this loop does not.)
 
 The engine runs threaded (``blocking=False``), as live, and each block is measured with the
 worker asleep (``Scheduler.idle``): tracemalloc counts every thread, and the worker allocates
-while it separates a window.
+while it separates a window. A block that hands a window over wakes the worker at its very
+end; on a loaded machine the audio thread can then be preempted for longer than CPython's
+switch interval (5 ms), and the waiting worker is given the interpreter and allocates inside
+the measured call: the worker's bytes, not the audio thread's. So the measured calls run
+with a long switch interval (:func:`_measured_thread_keeps_the_interpreter`); the worker
+still runs between the blocks, while the loop waits for it to go idle.
 """
 
 from __future__ import annotations
 
+import contextlib
+import sys
 import time
 import tracemalloc
 
@@ -74,6 +81,17 @@ def _wait_idle(engine, timeout: float = 30.0) -> None:
         time.sleep(0.001)
 
 
+@contextlib.contextmanager
+def _measured_thread_keeps_the_interpreter():
+    """No other thread takes the interpreter from this one unless it blocks (sleeps, waits)."""
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(30.0)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(interval)
+
+
 def _measure_engine(engine, blocks: np.ndarray, requests=None) -> tuple[list[int], int]:
     """(bytes per engine.process(block, out) call after the warm-up, the floor).
 
@@ -86,16 +104,17 @@ def _measure_engine(engine, blocks: np.ndarray, requests=None) -> tuple[list[int
     floor = _floor(blocks[0], out)
     measured = []
     before = tracemalloc.get_traced_memory()[0]  # bound, as in every later round of the loop
-    for index in range(WARM_UP_BLOCKS, len(blocks)):
-        block = blocks[index]
-        if index - WARM_UP_BLOCKS in requests:
-            requests[index - WARM_UP_BLOCKS]()
-        _wait_idle(engine)
-        tracemalloc.reset_peak()
-        before = tracemalloc.get_traced_memory()[0]
-        engine.process(block, out)
-        measured.append(tracemalloc.get_traced_memory()[1] - before)
-        assert np.isfinite(out).all() and np.abs(out).max() <= 1.0
+    with _measured_thread_keeps_the_interpreter():
+        for index in range(WARM_UP_BLOCKS, len(blocks)):
+            block = blocks[index]
+            if index - WARM_UP_BLOCKS in requests:
+                requests[index - WARM_UP_BLOCKS]()
+            _wait_idle(engine)
+            tracemalloc.reset_peak()
+            before = tracemalloc.get_traced_memory()[0]
+            engine.process(block, out)
+            measured.append(tracemalloc.get_traced_memory()[1] - before)
+            assert np.isfinite(out).all() and np.abs(out).max() <= 1.0
     return measured, floor
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -29,6 +31,14 @@ def test_bundled_model_is_shipped_small_and_valid(bundled):
     assert bundled.contract.window_samples == 65024
     metadata = bundled.session.get_modelmeta().custom_metadata_map
     assert metadata.get("provenance.dataset", "").startswith("mir1k")
+    # reproducible: a clean commit, the data recipe (full-band songs), the seeds, the steps
+    # and the command lines travel with the weights
+    assert not metadata["provenance.git_commit"].endswith("-dirty")
+    training = json.loads(metadata["provenance.training"])
+    assert training["fullband_share"] > 0 and training["seed"] == 31
+    assert metadata["provenance.steps"] == "1500"
+    commands = json.loads(metadata["provenance.commands"])
+    assert commands[0].startswith("python -m train ") and "--resume" in commands[1]
 
 
 def test_bundled_model_runs_live_in_the_engine(bundled):

@@ -181,7 +181,7 @@ def conditions(thread_counts: list[int]) -> list[tuple[str, int]]:
 
 def run_all(args) -> tuple[str, dict]:
     """(how the JACK server was obtained, {condition: [each round's numbers]})."""
-    from bench_offline import song
+    from benchmarks.bench_offline import song
 
     from tests.jack_harness import Harness
 
@@ -307,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     args.threads = [int(t) for t in args.threads.split(",")]
     with tempfile.TemporaryDirectory(prefix="live-contention-") as folder:
         if args.smoke:
-            from bench_providers import smoke_model
+            from benchmarks.bench_providers import smoke_model
 
             args.model_path = str(smoke_model(Path(folder)))
             args.rounds, args.seconds, args.windows = 1, 3.0, 3

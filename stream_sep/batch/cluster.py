@@ -156,6 +156,9 @@ def _http2_answer(sock: socket.socket) -> str | None:
             header += chunk
     except TimeoutError:
         return f"it said nothing within {PROBE_SECONDS:g} s"
+    except (ConnectionResetError, BrokenPipeError, ConnectionAbortedError):
+        # a peer that closes at once may be seen as a reset or a broken pipe, not an end
+        return "it closed the connection without an HTTP/2 (gRPC) answer"
     except OSError as error:
         return f"it broke the connection ({error.strerror or type(error).__name__})"
     if header[3] != _HTTP2_SETTINGS:

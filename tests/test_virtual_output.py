@@ -30,12 +30,14 @@ import pytest
 import soundfile as sf
 from scipy import signal as scipy_signal
 
+from stream_sep.engine.config import DEFAULT_FADE_SECONDS
 from stream_sep.errors import DeviceError, UserError
 from stream_sep.live import devices, virtual
 from tests.helpers import FAST_ARGS
 from tests.pulse_harness import pactl, start, stop, unavailable
 
 RATE = 44100
+START_FADE = round(DEFAULT_FADE_SECONDS * RATE)  # the live output's fade-in at its start
 SOURCE = "stream_sep_karaoke_mic"
 SINK = "stream_sep_karaoke"
 READY = "virtual microphone 'stream-sep karaoke': apps record"
@@ -143,6 +145,7 @@ def exact_runs(recorded: np.ndarray, expected: np.ndarray) -> tuple[list, int]:
     recorded samples outside every run."""
     runs, unmatched, at = [], 0, 0
     frames = recorded.shape[1]
+    exact_runs.unmatched_at = []
     while at + CHUNK <= frames:
         piece = recorded[:, at : at + CHUNK]
         if not np.any(piece):
@@ -151,6 +154,7 @@ def exact_runs(recorded: np.ndarray, expected: np.ndarray) -> tuple[list, int]:
         where = locate(piece, expected)
         if where is None:
             unmatched += int(np.count_nonzero(np.any(piece[:, : CHUNK // 8], axis=0)))
+            exact_runs.unmatched_at.append(at)
             at += CHUNK // 8
             continue
         length = min(frames - at, expected.shape[1] - where)
@@ -172,7 +176,18 @@ def check_delivered(recorded, expected, joined_by: int, replaced: int = 0) -> li
     Half of the span at least must arrive. Returns the runs."""
     runs, unmatched = exact_runs(recorded, expected)
     assert runs, "nothing of the expected signal was recorded"
-    report = f"runs (recording, expected, length): {runs}, unmatched {unmatched}"
+    # What the device stream plays after the last exact run (the engine's output once the
+    # file has ended, until the stream stops) has no counterpart in ``expected``.
+    tail = runs[-1][0] + runs[-1][2]
+    unmatched = sum(
+        int(np.count_nonzero(np.any(recorded[:, at : at + CHUNK // 8], axis=0)))
+        for at in exact_runs.unmatched_at
+        if at < tail
+    )
+    report = (
+        f"runs (recording, expected, length): {runs}, unmatched {unmatched} "
+        f"at {exact_runs.unmatched_at[:3]}..{exact_runs.unmatched_at[-3:]}"
+    )
     for (_, before, length), (_, after, _) in zip(runs, runs[1:], strict=False):
         assert after >= before + length, report  # in order, nothing twice
     first, matched = runs[0][1], sum(length for _, _, length in runs)
@@ -180,7 +195,8 @@ def check_delivered(recorded, expected, joined_by: int, replaced: int = 0) -> li
     sound_end = expected.shape[1] - int(np.argmax(np.any(expected[:, ::-1] != 0, axis=0)))
     assert end >= sound_end - 1, report  # delivered to the last sample of sound
     assert first <= joined_by, report
-    assert unmatched <= CHUNK * len(runs) + replaced, report
+    # the live start's fade-in (the device stream starts from silence) differs from a file
+    assert unmatched <= CHUNK * len(runs) + START_FADE + replaced, report
     assert matched >= 0.5 * (end - first), report
     print(
         f"virtual source: {matched} of {end - first} samples exact in {len(runs)} run(s), "

@@ -11,6 +11,7 @@ turns into PulseAudio and would change what other tests' default devices are.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -90,7 +91,15 @@ def pulse_server():
         unavailable(f"STREAM_SEP_PULSE=1 but {ADDRESS_ENV} is not set (see .ci/test)")
     if shutil.which("pulseaudio") is None:
         unavailable("pulseaudio is not installed (apt-get install pulseaudio)")
-    folder = Path(tempfile.mkdtemp(prefix="stream-sep-pulse-"))
+    with private_server("stream-sep-pulse-") as address:
+        yield address
+
+
+@contextlib.contextmanager
+def private_server(prefix: str):
+    """A PulseAudio server of its own in a fresh folder named ``prefix...``: its address;
+    stopped and its folder removed on the way out."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
     address, pid = start(folder)
     try:
         yield address

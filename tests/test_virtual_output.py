@@ -21,7 +21,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -34,7 +33,7 @@ from stream_sep.engine.config import DEFAULT_FADE_SECONDS
 from stream_sep.errors import DeviceError, UserError
 from stream_sep.live import devices, virtual
 from tests.helpers import FAST_ARGS
-from tests.pulse_harness import pactl, start, stop, unavailable
+from tests.pulse_harness import pactl, private_server, unavailable
 
 RATE = 44100
 START_FADE = round(DEFAULT_FADE_SECONDS * RATE)  # the live output's fade-in at its start
@@ -50,13 +49,8 @@ def server():
     """A private PulseAudio server's address; stopped at the end of the module."""
     if not all(shutil.which(tool) for tool in ("pulseaudio", "pactl", "parec", "paplay")):
         unavailable("pulseaudio/pulseaudio-utils are not installed")
-    folder = Path(tempfile.mkdtemp(prefix="stream-sep-pulse-virtual-"))
-    address, pid = start(folder)
-    try:
+    with private_server("stream-sep-pulse-virtual-") as address:
         yield address
-    finally:
-        stop(pid)
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -104,6 +104,27 @@ def get_parser() -> argparse.ArgumentParser:
     )
     data.add_argument("--fullband-seed", type=int, help="seed of the rendered songs (default 0)")
     data.add_argument(
+        "--multitrack",
+        type=str,
+        metavar="DIR",
+        help="real multitrack songs to train on: one folder per song holding vocals and "
+        "accompaniment (or drums, bass, other) files, the layout of 'stream-sep evaluate "
+        "--format stems'; read into memory at the start",
+    )
+    data.add_argument(
+        "--multitrack-songs",
+        type=_names,
+        metavar="NAMES",
+        help="comma-separated song folders of --multitrack to use (default all); the others "
+        "stay held out",
+    )
+    data.add_argument(
+        "--multitrack-share",
+        type=float,
+        metavar="P",
+        help="share of training examples made from the --multitrack songs' stems (default 0)",
+    )
+    data.add_argument(
         "--workers", type=int, help="data-loading threads (default 0: in the training loop)"
     )
 

@@ -183,7 +183,9 @@ class RandomMixDataset(keras.utils.PyDataset):
     ``vocal_pitch_shift`` (low, high semitones, probability) replaces its vocals' pitch shift.
     With a ``fullband`` mixer (:class:`train.fullband.mix.FullBandMixer`), a share
     ``fullband_share`` of the examples are instead a vocals chunk of the tracks in a rendered
-    full-band song (vocals as the only source).
+    full-band song (vocals as the only source); with a ``multitrack`` mixer
+    (:class:`train.multitrack.MultitrackMixer`), a share ``multitrack_share`` are real songs'
+    stems (vocals as the only source).
 
     Batches: x (batch_size, window) float32 mixtures, y (batch_size, n_sources, window).
     """
@@ -201,6 +203,8 @@ class RandomMixDataset(keras.utils.PyDataset):
         vocal_pitch_shift=None,
         fullband=None,
         fullband_share: float = 0.0,
+        multitrack=None,
+        multitrack_share: float = 0.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -224,9 +228,12 @@ class RandomMixDataset(keras.utils.PyDataset):
         self.augmenter = make_augmenter(self.augmentation, vocal_pitch_shift=vocal_pitch_shift)
         self.fullband = fullband
         self.fullband_share = fullband_share if fullband is not None else 0.0
-        if self.fullband_share > 0 and self.sources != ("vocals",):
+        self.multitrack = multitrack
+        self.multitrack_share = multitrack_share if multitrack is not None else 0.0
+        if self.fullband_share + self.multitrack_share > 0 and self.sources != ("vocals",):
             raise UserError(
-                f"full-band examples train the vocals alone; --sources is {','.join(sources)}"
+                "full-band and multitrack examples train the vocals alone; "
+                f"--sources is {','.join(sources)}"
             )
 
     def __len__(self) -> int:
@@ -247,8 +254,11 @@ class RandomMixDataset(keras.utils.PyDataset):
 
     def example(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
         """One training example: stem name -> (window,) float32."""
-        if self.fullband_share > 0 and rng.uniform() < self.fullband_share:
+        draw = rng.uniform() if self.fullband_share + self.multitrack_share > 0 else 1.0
+        if draw < self.fullband_share:
             return self.fullband.example(self.plain_chunk("vocals", rng), rng, self.stems)
+        if draw < self.fullband_share + self.multitrack_share:
+            return self.multitrack.example(self.window, rng, self.stems)
         if rng.uniform() < self.original_pairs_fraction:
             stems = self.original_pair(rng)
         else:

@@ -62,6 +62,10 @@ class TrainSettings:
     fullband_songs: int = 100
     fullband_cache: str | None = None  # default: the run directory
     fullband_seed: int = 0
+    # real multitrack songs (train/multitrack): their folder, the songs used, their share
+    multitrack: str | None = None
+    multitrack_songs: list[str] | None = None
+    multitrack_share: float = 0.0
 
     def __post_init__(self) -> None:
         # runs saved before the recipes stored augmentation as true/false
@@ -95,6 +99,15 @@ class TrainSettings:
             check_pitch_shift(self.vocal_pitch_shift)
         if not 0 <= self.fullband_share <= 1:
             raise UserError(f"--fullband-share must be in [0, 1], got {self.fullband_share}")
+        if not 0 <= self.multitrack_share <= 1:
+            raise UserError(f"--multitrack-share must be in [0, 1], got {self.multitrack_share}")
+        if self.multitrack_share > 0 and not self.multitrack:
+            raise UserError("--multitrack-share needs --multitrack DIR (the songs' folder)")
+        if self.fullband_share + self.multitrack_share > 1:
+            raise UserError(
+                f"--fullband-share {self.fullband_share} plus --multitrack-share "
+                f"{self.multitrack_share} is over 1"
+            )
         if self.fullband_songs < 1:
             raise UserError(f"--fullband-songs must be at least 1, got {self.fullband_songs}")
         if not 0 <= self.val_split < 1:
@@ -365,6 +378,9 @@ def train(
     fullband = full_band_mixer(run_dir, settings)
     if fullband is not None:
         data_info["fullband"] = fullband.description
+    multitrack = multitrack_mixer(settings)
+    if multitrack is not None:
+        data_info["multitrack"] = multitrack.description
     state = runs.read_state(run_dir) if resume else {"epochs_done": 0}
     if resume:
         had_schedule = TrainSettings(**runs.read_run_config(run_dir)["training"]).uses_schedule
@@ -404,6 +420,8 @@ def train(
         vocal_pitch_shift=settings.vocal_pitch_shift,
         fullband=fullband,
         fullband_share=settings.fullband_share,
+        multitrack=multitrack,
+        multitrack_share=settings.multitrack_share,
         workers=max(settings.workers, 1),
         use_multiprocessing=False,
     )
@@ -453,6 +471,15 @@ def full_band_mixer(run_dir: Path, settings: TrainSettings):
         Path(settings.fullband_cache or run_dir), settings.fullband_songs, settings.fullband_seed
     )
     return FullBandMixer(songs, settings.vocal_pitch_shift)
+
+
+def multitrack_mixer(settings: TrainSettings):
+    """The real-song example maker of a run with ``--multitrack-share`` > 0, else None."""
+    if settings.multitrack_share <= 0:
+        return None
+    from train.multitrack import MultitrackMixer, load_stem_songs
+
+    return MultitrackMixer(load_stem_songs(Path(settings.multitrack), settings.multitrack_songs))
 
 
 def warm_start(model: keras.Model, config: ModelConfig, path: str) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -48,6 +49,20 @@ class SpeedProfile:
     def t90(self, stereo: str) -> float:
         times = self.batch if stereo == "batch" else self.mid
         return float(np.percentile(times, 90))
+
+
+def typical(profiles: Sequence[SpeedProfile]) -> SpeedProfile:
+    """The profile a plan is chosen from when several starts measured the same setting:
+    per stereo handling, the median of the starts' 90th percentiles (one value each).
+    One profile is returned as it is."""
+    if not profiles:
+        raise ValueError("no speed measurements")
+    if len(profiles) == 1:
+        return profiles[0]
+    return SpeedProfile(
+        (float(np.median([p.t90("batch") for p in profiles])),),
+        (float(np.median([p.t90("mid") for p in profiles])),),
+    )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -280,3 +280,34 @@ def test_the_plan_covers_the_device_block():
     assert fit.hop >= 2 * block
     unblocked = fitting.choose(CONTRACT, 48000, 2, profile(0.004, 0.002))
     assert fit.latency > unblocked.latency
+
+
+def test_the_per_block_stages_share_the_ceiling_with_the_windows():
+    speed = profile(0.2, 0.1)
+    alone = fitting.choose(CONTRACT, 48000, 1, speed)
+    with_key = fitting.choose(CONTRACT, 48000, 1, speed, stage_load=0.2)
+    # the windows get 0.5 - 0.2 of the CPU: a longer hop, a higher latency, the same ceiling
+    assert with_key.hop >= 0.2 / (fitting.LOAD_CEILING - 0.2) - 1e-9 > alone.hop
+    assert with_key.latency > alone.latency
+    assert with_key.load == pytest.approx(0.2 / with_key.hop + 0.2)
+    assert with_key.load <= fitting.LOAD_CEILING + 1e-9
+    # a target below what the stages leave possible names the lowest with them counted
+    with pytest.raises(UserError, match=f"at least {with_key.latency:.3f} s"):
+        fitting.choose(CONTRACT, 48000, 1, speed, alone.latency, stage_load=0.2)
+    with pytest.raises(UserError, match="take 0.45 of this machine's CPU"):
+        fitting.choose(CONTRACT, 48000, 1, speed, stage_load=0.45)
+
+
+def test_a_stage_is_timed_per_second_of_audio():
+    calls = []
+
+    def busy(block, out):
+        calls.append(block.shape)
+        out[:] = block
+        time.sleep(0.002)
+
+    share = fitting.measure_stage(busy, 48000, 2, 1024, seconds=0.5)
+    # at least 0.002 s per 1024-frame block of 48 kHz audio (21.3 ms): 0.094 of real time
+    assert share >= 0.09
+    assert len(calls) == fitting.STAGE_WARM_UP_BLOCKS + round(0.5 * 48000 / 1024)
+    assert set(calls) == {(2, 1024)}

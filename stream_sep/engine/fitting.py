@@ -4,7 +4,8 @@ The compute allowance ``D`` (the time a window's inference may take before its s
 due) comes from the measured speed: ``D = min(hop, COMPUTE_MARGIN * t90 + COMPUTE_SLACK)``
 with ``t90`` the 90th percentile of timed windows, so the latency shrinks on a fast machine.
 ``--latency auto`` then picks the hop (and, for stereo, whether to run both channels or only
-the mid channel) with the lowest latency whose load (``t90 / hop``) stays at or below
+the mid channel) with the lowest latency whose load (``t90 / hop``, plus the share of the
+stages that run on every block: the key change, the microphone's reverb) stays at or below
 ``LOAD_CEILING``; ``--latency SECONDS`` picks the best-quality setting that fits and spends
 the rest of the requested delay on lookahead, so the reported latency is exactly what was
 asked. All choices are pure functions of the measured :class:`SpeedProfile`.
@@ -34,9 +35,12 @@ COMPUTE_SLACK = 0.02  # seconds: thread wake-up and device-block jitter
 AUTO_LOOKAHEAD = 0.1  # seconds of future context --latency auto gives the model
 AUTO_CROSSFADE = DEFAULT_CROSSFADE
 GRID = 0.01  # hops and allowances are whole multiples of 10 ms
+MIN_WINDOW_SHARE = 0.1  # the least CPU share the windows may be left by the other stages
 MID_MIN_GAIN = 0.05  # auto takes the mid channel (one estimate for both sides) only if it
 # lowers the latency by at least this many seconds: both channels keep the stereo image
 TIMED_WINDOWS = 6
+STAGE_SECONDS = 1.0  # audio a per-block stage is timed on at start-up
+STAGE_WARM_UP_BLOCKS = 8
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,10 +80,12 @@ class Fit:
     stereo: str
     window_seconds: float  # t90 of the chosen stereo handling
     latency: float
+    stage_load: float = 0.0  # the per-block stages' share of the CPU (see choose)
 
     @property
     def load(self) -> float:
-        return self.window_seconds / self.hop
+        """The whole plan's share of the CPU: windows plus the per-block stages."""
+        return self.window_seconds / self.hop + self.stage_load
 
     def engine_options(self) -> dict:
         return {
@@ -114,6 +120,24 @@ def measure(
     return SpeedProfile(timings["batch"], timings.get("mid", timings["batch"]))
 
 
+def measure_stage(
+    process, sample_rate: int, channels: int, block: int, seconds: float = STAGE_SECONDS
+) -> float:
+    """CPU share of a per-block stage: seconds spent in ``process(block, out)`` per second
+    of audio, over ``seconds`` of quiet noise in ``block``-frame blocks after
+    :data:`STAGE_WARM_UP_BLOCKS` untimed ones (process: (channels, block) float32 in, written
+    into ``out`` of the same shape)."""
+    noise = np.random.default_rng(1).standard_normal((channels, block)).astype(np.float32)
+    audio, out = 0.01 * noise, np.zeros((channels, block), np.float32)
+    for _ in range(STAGE_WARM_UP_BLOCKS):
+        process(audio, out)
+    blocks = max(1, int(round(seconds * sample_rate / block)))
+    started = time.perf_counter()
+    for _ in range(blocks):
+        process(audio, out)
+    return (time.perf_counter() - started) / (blocks * block / sample_rate)
+
+
 def _timed(runner: WindowRunner, audio: np.ndarray, stereo: str) -> float:
     started = time.perf_counter()
     runner.estimate(audio, stereo)
@@ -136,16 +160,21 @@ def choose(
     target: float | None = None,
     stereo: str | None = None,
     block_seconds: float = 0.0,
+    stage_load: float = 0.0,
 ) -> Fit:
     """The setting for ``target`` seconds of latency, or the lowest latency (None).
 
     stereo: force 'batch' or 'mid' (None: either; 'mid' only when it is at least
     ``MID_MIN_GAIN`` seconds lower).
     block_seconds: the device's block (callback) duration: hop and allowance cover it.
+    stage_load: CPU seconds per second of audio of the stages that run on every block
+    besides the windows (key change, microphone reverb), measured at start-up: the windows
+    get ``LOAD_CEILING - stage_load``, so the whole plan's load stays at the ceiling.
     Raises :class:`UserError` naming the lowest latency possible when ``target`` is below it.
     """
+    check_stage_load(stage_load)
     options = [stereo] if stereo else (["batch", "mid"] if channels > 1 else ["batch"])
-    fits = [_lowest(contract, sample_rate, speed, s, block_seconds) for s in options]
+    fits = [_lowest(contract, sample_rate, speed, s, block_seconds, stage_load) for s in options]
     fits = [f for f in fits if f is not None]
     if not fits:
         raise UserError("this model's window is too short for any live setting on this machine")
@@ -162,15 +191,29 @@ def choose(
     return _stretch(contract, sample_rate, chosen, target)
 
 
-def _lowest(contract, rate: int, speed: SpeedProfile, stereo: str, block: float) -> Fit | None:
+def check_stage_load(stage_load: float) -> None:
+    """One line when the per-block stages leave the windows less than
+    :data:`MIN_WINDOW_SHARE` of the CPU."""
+    if LOAD_CEILING - stage_load < MIN_WINDOW_SHARE:
+        raise UserError(
+            f"the stages beside the separation (key change, microphone reverb) take "
+            f"{stage_load:.2f} of this machine's CPU, leaving less than {MIN_WINDOW_SHARE:g} of "
+            f"the {LOAD_CEILING:g} ceiling for the model: leave one of them out"
+        )
+
+
+def _lowest(
+    contract, rate: int, speed: SpeedProfile, stereo: str, block: float, stage_load: float = 0.0
+) -> Fit | None:
     """The lowest-latency setting for one stereo handling, or None if none fits."""
     seconds = speed.t90(stereo)
-    hop = max(GRID, _ceil_grid(seconds / LOAD_CEILING), _ceil_grid(2 * block))
+    window_share = LOAD_CEILING - stage_load
+    hop = max(GRID, _ceil_grid(seconds / window_share), _ceil_grid(2 * block))
     crossfade = min(AUTO_CROSSFADE, hop)
     compute = compute_allowance(seconds, hop, block)
     edge = math.ceil(contract.n_fft // 4 * rate / contract.sample_rate) / rate
     lookahead = max(AUTO_LOOKAHEAD, edge)
-    fit = Fit(hop, lookahead, crossfade, compute, stereo, seconds, latency=0.0)
+    fit = Fit(hop, lookahead, crossfade, compute, stereo, seconds, 0.0, stage_load)
     try:
         plan = _plan(contract, rate, fit)
     except UserError:

@@ -2,10 +2,10 @@
 
 The rule, as a reader of README.md and docs/*.md can apply it by hand:
 
-- A **citation** is a path to a file under ``benchmarks/results/`` (``.md`` or ``.json``),
-  written as a Markdown link (``[latency](benchmarks/results/latency.md)``, relative to the
-  document) or as inline code (```benchmarks/results/latency.md```, relative to the
-  repository). Every cited file must exist.
+- A **citation** is a path to a file under ``benchmarks/results/`` (``.md``, ``.json`` or
+  ``.csv``), written as a Markdown link (``[latency](benchmarks/results/latency.md)``,
+  relative to the document) or as inline code (```benchmarks/results/latency.md```, relative
+  to the repository). Every cited file must exist.
 - A citation covers its **unit**: the paragraph it stands in (lines between blank lines,
   outside fenced code blocks), or the table row it stands in. A table's rows are also covered
   by the citations of its caption: the paragraph right above the table.
@@ -20,10 +20,18 @@ The rule, as a reader of README.md and docs/*.md can apply it by hand:
   to letters that are not units (``MIR-1K``, ``float32``, ``6th``). A count or setting that is
   not in the cited file is written in words or in code, or stands in a paragraph that cites
   nothing.
+- Every document is checked: README.md and every ``docs/*.md``. A figure **with a unit of
+  measurement** (dB, ms, s, min, h, MB, MiB, GB, a glued ``x`` or ``%``; spelled-out
+  seconds, minutes and hours too) must stand in a unit that cites a results file, unless it
+  is a constant of the code listed in ``SETTINGS`` below, with its reason and the code that
+  holds it (checked, so the documents follow the code). Frequencies and sample rates (Hz)
+  are not held to this. Anything measured without a results file behind it goes, or becomes
+  a sentence naming the command that measures it (``python -m benchmarks NAME``).
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +44,8 @@ RESULTS = REPO / "benchmarks" / "results"
 
 _LINK = re.compile(r"\]\(([^)\s]+)\)")
 _CODE = re.compile(r"`[^`]*`")
-_CITED_IN_CODE = re.compile(r"`(benchmarks/results/[^`\s]+\.(?:md|json))`")
+_CITED_IN_CODE = re.compile(r"`(benchmarks/results/[^`\s]+\.(?:md|json|csv))`")
+RESULT_SUFFIXES = (".md", ".json", ".csv")
 _DATE_OR_TIME = re.compile(r"\b\d{4}-\d{2}-\d{2}\b|\b\d{1,2}:\d{2}\b")
 UNITS = ("x", "s", "ms", "min", "h", "dB", "Hz", "kHz", "MB", "MiB", "GB", "KB", "KiB", "M")
 # A number not glued to a word before it (MIR-1K's "1" is glued after; see below).
@@ -64,7 +73,7 @@ def citations_in(text: str, document: Path, results: Path = RESULTS) -> list[Pat
     found = []
     for target in _LINK.findall(text):
         path = (document.parent / target.split("#")[0]).resolve()
-        if results in path.parents and path.suffix in (".md", ".json"):
+        if results in path.parents and path.suffix in RESULT_SUFFIXES:
             found.append(path)
     repository = results.parent.parent
     found += [repository / cited for cited in _CITED_IN_CODE.findall(text)]
@@ -138,6 +147,7 @@ def figures_in(text: str) -> list[str]:
     return figures
 
 
+@functools.cache
 def numbers_in(path: Path) -> list[float]:
     """Every number written in a results file."""
     return [float(token) for token in _FILE_NUMBER.findall(path.read_text())]
@@ -150,6 +160,126 @@ def appears(figure: str, numbers: list[float]) -> bool:
     value = float(figure)
     half = 0.5 * 10 ** (int(exponent or 0) - decimals)
     return any(abs(abs(number) - value) <= half + 1e-9 for number in numbers)
+
+
+# A figure followed by one of these units is a measurement unless SETTINGS says otherwise: a
+# time, a size, a level in dB, a ratio ("1.9x") or a share ("15%"). Frequencies and sample
+# rates (Hz) are left out: they describe signals and settings far more often than results.
+_MEASURED = re.compile(
+    r"(?<![\w.])[+\-\u2212\u00b1]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?"
+    r"(?:\s*(?:dB|ms|s|min|h|MB|MiB|GB|GiB|KB|KiB|kB|seconds?|minutes?|hours?)(?!\w)"
+    r"|%|x(?!\w))"
+)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """A figure with a unit that is a constant of the code, not a measurement: it may stand in
+    prose that cites no results file. Each ``(path, text)`` of ``code`` must be in the
+    repository, so that the documents and the code cannot drift apart."""
+
+    reason: str
+    code: tuple[tuple[str, str], ...]
+
+
+# The whole allow-list, keyed by the figure as ``measured_figures_in`` gives it (sign and
+# unit included, one space, seconds/minutes/hours as s/min/h). Any other setting is written
+# in code (``--hop 0.5``, ```±9 dB```) or in words.
+SETTINGS = {
+    "5 ms": Setting(
+        "the shortest crossfade, so that a fallback window never clicks",
+        (("stream_sep/engine/plan.py", "MIN_CROSSFADE_SECONDS = 0.005"),),
+    ),
+    "10 ms": Setting(
+        "a --blocksize under this is named as the likely cause of xruns",
+        (("stream_sep/live/status.py", "_SMALL_BLOCK_SECONDS = 0.01"),),
+    ),
+    "20 ms": Setting(
+        "the compute allowance's slack over twice the 90th-percentile window time",
+        (("stream_sep/engine/fitting.py", "COMPUTE_SLACK = 0.02"),),
+    ),
+    "50 ms": Setting(
+        "the live output's fades, the mode and vocal-level ramps, the key change's crossfade",
+        (
+            ("stream_sep/engine/config.py", "DEFAULT_FADE_SECONDS = 0.05"),
+            ("stream_sep/engine/config.py", "ramp_seconds: float = 0.05"),
+            ("stream_sep/engine/key.py", "DEFAULT_CROSSFADE_SECONDS = 0.05"),
+        ),
+    ),
+    "100 ms": Setting(
+        "the output limiter's release time constant",
+        (("stream_sep/dsp/safety.py", "RELEASE_SECONDS = 0.1"),),
+    ),
+    "0.1 s": Setting(
+        "the lookahead --latency auto gives the model",
+        (("stream_sep/engine/fitting.py", "AUTO_LOOKAHEAD = 0.1"),),
+    ),
+    "0.25 s": Setting(
+        "the live loop's tick and the reopen retry interval",
+        (
+            ("stream_sep/live/session.py", "_TICK_SECONDS = 0.25"),
+            ("stream_sep/live/streams.py", "REOPEN_RETRY_SECONDS = 0.25"),
+        ),
+    ),
+    "1 s": Setting(
+        "how long a stuck device stream may take to close before it is abandoned",
+        (("stream_sep/live/streams.py", "CLOSE_SECONDS = 1.0"),),
+    ),
+    "2 s": Setting(
+        "a stream without a callback this long has stalled; the manifest's save interval",
+        (
+            ("stream_sep/live/streams.py", "STALL_SECONDS = 2.0"),
+            ("stream_sep/batch/manifest.py", "SAVE_INTERVAL = 2.0"),
+        ),
+    ),
+    "4.064 s": Setting(
+        "the bundled model's window, 65,024 samples at 16 kHz",
+        (("stream_sep/models/contract.py", "WINDOW_SAMPLES = 65024"),),
+    ),
+    "5 s": Setting(
+        "the reopen deadline, the Ray address probe, the live fault tests' bound",
+        (
+            ("stream_sep/live/streams.py", "REOPEN_SECONDS = 5.0"),
+            ("stream_sep/batch/cluster.py", "PROBE_SECONDS = 5.0"),
+            ("tests/test_reliability_live.py", "FAULT_TO_EXIT_SECONDS = 5.0"),
+        ),
+    ),
+    "10 s": Setting(
+        "the most a refused Ray address takes: the probe's connection and its answer",
+        (("stream_sep/batch/cluster.py", "REFUSAL_SECONDS = 2 * PROBE_SECONDS"),),
+    ),
+    "1%": Setting(
+        "the share of callbacks with xruns above which the status line warns",
+        (("stream_sep/live/status.py", "XRUN_SHARE_LIMIT = 0.01"),),
+    ),
+    "50%": Setting(
+        "the load ceiling of --latency auto",
+        (("stream_sep/engine/fitting.py", "LOAD_CEILING = 0.5"),),
+    ),
+    "20 MiB": Setting(
+        "the most the bundled model may take of the package data",
+        (("tests/test_bundled_model.py", "MAX_BUNDLED_BYTES = 20 * 1024 * 1024"),),
+    ),
+    "2 GiB": Setting(
+        "the largest self-contained ONNX file (a protobuf message)",
+        (("export/pipeline.py", "MAX_SELF_CONTAINED_BYTES = 2 * 1024**3 - 1"),),
+    ),
+}
+_LONG_UNITS = {"second": "s", "seconds": "s", "minute": "min", "minutes": "min"}
+_LONG_UNITS |= {"hour": "h", "hours": "h"}
+
+
+def measured_figures_in(text: str) -> list[str]:
+    """The figures of a unit's text that carry a unit of measurement, as ``"0.5 s"``."""
+    text = _CODE.sub(" ", text)
+    text = re.sub(r"\]\([^)]*\)", "] ", text)
+    text = _DATE_OR_TIME.sub(" ", text)
+    found = []
+    for match in _MEASURED.finditer(text):
+        figure = re.sub(r"\s+", " ", match.group(0)).replace("\u2212", "-")
+        number, _, unit = figure.partition(" ")
+        found.append(f"{number} {_LONG_UNITS.get(unit, unit)}" if unit else number)
+    return found
 
 
 ALL_UNITS = [unit for document in DOCUMENTS for unit in units_of(document)]
@@ -176,6 +306,33 @@ def test_cited_figures_are_in_the_cited_files(unit):
     assert not absent, f"{unit.where()}: {absent} are not in {cited}:\n{unit.text}"
 
 
+UNCITED_UNITS = [unit for unit in ALL_UNITS if not unit.citations]
+
+
+def test_every_document_is_checked():
+    documents = {unit.document for unit in ALL_UNITS}
+    assert REPO / "README.md" in documents
+    assert {path for path in (REPO / "docs").glob("*.md") if path.read_text().strip()} <= documents
+
+
+@pytest.mark.parametrize("unit", UNCITED_UNITS, ids=Unit.where)
+def test_measured_figures_cite_a_results_file(unit):
+    uncited = [figure for figure in measured_figures_in(unit.text) if figure not in SETTINGS]
+    assert not uncited, (
+        f"{unit.where()}: {uncited} stand in prose that cites no results file: cite the file "
+        f"that holds them, remove them, or list a constant of the code in SETTINGS:\n{unit.text}"
+    )
+
+
+@pytest.mark.parametrize("figure", sorted(SETTINGS))
+def test_allowed_settings_are_in_the_code(figure):
+    setting = SETTINGS[figure]
+    for path, code in setting.code:
+        assert code in (REPO / path).read_text(), (
+            f"{figure!r} is allowed as {setting.reason}, but {path} no longer holds {code!r}"
+        )
+
+
 # The rule itself, on made-up text, so that a change to the parser cannot make it vacuous.
 
 
@@ -195,6 +352,32 @@ def test_a_figure_appears_when_a_number_of_the_file_rounds_to_it():
     assert not appears("203", [201.4])
     assert appears("7e-8", [7.4e-8])
     assert not appears("7e-8", [6.4e-8])
+
+
+def test_a_measured_figure_is_a_number_with_a_unit_outside_code():
+    text = (
+        "Took 1.38 s, then 5\n  seconds; 2.31x real time, 15% of it, -0.7 dB, 112 MB, 8.5 min;"
+        " not 2 x the time, 3 songs, 48 kHz, 9 hops, `0.5 s`, -1 dBFS, 2026-11-29 17:51"
+        " ([r](benchmarks/results/3_s.md))."
+    )
+    assert measured_figures_in(text) == [
+        "1.38 s", "5 s", "2.31x", "15%", "-0.7 dB", "112 MB", "8.5 min",
+    ]  # fmt: skip
+
+
+def test_settings_stand_uncited_and_measurements_do_not(tmp_path):
+    document = tmp_path / "doc.md"
+    document.write_text(
+        "A fade of 50 ms and a load ceiling of 50%.\n\nIt took 1.38 s here.\n\n"
+        "It took 1.38 s ([r](benchmarks/results/r.md)).\n"
+    )
+    units = units_of(document, tmp_path / "benchmarks" / "results")
+    uncited = [
+        [figure for figure in measured_figures_in(unit.text) if figure not in SETTINGS]
+        for unit in units
+        if not unit.citations
+    ]
+    assert uncited == [[], ["1.38 s"]]
 
 
 def test_table_rows_take_their_captions_citations(tmp_path):

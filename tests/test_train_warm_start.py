@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -148,3 +149,23 @@ def test_a_run_started_from_the_bundled_model_carries_its_weights(tmp_path, bund
     core = core_network_of(load_checkpoint(run_dir / "last.keras"))
     x = spectrograms(config)[:1]
     assert relative_error(core(x), onnx_runtime(BUNDLED_MODEL, x)) < TOLERANCE
+
+
+def test_the_weights_start_a_run_on_another_window(bundled):
+    """The window is not part of the weights: --init-from with --window-samples alone keeps
+    the model's network (and preset) on a shorter window, whose core takes every weight."""
+    from train.cli import warm_start_config
+
+    _, config = bundled
+    given = {"init_from": str(BUNDLED_MODEL), "window_samples": 32256}
+    short, preset = warm_start_config(given, preset_config("full", window_samples=32256))
+    assert short == dataclasses.replace(config, window_samples=32256)
+    assert preset == "tiny" and short.frames == 64
+    core = build_core_network(short)
+    assert load_onnx_weights(core, BUNDLED_MODEL, verify=False) == len(core.weights) == 261
+    x = spectrograms(short)
+    estimate = np.asarray(core(x))
+    assert x.shape[:2] == (2, 64) and estimate.shape[:3] == (2, len(short.sources), 64)
+    assert np.isfinite(estimate).all()
+    with pytest.raises(UserError, match="must be divisible by"):
+        warm_start_config({**given, "window_samples": 32768}, None)

@@ -281,16 +281,22 @@ def run(args: argparse.Namespace, command: list[str] | None = None) -> int:
 
 def warm_start_config(given: dict, config):
     """The model configuration and preset name of a run started ``--init-from`` a model:
-    the model's own, or the given one when model options are given (it must match)."""
+    the model's own, or the given one when model options are given (it must match).
+    ``--window-samples`` alone keeps the model's network and runs it on that window."""
     from train.config import PRESETS
     from train.warm_start import check_same_architecture, onnx_model_config, read_onnx
 
     path = given["init_from"]
     found = onnx_model_config(read_onnx(path), path)
-    if any(k in given for k in ("preset", "seed_init", *MODEL_OPTIONS)):
+    if "window_samples" in given:  # the same weights on another window
+        found = dataclasses.replace(found, window_samples=given["window_samples"])
+        found.validate()
+    structure = [k for k in MODEL_OPTIONS if k != "window_samples"]
+    if any(k in given for k in ("preset", "seed_init", *structure)):
         check_same_architecture(config, found, path)
         return config, given.get("preset", "full")
-    shape = dataclasses.replace(found, sources=PRESETS["full"].sources)
+    full = PRESETS["full"]
+    shape = dataclasses.replace(found, sources=full.sources, window_samples=full.window_samples)
     preset = next((name for name, c in PRESETS.items() if c == shape), "custom")
     return found, preset
 

@@ -88,8 +88,13 @@ def onnx_model_config(proto, path: str | Path) -> ModelConfig:
         raise UserError(f"--init-from {path}: bad {MODEL_CONFIG_KEY}: {error}") from None
 
 
+# The window is not part of the weights: every layer works along time with the same kernels
+# (convolutions) or along frequency alone (the TDF dense layers), so a model's weights run on
+# any valid window length (--window-samples with --init-from: a shorter window for live).
 ARCHITECTURE_FIELDS = tuple(
-    name for name in ModelConfig.__dataclass_fields__ if name != "zero_init_output"
+    name
+    for name in ModelConfig.__dataclass_fields__
+    if name not in ("zero_init_output", "window_samples")
 )
 
 

@@ -13,9 +13,9 @@ import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent
-# Modules of the package that are not scenarios: the dispatcher, the shared harness and the
-# MDX-Net network builder the MDX scenarios use.
-NOT_SCENARIOS = {"__init__", "__main__", "harness", "mdx_models"}
+# Modules of the package that are not scenarios: the dispatcher, the shared harness, the
+# inputs several scenarios share and the MDX-Net network builder the MDX scenarios use.
+NOT_SCENARIOS = {"__init__", "__main__", "harness", "fixtures", "mdx_models"}
 
 
 def scenarios() -> dict[str, str]:
@@ -41,17 +41,24 @@ def usage() -> str:
     return "usage: python -m benchmarks NAME [options]  (python -m benchmarks --list)"
 
 
+def print_list(known: dict[str, str]) -> None:
+    """One line per scenario: its name and what it measures."""
+    width = max(map(len, known))
+    for name, line in known.items():
+        print(f"{name:<{width}}  {line}")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    known = scenarios()
     if not argv or argv[0] in ("-h", "--help"):
         print(usage())
-        print(__doc__.split("\n\n")[1].replace("\n", " "))
+        print(__doc__.split("\n\n")[1].replace("\n", " ").strip())
+        print("\nscenarios:")
+        print_list(known)
         return 0 if argv else 2
-    known = scenarios()
     if argv[0] == "--list":
-        width = max(map(len, known))
-        for name, line in known.items():
-            print(f"{name:<{width}}  {line}")
+        print_list(known)
         return 0
     name, rest = argv[0], argv[1:]
     if name not in known:

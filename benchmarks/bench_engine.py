@@ -16,7 +16,8 @@ The total per second of audio adds the windows' own cost at the default 0.5 s ho
 
 Models: ``test`` is the tests' gain model at the full window (an ONNX graph of two nodes:
 the host's fixed costs); ``tiny``/``small``/``full`` are the exported presets with random
-weights, as in ``bench_inference.py`` (cached under ~/.cache/stream-sep/bench/).
+weights, as in ``bench_inference`` (:func:`benchmarks.fixtures.cached_export`, cached under
+~/.cache/stream-sep/bench/).
 """
 
 from __future__ import annotations
@@ -24,13 +25,13 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import soxr
 
-from benchmarks.harness import RESULTS, ModelProxy, Run, in_folder, median_ms
+from benchmarks.fixtures import cached_export, full_window_gain_model
+from benchmarks.harness import RESULTS, ModelProxy, Run, Stopwatch, in_folder, median_ms
 from stream_sep import engine
 from stream_sep.dsp import spectral
 from stream_sep.models.contract import ModelContract
@@ -44,12 +45,8 @@ HOP = 0.5
 
 def model_path(name: str, workdir: Path) -> Path:
     if name == "test":
-        from tests.helpers import gain_model
-
-        return gain_model(workdir / "test-gain.onnx", gain=0.5, contract=ModelContract())
-    from benchmarks import bench_inference
-
-    return bench_inference.cached_export(name, "fp32")
+        return full_window_gain_model(workdir, "test-gain.onnx")
+    return cached_export(name, "fp32")
 
 
 def window_costs(model, repeats: int) -> dict[str, float]:
@@ -87,14 +84,13 @@ def engine_overhead(contract: ModelContract, seconds: float) -> dict[str, float]
     rng = np.random.default_rng(1)
     audio = (0.1 * rng.standard_normal((2, int(seconds * STREAM_RATE)))).astype(np.float32)
     out = np.zeros((2, BLOCK), np.float32)
-    started = time.perf_counter()
-    for start in range(0, audio.shape[1] - BLOCK + 1, BLOCK):
-        separator.process(audio[:, start : start + BLOCK], out=out)
-    took = time.perf_counter() - started
+    with Stopwatch() as watch:
+        for start in range(0, audio.shape[1] - BLOCK + 1, BLOCK):
+            separator.process(audio[:, start : start + BLOCK], out=out)
     windows = separator.stats.windows_run
     separator.close()
     return {
-        "engine_ms_per_audio_s": took / seconds * 1e3,
+        "engine_ms_per_audio_s": watch.seconds / seconds * 1e3,
         "windows_per_audio_s": windows / seconds,
         "block": BLOCK,
         "hop_s": HOP,

@@ -23,34 +23,23 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
-import json
 import logging
-import os
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
+from benchmarks import harness
+from benchmarks.fixtures import SEED, build_core, cached_export, export_path
 from stream_sep.models import providers
 from stream_sep.models.bundled import bundled_model_path
 from stream_sep.models.loading import load_model
 
-REPO = Path(__file__).resolve().parent.parent
-
-log = logging.getLogger("bench_inference")
-
 PRESETS = ("tiny", "small", "full")
 PRECISIONS = ("fp32", "fp16")
 HOPS = (1.0, 0.5, 0.25)  # 0.5 s is the engine's default hop
-RESULTS = REPO / "benchmarks" / "results"
-# Source files whose change invalidates a cached export.
-MODEL_SOURCES = ("train/model.py", "train/config.py", "export/convert.py", "export/graph_passes.py",
-                 "export/fp16.py", "export/pipeline.py")  # fmt: skip
-SEED = 0
 
 
 @dataclasses.dataclass
@@ -75,74 +64,6 @@ class Row:
     @property
     def speedup(self) -> float | None:
         return self.keras_host_ms / self.host_median_ms if self.keras_host_ms else None
-
-
-# ------------------------------------------------------------------------ models
-
-
-def _keras_modules():
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    import keras
-
-    from train.config import preset_config
-    from train.model import build_core_network
-
-    return keras, preset_config, build_core_network
-
-
-def model_config(preset: str):
-    """The preset with the seed's random output init: a zero kernel would time the same but
-    make every output zero, which hides denormal or NaN trouble."""
-    _, preset_config, _ = _keras_modules()
-    return preset_config(preset, zero_init_output=False)
-
-
-def build_core(preset: str):
-    """The preset's core network with seeded random weights (the same on every call)."""
-    keras, _, build_core_network = _keras_modules()
-    keras.utils.set_random_seed(SEED)
-    config = model_config(preset)
-    core = build_core_network(config)
-    core(np.zeros((1, config.frames, config.n_bins, 2), np.float32))
-    return core, config
-
-
-def source_digest(preset: str) -> str:
-    digest = hashlib.sha256(f"{preset} seed={SEED}".encode())
-    for name in MODEL_SOURCES:
-        path = REPO / name
-        digest.update(path.read_bytes() if path.exists() else b"")
-    return digest.hexdigest()[:12]
-
-
-def cached_export(preset: str, precision: str, core=None, config=None) -> Path:
-    """The preset exported to ONNX (cached); builds the Keras model only when needed."""
-    path = providers.cache_dir() / "bench" / f"{preset}-{precision}-{source_digest(preset)}.onnx"
-    if path.is_file():
-        return path
-    from export.checkpoint import contract_for
-    from export.convert import convert_core
-    from export.fp16 import to_float16
-    from export.graph_passes import attach_metadata
-    from export.pipeline import save_self_contained
-    from export.provenance import PROVENANCE
-
-    if core is None:
-        core, config = build_core(preset)
-    started = time.perf_counter()
-    contract = contract_for(config)
-    proto = convert_core(core, contract)
-    if precision == "fp16":
-        proto = to_float16(proto)
-    attach_metadata(proto, contract, {PROVENANCE + "weights": f"random, seed {SEED} (benchmark)"})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".partial")
-    save_self_contained(proto, temporary)
-    os.replace(temporary, path)
-    log.info(
-        "exported %s %s in %.1f s -> %s", preset, precision, time.perf_counter() - started, path
-    )
-    return path
 
 
 # ------------------------------------------------------------------------ counting
@@ -208,7 +129,7 @@ def _cpu_description() -> tuple[str, float | None, float | None]:
     flags = set(info.get("flags", "").split())
     mhz = float(info["cpu MHz"]) if "cpu MHz" in info else None
     peak = providers.cpu_cores() * mhz / 1000 * _flops_per_cycle(info, flags) if mhz else None
-    return providers.cpu_description(), peak, None
+    return harness.machine(), peak, None
 
 
 def _cpuinfo() -> dict[str, str]:
@@ -264,12 +185,6 @@ def _stats(seconds: list[float]) -> tuple[float, float]:
     return statistics.median(seconds) * 1e3, max(seconds) * 1e3
 
 
-def _timed(function) -> float:
-    started = time.perf_counter()
-    function()
-    return time.perf_counter() - started
-
-
 def measure(model, batch: int, repeats: int, keras_functions=None) -> dict[str, float]:
     """Median/max ms of separate() (host path) and of the ONNX graph inside it, and, given
     Keras' two functions, their medians. The runs alternate (host, Keras, Keras core) so a
@@ -282,11 +197,11 @@ def measure(model, batch: int, repeats: int, keras_functions=None) -> dict[str, 
         for function in keras_functions:
             function()  # trace and warm up
     for _ in range(repeats):
-        host.append(_timed(lambda: model.separate(audio)))
+        host.append(harness.timed(lambda: model.separate(audio)))
         network.append(model.last_network_seconds)
         if keras_functions:
-            keras_host.append(_timed(keras_functions[0]))
-            keras_model.append(_timed(keras_functions[1]))
+            keras_host.append(harness.timed(keras_functions[0]))
+            keras_model.append(harness.timed(keras_functions[1]))
     result = dict(zip(("host_median_ms", "host_max_ms"), _stats(host), strict=True))
     result |= dict(zip(("model_median_ms", "model_max_ms"), _stats(network), strict=True))
     if keras_functions:
@@ -339,12 +254,7 @@ def benchmark(args) -> tuple[list[Row], dict]:
         return bench_file(args, devices), devices
     for preset in args.presets:
         core = config = None
-        if not args.no_keras or not all(
-            (
-                providers.cache_dir() / "bench" / f"{preset}-{p}-{source_digest(preset)}.onnx"
-            ).is_file()
-            for p in args.precisions
-        ):
+        if not args.no_keras or not all(export_path(preset, p).is_file() for p in args.precisions):
             core, config = build_core(preset)
         for precision in args.precisions:
             path = cached_export(preset, precision, core, config)
@@ -435,9 +345,10 @@ def format_row(row: Row) -> str:
     )
 
 
-def markdown(rows: list[Row], meta: dict) -> str:
+def markdown(rows: list[Row], meta: dict) -> list[str]:
+    """The report's body: the devices and settings, the table, how to read it."""
     lines = [
-        f"Measured {meta['date']} on {'; '.join(f'{k}: {v}' for k, v in meta['devices'].items())}; "
+        f"Devices: {'; '.join(f'{k}: {v}' for k, v in meta['devices'].items())}; "
         f"onnxruntime {meta['onnxruntime']}, {meta['repeats']} runs per row after a warm-up"
         f"{'; ' + meta['note'] if meta.get('note') else ''}.",
         "",
@@ -451,23 +362,11 @@ def markdown(rows: list[Row], meta: dict) -> str:
         "RTF = host time / window length; load = host time / hop; GFLOP/s counts the graph's "
         "Conv/ConvTranspose/MatMul/Gemm multiply-adds over the model time, against the "
         "device's nominal peak (CPU: cores x clock x FP32 FLOPs per cycle from /proc/cpuinfo, "
-        "an upper bound; GPU: the data sheet's dense figure); Keras = the same weights and window through "
-        "TensorFlow in graph mode, same process; speed-up = Keras host time / host time. "
-        "Written by `python -m benchmarks bench_inference`.",
+        "an upper bound; GPU: the data sheet's dense figure); Keras = the same weights and "
+        "window through TensorFlow in graph mode, same process; speed-up = Keras host time / "
+        "host time.",
     ]
-    return "\n".join(lines) + "\n"
-
-
-def write_results(rows: list[Row], meta: dict, out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    data = {"meta": meta, "rows": [dataclasses.asdict(r) | {"speedup": r.speedup} for r in rows]}
-    for name, text in (
-        ("inference.json", json.dumps(data, indent=2) + "\n"),
-        ("inference.md", markdown(rows, meta)),
-    ):
-        temporary = out / (name + ".partial")
-        temporary.write_text(text)
-        os.replace(temporary, out / name)
+    return lines
 
 
 def _split(text: str, allowed: tuple[str, ...] | None, option: str) -> list[str]:
@@ -501,7 +400,7 @@ def get_parser() -> argparse.ArgumentParser:
         "model); --presets and --precisions do not apply",
     )
     parser.add_argument(
-        "--out", type=Path, help=f"results folder (default {RESULTS}; none with --smoke)"
+        "--out", type=Path, help=f"results folder (default {harness.RESULTS}; none with --smoke)"
     )
     parser.add_argument("--note", default="", help="a note for the markdown, e.g. what else ran")
     parser.add_argument("--smoke", action="store_true", help="CI: tiny preset, batch 1, 2 runs")
@@ -510,11 +409,12 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
+    run = harness.Run("bench_inference", argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     if args.smoke:
         args.presets, args.batches, args.repeats = "tiny", "1", 2
     elif args.out is None:
-        args.out = RESULTS
+        args.out = harness.RESULTS
     args.presets = _split(args.presets, PRESETS, "--presets")
     args.precisions = _split(args.precisions, PRECISIONS, "--precisions")
     args.providers = (
@@ -526,7 +426,6 @@ def main(argv: list[str] | None = None) -> int:
     print(HEADER, flush=True)
     rows, devices = benchmark(args)
     meta = {
-        "date": time.strftime("%Y-%m-%d %H:%M"),
         "devices": devices,
         "onnxruntime": onnxruntime.__version__,
         "repeats": args.repeats,
@@ -534,7 +433,11 @@ def main(argv: list[str] | None = None) -> int:
         "note": args.note,
     }
     if args.out is not None:
-        write_results(rows, meta, args.out)
+        data = {
+            "meta": meta,
+            "rows": [dataclasses.asdict(r) | {"speedup": r.speedup} for r in rows],
+        }
+        run.write(*harness.in_folder(args.out, "inference"), data, markdown(rows, meta))
         print(f"wrote {args.out / 'inference.json'} and {args.out / 'inference.md'}")
     return 0
 

@@ -13,32 +13,27 @@ as the live command does at start-up: the chosen hop, stereo handling, compute a
 latency and load (the 90th-percentile window time / hop). Both parts run with the host's
 default window options (:meth:`stream_sep.settings.Settings.window_options`: the Wiener
 post-filter since 2026-11-28), as ``stream-sep`` does; ``--postfilter none`` measures
-without. The small and full presets run with random weights (exported by
-benchmarks/bench_inference.py, cached). Writes
-``latency.json`` and ``latency.md`` to --out (default benchmarks/results).
+without. The small and full presets run with random weights
+(:func:`benchmarks.fixtures.cached_export`). Writes ``latency.json`` and ``latency.md`` to
+--out (default benchmarks/results).
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
 import functools
-import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks.harness import ModelProxy
+from benchmarks.fixtures import cached_export, full_window_gain_model
+from benchmarks.harness import RESULTS, ModelProxy, Run, Stopwatch, in_folder
 from stream_sep import offline
 from stream_sep.dsp.postfilter import POSTFILTERS
 from stream_sep.engine import fitting
-from stream_sep.models import providers
 from stream_sep.models.loading import load_model
 from stream_sep.settings import Settings
-
-REPO = Path(__file__).resolve().parent.parent
 
 SONG_RATE = 44100
 LIVE_RATE = 48000
@@ -63,9 +58,9 @@ def offline_rows(model, seconds: float, window_options: dict) -> list[dict]:
         )
         estimate(audio[:, :SONG_RATE], SONG_RATE)
         counted.rows = 0
-        started = time.perf_counter()
-        estimate(audio, SONG_RATE)
-        took = time.perf_counter() - started
+        with Stopwatch() as watch:
+            estimate(audio, SONG_RATE)
+        took = watch.seconds
         rows.append(
             {
                 "plan": name,
@@ -101,12 +96,12 @@ def live_rows(name: str, model, window_options: dict) -> list[dict]:
     return rows
 
 
-def markdown(report: dict) -> str:
+TITLE = "Fitting the machine"
+
+
+def markdown(report: dict) -> list[str]:
+    """The report's body: the window options, the offline table, the live table."""
     lines = [
-        f"# Fitting the machine ({report['date']}, {report['machine']})",
-        "",
-        f"Command: `{report['command']}`",
-        "",
         "Window options (as stream-sep's defaults unless given): "
         + ", ".join(f"{name} {value}" for name, value in report["window_options"].items()),
         "",
@@ -137,27 +132,15 @@ def markdown(report: dict) -> str:
             f"{r['hop_s']} | {r['lookahead_s']} | {r['crossfade_s']} | "
             f"{r['compute_s']} | {r['latency_s']} | {r['load']} |"
         )
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def models(smoke: bool, presets: list[str], out: Path):
     if smoke:
-        from stream_sep.models.contract import ModelContract
-        from tests.helpers import gain_model
-
-        path = gain_model(out / "gain.onnx", 0.5, contract=ModelContract())
-        return [("gain test model", load_model(path, "cpu"))]
+        return [("gain test model", load_model(full_window_gain_model(out), "cpu"))]
     found = [("bundled", load_model(None, "cpu"))]
-    if presets:
-        from benchmarks import bench_inference
-
-        for preset in presets:
-            found.append(
-                (
-                    f"{preset} (random)",
-                    load_model(bench_inference.cached_export(preset, "fp32"), "cpu"),
-                )
-            )
+    for preset in presets:
+        found.append((f"{preset} (random)", load_model(cached_export(preset, "fp32"), "cpu")))
     return found
 
 
@@ -166,28 +149,23 @@ def main(argv=None) -> int:
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--presets", default="small,full")
-    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
+    parser.add_argument("--out", default=str(RESULTS))
     parser.add_argument(
         "--postfilter", choices=POSTFILTERS, help="default: the host's (stream-sep's) default"
     )
     args = parser.parse_args(argv)
+    run = Run("bench_latency", argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     seconds = 5.0 if args.smoke else args.seconds
     chosen = models(args.smoke, [p for p in args.presets.split(",") if p], out)
     window_options = Settings(postfilter=args.postfilter).window_options()
     report = {
-        "date": datetime.date.today().isoformat(),
-        "machine": providers.cpu_description(),
-        "command": "python -m benchmarks bench_latency " + " ".join(argv or sys.argv[1:]),
         "window_options": window_options,
         "offline": offline_rows(chosen[0][1], seconds, window_options),
         "live": [row for name, model in chosen for row in live_rows(name, model, window_options)],
     }
-    text = markdown(report)
-    print(text)
-    (Path(args.out) / "latency.json").write_text(json.dumps(report, indent=2) + "\n")
-    (Path(args.out) / "latency.md").write_text(text)
+    print(run.write(*in_folder(out, "latency"), report, markdown(report), TITLE))
     return 0
 
 

@@ -25,41 +25,23 @@ only ratios within one run mean anything; the load average is recorded before an
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
-import os
+import functools
 import statistics
 import sys
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
-import soxr
 
-from benchmarks.harness import ModelProxy
+from benchmarks.fixtures import song
+from benchmarks.harness import RESULTS, ModelProxy, Run, Stopwatch, at_stem, timed
 from stream_sep.dsp import spectral
 from stream_sep.models import providers
 from stream_sep.models.loading import load_model, read_model_file
 from stream_sep.offline import overlap_add, separate_array
 
-REPO = Path(__file__).resolve().parent.parent
-
-RESULTS = REPO / "benchmarks" / "results"
 RATE = 44100
 BATCH_ROWS = (1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 16)  # B: 1..8 windows, mono or stereo
-
-
-def song(seconds: float, rate: int = RATE) -> np.ndarray:
-    """(2, samples) float32 at ``rate``: a generated voice in the centre over two different
-    bands. Generated at 16 kHz (the generator's cost grows with the rate's harmonics) and
-    resampled: no content above 8 kHz, which changes nothing in the time a plan takes."""
-    from tests.helpers import voice_over_band
-
-    _, vocals, left = voice_over_band(seconds, 16000, seed=0)
-    _, _, right = voice_over_band(seconds, 16000, seed=1)
-    stereo = soxr.resample(np.stack([vocals + left, vocals + right]).T, 16000, rate, "HQ").T
-    return np.ascontiguousarray(stereo * (0.9 / max(np.abs(stereo).max(), 1e-9)), np.float32)
 
 
 # ---------------------------------------------------------------------------- 1. batch sizes
@@ -78,9 +60,7 @@ def batch_sweep(model, rounds: int, repeats: int) -> list[dict]:
     for _ in range(rounds):
         for rows, batch in inputs.items():
             for _ in range(repeats):
-                started = time.perf_counter()
-                model.separate(batch)
-                times[rows].append((time.perf_counter() - started) / rows)
+                times[rows].append(timed(functools.partial(model.separate, batch)) / rows)
     return [
         {
             "rows": rows,
@@ -154,24 +134,24 @@ def _run_side_by_side(group: list, feed: dict, repeats: int) -> float:
             session.run(None, feed)
 
     threads = [threading.Thread(target=loop, args=(s,)) for s in group]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    with Stopwatch() as watch:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
     rows = len(group) * repeats * next(iter(feed.values())).shape[0]
-    return (time.perf_counter() - started) / rows
+    return watch.seconds / rows
 
 
 # ---------------------------------------------------------------------------- 3. plans
 def run_plan(model, audio: np.ndarray, plan: str, options: dict) -> dict:
     counting = ModelProxy(model)
-    started = time.perf_counter()
-    if plan == "today":
-        separate_array(counting, audio, RATE, like_live=True)
-    else:
-        overlap_add.separate_overlap_add(counting, audio, RATE, **options)
-    took = time.perf_counter() - started
+    with Stopwatch() as watch:
+        if plan == "today":
+            separate_array(counting, audio, RATE, like_live=True)
+        else:
+            overlap_add.separate_overlap_add(counting, audio, RATE, **options)
+    took = watch.seconds
     seconds = audio.shape[1] / RATE
     positions = (
         counting.rows if options.get("stereo") == "mid" and plan != "today" else counting.rows / 2
@@ -209,14 +189,13 @@ def compare_plans(model, audio: np.ndarray, options: dict) -> dict:
 
 
 # ---------------------------------------------------------------------------- report
-def markdown(report: dict) -> str:
+def markdown(report: dict) -> list[str]:
+    """The report's body: the plans, then the batch and thread sweeps when they ran."""
     plans = report["plans"]
     options = report["overlap_add_options"]
     lines = [
-        f"Measured {report['date']} on {report['machine']}; onnxruntime {report['onnxruntime']}, "
-        f"CPU provider; model {Path(report['model']).name}; `{report['command']}`.",
-        f"Load average (1 min) before / after: {report['load_before']:.2f} / "
-        f"{report['load_after']:.2f}. {report['note']}",
+        f"onnxruntime {report['onnxruntime']}, CPU provider; model "
+        f"{Path(report['model']).name}. {report['note']}",
         "",
         f"### Plans: a {report['seconds']:g} s stereo 44.1 kHz generated song",
         "",
@@ -263,7 +242,7 @@ def markdown(report: dict) -> str:
                 f"| {row['setting']} | {row['ms_per_row_median']:.1f} | {row['ms_per_row_min']:.1f} |"
             )
         lines.append("")
-    return "\n".join(lines)
+    return lines
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -293,21 +272,17 @@ def main(argv: list[str] | None = None) -> int:
     import onnxruntime
 
     args = get_parser().parse_args(argv)
+    run = Run("bench_offline", argv)
     model = load_model(args.model, "cpu")
     options = {
         "hop_fraction": args.hop_fraction,
         "batch_windows": args.batch_windows,
         "stereo": args.stereo,
     }
-    audio = song(args.seconds)
-    load_before = os.getloadavg()[0]
+    audio = song(args.seconds, RATE)
     report = {
-        "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
-        "machine": providers.cpu_description(),
         "onnxruntime": onnxruntime.__version__,
         "model": str(model.path),
-        "command": "python -m benchmarks bench_offline "
-        + " ".join(argv if argv is not None else sys.argv[1:]),
         "note": args.note,
         "seconds": args.seconds,
         "overlap_add_options": options,
@@ -319,13 +294,7 @@ def main(argv: list[str] | None = None) -> int:
         report["threads"] = thread_options(model, args.rounds, args.repeats)
     print("plans ...", flush=True)
     report["plans"] = compare_plans(model, audio, options)
-    report["load_before"], report["load_after"] = load_before, os.getloadavg()[0]
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    text = markdown(report)
-    out.with_suffix(".md").write_text(text + "\n")
-    print(text)
+    print(run.write(*at_stem(args.out), report, markdown(report)))
     return 0
 
 

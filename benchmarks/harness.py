@@ -41,19 +41,45 @@ def load_average() -> float:
 
 
 # ---------------------------------------------------------------------------- timing
+class Stopwatch:
+    """Wall-clock seconds of a block (``time.perf_counter``), the one clock of the scenarios::
+
+        with Stopwatch() as watch:
+            work()
+        watch.seconds
+
+    ``elapsed`` reads the time so far, inside the block too (a pacing clock)."""
+
+    def __enter__(self) -> Stopwatch:
+        self.started = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.seconds = self.elapsed
+
+    @property
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+
 def timed(function: Callable[[], object]) -> float:
-    """Seconds one call of ``function`` takes (wall clock, ``time.perf_counter``)."""
-    started = time.perf_counter()
-    function()
-    return time.perf_counter() - started
+    """Seconds one call of ``function`` takes."""
+    with Stopwatch() as watch:
+        function()
+    return watch.seconds
+
+
+def timings(function: Callable[[], object], repeats: int, warm_up: bool = True) -> list[float]:
+    """Seconds of each of ``repeats`` calls, after one untimed call unless ``warm_up`` is
+    False."""
+    if warm_up:
+        function()
+    return [timed(function) for _ in range(repeats)]
 
 
 def median_ms(function: Callable[[], object], repeats: int, warm_up: bool = True) -> float:
-    """Median milliseconds of ``repeats`` calls, after one untimed call unless ``warm_up``
-    is False."""
-    if warm_up:
-        function()
-    return statistics.median(timed(function) for _ in range(repeats)) * 1e3
+    """Median milliseconds of ``repeats`` calls (:func:`timings`)."""
+    return statistics.median(timings(function, repeats, warm_up)) * 1e3
 
 
 # ---------------------------------------------------------------------------- reports
@@ -68,6 +94,30 @@ class Run:
         self.date = time.strftime("%Y-%m-%d %H:%M")
         self.machine = machine()
         self.load_before = load_average()
+        self._recorded: dict | None = None
+
+    @classmethod
+    def recorded(cls, report: dict) -> Run:
+        """The run that measured ``report`` (a scenario's JSON, read back), to write its
+        report again from what it holds (a summary or a table recomputed, nothing measured):
+        the facts are the report's own, under ``"run"``, or, in reports written before the
+        harness, its top-level ``date``, ``machine``, ``command`` and load averages."""
+        facts = report.get("run")
+        if facts is None:
+            before, after = report.get("load_average_before_after") or (
+                report.get("load_before"),
+                report.get("load_after"),
+            )
+            facts = {
+                "date": report.get("date"),
+                "machine": report.get("machine"),
+                "load_average_before": before,
+                "load_average_after": after,
+                "command": report.get("command"),
+            }
+        run = cls.__new__(cls)
+        run._recorded = dict(facts)
+        return run
 
     @property
     def command(self) -> str:
@@ -75,6 +125,8 @@ class Run:
 
     def facts(self) -> dict:
         """The run's facts as the JSON holds them; the load average after is read now."""
+        if self._recorded is not None:
+            return dict(self._recorded)
         return {
             "date": self.date,
             "machine": self.machine,
@@ -90,17 +142,17 @@ class Run:
         data: dict,
         body: list[str],
         title: str | None = None,
-    ) -> dict:
+    ) -> str:
         """Writes ``{"run": facts, **data}`` to ``json_path`` and the Markdown (``title`` as
         a heading, the facts, ``body``, the command) to ``md_path``; a path that is None is
-        not written. Returns the facts."""
+        not written. Returns the Markdown (for the scenario to print)."""
         facts = self.facts()
+        text = markdown(facts, body, title)
         if json_path is not None:
-            text = json.dumps({"run": facts, **data}, indent=2) + "\n"
-            _write(Path(json_path), text)
+            _write(Path(json_path), json.dumps({"run": facts, **data}, indent=2) + "\n")
         if md_path is not None:
-            _write(Path(md_path), markdown(facts, body, title))
-        return facts
+            _write(Path(md_path), text)
+        return text
 
 
 def markdown(facts: dict, body: list[str], title: str | None = None) -> str:
@@ -109,7 +161,7 @@ def markdown(facts: dict, body: list[str], title: str | None = None) -> str:
     lines = [f"# {title}", ""] if title else []
     lines += [
         f"Measured {facts['date']} on {facts['machine']}; load average (1 min) before / after: "
-        f"{facts['load_average_before']:.2f} / {facts['load_average_after']:.2f}.",
+        f"{_load(facts['load_average_before'])} / {_load(facts['load_average_after'])}.",
         "",
         *body,
     ]
@@ -117,6 +169,11 @@ def markdown(facts: dict, body: list[str], title: str | None = None) -> str:
         lines.pop()
     lines += ["", f"Written by `{facts['command']}`."]
     return "\n".join(lines) + "\n"
+
+
+def _load(value: float | None) -> str:
+    """A load average as the Markdown gives it ("?" where a report recorded none)."""
+    return "?" if value is None else f"{value:.2f}"
 
 
 def in_folder(out: Path | str | None, name: str) -> tuple[Path | None, Path | None]:

@@ -181,8 +181,7 @@ def conditions(thread_counts: list[int]) -> list[tuple[str, int]]:
 
 def run_all(args) -> tuple[str, dict]:
     """(how the JACK server was obtained, {condition: [each round's numbers]})."""
-    from benchmarks.bench_offline import song
-
+    from benchmarks.fixtures import song
     from tests.jack_harness import Harness
 
     results = {f"{mode}, {threads}": [] for mode, threads in conditions(args.threads)}

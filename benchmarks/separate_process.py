@@ -5,7 +5,7 @@ included, for each windows-per-call setting.
     python -m benchmarks separate_process --seconds 30 --batch-windows 1 2 4 --rounds 3
 
 Each run is a fresh ``python -m stream_sep separate SONG -o OUT --overwrite`` process on a
-generated song (:func:`benchmarks.bench_offline.song`: a voice over two bands), with the
+generated song (:func:`benchmarks.fixtures.song`: a voice over two bands), with the
 bundled model unless ``--model``. Three figures per run: the wall time measured around the
 process (``outside_s``), and the command's own final line, "separated 1 file (S s of audio)
 in W s, F x real time including start-up" (``reported_s``, from the package's import, so
@@ -25,12 +25,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import soundfile as sf
 
-from benchmarks.harness import REPO, RESULTS, Run
+from benchmarks.harness import REPO, RESULTS, Run, Stopwatch, at_stem
 
 FINAL = re.compile(r"in (\d+\.\d) s, (\d+\.\d+) x real time including start-up$")
 PER_FILE = re.compile(r": (\d+\.\d) s separated in (\d+\.\d) s ")
@@ -49,12 +48,11 @@ def command(song: Path, out: Path, model: str | None, batch_windows: int | None)
 
 def run_once(argv: list[str]) -> dict:
     """One process: its wall time from outside and the figures its lines report."""
-    started = time.perf_counter()
-    result = subprocess.run(argv, capture_output=True, text=True, cwd=REPO, check=False)
-    outside = time.perf_counter() - started
+    with Stopwatch() as watch:
+        result = subprocess.run(argv, capture_output=True, text=True, cwd=REPO, check=False)
     if result.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} failed: {result.stderr.strip()}")
-    return parse(result.stderr, outside)
+    return parse(result.stderr, watch.seconds)
 
 
 def parse(stderr: str, outside: float) -> dict:
@@ -112,7 +110,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from benchmarks.bench_offline import song
+    from benchmarks.fixtures import song
 
     args = get_parser().parse_args(argv)
     run = Run("separate_process", argv)
@@ -129,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = {setting: summarize(results) for setting, results in runs.items()}
     data = {"seconds": args.seconds, "rate": RATE, "settings": rows, "runs": runs}
     title = "stream-sep separate, whole process (start-up included)"
-    run.write(f"{args.out}.json", f"{args.out}.md", data, markdown(args.seconds, rows), title)
+    run.write(*at_stem(args.out), data, markdown(args.seconds, rows), title)
     return 0
 
 

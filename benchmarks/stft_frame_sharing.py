@@ -31,7 +31,7 @@ import math
 
 import numpy as np
 
-from benchmarks.harness import RESULTS, Run
+from benchmarks.harness import RESULTS, Run, at_stem
 from stream_sep.dsp import spectral
 from stream_sep.engine.plan import WindowPlan
 from stream_sep.engine.window import WindowRunner
@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         print(row)
     data = {"model": str(model.path), "cases": [_json_safe(row) for row in rows]}
     title = f"STFT frames shared by consecutive live windows ({model.path.name})"
-    run.write(f"{args.out}.json", f"{args.out}.md", data, markdown(rows), title)
+    run.write(*at_stem(args.out), data, markdown(rows), title)
     return 0
 
 

@@ -28,6 +28,7 @@ from train.warm_start import (  # noqa: E402
     load_onnx_weights,
     onnx_model_config,
     read_onnx,
+    start_from,
 )
 
 TOLERANCE = 1e-4  # max |Keras - ONNX Runtime| relative to max |ONNX Runtime|
@@ -162,7 +163,12 @@ def test_the_weights_start_a_run_on_another_window(bundled):
     assert short == dataclasses.replace(config, window_samples=32256)
     assert preset == "tiny" and short.frames == 64
     core = build_core_network(short)
-    assert load_onnx_weights(core, BUNDLED_MODEL, verify=False) == len(core.weights) == 261
+    # start_from checks parity at the model's own window, then copies the same arrays
+    assert start_from(core, short, BUNDLED_MODEL) == len(core.weights) == 261
+    own = build_core_network(config)
+    load_onnx_weights(own, BUNDLED_MODEL)
+    for ours, theirs in zip(core.get_weights(), own.get_weights(), strict=True):
+        np.testing.assert_array_equal(ours, theirs)
     x = spectrograms(short)
     estimate = np.asarray(core(x))
     assert x.shape[:2] == (2, 64) and estimate.shape[:3] == (2, len(short.sources), 64)

@@ -227,8 +227,18 @@ def start_from(core, config: ModelConfig, path: str | Path) -> int:
     """Check that the ONNX model at ``path`` has ``config``'s architecture, then copy its
     weights into ``core`` (built from ``config``); returns the number of weights copied."""
     proto = read_onnx(path)
-    check_same_architecture(config, onnx_model_config(proto, path), path)
-    return copy_weights(core, proto, path)
+    found = onnx_model_config(proto, path)
+    check_same_architecture(config, found, path)
+    if found.window_samples == config.window_samples:
+        return copy_weights(core, proto, path)
+    # another window: the parity check runs at the model's own window, then the same
+    # arrays go into ``core``
+    from train.model import build_core_network
+
+    own_window = build_core_network(found)
+    count = copy_weights(own_window, proto, path)
+    core.set_weights(own_window.get_weights())
+    return count
 
 
 def load_onnx_weights(core, path: str | Path, verify: bool = True) -> int:

@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -35,14 +33,9 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from benchmarks.harness import RESULTS, Run, Stopwatch, in_folder
 from stream_sep.batch import BatchRequest, run_job
-from stream_sep.models import providers
 
-REPO = Path(__file__).resolve().parent.parent
-# Worker processes (the pool's and a local Ray instance's) import this checkout too.
-os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
-
-RESULTS = REPO / "benchmarks" / "results"
 MODES = {"jobs1": {"jobs": 1}, "jobs2": {"jobs": 2}, "ray": {"ray": "auto"}}
 
 
@@ -62,13 +55,15 @@ def make_collection(root: Path, songs: int, seconds: float) -> float:
 
 
 def run_mode(collection: Path, out: Path, model, options: dict) -> dict:
-    """One job over the collection; its timings."""
+    """One job over the collection; its timings. ``started`` is an epoch time (``time.time``),
+    as the songs' own start and finish stamps are."""
     started = time.time()
-    report = run_job(
-        BatchRequest(inputs=[collection], outdir=out, recursive=True, model=model, **options),
-        quiet=True,
-    )
-    wall = time.time() - started
+    with Stopwatch() as watch:
+        report = run_job(
+            BatchRequest(inputs=[collection], outdir=out, recursive=True, model=model, **options),
+            quiet=True,
+        )
+    wall = watch.seconds
     if report.exit_status != 0:
         raise SystemExit(f"the job failed: {report.failures}")
     results = report.separated
@@ -110,13 +105,12 @@ def mean_row(rounds: list[dict]) -> dict:
     return {**row, "where": rounds[0]["where"], "rounds": rounds}
 
 
-def write_results(rows: dict, meta: dict, out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "batch.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
+def markdown(rows: dict, meta: dict) -> list[str]:
+    """The report's body: what ran, one row per mode, the Ray path against the pool."""
     lines = [
-        f"Measured {meta['when']} on {meta['machine']}; {meta['songs']} songs x "
-        f"{meta['seconds']:g} s (44.1 kHz stereo), model {meta['model']}, {meta['rounds']} "
-        f"round(s) in turn forwards and backwards. {meta['note']}",
+        f"{meta['songs']} songs x {meta['seconds']:g} s (44.1 kHz stereo), model "
+        f"{meta['model']}, {meta['rounds']} round(s) in turn forwards and backwards. "
+        f"{meta['note']}",
         "",
         "| mode | where | wall s | audio h per h (x real time) | steady x | start-up s "
         "| per-song gap ms | workers (model loads) | x real time by round |",
@@ -138,8 +132,7 @@ def write_results(rows: dict, meta: dict, out: Path) -> None:
             f"gap minus the pool's), {start:+.1f} s at start-up (a local Ray instance started "
             "for the job, against spawning the pool).",
         ]
-    lines += ["", "Written by `python -m benchmarks bench_batch`; see its docstring."]
-    (out / "batch.md").write_text("\n".join(lines) + "\n")
+    return lines
 
 
 def main(argv=None) -> int:
@@ -157,6 +150,7 @@ def main(argv=None) -> int:
     parser.add_argument("--smoke", action="store_true", help="4 songs x 2 s with the test model")
     parser.add_argument("--note", default="", help="what else ran on the machine")
     args = parser.parse_args(argv)
+    run = Run("bench_batch", argv)
     if args.smoke:
         args.songs, args.seconds, args.model, args.rounds = 4, 2.0, "test", 1
     with tempfile.TemporaryDirectory(prefix="bench-batch-") as scratch:
@@ -172,16 +166,14 @@ def main(argv=None) -> int:
                 print(f"round {number + 1} {mode}: {json.dumps(rounds[mode][-1])}", flush=True)
         rows = {mode: mean_row(rounds[mode]) for mode in modes}
     meta = {
-        "when": time.strftime("%Y-%m-%d %H:%M"),
-        "machine": f"{platform.machine()}, {providers.cpu_cores()} cores, load average "
-        f"{os.getloadavg()[0]:.1f} at the end",
         "songs": args.songs,
         "seconds": args.seconds,
         "rounds": args.rounds,
         "model": args.model,
         "note": args.note,
     }
-    write_results(rows, meta, args.out)
+    data = {"meta": meta, "rows": rows}
+    run.write(*in_folder(args.out, "batch"), data, markdown(rows, meta))
     return 0
 
 

@@ -21,24 +21,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import onnx
 
 from benchmarks import mdx_models
+from benchmarks.harness import RESULTS, Run, in_folder, timed
 from stream_sep.engine import fitting
 from stream_sep.errors import UserError
 from stream_sep.models import providers
 from stream_sep.models.families.mdx import MdxContract
 from stream_sep.models.loading import load_model
-
-REPO = Path(__file__).resolve().parent.parent
 
 STREAM_RATE = 48000
 # name -> (network shape, n_fft)
@@ -72,9 +68,7 @@ def measure(path: Path, provider: str, repeats: int) -> dict:
     model.separate_channels(stereo, 2)  # warm-up
     host, network = [], []
     for _ in range(repeats):
-        started = time.perf_counter()
-        model.separate_channels(stereo, 2)
-        host.append(time.perf_counter() - started)
+        host.append(timed(lambda: model.separate_channels(stereo, 2)))
         network.append(model.last_network_seconds)
     # A stereo window and the mid channel cost the same here: both are one network item.
     speed = fitting.SpeedProfile(batch=tuple(host), mid=tuple(host))
@@ -104,10 +98,11 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--provider", default="auto", choices=providers.CHOICES)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--workdir", type=Path, default=Path.home() / ".cache/stream-sep/bench")
     parser.add_argument("--smoke", action="store_true", help="a tiny network (seconds)")
     args = parser.parse_args(argv)
+    run = Run("bench_mdx", argv)
     args.workdir.mkdir(parents=True, exist_ok=True)
     rows = []
     for name, (shape, n_fft) in (SMOKE if args.smoke else MODELS).items():
@@ -122,23 +117,14 @@ def main(argv=None) -> int:
         }
         rows.append(row)
         print(json.dumps(row), flush=True)
-    machine = {
-        "cpu": platform.processor() or platform.machine(),
-        "cores": providers.cpu_cores(),
-        "load_average": [round(x, 2) for x in os.getloadavg()],
-    }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "mdx.json").write_text(
-        json.dumps({"machine": machine, "rows": rows}, indent=2) + "\n"
-    )
-    (args.out / "mdx.md").write_text(markdown(rows, machine))
+    run.write(*in_folder(args.out, "mdx"), {"rows": rows}, markdown(rows))
     return 0
 
 
-def markdown(rows: list[dict], machine: dict) -> str:
+def markdown(rows: list[dict]) -> list[str]:
+    """The report's body: one row per network."""
     lines = [
-        f"MDX-Net-sized models, one stereo window, {machine['cores']} cores "
-        f"(load average {machine['load_average']} when measured)",
+        "MDX-Net-sized models, one stereo window.",
         "",
         "| model | input | GFLOP | file | provider | host s | network s | RTF | lowest live latency |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -149,7 +135,7 @@ def markdown(rows: list[dict], machine: dict) -> str:
             f"| {r['model']} | {r['input']} | {r['gflop_per_window']} | {r['file_mb']} MB | "
             f"{r['provider']} | {r['host_s']} | {r['network_s']} | {r['rtf']} | {live} |"
         )
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 if __name__ == "__main__":

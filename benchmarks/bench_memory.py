@@ -15,23 +15,17 @@ that loaded the song whole would grow by about 10 MB per stereo minute and copy.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
-from stream_sep.models.contract import ModelContract
-from tests.helpers import gain_model
+from benchmarks.fixtures import full_window_gain_model
+from benchmarks.harness import REPO, RESULTS, Run, Stopwatch, in_folder
 
-REPO = Path(__file__).resolve().parent.parent
-
-RESULTS = REPO / "benchmarks" / "results"
 RATE = 44100
 # Runs the command given as arguments and prints the child's peak RSS in kB (Linux: ru_maxrss
 # is in kB). A separate process per measurement, so one run's peak never hides the next one.
@@ -52,18 +46,18 @@ def write_song(path: Path, minutes: float) -> None:
 
 def peak_rss_mb(command: list[str]) -> tuple[float, float]:
     """(peak RSS in MB, wall seconds) of ``command``; raises if it fails."""
-    started = time.perf_counter()
-    result = subprocess.run(
-        [sys.executable, "-c", _PEAK_RSS, *command],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=REPO,
-    )
+    with Stopwatch() as watch:
+        result = subprocess.run(
+            [sys.executable, "-c", _PEAK_RSS, *command],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=REPO,
+        )
     code, kilobytes = result.stdout.split()
     if code != "0":
         raise RuntimeError(f"{' '.join(command)} exited {code}")
-    return int(kilobytes) / 1024, time.perf_counter() - started
+    return int(kilobytes) / 1024, watch.seconds
 
 
 def commands(song: Path, model: Path, work: Path) -> dict[str, list[str]]:
@@ -79,11 +73,11 @@ def commands(song: Path, model: Path, work: Path) -> dict[str, list[str]]:
     }  # fmt: skip
 
 
-def run(minutes_list: list[float]) -> list[dict]:
+def measure(minutes_list: list[float]) -> list[dict]:
     rows = []
     with tempfile.TemporaryDirectory(prefix="stream-sep-memory-") as folder:
         work = Path(folder)
-        model = gain_model(work / "gain.onnx", 0.5, contract=ModelContract())
+        model = full_window_gain_model(work)
         for minutes in minutes_list:
             song = work / f"song-{minutes:g}min.flac"
             write_song(song, minutes)
@@ -106,13 +100,11 @@ def run(minutes_list: list[float]) -> list[dict]:
     return rows
 
 
-def write_results(rows: list[dict], out: Path, note: str) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    meta = {"date": time.strftime("%Y-%m-%d %H:%M"), "note": note}
+def markdown(rows: list[dict], note: str) -> list[str]:
+    """The report's body: what ran, one row per command and song length."""
     lines = [
-        f"Measured {meta['date']}{'; ' + note if note else ''}. Peak resident memory of one "
-        "process, 44.1 kHz stereo FLAC input, the gain test model at the full 4 s window. "
-        "Written by `python -m benchmarks bench_memory`.",
+        f"{note + '. ' if note else ''}Peak resident memory of one process, 44.1 kHz stereo "
+        "FLAC input, the gain test model at the full 4 s window.",
         "",
         HEADER,
         "| --- | --- | --- | --- | --- |",
@@ -122,13 +114,7 @@ def write_results(rows: list[dict], out: Path, note: str) -> None:
         f"| {r['peak_rss_mb']:.0f} MB | {r['seconds']:.1f} s |"
         for r in rows
     ]
-    for name, text in (
-        ("memory.json", json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n"),
-        ("memory.md", "\n".join(lines) + "\n"),
-    ):
-        temporary = out / (name + ".partial")
-        temporary.write_text(text)
-        os.replace(temporary, out / name)
+    return lines
 
 
 HEADER = "| command | song | song as float32 | peak RSS | wall time |"
@@ -141,12 +127,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--note", default="", help="a note for the markdown")
     parser.add_argument("--smoke", action="store_true", help="CI: 0.1 and 0.3 minutes")
     args = parser.parse_args(argv)
+    run = Run("bench_memory", argv)
     minutes = [0.1, 0.3] if args.smoke else [float(m) for m in args.minutes.split(",")]
     out = args.out or (None if args.smoke else RESULTS)
     print(HEADER, flush=True)
-    rows = run(minutes)
+    rows = measure(minutes)
     if out is not None:
-        write_results(rows, out, args.note)
+        data = {"meta": {"note": args.note}, "rows": rows}
+        run.write(*in_folder(out, "memory"), data, markdown(rows, args.note))
         print(f"wrote {out / 'memory.json'} and {out / 'memory.md'}")
     return 0
 

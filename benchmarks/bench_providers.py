@@ -48,27 +48,23 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import datetime
 import json
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
+from benchmarks.harness import REPO, RESULTS, Run, Stopwatch, at_stem, timed
 from stream_sep.models import providers
 from stream_sep.models.bundled import bundled_model_path
 from stream_sep.models.contract import contract_from_metadata
 from stream_sep.models.loading import read_model_file
 from stream_sep.models.runtime import Runner, SeparationModel
 
-REPO = Path(__file__).resolve().parent.parent
-
-RESULTS = REPO / "benchmarks" / "results"
 BATCHES = (1, 2)
 SEED = 0
 NCHWC_DOMAIN = "com.microsoft.nchwc"
@@ -98,9 +94,7 @@ class Variant:
         """Seconds of one ``separate`` call on (B, window) ``audio`` (already warmed up)."""
         if self.remote is not None:
             return self.remote.ask(cmd="time", variant=self.name, batch=audio.shape[0])["s"]
-        started = time.perf_counter()
-        self.model.separate(audio)
-        return time.perf_counter() - started
+        return timed(lambda: self.model.separate(audio))
 
     def output(self, audio: np.ndarray, folder: Path) -> np.ndarray:
         """(B, S, window) float32 of ``separate(audio)``."""
@@ -137,12 +131,11 @@ def make_session(data: bytes, options, providers_list=None, disabled=None):
     import onnxruntime
 
     extra = {"disabled_optimizers": disabled} if disabled else {}
-    started = time.perf_counter()
-    with providers.captured_native_output():
+    with Stopwatch() as watch, providers.captured_native_output():
         session = onnxruntime.InferenceSession(
             data, options, providers=providers_list or ["CPUExecutionProvider"], **extra
         )
-    return session, time.perf_counter() - started
+    return session, watch.seconds
 
 
 def wrap(session, data: bytes, path: Path, name: str) -> SeparationModel:
@@ -217,9 +210,9 @@ def precision_variants(path: Path, data: bytes, folder: Path, version: str) -> l
          to_int8_matmul),
     ):  # fmt: skip
         try:
-            started = time.perf_counter()
-            converted = convert(path, folder)
-            convert_s = time.perf_counter() - started
+            with Stopwatch() as watch:
+                converted = convert(path, folder)
+            convert_s = watch.seconds
             session, took = make_session(converted, host_options())
         except Exception as error:  # noqa: BLE001 - the conversion's failure is the result
             variants.append(Variant(name, note, error=f"{type(error).__name__}: {error}"))
@@ -400,9 +393,7 @@ def serve(request: dict, models: dict, inputs: dict) -> dict:
         return {}
     if request["cmd"] == "time":
         audio = inputs[request["batch"]]
-        started = time.perf_counter()
-        model.separate(audio)
-        return {"s": time.perf_counter() - started}
+        return {"s": timed(lambda: model.separate(audio))}
     if request["cmd"] == "output":
         np.save(request["output"], model.separate(np.load(request["input"])))
         return {}
@@ -560,13 +551,12 @@ def table(report: dict) -> list[str]:
     return lines
 
 
-def markdown(report: dict) -> str:
+def markdown(report: dict) -> list[str]:
+    """The report's body: the timing table, the variants, the quality table when scored."""
     facts = report["facts"]
     lines = [
-        f"Measured {report['date']} on {report['machine']}; model "
-        f"{Path(report['model']).name}; `{report['command']}`.",
-        f"Load average (1 min) before / after: {report['load_before']:.2f} / "
-        f"{report['load_after']:.2f}. {report['note']}",
+        f"Model {Path(report['model']).name}, onnxruntime {report['onnxruntime']}. "
+        f"{report['note']}",
         "",
         f"### Time per window (host path: STFT + ONNX + iSTFT), {report['rounds']} rounds, "
         "variants interleaved",
@@ -616,7 +606,7 @@ def markdown(report: dict) -> str:
                   f"when their output differs from the default's by more than "
                   f"{SAME_OUTPUT_SNR_DB:.0f} dB SNR (otherwise: the same model, float32 "
                   "rounding)."]  # fmt: skip
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def snr_fields(snr: float | None) -> dict:
@@ -662,27 +652,13 @@ def get_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def smoke_model(folder: Path) -> Path:
-    """A gain model (tests/helpers.py) with the bundled model's full contract."""
-    import onnx
-
-    from stream_sep.models.contract import ModelContract
-    from tests.helpers import gain_model
-
-    path = gain_model(folder / "gain.onnx", 0.5, ModelContract())
-    proto = onnx.load(path)
-    for number, node in enumerate(proto.graph.node):  # unique names, as every export has:
-        node.name = f"{node.op_type}_{number}"  # the float16 pass checks them
-    onnx.save(proto, path)
-    return path
-
-
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     if args.worker:
         return worker_main(args.worker)
     import onnxruntime
 
+    this_run = Run("bench_providers", argv)
     if args.mir1k:
         from stream_sep.errors import UserError
         from stream_sep.evaluation import datasets
@@ -692,11 +668,12 @@ def main(argv: list[str] | None = None) -> int:
         except UserError as error:
             print(f"bench_providers: {error}", file=sys.stderr)
             return 2
-    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="bench-providers-") as temporary:
         folder = Path(temporary)
         if args.smoke:
-            model_path, args.rounds = smoke_model(folder), 2
+            from benchmarks.fixtures import full_window_gain_model
+
+            model_path, args.rounds = full_window_gain_model(folder), 2
         else:
             model_path = Path(args.model) if args.model else bundled_model_path()
         variants, facts = local_variants(model_path, folder)
@@ -710,23 +687,12 @@ def main(argv: list[str] | None = None) -> int:
             if worker is not None:
                 worker.close()
     report.update(
-        date=datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
-        machine=providers.cpu_description(),
         onnxruntime=onnxruntime.__version__,
         model=str(model_path),
-        command="python -m benchmarks bench_providers "
-        + " ".join(argv if argv is not None else sys.argv[1:]),
         note=args.note,
-        load_before=load_before,
-        load_after=os.getloadavg()[0],
         other_python_error=other_error,
     )
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    text = markdown(report)
-    out.with_suffix(".md").write_text(text)
-    print(text)
+    print(this_run.write(*at_stem(args.out), report, markdown(report)), end="")
     return 0
 
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime
 import json
 import os
 import re
@@ -43,11 +42,9 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.harness import REPO, RESULTS, Run, Stopwatch, at_stem, timed
 from stream_sep.models import providers
 
-REPO = Path(__file__).resolve().parent.parent
-
-RESULTS = REPO / "benchmarks" / "results"
 RATE = 48000
 PERIOD = 1024
 HOP, LOOKAHEAD, CROSSFADE = 0.5, 0.25, 0.064
@@ -75,20 +72,19 @@ def measure_windows(model_path: str | None, mode: str, windows: int) -> list[flo
     rng = np.random.default_rng(0)
     audio = (0.05 * rng.standard_normal((2, plan.window_samples))).astype(np.float32)
     runner.estimate(audio, "batch")
-    times, tick = [], time.perf_counter()
-    for _ in range(windows):
-        if mode == "paced":
-            tick += HOP
-            time.sleep(max(0.0, tick - time.perf_counter()))
-        started = time.perf_counter()
-        runner.estimate(audio, "batch")
-        times.append(time.perf_counter() - started)
+    times, tick = [], 0.0
+    with Stopwatch() as clock:
+        for _ in range(windows):
+            if mode == "paced":
+                tick += HOP
+                time.sleep(max(0.0, tick - clock.elapsed))
+            times.append(timed(lambda: runner.estimate(audio, "batch")))
     return times
 
 
 def run_measure(args, mode: str, threads: int) -> dict:
     """One back-to-back or paced condition in a process of its own."""
-    env = dict(os.environ, PYTHONPATH=str(REPO), **{providers.THREADS_ENV: str(threads)})
+    env = dict(os.environ, **{providers.THREADS_ENV: str(threads)})
     command = [sys.executable, "-m", "benchmarks.live_contention", "--measure", mode,
                "--windows", str(args.windows)]  # fmt: skip
     if args.model_path:
@@ -108,7 +104,7 @@ def run_measure(args, mode: str, threads: int) -> dict:
 def run_live(args, harness, song: np.ndarray, threads: int) -> dict:
     """``stream-sep --input mic --output headphones`` for ``args.seconds``; the numbers of its
     exit summary. The harness starts the song once stream-sep is connected."""
-    env = dict(os.environ, PYTHONPATH=str(REPO), **{providers.THREADS_ENV: str(threads)})
+    env = dict(os.environ, **{providers.THREADS_ENV: str(threads)})
     command = [sys.executable, "-m", "stream_sep", "--input", "mic", "--output", "headphones",
                *LIVE_OPTIONS, "--duration", f"{args.seconds:g}", "--quiet"]  # fmt: skip
     if args.model_path:
@@ -240,12 +236,10 @@ def summarise(results: dict, thread_counts: list[int]) -> list[dict]:
     return rows
 
 
-def markdown(report: dict) -> str:
+def markdown(report: dict) -> list[str]:
+    """The report's body: one row per condition, how the live runs stopped."""
     lines = [
-        f"Measured {report['date']} on {report['machine']}; model "
-        f"{Path(report['model']).name}; `{report['command']}`.",
-        f"Load average (1 min) before / after: {report['load_before']:.2f} / "
-        f"{report['load_after']:.2f}. {report['note']}",
+        f"Model {Path(report['model']).name}. {report['note']}",
         "",
         f"Stereo window of the live plan (hop {HOP} s, lookahead {LOOKAHEAD} s, crossfade "
         f"{CROSSFADE} s at {RATE} Hz; JACK: {report['server']}), {report['rounds']} "
@@ -272,7 +266,7 @@ def markdown(report: dict) -> str:
              f"{', '.join(map(str, row['exit_status']))})"
              for row in report["rows"] if row["mode"] == "live"]  # fmt: skip
     lines += ["", "Live runs stopped: " + " | ".join(stops) + "."]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -303,39 +297,27 @@ def main(argv: list[str] | None = None) -> int:
     if args.measure:
         print(json.dumps(measure_windows(args.model_path, args.measure, args.windows)))
         return 0
+    run = Run("live_contention", argv)
     args.threads = [int(t) for t in args.threads.split(",")]
     with tempfile.TemporaryDirectory(prefix="live-contention-") as folder:
         if args.smoke:
-            from benchmarks.bench_providers import smoke_model
+            from benchmarks.fixtures import full_window_gain_model
 
-            args.model_path = str(smoke_model(Path(folder)))
+            args.model_path = str(full_window_gain_model(Path(folder)))
             args.rounds, args.seconds, args.windows = 1, 3.0, 3
-        load_before = os.getloadavg()[0]
         server, results = run_all(args)
-        load_after = os.getloadavg()[0]
 
     from stream_sep.models.bundled import bundled_model_path
 
     report = {
-        "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
-        "machine": providers.cpu_description(),
         "model": args.model_path or str(bundled_model_path()),
-        "command": "python -m benchmarks live_contention "
-        + " ".join(argv if argv is not None else sys.argv[1:]),
         "note": args.note,
         "rounds": args.rounds,
-        "load_before": load_before,
-        "load_after": load_after,
         "server": server,
         "rows": summarise(results, args.threads),
         "runs": results,
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    text = markdown(report)
-    out.with_suffix(".md").write_text(text)
-    print(text)
+    print(run.write(*at_stem(args.out), report, markdown(report)), end="")
     return 0
 
 

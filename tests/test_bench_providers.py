@@ -115,7 +115,10 @@ def test_the_default_is_scored_on_the_held_out_clips(smoke):
 
 def test_the_results_say_where_and_when_and_print_the_table(smoke):
     report, markdown, stdout = smoke
-    assert "cores" in report["machine"] and report["date"] and report["load_before"] >= 0
+    run = report["run"]
+    assert "cores" in run["machine"] and run["date"] and run["load_average_before"] >= 0
+    assert run["command"].startswith("python -m benchmarks bench_providers --smoke")
+    assert f"on {run['machine']}" in markdown and f"`{run['command']}`" in markdown
     assert "| default | 1 |" in markdown and "| float16 | 2 |" in markdown
     assert "| openvino, onnxruntime" in markdown and "**not run**" in markdown
     assert "### Quality: vocals SDR on MIR-1K" in markdown

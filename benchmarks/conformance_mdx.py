@@ -37,13 +37,15 @@ Writes ``conformance_mdx.json`` and ``conformance_mdx.md`` under ``--out``.
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 
+# Imports of this project (benchmarks.harness, stream_sep) stay inside the host side's
+# functions: the reference side runs this module in the conformance venv, which does not
+# have the project's dependencies.
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_VENV = Path("/tmp/stream-sep-conformance-venv")
 AUDIO_SEPARATOR = "audio-separator[cpu]==0.47.1"
@@ -285,10 +287,14 @@ def host_side(workdir: Path, venv: Path) -> dict:
     return results
 
 
-def markdown(results: dict) -> str:
+TITLE = "MDX conformance: host `mdx` family vs python-audio-separator 0.47.1"
+
+
+def markdown(results: dict) -> list[str]:
+    """The report's body: one row per network and comparison."""
     lines = [
-        "MDX conformance: host `mdx` family vs python-audio-separator 0.47.1 (the same ONNX "
-        f"file, [batch, 4, {DIM_F}, {DIM_T}], n_fft {N_FFT}, {SECONDS:g} s stereo at 44.1 kHz)",
+        f"The same ONNX file, [batch, 4, {DIM_F}, {DIM_T}], n_fft {N_FFT}, {SECONDS:g} s stereo "
+        "at 44.1 kHz.",
         "",
         "| network | comparison | max abs difference | peak of theirs | SDR ours vs theirs |",
         "|---|---|---|---|---|",
@@ -299,7 +305,7 @@ def markdown(results: dict) -> str:
                 f"| {network} | {name} | {row['max_abs']:.2e} | {row['peak']:.3f} | "
                 f"{row['sdr_db']} dB |"
             )
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def setup(venv: Path) -> None:
@@ -324,12 +330,13 @@ def main(argv=None) -> int:
         return 0
     if not (args.venv / "bin" / "python").exists():
         parser.error(f"no venv at {args.venv}: run with --setup first")
+    from benchmarks.harness import Run, in_folder
+
+    run = Run("conformance_mdx", argv)
     args.workdir.mkdir(parents=True, exist_ok=True)
     results = host_side(args.workdir, args.venv)
-    print(json.dumps(results, indent=2))
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "conformance_mdx.json").write_text(json.dumps(results, indent=2) + "\n")
-    (args.out / "conformance_mdx.md").write_text(markdown(results))
+    text = run.write(*in_folder(args.out, "conformance_mdx"), results, markdown(results), TITLE)
+    print(text, end="")
     return 0
 
 

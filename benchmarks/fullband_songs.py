@@ -13,18 +13,14 @@ from __future__ import annotations
 
 import argparse
 import collections
-import datetime
 import json
 import logging
 import os
-import sys
-import time
 from pathlib import Path
 
+from benchmarks.harness import Run, Stopwatch, table
 from stream_sep.models.contract import SAMPLE_RATE
 from train.fullband import cache
-
-REPO = Path(__file__).resolve().parents[1]
 
 # General MIDI program families (0-based programs), as the composer draws them
 FAMILIES = ((range(0, 8), "piano"), (range(16, 24), "organ"), (range(24, 29), "clean guitar"),
@@ -69,42 +65,35 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--md", type=Path)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
+    run = Run("fullband_songs", argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     folder = cache.song_folder(args.cache, args.seed)
     missing = sum(not cache.song_path(folder, i).is_file() for i in range(args.songs))
-    started = time.monotonic()
-    songs = cache.ensure_songs(args.cache, args.songs, args.seed, args.jobs)
-    elapsed = time.monotonic() - started
+    with Stopwatch() as rendering:
+        songs = cache.ensure_songs(args.cache, args.songs, args.seed, args.jobs)
     summary = cache.describe(songs)
     result = {
-        "date": datetime.datetime.now().isoformat(timespec="seconds"),
-        "command": " ".join(sys.argv),
         "cache_version": cache.VERSION,
         "seed": args.seed,
         "songs": len(songs),
         "rendered_now": missing,
-        "render_wall_seconds": round(elapsed, 1),
+        "render_wall_seconds": round(rendering.seconds, 1),
         "jobs": args.jobs or min(os.cpu_count() or 1, cache.MAX_JOBS),
-        "cpus": os.cpu_count(),
-        "load_average_after": [round(x, 2) for x in os.getloadavg()],
         "minutes_of_audio": summary["minutes"],
         "megabytes": summary["megabytes"],
         "sample_rate": SAMPLE_RATE,
         **describe(folder, len(songs)),
     }
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.json:
-        args.json.write_text(text + "\n")
-    if args.md:
-        args.md.write_text(markdown(result))
+    print(run.write(args.json, args.md, result, markdown(result), TITLE), end="")
     return 0
 
 
-def markdown(result: dict) -> str:
+TITLE = "Full-band training songs"
+
+
+def markdown(result: dict) -> list[str]:
+    """The report's body: a table of what the cache holds and how long it took."""
     rows = [
-        ("command", f"`{result['command']}`"),
-        ("date", result["date"]),
         (
             "songs (cache version, seed)",
             f"{result['songs']} (v{result['cache_version']}, seed {result['seed']})",
@@ -117,9 +106,7 @@ def markdown(result: dict) -> str:
         (
             "rendered now / wall time",
             f"{result['rendered_now']} songs in "
-            f"{result['render_wall_seconds']} s, {result['jobs']} "
-            f"job(s) on {result['cpus']} CPU(s), load average after "
-            f"{result['load_average_after']}",
+            f"{result['render_wall_seconds']} s, {result['jobs']} job(s)",
         ),  # fmt: skip
         (
             "song length (composed)",
@@ -132,9 +119,7 @@ def markdown(result: dict) -> str:
         ),  # fmt: skip
         ("songs with a melodic lead", str(result["songs_with_a_lead"])),
     ]
-    lines = ["# Full-band training songs", "", "| | |", "| --- | --- |"]
-    lines += [f"| {name} | {value} |" for name, value in rows]
-    return "\n".join(lines) + "\n"
+    return table(["", ""], rows)
 
 
 if __name__ == "__main__":

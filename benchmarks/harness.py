@@ -83,6 +83,12 @@ def median_ms(function: Callable[[], object], repeats: int, warm_up: bool = True
 
 
 # ---------------------------------------------------------------------------- reports
+# Where a report keeps the facts of its run: under "run", or, in reports written before the
+# harness, as top-level keys (read back by Run.recorded).
+_FACT_KEYS = ("run", "date", "machine", "command", "load_average_before_after",
+              "load_before", "load_after")  # fmt: skip
+
+
 class Run:
     """One run of scenario ``name``: its date, the machine, the load average when it began
     and when its report is written, and the command that ran it (``argv``: the options
@@ -97,11 +103,13 @@ class Run:
         self._recorded: dict | None = None
 
     @classmethod
-    def recorded(cls, report: dict) -> Run:
-        """The run that measured ``report`` (a scenario's JSON, read back), to write its
-        report again from what it holds (a summary or a table recomputed, nothing measured):
-        the facts are the report's own, under ``"run"``, or, in reports written before the
-        harness, its top-level ``date``, ``machine``, ``command`` and load averages."""
+    def recorded(cls, report: dict) -> tuple[Run, dict]:
+        """The run that measured ``report`` (a scenario's JSON, read back) and the report's
+        data without its facts: to write the report again from what it holds (a summary or
+        a table recomputed, nothing measured). The facts are the report's own, under
+        ``"run"``, or, in reports written before the harness, its top-level ``date``,
+        ``machine``, ``command`` and load averages."""
+        data = {key: value for key, value in report.items() if key not in _FACT_KEYS}
         facts = report.get("run")
         if facts is None:
             before, after = report.get("load_average_before_after") or (
@@ -117,7 +125,7 @@ class Run:
             }
         run = cls.__new__(cls)
         run._recorded = dict(facts)
-        return run
+        return run, data
 
     @property
     def command(self) -> str:

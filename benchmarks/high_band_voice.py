@@ -21,18 +21,15 @@ and ``a`` the true voice and band:
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-from pathlib import Path
 
 import numpy as np
 
+from benchmarks.harness import Run
 from stream_sep import evaluation
 from stream_sep.evaluation import metrics
 from stream_sep.models.loading import load_model
 from tests.helpers import full_band_song
-
-REPO = Path(__file__).resolve().parents[1]
 
 RATE = 44100
 CUTOFF = 8000.0
@@ -80,6 +77,7 @@ def main(argv=None) -> int:
     parser.add_argument("--json")
     parser.add_argument("--md")
     args = parser.parse_args(argv)
+    run = Run("high_band_voice", argv)
     removals = [float(value) for value in args.removals.split(",")]
     model = load_model(args.model, provider="cpu")
     songs = []
@@ -101,16 +99,13 @@ def main(argv=None) -> int:
     }
     report = {"model": str(model.path), "songs": songs, "seconds": args.seconds}
     report["summary"] = summary
-    text = format_markdown(summary, args.songs, args.seconds)
-    print(text)
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
-    if args.md:
-        Path(args.md).write_text(text + "\n")
+    body = format_markdown(summary, args.songs, args.seconds)
+    print(run.write(args.json, args.md, report, body), end="")
     return 0
 
 
-def format_markdown(summary: dict, songs: int, seconds: float) -> str:
+def format_markdown(summary: dict, songs: int, seconds: float) -> list[str]:
+    """The report's body: one row per removal fraction (means over the songs)."""
     lines = [
         f"{songs} generated songs of {seconds:g} s at 44.1 kHz, mono, streaming default "
         "settings; means over songs; above 8 kHz unless said",
@@ -124,7 +119,7 @@ def format_markdown(summary: dict, songs: int, seconds: float) -> str:
             f"| {key} | {row['voice_kept_db']:+.1f} dB | {row['band_kept_db']:+.1f} dB | "
             f"{row['error_db']:+.1f} dB | {row['karaoke_sdr']:.2f} dB | {row['vocals_sdr']:.2f} dB |"
         )
-    return "\n".join(lines)
+    return lines
 
 
 if __name__ == "__main__":

@@ -18,23 +18,18 @@ machine: read them as rough ratios, not as speed figures (bench_offline.py measu
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import os
 import statistics
 import sys
 import time
 from pathlib import Path
 
+from benchmarks.harness import RESULTS, Run, Stopwatch, at_stem
 from stream_sep import offline
 from stream_sep.evaluation import datasets, metrics
-from stream_sep.models import providers
 from stream_sep.models.loading import load_model
 from stream_sep.offline import overlap_add
 
-REPO = Path(__file__).resolve().parent.parent
-
-RESULTS = REPO / "benchmarks" / "results"
 TODAY = "today"
 
 
@@ -99,9 +94,9 @@ def plans(fractions: list[float]) -> dict:
 def score_clip(model, clip: datasets.Clip, table: dict) -> dict:
     row = {"name": clip.name, "seconds": clip.seconds, "plans": {}}
     for name, run in table.items():
-        started = time.perf_counter()
-        vocals = run(model, clip.mixture, clip.sample_rate)
-        took = time.perf_counter() - started
+        with Stopwatch() as watch:
+            vocals = run(model, clip.mixture, clip.sample_rate)
+        took = watch.seconds
         row["plans"][name] = {
             "vocals_sdr": metrics.sdr(clip.vocals, vocals),
             "accompaniment_sdr": metrics.sdr(clip.accompaniment, clip.mixture - vocals),
@@ -140,17 +135,12 @@ def paired_difference(rows: list[dict], plan: str) -> dict:
     }
 
 
-def markdown(report: dict) -> str:
-    lines = [
-        f"Measured {report['date']} on {report['machine']} (shared: load average "
-        f"{report['load_average_before_after'][0]:.1f} before, "
-        f"{report['load_average_before_after'][1]:.1f} after); `{report['command']}`"
-        + (
-            f"; summaries recomputed {report['rescored']} with --rescore."
-            if "rescored" in report
-            else "."
-        ),
-        "",
+def markdown(report: dict) -> list[str]:
+    """The report's body: one table per group of clips."""
+    lines = []
+    if "rescored" in report:
+        lines += [f"Summaries recomputed {report['rescored']} with --rescore.", ""]
+    lines += [
         "Mean whole-clip SDR (MDX definition), dB; `today` is the streaming engine at its "
         "defaults (hop 0.5 s, lookahead 0.25 s, crossfade 0.064 s), overlap-add at a hop of "
         "the given fraction of the 4.064 s window. Paired: per-clip vocals SDR minus "
@@ -178,42 +168,37 @@ def markdown(report: dict) -> str:
                 f"{cell['seconds_per_audio_second']:.3f} |"
             )
         lines.append("")
-    return "\n".join(lines)
+    return lines
 
 
 def main(argv=None) -> int:
     args = get_parser().parse_args(argv)
     if args.rescore:
-        report = json.loads(Path(args.rescore).read_text())
-        report["rescored"] = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
-        return write(report, args.out, report["clips"], list(report["clips"][0]["plans"]))
+        run, report = Run.recorded(json.loads(Path(args.rescore).read_text()))
+        report["rescored"] = time.strftime("%Y-%m-%d %H:%M")
+        plan_names = list(report["clips"][0]["plans"])
+        return write(run, report, args.out, report["clips"], plan_names)
     if not args.mir1k and not args.generated:
         print("nothing to score: pass --mir1k DIR and/or --generated N", file=sys.stderr)
         return 2
+    run = Run("offline_quality", argv)
     fractions = [float(part) for part in args.hop_fractions.split(",")]
     model = load_model(args.model)
     model.warm_up(1)
     table = plans(fractions)
     rows = []
     chosen = clips(args)
-    load_before = os.getloadavg()
     for index, clip in enumerate(chosen):
         rows.append(score_clip(model, clip, table))
         cells = "  ".join(f"{n} {c['vocals_sdr']:.2f}" for n, c in rows[-1]["plans"].items())
         print(
             f"[{index + 1}/{len(chosen)}] {clip.name} ({clip.seconds:.1f} s): {cells}", flush=True
         )
-    report = {
-        "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
-        "machine": providers.cpu_description(),
-        "command": "python -m benchmarks offline_quality " + " ".join(argv or sys.argv[1:]),
-        "model": str(model.path),
-        "load_average_before_after": [load_before[0], os.getloadavg()[0]],
-    }
-    return write(report, args.out, rows, list(table))
+    report = {"model": str(model.path)}
+    return write(run, report, args.out, rows, list(table))
 
 
-def write(report: dict, out: str, rows: list[dict], plan_names: list[str]) -> int:
+def write(run: Run, report: dict, out: str, rows: list[dict], plan_names: list[str]) -> int:
     """Summaries per group (MIR-1K, generated) into ``report``; writes out.{json,md}."""
     summaries, paired = {}, {}
     mir1k_rows = [r for r in rows if not r["name"].startswith("generated_")]
@@ -223,11 +208,7 @@ def write(report: dict, out: str, rows: list[dict], plan_names: list[str]) -> in
             summaries[group] = summarise(chosen_rows)
             paired[group] = {n: paired_difference(chosen_rows, n) for n in plan_names if n != TODAY}
     report.update(summaries=summaries, paired=paired, clips=rows)
-    path = Path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    path.with_suffix(".md").write_text(markdown(report) + "\n")
-    print(markdown(report))
+    print(run.write(*at_stem(out), report, markdown(report)), end="")
     return 0
 
 

@@ -26,22 +26,17 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import statistics
-import time
-from pathlib import Path
 
 import numpy as np
 
-from benchmarks.harness import ModelProxy
+from benchmarks.harness import ModelProxy, Run, Stopwatch, timings
 from stream_sep import evaluation
 from stream_sep.dsp.postfilter import PostFilter
 from stream_sep.engine.plan import WindowPlan
 from stream_sep.engine.window import WindowRunner
 from stream_sep.evaluation import datasets, metrics
 from stream_sep.models.loading import load_model
-
-REPO = Path(__file__).resolve().parents[1]
 
 VARIANTS = {
     "none": lambda: PostFilter("none"),
@@ -102,13 +97,7 @@ def time_window(model, rate: int, channels: int, variant: str, runs: int) -> flo
     runner = WindowRunner(model, plan, postfilter=VARIANTS[variant]())
     audio = 0.1 * np.random.default_rng(0).standard_normal((channels, plan.window_samples))
     audio = audio.astype(np.float32)
-    runner.estimate(audio)
-    timings = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        runner.estimate(audio)
-        timings.append(time.perf_counter() - started)
-    return statistics.median(timings)
+    return statistics.median(timings(lambda: runner.estimate(audio), runs))
 
 
 def time_postfilter(variant: str, rate: int, channels: int, runs: int, model) -> float:
@@ -125,12 +114,7 @@ def time_postfilter(variant: str, rate: int, channels: int, runs: int, model) ->
     )
     vocals = 0.5 * mixture
     filter_ = runner.postfilter
-    timings = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        filter_.apply(vocals, mixture)
-        timings.append(time.perf_counter() - started)
-    return statistics.median(timings)
+    return statistics.median(timings(lambda: filter_.apply(vocals, mixture), runs, warm_up=False))
 
 
 def summarise(results: list[dict], variants: list[str]) -> dict:
@@ -171,6 +155,7 @@ def main(argv=None) -> int:
     parser.add_argument("--json")
     parser.add_argument("--md")
     args = parser.parse_args(argv)
+    run = Run("postfilter_quality", argv)
     variants = args.variants.split(",")
     if "none" not in variants:
         variants.insert(0, "none")
@@ -181,19 +166,20 @@ def main(argv=None) -> int:
         )
     raw = load_model(args.model, provider="cpu")
     model = ReusedModel(raw)
-    results, started = [], time.perf_counter()
-    for ref in refs:
-        clip = datasets.load_clip(ref)
-        scores = score_clip(
-            model,
-            clip,
-            variants,
-            {"streaming": not args.offline, "hop": args.hop, "lookahead": args.lookahead},
-        )
-        results.append({"name": clip.name, "seconds": clip.seconds, "scores": scores})
-        cells = "  ".join(f"{name} {scores[name]['sdr']:6.2f}" for name in variants)
-        print(f"{clip.name:<20} {clip.seconds:5.1f} s  {cells}", flush=True)
-    evaluate_seconds = time.perf_counter() - started
+    results = []
+    with Stopwatch() as evaluating:
+        for ref in refs:
+            clip = datasets.load_clip(ref)
+            scores = score_clip(
+                model,
+                clip,
+                variants,
+                {"streaming": not args.offline, "hop": args.hop, "lookahead": args.lookahead},
+            )
+            results.append({"name": clip.name, "seconds": clip.seconds, "scores": scores})
+            cells = "  ".join(f"{name} {scores[name]['sdr']:6.2f}" for name in variants)
+            print(f"{clip.name:<20} {clip.seconds:5.1f} s  {cells}", flush=True)
+    evaluate_seconds = evaluating.seconds
     held_out = set(args.singers.split(","))
     groups = {"all clips": results}
     if args.also:
@@ -226,16 +212,12 @@ def main(argv=None) -> int:
         "costs": costs,
         "results": results,
     }
-    text = format_markdown(report, variants)
-    print(text)
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
-    if args.md:
-        Path(args.md).write_text(text + "\n")
+    print(run.write(args.json, args.md, report, format_markdown(report, variants)), end="")
     return 0
 
 
-def format_markdown(report: dict, variants: list[str]) -> str:
+def format_markdown(report: dict, variants: list[str]) -> list[str]:
+    """The report's body: one table per group of clips, then the cost per window."""
     engine = report["engine"]
     plan_text = (
         "the offline overlap-add plan (stream-sep separate's default)"
@@ -279,7 +261,7 @@ def format_markdown(report: dict, variants: list[str]) -> str:
         lines.append(
             f"| {key} | {cost['window_seconds'] * 1000:.0f} ms | " + " | ".join(cells) + " |"
         )
-    return "\n".join(lines)
+    return lines
 
 
 if __name__ == "__main__":

@@ -17,21 +17,16 @@ Writes benchmarks/results/real_songs.{json,md} (numbers and song names, no audio
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import os
 import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 
-from stream_sep import atomic
+from benchmarks.harness import REPO, RESULTS, Run, at_stem
 from stream_sep.cli import main as stream_sep_main
-from stream_sep.models import providers
 
-REPO = Path(__file__).resolve().parent.parent
-
-RESULTS = REPO / "benchmarks" / "results"
 MODES = ("offline", "streaming")
 STEMS = ("vocals", "accompaniment")
 
@@ -134,17 +129,12 @@ def column_statistics(rows: list[dict], statistic) -> dict:
     return result
 
 
-def markdown(report: dict) -> str:
-    load = report["load_average_before_after"]
-    lines = [
-        f"Measured {report['date']} on {report['machine']} (shared: load average "
-        f"{load[0]:.1f} before, {load[1]:.1f} after); `{report['command']}`"
-        + (
-            f"; table written again {report['rescored']} with --rescore."
-            if "rescored" in report
-            else "."
-        ),
-        "",
+def markdown(report: dict) -> list[str]:
+    """The report's body: what was scored and how, one table per model."""
+    lines = []
+    if "rescored" in report:
+        lines += [f"Table written again {report['rescored']} with --rescore.", ""]
+    lines += [
         f"{_songs_text(report['runs'])}. Whole-clip SDR (MDX definition), dB, with "
         f"{1000 * report['trim_seconds']:g} ms left out at both ends, scored at each song's "
         "own rate; accompaniment = mixture - vocals estimate. Offline: the settings of "
@@ -170,7 +160,7 @@ def markdown(report: dict) -> str:
         for statistic in ("mean", "median"):
             lines.append(_row(f"**{statistic}**", "", table[statistic], bold=statistic == "mean"))
         lines.append("")
-    return "\n".join(lines)
+    return lines
 
 
 def _songs_text(runs: list[dict]) -> str:
@@ -196,15 +186,15 @@ def _row(name: str, seconds: str, cells: dict, bold: bool = False) -> str:
 def main(argv=None) -> int:
     args = get_parser().parse_args(argv)
     if args.rescore:
-        report = json.loads(Path(args.rescore).read_text())
-        report["rescored"] = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
-        atomic.write_text(Path(args.out).with_suffix(".md"), markdown(report) + "\n")
-        print(markdown(report))
+        earlier, report = Run.recorded(json.loads(Path(args.rescore).read_text()))
+        report["rescored"] = time.strftime("%Y-%m-%d %H:%M")
+        _, md_path = at_stem(args.out)
+        print(earlier.write(None, md_path, report, markdown(report)), end="")
         return 0
     if args.data is None:
         print("real_songs.py: --data DIR is needed (or --rescore JSON)", file=sys.stderr)
         return 2
-    load_before = os.getloadavg()
+    this_run = Run("real_songs", argv)
     runs = run_evaluations(args)
     if runs is None:
         return 2
@@ -218,10 +208,6 @@ def main(argv=None) -> int:
         }
     streaming = next(run for run in runs if run["mode"] == "streaming")["engine"]
     report = {
-        "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
-        "machine": providers.cpu_description(),
-        "command": "python -m benchmarks real_songs " + " ".join(argv or sys.argv[1:]),
-        "load_average_before_after": [load_before[0], os.getloadavg()[0]],
         "data": args.data,
         "mix_from_stems": args.mix_from_stems,
         "trim_seconds": runs[0]["trim_seconds"],
@@ -233,10 +219,7 @@ def main(argv=None) -> int:
         "models": models,
         "runs": runs,
     }
-    out = Path(args.out)
-    atomic.write_text(out.with_suffix(".json"), json.dumps(report, indent=2) + "\n")
-    atomic.write_text(out.with_suffix(".md"), markdown(report) + "\n")
-    print(markdown(report))
+    print(this_run.write(*at_stem(args.out), report, markdown(report)), end="")
     return 0
 
 

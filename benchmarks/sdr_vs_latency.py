@@ -1,4 +1,5 @@
-"""SDR against algorithmic latency over a sweep of streaming settings (a PNG plot and JSON).
+"""SDR against algorithmic latency over a sweep of streaming settings (a PNG plot; JSON and
+Markdown on request).
 
 For every (hop, lookahead) pair the clips are separated by the streaming engine exactly as
 ``stream-sep evaluate --streaming --hop H --lookahead L`` does (blocking, so no deadline
@@ -7,7 +8,8 @@ accompaniment are recorded against the algorithmic latency ``lookahead + hop``. 
 not fit the model's window are skipped with a note.
 
     python -m benchmarks sdr_vs_latency --data ../shared/data/mir1k --format mir1k \\
-        --singers Ani,Kenshin --limit 20 --out docs/sdr_vs_latency.png --json sweep.json
+        --singers Ani,Kenshin --limit 20 --out docs/sdr_vs_latency.png --json sweep.json \\
+        --md sweep.md
 
 Needs matplotlib (``pip install 'stream-sep[eval]'``).
 """
@@ -15,14 +17,12 @@ Needs matplotlib (``pip install 'stream-sep[eval]'``).
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import os
 import statistics
 import sys
-import time
 from pathlib import Path
 
+from benchmarks.harness import Run, Stopwatch, table
 from stream_sep import atomic, evaluation
 from stream_sep.errors import UserError
 from stream_sep.evaluation import datasets, metrics
@@ -60,6 +60,7 @@ def get_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--out", default="sdr_vs_latency.png", help="PNG path")
     parser.add_argument("--json", help="also write the measurements as JSON")
+    parser.add_argument("--md", help="also write the measurements as a Markdown table")
     return parser
 
 
@@ -90,16 +91,16 @@ def sweep(model, clips: list[datasets.Clip], hops, lookaheads) -> tuple[list[dic
 
 def _measure(model, clips, options: dict, plan: dict) -> dict:
     vocals_sdr, accompaniment_sdr = [], []
-    started = time.perf_counter()
-    for clip in clips:
-        estimate = evaluation.estimate_vocals(model, clip.mixture, clip.sample_rate, options)
-        vocals_sdr.append(metrics.sdr(clip.vocals, estimate))
-        accompaniment_sdr.append(metrics.sdr(clip.accompaniment, clip.mixture - estimate))
+    with Stopwatch() as watch:
+        for clip in clips:
+            estimate = evaluation.estimate_vocals(model, clip.mixture, clip.sample_rate, options)
+            vocals_sdr.append(metrics.sdr(clip.vocals, estimate))
+            accompaniment_sdr.append(metrics.sdr(clip.accompaniment, clip.mixture - estimate))
     return {
         **plan,
         "vocals_sdr": _stats(vocals_sdr),
         "accompaniment_sdr": _stats(accompaniment_sdr),
-        "separate_seconds": time.perf_counter() - started,
+        "separate_seconds": watch.seconds,
     }
 
 
@@ -140,19 +141,54 @@ def plot(rows: list[dict], baseline_db: float, title: str, path: Path) -> None:
     axes.grid(alpha=0.3)
     axes.legend(fontsize=8)
     figure.tight_layout()
-    temporary = atomic.hidden_sibling(path)
     try:
-        figure.savefig(temporary, dpi=120)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+        with atomic.write_path(path) as temporary:
+            figure.savefig(temporary, dpi=120)
     finally:
         plt.close(figure)
 
 
+def markdown(report: dict) -> list[str]:
+    """The report's body: what was separated, one row per (hop, lookahead), the skips."""
+    rows = [
+        (
+            f"{row['hop_seconds']:g}",
+            f"{row['lookahead_seconds']:g}",
+            f"{row['algorithmic_latency_seconds']:.3f}",
+            f"{row['vocals_sdr']['mean']:.2f}",
+            f"{row['vocals_sdr']['median']:.2f}",
+            f"{row['accompaniment_sdr']['mean']:.2f}",
+            f"{row['separate_seconds']:.1f}",
+        )
+        for row in report["rows"]
+    ]
+    lines = [
+        f"{Path(report['model']).name} on {len(report['clips'])} clip(s), "
+        f"{report['audio_seconds']:.0f} s of {report['format']}, the streaming engine "
+        f"(blocking); mixture as estimate: {report['mixture_vocals_sdr_mean']:.2f} dB vocals SDR.",
+        "",
+        *table(
+            [
+                "hop s",
+                "lookahead s",
+                "algorithmic latency s",
+                "vocals SDR mean",
+                "vocals SDR median",
+                "accompaniment SDR mean",
+                "separation s",
+            ],
+            rows,
+        ),  # fmt: skip
+    ]
+    for entry in report["skipped"]:
+        lines += ["", f"Skipped hop {entry['hop']:g} s, lookahead {entry['lookahead']:g} s: "
+                  f"{entry['reason']}"]  # fmt: skip
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
+    run = Run("sdr_vs_latency", argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     try:
         refs = datasets.find_clips(
@@ -171,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         plot(rows, baseline, title, Path(args.out))
         print(f"wrote {args.out}")
-        if args.json:
+        if args.json or args.md:
             report = {
                 "model": str(model.path),
                 "data": args.data,
@@ -182,8 +218,8 @@ def main(argv: list[str] | None = None) -> int:
                 "rows": rows,
                 "skipped": skipped,
             }
-            Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
-            print(f"wrote {args.json}")
+            run.write(args.json, args.md, report, markdown(report))
+            print(f"wrote {' and '.join(path for path in (args.json, args.md) if path)}")
     except UserError as error:
         print(f"sdr_vs_latency: error: {error}", file=sys.stderr)
         return 2

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 import tempfile
 import time
@@ -40,14 +39,11 @@ from pathlib import Path
 import numpy as np
 from scipy import signal
 
-from benchmarks.harness import ModelProxy
+from benchmarks.harness import RESULTS, ModelProxy, Run, Stopwatch, at_stem
 from stream_sep.dsp.safety import OutputGuard
 from stream_sep.engine import Separator
 
-REPO = Path(__file__).resolve().parent.parent
-
 WINDOW = 28 * 512  # model samples: 0.896 s, fits hop 0.5 + lookahead 0.25 + crossfade 0.064
-RESULTS = REPO / "benchmarks" / "results"
 # Samples replaced by zero for NaN/Inf input are clicks whose highest bin the model drops:
 # up to ~1e-4 there. A one-sample misalignment would leave ~0.1.
 TOLERANCE = 1e-3
@@ -136,21 +132,21 @@ def stream(engine: Separator, audio: np.ndarray, out: np.ndarray, config: SoakCo
     rng = np.random.default_rng(config.seed + 1)
     blocks = queued_max = 0
     memory = []  # (audio minute, traced bytes now)
-    started = time.perf_counter()
     next_minute = 0
-    for position, size in _random_blocks(rng, audio.shape[1], config.max_block):
-        engine.process(audio[:, position : position + size], out=out[:, position : position + size])
-        blocks += 1
-        queued_max = max(queued_max, engine.queued_jobs)
-        done = position + size
-        if done >= next_minute * 60 * config.rate:
-            memory.append((next_minute, tracemalloc.get_traced_memory()[0]))
-            next_minute += 1
-        ahead = done / config.rate / config.speed - (time.perf_counter() - started)
-        if ahead > 0:
-            time.sleep(ahead)
-    wall = time.perf_counter() - started
-    return {"blocks": blocks, "queued_max": queued_max, "wall": wall, "memory": memory}
+    with Stopwatch() as clock:  # the virtual device's clock
+        for position, size in _random_blocks(rng, audio.shape[1], config.max_block):
+            block = slice(position, position + size)
+            engine.process(audio[:, block], out=out[:, block])
+            blocks += 1
+            queued_max = max(queued_max, engine.queued_jobs)
+            done = position + size
+            if done >= next_minute * 60 * config.rate:
+                memory.append((next_minute, tracemalloc.get_traced_memory()[0]))
+                next_minute += 1
+            ahead = done / config.rate / config.speed - clock.elapsed
+            if ahead > 0:
+                time.sleep(ahead)
+    return {"blocks": blocks, "queued_max": queued_max, "wall": clock.seconds, "memory": memory}
 
 
 def audit(engine: Separator, audio: np.ndarray, out: np.ndarray) -> dict:
@@ -260,36 +256,45 @@ def build_model(folder: Path):
     return load_model(gain_model(folder / "identity.onnx", 1.0, contract=small_contract(WINDOW)))
 
 
+def summary_lines(result: dict) -> list[str]:
+    """The report's body: what ran, what was injected, what the engine counted, the audit."""
+    stats = result["stats"]
+    return [
+        f"- {result['audio_seconds'] / 60:.1f} min of audio in {result['wall_seconds']:.1f} s "
+        f"({result['audio_seconds'] / result['wall_seconds']:.1f}x real time), "
+        f"{result['blocks']} blocks, {result['model_calls']} model calls",
+        f"- injected: {result['injected']}, {result['nonfinite_input_injected']} NaN/Inf input "
+        "samples",
+        f"- engine: {stats['model_failures']} failures ({stats['nonfinite_model_outputs']} NaN), "
+        f"{stats['deadline_misses']} misses, {stats['windows_skipped']} skipped, "
+        f"{stats['fallback_windows']} fallback windows of {result['windows_decided']}",
+        f"- audit: {result['fallback_windows_seen']} fallback windows seen, "
+        f"{result['unclassified_windows']} unclassified, "
+        f"{result['samples_lost_outside_counted_fallback']} samples lost outside counted "
+        f"fallback (max error {result['max_error']:.1e}), output peak "
+        f"{result['output_peak']:.3f} (ceiling {result['ceiling']:.3f}), traced heap peak "
+        f"{result['traced_peak_mib']:.1f} MiB, growth {result['traced_growth_mib']:+.2f} MiB",
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=30.0)
     parser.add_argument("--speed", type=float, default=30.0, help="times real time (default 30)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=RESULTS / "soak.json")
+    parser.add_argument(
+        "--out", type=Path, default=RESULTS / "soak.json", help="the JSON; the .md beside it"
+    )
     args = parser.parse_args(argv)
+    run = Run("soak", argv)
     config = SoakConfig(minutes=args.minutes, speed=args.speed, seed=args.seed)
     with tempfile.TemporaryDirectory() as folder:
         result = run_soak(build_model(Path(folder)), config)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    stats = result["stats"]
-    print(
-        f"{result['audio_seconds'] / 60:.1f} min of audio in {result['wall_seconds']:.1f} s "
-        f"({result['audio_seconds'] / result['wall_seconds']:.1f}x real time), "
-        f"{result['blocks']} blocks, {result['model_calls']} model calls\n"
-        f"injected: {result['injected']}, {result['nonfinite_input_injected']} NaN/Inf input "
-        f"samples\nengine: {stats['model_failures']} failures ({stats['nonfinite_model_outputs']}"
-        f" NaN), {stats['deadline_misses']} misses, {stats['windows_skipped']} skipped, "
-        f"{stats['fallback_windows']} fallback windows of {result['windows_decided']}\n"
-        f"audit: {result['fallback_windows_seen']} fallback windows seen, "
-        f"{result['unclassified_windows']} unclassified, "
-        f"{result['samples_lost_outside_counted_fallback']} samples lost outside counted "
-        f"fallback (max error {result['max_error']:.1e}), output peak "
-        f"{result['output_peak']:.3f} (ceiling {result['ceiling']:.3f}), traced heap peak "
-        f"{result['traced_peak_mib']:.1f} MiB, growth {result['traced_growth_mib']:+.2f} MiB"
-        f"\nwritten to {args.out}"
-    )
+    print(run.write(*at_stem(args.out), result, summary_lines(result), TITLE), end="")
     return 0
+
+
+TITLE = "Soak: a jittery, failing model through the live engine"
 
 
 if __name__ == "__main__":

@@ -70,9 +70,10 @@ def assemble(model, sample_rate: int, channels: int, config: EngineConfig) -> Pa
         strict=config.strict and config.blocking,
         shedding=shedding,
     )
-    limiter = _guard(plan, channels, config)
+    # with stems, one guard over the music's and the vocals' channels together
+    limiter = _guard(plan, 2 * channels if config.stems else channels, config)
     mixer = _mixer(plan, channels, config, limiter if config.limit else None)
-    timeline = Timeline(plan, channels, scheduler, mixer, stats)
+    timeline = Timeline(plan, channels, scheduler, mixer, stats, config.stems)
     key_guard = (lambda: _guard(plan, channels, config)) if config.limit else (lambda: None)
     key = KeyStage(config.key, sample_rate, channels, key_guard)
     return Parts(sample_rate, channels, plan, stats, health, runner, shedding, scheduler,

@@ -42,6 +42,8 @@ class EngineConfig:
     guarded, none otherwise); max_consecutive_failures: unusable windows in a row that latch
     the engine's failure. key: None (no key stage) or semitones in -6..+6 (a
     :class:`~stream_sep.engine.key.KeyShift` whose fixed delay is part of the latency).
+    stems: the engine gives the music and the vocals apart (:meth:`Separator.process_stems`)
+    instead of one mix; mode and vocal level then do not apply, and there is no key stage.
     """
 
     hop: float = DEFAULT_HOP
@@ -64,6 +66,7 @@ class EngineConfig:
     fade_in: float | None = None
     max_consecutive_failures: int = DEFAULT_MAX_CONSECUTIVE_FAILURES
     key: int | None = None
+    stems: bool = False
 
     def __post_init__(self) -> None:
         if self.stereo not in STEREO_CHOICES:
@@ -72,6 +75,11 @@ class EngineConfig:
         count = self.max_consecutive_failures
         if not isinstance(count, (int, np.integer)) or isinstance(count, bool) or count < 1:
             raise UserError(f"max_consecutive_failures must be an integer >= 1, got {count!r}")
+        if self.stems and self.key is not None:
+            raise UserError(
+                f"--key {self.key} does not apply to --stems (the key change shifts one mixed "
+                "output); leave out one of them"
+            )
 
     @classmethod
     def of(cls, config: EngineConfig | None = None, **options) -> EngineConfig:

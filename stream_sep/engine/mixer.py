@@ -255,6 +255,25 @@ class Mixer:
         if self.guard is not None:
             self.guard.process(out)
 
+    def split(
+        self, start: int, dry: np.ndarray, vocals: np.ndarray, stems: np.ndarray, halves: tuple
+    ) -> None:
+        """dry, vocals (C, n) -> stems (2C, n), the two stems for samples [start, start + n):
+        rows 0..C-1 the music, ``dry - vocals`` (what karaoke plays with the vocals at 0, to
+        the bit), rows C..2C-1 the vocals; halves: (music, vocals), the two (C, n) views of
+        ``stems``. Both take the output gain (fade-in, fades) and then one guard over all 2C
+        rows, so any limiting scales them alike: their sum stays the delayed input times
+        that gain. Mode and vocal level do not apply. A block size seen before allocates
+        nothing."""
+        sized = self._sized(dry.shape[1])
+        music, voice = halves
+        np.subtract(dry, vocals, out=music)
+        np.copyto(voice, vocals)
+        self._apply_output_gain(start, music, sized)
+        self._apply_output_gain(start, voice, sized)
+        if self.guard is not None:
+            self.guard.process(stems)
+
     def _sized(self, n: int) -> _Sized:
         sized = self._sizes.get(n)
         if sized is None:

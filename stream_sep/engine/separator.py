@@ -19,7 +19,7 @@ from stream_sep.engine.assembly import assemble
 from stream_sep.engine.config import DEFAULT_FADE_SECONDS, EngineConfig
 from stream_sep.engine.plan import seconds_to_samples
 from stream_sep.engine.record import DRY, LIGHTER
-from stream_sep.errors import ModelError, typed_first_line
+from stream_sep.errors import ModelError, UserError, typed_first_line
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,13 @@ class Separator:
 
     @property
     def mode(self) -> str:
-        return self._mixer.mode
+        """karaoke, vocals or bypass; 'stems' for an engine made with ``stems=True``."""
+        return "stems" if self.config.stems else self._mixer.mode
+
+    @property
+    def stems(self) -> bool:
+        """Whether the engine gives the music and the vocals apart (:meth:`process_stems`)."""
+        return self.config.stems
 
     @property
     def vocal_level(self) -> float:
@@ -150,12 +156,24 @@ class Separator:
 
     # ------------------------------------------------------------------ controls
     def set_mode(self, mode: str) -> None:
-        """karaoke, vocals or bypass; applied click-free from the next block."""
+        """karaoke, vocals or bypass; applied click-free from the next block. UserError for
+        an engine that gives stems."""
+        self.refuse_if_stems("the mode")
         self._mixer.set_targets(mode, None)
 
     def set_vocal_level(self, level: float) -> None:
-        """Karaoke with the vocals at ``level`` (0 = none, 1 = original); switches to karaoke."""
+        """Karaoke with the vocals at ``level`` (0 = none, 1 = original); switches to karaoke.
+        UserError for an engine that gives stems."""
+        self.refuse_if_stems("the vocal level")
         self._mixer.set_targets("karaoke", level)
+
+    def refuse_if_stems(self, what: str) -> None:
+        """UserError naming ``what`` (a control of the mix) for an engine that gives stems."""
+        if self.config.stems:
+            raise UserError(
+                f"{what} does not apply to --stems: the music and the vocals play on their "
+                "own channels, to be mixed where they arrive"
+            )
 
     def set_key(self, key: int) -> None:
         """Shift by ``key`` semitones (-6..+6), click-free; the latency stays. UserError
@@ -192,8 +210,9 @@ class Separator:
 
         With ``out`` given, a block of a size seen before allocates nothing (any strides:
         the block is copied in and the result out whole); tests/test_realtime_alloc.py."""
-        if block.ndim != 2 or block.shape[0] != self.channels:
-            raise ValueError(f"block must be ({self.channels}, n), got {block.shape}")
+        if self.config.stems:
+            raise ValueError("this engine gives stems (stems=True): call process_stems")
+        self._check_block(block)
         if out is None:
             out = np.empty(block.shape, np.float32)
         mixed = self._timeline.process(block, out)
@@ -202,6 +221,38 @@ class Separator:
             np.copyto(out, mixed)
         self._scheduler.dispatch()  # last: the worker wakes once this block is done
         return out
+
+    def hand_over(self) -> None:
+        """Wake the worker for the windows started since the last hand-over (see
+        :meth:`process_stems`); allocates nothing."""
+        self._scheduler.dispatch()
+
+    def process_stems(
+        self, block: np.ndarray, out: np.ndarray | None = None, hand_over: bool = True
+    ) -> np.ndarray:
+        """block: (channels, n) float32 -> (2 * channels, n) float32, both stems delayed by
+        latency_samples: rows 0..C-1 the music (the accompaniment: exactly what karaoke
+        plays with the vocals at 0), rows C..2C-1 the vocals. Their sum is the delayed
+        input (float32 rounding aside) on every sample, windows that fell back included,
+        times the output gain (fade-in, fade-out) and the guard's gain, one gain for all
+        channels. Only for an engine made with ``stems=True``; with ``out`` given, a block
+        of a size seen before allocates nothing, as :meth:`process`. hand_over False: the
+        windows this block started wait for :meth:`hand_over`."""
+        if not self.config.stems:
+            raise ValueError("this engine gives one mix (stems=False): call process")
+        self._check_block(block)
+        if out is None:
+            out = np.empty((2 * self.channels, block.shape[1]), np.float32)
+        stems = self._timeline.process(block, out)
+        if stems is not out:
+            np.copyto(out, stems)
+        if hand_over:
+            self._scheduler.dispatch()  # last: the worker wakes once this block is done
+        return out
+
+    def _check_block(self, block: np.ndarray) -> None:
+        if block.ndim != 2 or block.shape[0] != self.channels:
+            raise ValueError(f"block must be ({self.channels}, n), got {block.shape}")
 
     def reset(self) -> None:
         """Forget the stream: silence history, counters kept, worker results discarded."""

@@ -14,13 +14,19 @@ from stream_sep.engine.scheduler import Scheduler
 
 
 class _Sized:
-    """Scratch of one block size n (<= hop): (C, n) vocals, coverage, dry, mix and the
-    estimate/weight pieces taken from zero-padded slots (see :class:`Timeline`)."""
+    """Scratch of one block size n (<= hop): (C, n) vocals, coverage, dry, mix (with stems:
+    (2C, n), the music then the vocals) and the estimate/weight pieces taken from
+    zero-padded slots (see :class:`Timeline`)."""
 
-    def __init__(self, channels: int, n: int, padded_support: int, pad: int, compute: int):
+    def __init__(
+        self, channels: int, n: int, padded_support: int, pad: int, compute: int, stems: bool
+    ):
         shape = (channels, n)
         self.vocals, self.coverage = np.zeros(shape, np.float32), np.zeros(shape, np.float32)
         self.dry, self.mixed = np.zeros(shape, np.float32), np.zeros(shape, np.float32)
+        if stems:  # (2C, n): the music, then the vocals; the output in place of ``mixed``
+            self.mixed = np.zeros((2 * channels, n), np.float32)
+            self.halves = (self.mixed[:channels], self.mixed[channels:])
         self.piece, self.weights = np.zeros(shape, np.float32), np.zeros(shape, np.float32)
         self.estimate_index = FlatIndex(channels, padded_support, n, wrap=False, offset=pad)
         self.weight_index = FlatIndex(channels, padded_support, n, wrap=False, offset=pad, rows=0)
@@ -47,9 +53,11 @@ class Timeline:
         scheduler: Scheduler,
         mixer: Mixer,
         stats: EngineStats,
+        stems: bool = False,
     ):
         self.plan, self.scheduler, self.mixer, self.stats = plan, scheduler, mixer, stats
         self.channels = channels
+        self.stems = stems  # the output is (2C, n): the music, then the vocals
         hop = plan.hop_samples
         capacity = plan.window_samples + plan.latency_samples + 2 * hop
         self.ring = DelayRing(channels, capacity)
@@ -63,8 +71,9 @@ class Timeline:
         self.position = 0  # input samples received so far (= output samples emitted)
 
     def process(self, block: np.ndarray, out: np.ndarray) -> np.ndarray:
-        """block (C, n) -> the output for the same n sample times: written into ``out`` for
-        a block longer than a hop, else returned in the scratch (C, n) (copy it out)."""
+        """block (C, n) -> the output for the same n sample times, (C, n), or (2C, n) with
+        stems: written into ``out`` for a block longer than a hop, else returned in the
+        scratch (copy it out)."""
         if self.mixer.pending:
             self.mixer.apply_requests(self.position)
         if block.shape[1] <= self.plan.hop_samples:  # (no block size kept alive: see _block)
@@ -83,13 +92,19 @@ class Timeline:
         sized = self._sizes.get(n)
         if sized is None:
             sized = _Sized(
-                self.channels, n, self._padded_support, self._pad, self.plan.compute_samples
+                self.channels,
+                n,
+                self._padded_support,
+                self._pad,
+                self.plan.compute_samples,
+                self.stems,
             )
             self._sizes.keep(n, sized)
         return sized
 
     def _block(self, block: np.ndarray, sized: _Sized) -> np.ndarray:
-        """block (C, n <= hop) -> sized.mixed, the output for the same samples."""
+        """block (C, n <= hop) -> sized.mixed, the output for the same samples (the mix, or
+        with stems the music and the vocals)."""
         start = self.position  # advanced last: one integer alive at a time
         self.stats.nonfinite_input_samples += self.ring.write(block, start)
         # Sample arithmetic in floats (exact below 2**53): Python reuses float objects,
@@ -103,7 +118,10 @@ class Timeline:
         sized.coverage.fill(0.0)
         self._gather_estimates(here, sized)
         self.ring.read(start - self.plan.latency_samples, sized.dry)
-        self.mixer.mix(start, sized.dry, sized.vocals, sized.coverage, sized.mixed)
+        if self.stems:
+            self.mixer.split(start, sized.dry, sized.vocals, sized.mixed, sized.halves)
+        else:
+            self.mixer.mix(start, sized.dry, sized.vocals, sized.coverage, sized.mixed)
         self.position += sized.n
         return sized.mixed
 

@@ -78,6 +78,15 @@ def add_arguments(parser) -> None:
         "Rubber Band's fixed delay to the latency whatever the key, so 0 turns key change on "
         "unshifted; needs pip install 'stream-sep[night]' (default: no key change, no delay)",
     )
+    parser.add_argument(
+        "--stems",
+        action="store_true",
+        help="the music (no vocals) and the vocals apart, each at the latency, adding up to "
+        "the input: on an output device of 4 or more channels the music plays on channels "
+        "1-2 and the vocals on 3-4 (through JACK: ports music_1, music_2, vocals_1, "
+        "vocals_2); --output FILE.wav writes FILE.music.wav and FILE.vocals.wav. Not with "
+        "--mode vocals/bypass, --vocal-level, --key or --mic (docs/sharing.md)",
+    )
     options.add_model_arguments(parser)
     settings.add_arguments(parser, live=True)
     settings.add_quality_arguments(parser)
@@ -191,6 +200,7 @@ def config_from_args(args) -> host.LiveConfig:
         mic_reverb=args.mic_reverb,
         panel=args.panel,
         allow_feedback=args.allow_feedback,
+        stems=args.stems,
     )
 
 

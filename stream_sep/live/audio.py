@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from stream_sep.dsp.scratch import SizeCache
 from stream_sep.live.recording import RingBuffer
 
 log = logging.getLogger(__name__)
@@ -151,7 +152,8 @@ class BlockProcessor:
     """Source -> engine -> output block -> (device, recorder), one block at a time.
 
     engine: a stream_sep.engine.Separator (only ``channels`` and ``process`` are used here).
-    out_channels: channels of the output device (engine channel k % C feeds device channel k).
+    out_channels: channels of the output device (engine channel k % C feeds device channel k;
+        with stems, see :func:`stem_rows`).
     source: a FileSource instead of a capture device, or None.
     recorder: a stream_sep.live.recording.Recorder, or None.
     end_frame: stop (``finished``) after this many frames, and record no more than that; or
@@ -179,6 +181,8 @@ class BlockProcessor:
         self.capacity = capacity
         self._in = np.zeros((self.channels, capacity), np.float32)
         self._out = np.zeros((self.channels, capacity), np.float32)
+        self.stems = bool(getattr(engine, "stems", False))  # music and vocals apart
+        self._stem_sizes = SizeCache()
         self.faded = False  # the engine's fade-out (asked by the main thread) is complete
         self.finished = False  # end_frame reached
         self.frames = 0  # frames processed
@@ -219,6 +223,9 @@ class BlockProcessor:
     # ------------------------------------------------------------ per block
     def _run(self, indata, outdata, frames: int) -> None:
         """indata: (frames, C) or None; outdata: (frames, O) or None (sounddevice layout)."""
+        if self.stems:
+            self._run_stems(indata, outdata, frames)
+            return
         self.callbacks += 1
         direct = outdata is not None and self.out_channels == self.channels
         done = 0
@@ -280,12 +287,125 @@ class BlockProcessor:
         for k in range(self.out_channels):
             outdata[:, k] = target[k % self.channels]
 
+    # ------------------------------------------------------------ stems
+    def _run_stems(self, indata, outdata, frames: int) -> None:
+        """As :meth:`_run` for an engine that gives stems: (2C, n) blocks laid out on the
+        device as :func:`stem_rows` says, and recorded as two files. A device block of a
+        size seen before (up to ``capacity`` frames) allocates nothing
+        (tests/test_live_stems.py); longer ones go in pieces through fresh scratch."""
+        self.callbacks += 1
+        if frames <= self.capacity:
+            self._stems_block(indata, outdata, self._stem_scratch(frames))
+        else:
+            done = 0
+            while done < frames:
+                n = min(frames - done, self.capacity)
+                inside = None if indata is None else indata[done : done + n]
+                outside = None if outdata is None else outdata[done : done + n]
+                self._stems_block(inside, outside, self._stem_scratch(n))
+                done += n
+        # last: the model's worker is woken once the whole block is done, rather than take
+        # the interpreter in the middle of it
+        self.engine.hand_over()
+
+    def _stem_scratch(self, n: int) -> _StemScratch:
+        scratch = self._stem_sizes.get(n)
+        if scratch is None:
+            scratch = self._stem_sizes.keep(n, _StemScratch(self.channels, n, self.out_channels))
+        return scratch
+
+    def _stems_block(self, indata, outdata, scratch: _StemScratch) -> None:
+        """indata (n, C) or None -> the engine's stems -> outdata (n, O) or None, whole
+        arrays only (no view is made per block)."""
+        if indata is not None:
+            np.copyto(scratch.frames_in, indata)
+            source = scratch.device_source
+            peak = _peak(scratch.frames_in, scratch.in_frames_magnitude, scratch.at)
+        else:
+            source = scratch.source
+            if self.source is not None:
+                self.source.read(source)
+            else:
+                source.fill(0.0)
+            peak = _peak(source, scratch.in_rows_magnitude, scratch.at)
+        if peak > self.input_peak:
+            self.input_peak = peak
+        stems = scratch.stems
+        self.engine.process_stems(source, out=stems, hand_over=False)
+        peak = _peak(stems, scratch.out_magnitude, scratch.at)
+        if not peak <= 1.0:  # also NaN: never sent out
+            stems.fill(0.0)
+            self.muted_blocks += 1
+            peak = 0.0
+        if peak > self.output_peak:
+            self.output_peak = peak
+        if outdata is not None:
+            scratch.flat.take(scratch.layout, 0, outdata, "clip")
+        if self.recorder is not None and not self.faded:
+            self._record(stems)
+        if not self.faded and self.engine.faded_out:
+            self.faded = True
+        self.frames += scratch.n
+        if self.end_frame is not None and self.frames >= self.end_frame:
+            self.finished = True
+
     # ------------------------------------------------------------ main thread
     def take_peaks(self) -> tuple[float, float]:
         """Input and output peaks since the last call (read by the status line)."""
         peaks = (self.input_peak, self.output_peak)
         self.input_peak = self.output_peak = 0.0
         return peaks
+
+
+# Where the stems go on an output device of O >= 4 channels: device channel k (0-based) plays
+# stem row stem_rows(C, O)[k] of the (2C, n) stems (rows 0..C-1 the music, C..2C-1 the vocals);
+# so 1-2 the music, 3-4 the vocals, a mono stream on both channels of each pair, and any
+# further device channels silent.
+STEM_DEVICE_CHANNELS = 4
+
+
+def stem_rows(channels: int, out_channels: int) -> list[int | None]:
+    """For each device channel, the stem row it plays (None: silence)."""
+    rows: list[int | None] = [k % channels for k in range(2)]
+    rows += [channels + k % channels for k in range(2)]
+    return rows + [None] * (out_channels - STEM_DEVICE_CHANNELS)
+
+
+def _peak(block: np.ndarray, magnitude: tuple[np.ndarray, np.ndarray], at: np.ndarray) -> float:
+    """The largest |sample| of a C-contiguous ``block`` (NaN if it holds one). magnitude:
+    scratch of the block's shape and its flat view; at: a 0-d index. ``argmax`` into ``at``:
+    no reduction machinery, no numpy scalar, nothing allocated."""
+    shaped, flat = magnitude
+    np.abs(block, out=shaped)
+    flat.argmax(None, at)
+    return flat.item(int(at))
+
+
+class _StemScratch:
+    """One block size n of the stems path: the device's input (n, C) and its (C, n) view, a
+    file's block or silence (C, n), the stems (2C, n) and a silent row after them, the device
+    layout as flat indices for one ``take`` into (n, O), and the peak meters' scratch (each
+    with its flat view)."""
+
+    def __init__(self, channels: int, n: int, out_channels: int):
+        self.n = n
+        self.frames_in = np.zeros((n, channels), np.float32)
+        self.device_source = self.frames_in.T
+        self.source = np.zeros((channels, n), np.float32)
+        rows = 2 * channels
+        self.padded = np.zeros((rows + 1, n), np.float32)  # the last row stays silent
+        self.stems = self.padded[:rows]
+        self.flat = self.padded.reshape(-1)
+        chosen = [rows if row is None else row for row in stem_rows(channels, out_channels)]
+        columns = max(out_channels, STEM_DEVICE_CHANNELS)
+        index = np.array(chosen[:columns], np.intp)[None, :] * n + np.arange(n)[:, None]
+        self.layout = np.ascontiguousarray(index, np.intp)  # (n, O)
+        in_flat = np.zeros(channels * n, np.float32)
+        self.in_frames_magnitude = (in_flat.reshape(n, channels), in_flat)
+        self.in_rows_magnitude = (in_flat.reshape(channels, n), in_flat)
+        out_magnitude = np.zeros((rows, n), np.float32)
+        self.out_magnitude = (out_magnitude, out_magnitude.reshape(-1))
+        self.at = np.zeros((), np.intp)
 
 
 class FileClock:

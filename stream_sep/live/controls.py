@@ -34,8 +34,10 @@ class Controls:
         applying any: UserError (one line) for the first bad one."""
         if "mode" in request:
             check_mode(request["mode"])
+            self.engine.refuse_if_stems("the mode")
         if "vocal_level" in request:
             _check_level(request["vocal_level"])
+            self.engine.refuse_if_stems("the vocal level")
         if "key" in request:
             check_key(request["key"])
             if self.engine.key is None:

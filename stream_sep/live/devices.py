@@ -13,6 +13,7 @@ import logging
 import re
 
 from stream_sep.errors import DeviceError
+from stream_sep.live import jack_ports
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,7 @@ class Device:
 
 
 def _sounddevice():
+    jack_ports.name_client()  # before PortAudio starts: its JACK client is 'stream-sep'
     try:
         import sounddevice
     except OSError as error:  # PortAudio itself is missing

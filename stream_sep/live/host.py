@@ -45,6 +45,8 @@ class LiveConfig:
     None for the route's choice; blocksize: device frames per callback (0: the device's
     choice); duration: seconds (None: until stopped or the input file ends); mic: a capture
     device mixed into the output at mic_level (default 1) with mic_reverb (default 0).
+    stems: the music and the vocals apart (4 device channels, or two .wav files) instead
+    of one mix; mode 'karaoke' only, no vocal_level, key or mic (:func:`check_stems_options`).
     """
 
     input: str = "mic"
@@ -64,6 +66,28 @@ class LiveConfig:
     mic_reverb: float | None = None
     panel: bool = False
     allow_feedback: bool = False
+    stems: bool = False
+
+
+def check_stems_options(config: LiveConfig) -> None:
+    """--stems plays the music and the vocals apart: the options that shape one mix are
+    refused beside it, in one line naming the first such option."""
+    if not config.stems:
+        return
+    why = "the music and the vocals play apart, to be mixed where they arrive"
+    if config.mode != "karaoke":
+        raise UserError(f"--mode {config.mode} does not apply to --stems: {why}")
+    if config.vocal_level is not None:
+        raise UserError(f"--vocal-level {config.vocal_level:g} does not apply to --stems: {why}")
+    if config.key is not None:
+        raise UserError(
+            f"--key {config.key} does not apply to --stems: the key change shifts one mixed output"
+        )
+    if config.mic is not None:
+        raise UserError(
+            f"--mic {config.mic} does not apply to --stems: the microphone joins one mixed "
+            "output; record it where the stems arrive"
+        )
 
 
 def check_mic_options(mic: str | None, level: float | None, reverb: float | None) -> None:
@@ -120,6 +144,7 @@ class LiveHost:
         self.config = config
         self.events = events if events is not None else LiveEvents()
         check_mic_options(config.mic, config.mic_level, config.mic_reverb)
+        check_stems_options(config)
         if config.model is None:
             bundled_model_path()  # no bundled model: say so before touching any device
         self.route = plan_route(
@@ -128,6 +153,7 @@ class LiveHost:
             samplerate=config.samplerate,
             channels=config.channels,
             allow_feedback=config.allow_feedback,
+            stems=config.stems,
         )
         self.mic = None
         if config.mic is not None:
@@ -182,5 +208,6 @@ class LiveHost:
             vocal_level=config.vocal_level,
             blocking=False,
             key=config.key,
+            stems=config.stems,
             **fitted,
         )

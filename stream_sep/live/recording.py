@@ -88,33 +88,70 @@ def check_recording_path(path: str | os.PathLike) -> Path:
     return path
 
 
+STEM_NAMES = ("music", "vocals")  # --stems: the files' and the JACK ports' names, in order
+
+
+def stem_paths(path: str | os.PathLike) -> tuple[Path, ...]:
+    """--output take.wav with --stems: take.music.wav and take.vocals.wav beside it."""
+    path = Path(path)
+    return tuple(path.with_name(f"{path.stem}.{name}{path.suffix}") for name in STEM_NAMES)
+
+
 class Recorder:
-    """Writes (channels, n) float32 blocks to a WAV file from a background thread.
+    """Writes float32 blocks to WAV files from a background thread: ``paths`` (one path or
+    several), each file ``channels`` wide; a block is (channels * len(paths), n), file i
+    taking rows ``i * channels`` to ``(i + 1) * channels - 1`` (with --stems: the music
+    file, then the vocals file).
 
     ``write(block)`` is safe to call from the audio callback; ``close()`` drains what is
-    left, closes the file and returns the number of frames written.
+    left, closes the files and returns the number of frames written (the same in each).
     """
 
-    def __init__(self, path: str | os.PathLike, sample_rate: int, channels: int):
-        self.path = check_recording_path(path)
+    def __init__(
+        self,
+        paths: str | os.PathLike | tuple[str | os.PathLike, ...],
+        sample_rate: int,
+        channels: int,
+    ):
+        if isinstance(paths, (str, os.PathLike)):
+            paths = (paths,)
+        self.paths = tuple(check_recording_path(path) for path in paths)
+        self.path = self.paths[0]
         self.sample_rate = sample_rate
         self.frames_written = 0
-        self._ring = RingBuffer(channels, int(_BUFFER_SECONDS * sample_rate))
-        self._chunk = np.zeros((channels, self._ring.capacity), np.float32)
-        self._file = self._open(channels)
+        rows = channels * len(self.paths)
+        self._ring = RingBuffer(rows, int(_BUFFER_SECONDS * sample_rate))
+        self._chunk = np.zeros((rows, self._ring.capacity), np.float32)
+        self._files = self._open_all(channels)
         self._stop = threading.Event()
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._drain_loop, name="stream-sep-recorder")
         self._thread.daemon = True
         self._thread.start()
 
-    def _open(self, channels: int) -> sf.SoundFile:
+    def _open_all(self, channels: int) -> list[tuple[sf.SoundFile, np.ndarray]]:
+        """Each file with the rows of the chunk it takes; a file that cannot be made
+        removes those made before it (nothing half made is left)."""
+        files = []
+        for index, path in enumerate(self.paths):
+            try:
+                handle = self._open(path, channels)
+            except AudioFileError:
+                for made, _rows in files:
+                    made.close()
+                for earlier in self.paths[:index]:
+                    earlier.unlink(missing_ok=True)
+                raise
+            files.append((handle, self._chunk[index * channels : (index + 1) * channels]))
+        return files
+
+    def _open(self, path: Path, channels: int) -> sf.SoundFile:
         try:
             handle = sf.SoundFile(
-                str(self.path), "w", self.sample_rate, channels, subtype="FLOAT", format="WAV"
+                str(path), "w", self.sample_rate, channels, subtype="FLOAT", format="WAV"
             )
         except (sf.LibsndfileError, RuntimeError, OSError) as error:
-            raise AudioFileError(f"cannot write {str(self.path)!r}: {error}") from None
+            raise AudioFileError(f"cannot write {str(path)!r}: {error}") from None
         # Private but long-stable soundfile API: libsndfile's sf_command on the open handle.
         sf._snd.sf_command(handle._file, _SFC_SET_UPDATE_HEADER_AUTO, sf._ffi.NULL, 1)
         return handle
@@ -137,21 +174,24 @@ class Recorder:
         n = self._ring.read(self._chunk)
         if n == 0:
             return True
-        try:
-            # soundfile wants (frames, channels).
-            self._file.write(self._chunk[:, :n].T)
-        except (sf.LibsndfileError, RuntimeError, OSError) as error:
-            self._error = error
-            log.error("recording to %s stopped: %s", self.path, error)
-            return False
+        for handle, rows in self._files:
+            try:
+                # soundfile wants (frames, channels).
+                handle.write(rows[:, :n].T)
+            except (sf.LibsndfileError, RuntimeError, OSError) as error:
+                self._error = error
+                log.error("recording to %s stopped: %s", handle.name, error)
+                return False
         self.frames_written += n
         return True
 
     def close(self) -> int:
-        """Write what is buffered, close the file; returns frames written."""
+        """Write what is buffered, close the files; returns frames written."""
         self._stop.set()
         self._thread.join()
-        self._file.close()
+        for handle, _rows in self._files:
+            handle.close()
         if self._error is not None:
-            raise AudioFileError(f"writing {str(self.path)!r} failed: {self._error}")
+            names = ", ".join(repr(str(path)) for path in self.paths)
+            raise AudioFileError(f"writing {names} failed: {self._error}")
         return self.frames_written

@@ -13,10 +13,11 @@ import dataclasses
 from pathlib import Path
 
 from stream_sep.audio_files import audio_file_info
-from stream_sep.errors import AudioFileError
+from stream_sep.errors import AudioFileError, DeviceError, UserError
 from stream_sep.live import devices, system_audio, virtual
 from stream_sep.live import mic as mic_module
-from stream_sep.live.recording import check_recording_path
+from stream_sep.live.audio import STEM_DEVICE_CHANNELS
+from stream_sep.live.recording import check_recording_path, stem_paths
 
 AUDIO_SUFFIXES = {
     ".wav",
@@ -57,8 +58,8 @@ class Endpoint:
 @dataclasses.dataclass
 class Route:
     """A checked live route: ``channels`` run through the engine at ``rate``;
-    ``out_channels`` are played (a mono stream on a stereo device plays on both);
-    ``notes``: start-up lines, or None."""
+    ``out_channels`` are played (a mono stream on a stereo device plays on both; with
+    ``stems``, 4: the music on 1-2, the vocals on 3-4); ``notes``: start-up lines, or None."""
 
     source: Endpoint
     sink: Endpoint
@@ -66,6 +67,7 @@ class Route:
     channels: int
     out_channels: int
     notes: str | None = None
+    stems: bool = False
 
     @property
     def name(self) -> str:
@@ -88,10 +90,17 @@ def plan_route(
     samplerate: int | None = None,
     channels: int | None = None,
     allow_feedback: bool = False,
+    stems: bool = False,
 ) -> Route:
     """Resolve, guard and size a route; UserError/DeviceError/AudioFileError (one line).
     ``--output virtual`` is checked first (it may refuse the input); its modules are loaded
-    just before the stream opens (:func:`stream_sep.live.virtual.open_for`)."""
+    just before the stream opens (:func:`stream_sep.live.virtual.open_for`). stems: the
+    output must take them (:func:`check_stems_output`)."""
+    if stems and virtual.is_virtual(output_spec):
+        raise UserError(
+            f"--stems cannot go to --output {output_spec}: a virtual microphone has one stereo "
+            "mix; give a device with 4 or more output channels, or a .wav file"
+        )
     shared = virtual.plan(output_spec, input_spec) if virtual.is_virtual(output_spec) else None
     source = resolve_endpoint(input_spec, "input")
     if shared is not None:
@@ -109,19 +118,60 @@ def plan_route(
     elif source.device is not None and sink.device is not None and not _served(sink):
         devices.check_feedback(source.device, sink.device, output_spec, allow_feedback)
     file_rate, file_channels = audio_file_info(source.path)[:2] if source.path else (None, None)
+    if stems:
+        check_stems_output(sink)
     rate = samplerate or choose_rate(source, sink, file_rate)
     channels = channels or choose_channels(source, sink, file_channels)
-    out_channels = output_channels(sink, channels)
+    out_channels = (
+        STEM_DEVICE_CHANNELS if stems and sink.device else output_channels(sink, channels)
+    )
     for end, count in ((source, channels), (sink, out_channels)):
         if end.device is not None:
             devices.check_settings(end.device, end.kind, count, rate)
     if shared is not None and shared.server:  # the sink is made to the stream's measure
         shared.rate, shared.channels = rate, out_channels
         sink.system = system_audio.SystemEnd(shared.device, shared.sink)
-    notes = channel_notes(source, sink, channels, out_channels, file_channels)
+    notes = channel_notes(source, sink, channels, out_channels, file_channels, stems)
     shared_note = virtual.ready_note(shared) if shared is not None else None
-    notes = "\n".join(filter(None, [notes, system_note(source, rate), shared_note])) or None
-    return Route(source, sink, rate, channels, out_channels, notes)
+    stems_note = stems_layout(sink, channels) if stems else None
+    notes = [notes, system_note(source, rate), shared_note, stems_note]
+    notes = "\n".join(filter(None, notes)) or None
+    return Route(source, sink, rate, channels, out_channels, notes, stems)
+
+
+def check_stems_output(sink: Endpoint) -> None:
+    """--stems needs an output that keeps 4 channels apart: a device with 4 or more output
+    channels (not a sound server's mixing device, which would mix them down), a sink of 4
+    or more channels (system:NAME), or a .wav file (two files); DeviceError otherwise."""
+    if sink.device is None:
+        return
+    if sink.system is not None and sink.system.sink is not None:
+        have, named = sink.system.sink.channels, f"--output {sink.spec}"
+    elif not _physical(sink.device):
+        raise DeviceError(
+            f"--stems cannot go to --output {sink.device.label()}: a sound server's mixing "
+            "device would mix the music and the vocals down; name a device with 4 or more "
+            "output channels (or a JACK client), or give a .wav file"
+        )
+    else:
+        have, named = sink.device.max_output_channels, f"--output {sink.device.label()}"
+    if have < STEM_DEVICE_CHANNELS:
+        raise DeviceError(
+            f"--stems needs {STEM_DEVICE_CHANNELS} output channels (the music on 1-2, the "
+            f"vocals on 3-4); {named} has {have} output channel{'s' * (have != 1)}"
+        )
+
+
+def stems_layout(sink: Endpoint, channels: int) -> str:
+    """The start-up line saying where each stem goes."""
+    if sink.path is not None:
+        music, vocals = stem_paths(sink.path)
+        return f"stems: the music (no vocals) to {music}, the vocals to {vocals}"
+    mono = " (the mono stream on both channels of each pair)" if channels == 1 else ""
+    return (
+        f"stems: the music (no vocals) on channels 1-2, the vocals on channels 3-4 of "
+        f"--output {sink.name}{mono}; music + vocals = the input, both at the latency"
+    )
 
 
 def resolve_mic(
@@ -132,7 +182,8 @@ def resolve_mic(
     if route.sink.device is not None:
         devices.check_feedback(device, route.sink.device, output_spec, allow_feedback, "--mic")
     devices.check_settings(device, "input", 1, route.rate)
-    return Mic(device, mic_module.MicMix(route.rate, route.out_channels, level, reverb))
+    # mixed into the engine's blocks (route.channels), before they are laid out on the device
+    return Mic(device, mic_module.MicMix(route.rate, route.channels, level, reverb))
 
 
 def is_file_spec(spec: str) -> bool:
@@ -190,7 +241,12 @@ def output_channels(sink: Endpoint, channels: int) -> int:
 
 
 def channel_notes(
-    source: Endpoint, sink: Endpoint, channels: int, out_channels: int, file_channels: int | None
+    source: Endpoint,
+    sink: Endpoint,
+    channels: int,
+    out_channels: int,
+    file_channels: int | None,
+    stems: bool = False,
 ) -> str | None:
     """One line saying where channels are mixed down, left out or copied; None when the
     stream's ``channels`` match both sides exactly."""
@@ -202,7 +258,7 @@ def channel_notes(
             f"--input {source.device.label()} has {source.device.max_input_channels} "
             f"channels, {_first(channels)} captured"
         )
-    if out_channels > channels:
+    if out_channels > channels and not stems:
         notes.append(f"the mono stream plays on all {out_channels} output channels")
     if _physical(sink.device) and sink.device.max_output_channels > out_channels:
         notes.append(

@@ -59,6 +59,7 @@ def live(
     mic_reverb: float | None = None,
     panel: bool = False,
     allow_feedback: bool = False,
+    stems: bool = False,
     events: LiveEvents | None = None,
 ) -> LiveRun:
     """A live run from ``input`` to ``output``, ready to start (a context manager).
@@ -69,7 +70,9 @@ def live(
     mode: 'karaoke', 'vocals' or 'bypass'; vocal_level: karaoke with the vocals at this
     gain; key: semitones of key change (needs the [night] extra). latency: 'auto' (the
     plan fitted to this machine), seconds, or None with hop/lookahead/crossfade as given
-    (giving any of those with 'auto' uses them too). The other options are the command's
+    (giving any of those with 'auto' uses them too). stems: the music and the vocals apart
+    (channels 1-2 and 3-4 of a 4-channel device, or two files FILE.music.wav and
+    FILE.vocals.wav beside ``output``). The other options are the command's
     (``stream-sep --help``); events: receives the start-up line, notes, status ticks and the
     summary (default: logged). Raises UserError (one line naming the option) for a bad
     value, and DeviceError/AudioFileError for a route that cannot be.
@@ -103,6 +106,7 @@ def live(
         mic_reverb=_optional(options.number("mic-reverb", *mic_module.REVERB_RANGE), mic_reverb),
         panel=_flag("panel", panel),
         allow_feedback=_flag("allow-feedback", allow_feedback),
+        stems=_flag("stems", stems),
     )
     options.check_crossfade(config.settings)  # the crossfade fits in the hop
     relay = _Relay(events if events is not None else LiveEvents())

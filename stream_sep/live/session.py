@@ -22,7 +22,7 @@ from stream_sep.live.controls import Controls
 from stream_sep.live.events import LiveEvents
 from stream_sep.live.panel import UPDATE_SECONDS as PANEL_TICK_SECONDS
 from stream_sep.live.panel import Panel
-from stream_sep.live.recording import Recorder
+from stream_sep.live.recording import Recorder, stem_paths
 from stream_sep.live.route import Mic, Route
 from stream_sep.live.streams import StallWatch, Streams
 
@@ -105,7 +105,9 @@ class LiveSession:
         try:
             self.streams.open()
             if self.route.sink.path is not None:
-                self.recorder = Recorder(self.route.sink.path, self.rate, self.engine.channels)
+                path = self.route.sink.path
+                paths = stem_paths(path) if self.route.stems else path
+                self.recorder = Recorder(paths, self.rate, self.engine.channels)
                 self.processor.recorder = self.recorder
             if self.file_source is not None:
                 self.file_source.wait_ready()
@@ -120,6 +122,8 @@ class LiveSession:
             )
             for line in (self.route.notes or "").splitlines():
                 self.events.note(line)
+            if self.streams.jack_ports or self.streams.jack_ports_note:
+                self.events.note(jack_ports_line(self.streams))
             if self.options.panel:
                 self.panel = Panel(self.controls)
                 self.panel.start()
@@ -303,10 +307,22 @@ class LiveSession:
         if self.recorder is None:
             return []
         frames = self.recorder.close()
-        text = f"recorded {frames} frames ({frames / self.rate:.2f} s) to {self.recorder.path}"
+        names = " and ".join(str(path) for path in self.recorder.paths)
+        text = f"recorded {frames} frames ({frames / self.rate:.2f} s) to {names}"
         if self.recorder.dropped_frames:
             text += f"; {self.recorder.dropped_frames} frames dropped (the disk was too slow)"
         return [text]
+
+
+def jack_ports_line(streams: Streams) -> str:
+    """The start-up line naming the JACK ports that carry the stems."""
+    ports = streams.jack_ports
+    if len(ports) < 4:
+        return f"stems: the JACK ports are not known ({streams.jack_ports_note})"
+    text = f"stems: JACK ports {ports[0]}, {ports[1]} (music), {ports[2]}, {ports[3]} (vocals)"
+    if streams.jack_ports_note:
+        text += f"; PortAudio's names kept: {streams.jack_ports_note}"
+    return text
 
 
 class _stop_on_sigterm:

@@ -16,7 +16,7 @@ import threading
 import time
 
 from stream_sep.errors import DeviceError
-from stream_sep.live import status, virtual
+from stream_sep.live import jack_ports, status, virtual
 from stream_sep.live.audio import BlockProcessor, FileClock
 from stream_sep.live.route import Mic, Route
 
@@ -38,6 +38,9 @@ class Streams:
         self.requested_blocksize = blocksize
         self.stream = None
         self.clock = None
+        # --stems through JACK: the output ports' names, and why they are PortAudio's if so
+        self.jack_ports: list[str] = []
+        self.jack_ports_note: str | None = None
 
     @property
     def blocksize(self) -> int:
@@ -134,6 +137,9 @@ class Streams:
             self.stream.start()
         except sd.PortAudioError as error:
             raise DeviceError(f"cannot start the audio stream {self.route.name}: {error}") from None
+        sink = self.route.sink.device
+        if self.route.stems and sink is not None and sink.hostapi == jack_ports.JACK_HOSTAPI:
+            self.jack_ports, self.jack_ports_note = jack_ports.name_stem_ports()
 
     def _main_stream(self, sd):
         """Duplex, input-only (recording to a file) or output-only (playing a file)."""

@@ -128,19 +128,25 @@ class Harness:
 
     ``play(signal)`` loads a (channels, n) signal; ``arm()`` starts it on the next JACK cycle;
     ``capture`` holds what ``headphones`` received, index 0 = the cycle ``mic`` started.
+    heard_channels: input ports of the receiving client (default ``channels``); heard_name:
+    its name (default ``headphones``), e.g. a 4-channel ``daw`` for --stems.
     """
 
-    def __init__(self, channels: int = 2):
+    def __init__(
+        self, channels: int = 2, heard_channels: int | None = None, heard_name: str = "headphones"
+    ):
         import jack
 
+        heard = channels if heard_channels is None else heard_channels
+        self._layout = (channels, heard, heard_name)
         self.mic = jack.Client("mic", use_exact_name=True, no_start_server=True)
-        self.headphones = jack.Client("headphones", use_exact_name=True, no_start_server=True)
+        self.headphones = jack.Client(heard_name, use_exact_name=True, no_start_server=True)
         self.outports = [self.mic.outports.register(f"out_{c + 1}") for c in range(channels)]
-        self.inports = [self.headphones.inports.register(f"in_{c + 1}") for c in range(channels)]
+        self.inports = [self.headphones.inports.register(f"in_{c + 1}") for c in range(heard)]
         self.rate = self.mic.samplerate
         self.period = self.mic.blocksize
         self.signal = np.zeros((channels, 0), np.float32)
-        self.capture = np.zeros((channels, CAPTURE_SECONDS * self.rate), np.float32)
+        self.capture = np.zeros((heard, CAPTURE_SECONDS * self.rate), np.float32)
         self.captured = 0  # frames of capture filled so far
         self.armed = False
         self.start_frame: int | None = None
@@ -224,7 +230,7 @@ class Harness:
         try:
             yield
         finally:
-            self.__init__(len(self.outports))
+            self.__init__(*self._layout)
             refresh_portaudio()
 
 

@@ -34,12 +34,12 @@ class TappedSeparator(Separator):
         self.heard_count = 0
         TappedSeparator.made.append(self)
 
-    def process(self, block, out=None):
+    def process(self, block, out=None, **options):
         n = block.shape[1]
         end = min(self.heard_count + n, self.heard.shape[1])
         self.heard[:, self.heard_count : end] = block[:, : end - self.heard_count]
         self.heard_count += n
-        return super().process(block, out)
+        return super().process(block, out, **options)
 
     @property
     def input(self) -> np.ndarray:

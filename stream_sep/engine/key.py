@@ -20,10 +20,11 @@ and fades between the two read offsets. A request made during a crossfade waits 
 (the latest request wins).
 
 Audio thread: every buffer and every argument of a call into Rubber Band is made once, the
-scratch of a block size with the first block of that size (up to ``MAX_PIECE`` samples; longer
-blocks are cut into pieces, which allocates), and sample positions are counted in floats
-(CPython reuses float objects; an integer above 256 is a new allocation), so a block allocates
-nothing, key changes included (tests/test_realtime_alloc.py). Rubber Band itself does not
+scratch of a block size with the first block of that size (a block longer than ``MAX_PIECE``
+samples is copied into scratch of its size and shifted in pieces of at most ``MAX_PIECE``,
+each with views made once), and sample positions are counted in floats (CPython reuses float
+objects; an integer above 256 is a new allocation), so a block allocates nothing, key changes
+included, whatever its length (tests/test_realtime_alloc.py). Rubber Band itself does not
 allocate in real-time mode.
 """
 
@@ -86,6 +87,24 @@ class _Sized:
         self.n, self.samples = n, float(n)
 
 
+class _Split:
+    """Scratch of one block size n > MAX_PIECE: the block (C, n), and its pieces, each (its
+    columns of the block: a view made once, the piece as the shifter takes it: contiguous
+    (C, m), the scratch of size m)."""
+
+    def __init__(self, channels: int, n: int, sized):
+        self.whole = np.zeros((channels, n), np.float32)
+        self.pieces = tuple(
+            (
+                self.whole[:, first : first + MAX_PIECE],
+                np.zeros((channels, min(MAX_PIECE, n - first)), np.float32),
+                sized(min(MAX_PIECE, n - first)),
+            )
+            for first in range(0, n, MAX_PIECE)
+        )
+        self.count = len(self.pieces)
+
+
 class KeyShift:
     """Shift (channels, n) float32 blocks by ``key`` semitones, delayed by ``latency_samples``.
 
@@ -122,7 +141,7 @@ class KeyShift:
         phase = (np.arange(self.crossfade_samples) + 0.5) / self.crossfade_samples * np.pi / 2
         # weight of the new source at crossfade sample i is _fade[i + 1]; 0 before, 1 after
         self._fade = np.concatenate([[0.0], np.sin(phase) ** 2, [1.0]]).astype(np.float32)
-        self._sizes = SizeCache()
+        self._sizes, self._splits = SizeCache(), SizeCache()
         self.position = 0.0  # samples in (= samples out)
         self._written = 0.0  # next position of the shifter's output in _shifted
         self._running = False
@@ -183,9 +202,20 @@ class KeyShift:
         if block.shape[1] <= MAX_PIECE:
             self._piece(block, out, self._sized(block.shape[1]))
             return
-        for first in range(0, block.shape[1], MAX_PIECE):  # longer blocks: pieces (allocates)
-            piece = block[:, first : first + MAX_PIECE]
-            self._piece(piece, out[:, first : first + MAX_PIECE], self._sized(piece.shape[1]))
+        split = self._splits.get(block.shape[1])
+        if split is None:
+            split = self._splits.keep(
+                block.shape[1], _Split(self.channels, block.shape[1], self._sized)
+            )
+        np.copyto(split.whole, block)
+        index = 0
+        while index < split.count:  # (a for loop keeps an iterator object alive meanwhile)
+            columns, piece, sized = split.pieces[index]
+            np.copyto(piece, columns)
+            self._piece(piece, piece, sized)
+            np.copyto(columns, piece)
+            index += 1
+        np.copyto(out, split.whole)
 
     def _sized(self, n: int) -> _Sized:
         sized = self._sizes.get(n)

@@ -205,11 +205,15 @@ class Separator:
         return time.perf_counter() - started
 
     # ------------------------------------------------------------------ streaming
-    def process(self, block: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    def process(
+        self, block: np.ndarray, out: np.ndarray | None = None, hand_over: bool = True
+    ) -> np.ndarray:
         """block: (channels, n) float32 -> (channels, n) float32, delayed by latency_samples.
 
         With ``out`` given, a block of a size seen before allocates nothing (any strides:
-        the block is copied in and the result out whole); tests/test_realtime_alloc.py."""
+        the block is copied in and the result out whole); tests/test_realtime_alloc.py.
+        hand_over False: the windows this block started wait for :meth:`hand_over` (an
+        audio callback that does more after the engine calls it last)."""
         if self.config.stems:
             raise ValueError("this engine gives stems (stems=True): call process_stems")
         self._check_block(block)
@@ -219,12 +223,13 @@ class Separator:
         self._key.process(mixed)
         if mixed is not out:
             np.copyto(out, mixed)
-        self._scheduler.dispatch()  # last: the worker wakes once this block is done
+        if hand_over:
+            self._scheduler.dispatch()  # last: the worker wakes once this block is done
         return out
 
     def hand_over(self) -> None:
         """Wake the worker for the windows started since the last hand-over (see
-        :meth:`process_stems`); allocates nothing."""
+        :meth:`process`); allocates nothing."""
         self._scheduler.dispatch()
 
     def process_stems(

@@ -15,6 +15,14 @@ if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+@pytest.fixture(autouse=True)
+def _own_user_cache(tmp_path_factory, monkeypatch):
+    """Each test its own user cache ($XDG_CACHE_HOME, inherited by the commands it runs):
+    the live host keeps the model's speed over its starts there, and one test's measured
+    speed must not choose another test's plan."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+
+
 @pytest.fixture(scope="session")
 def identity(tmp_path_factory):
     """A contract-satisfying model whose vocal estimate is the mixture itself."""

@@ -311,3 +311,18 @@ def test_a_stage_is_timed_per_second_of_audio():
     assert share >= 0.09
     assert len(calls) == fitting.STAGE_WARM_UP_BLOCKS + round(0.5 * 48000 / 1024)
     assert set(calls) == {(2, 1024)}
+
+
+def test_the_lowest_latency_named_runs_when_the_next_start_measures_a_little_slower():
+    first = profile(0.2, 0.1)
+    with pytest.raises(UserError, match=r"at least (\d+\.\d+) s") as refused:
+        fitting.choose(CONTRACT, 48000, 1, first, 0.1)
+    lowest = float(str(refused.value).split("at least ")[1].split(" s")[0])
+    assert lowest == fitting.choose(CONTRACT, 48000, 1, first).latency
+    # 8% slower next time: still accepted, the load above the ceiling but within tolerance
+    slower = fitting.choose(CONTRACT, 48000, 1, profile(0.216, 0.108), lowest)
+    assert slower.latency == pytest.approx(lowest)
+    assert fitting.LOAD_CEILING < slower.load <= fitting.ACCEPT_CEILING + 1e-9
+    # 25% slower: refused, naming the new lowest
+    with pytest.raises(UserError, match="--latency must be at least"):
+        fitting.choose(CONTRACT, 48000, 1, profile(0.25, 0.125), lowest)

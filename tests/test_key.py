@@ -218,3 +218,27 @@ def test_key_options_are_refused_in_one_line(song, tmp_path, half_path, capsys, 
         "apt install librubberband2 (Debian/Ubuntu) or brew install rubberband (macOS)"
     ]
     assert not (tmp_path / "o.wav").exists()
+
+
+def test_the_plan_counts_the_key_change_and_the_run_stays_under_its_ceiling(
+    song, tmp_path, half_path, capsys
+):
+    """--latency auto with --key: the key shifter is timed at start-up and its share comes
+    out of the load ceiling before the windows get theirs; the run's own measured load
+    (windows plus the shifter's CPU per second of audio) stays at or under that ceiling."""
+    from stream_sep.engine import fitting
+
+    out = tmp_path / "out.wav"
+    argv = ["--input", str(song), "--output", str(out), "--model", str(half_path), "--key", "2"]
+    assert cli.main([*argv, "--latency", "auto"]) == 0
+    err = capsys.readouterr().err
+    plan = re.search(
+        r"load ([\d.]+) of the ([\d.]+) ceiling \(windows ([\d.]+), key change ([\d.]+)\)", err
+    )
+    assert plan, err
+    load, ceiling, windows, key = map(float, plan.groups())
+    assert ceiling == fitting.LOAD_CEILING and key > 0.01
+    assert load == pytest.approx(windows + key, abs=0.011) and load <= ceiling + 0.005
+    run_windows = float(re.search(r"load ([\d.]+); latency", err).group(1))
+    shifter_ms = float(re.search(r"Rubber Band\) (\d+) ms CPU per second", err).group(1))
+    assert run_windows + shifter_ms / 1000 <= ceiling, err

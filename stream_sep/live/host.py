@@ -20,7 +20,7 @@ from stream_sep import engine as engine_module
 from stream_sep.engine import fitting
 from stream_sep.engine.key import KeyShift
 from stream_sep.errors import UserError
-from stream_sep.live import keys
+from stream_sep.live import keys, speed_history
 from stream_sep.live.events import LiveEvents
 from stream_sep.live.route import plan_route, resolve_mic
 from stream_sep.live.session import LiveSession, SessionOptions
@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 SETTLE_SECONDS = 10.0  # how long a run waits for a model call still running at its end
 ASSUMED_DEVICE_BLOCK = 1024  # frames, for fitting the plan when the device chooses its block
+PROBE_KEY = 2  # semitones: the key change is timed shifting (at 0 it only copies)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,14 +107,24 @@ def fitted_options(
     chosen: Settings,
     blocksize: int = 0,
     key_delay: float = 0.0,
-) -> dict:
-    """Engine options for this machine: with ``--latency`` the plan is chosen from the
-    model's measured speed and the engine sheds work under overload; with explicit
-    --hop/--lookahead/--crossfade those are used as given (one hop of compute allowance).
-    key_delay: seconds the key stage adds, taken from a --latency SECONDS target."""
+    stages: dict | None = None,
+) -> tuple[dict, str | None]:
+    """Engine options for this machine, and the line saying how the plan was chosen (None
+    without ``--latency``). With ``--latency`` the plan is chosen from the model's speed
+    (this start's measurement with the last starts', :mod:`stream_sep.live.speed_history`)
+    and the per-block ``stages``' CPU share, and the engine sheds work under overload; with
+    explicit --hop/--lookahead/--crossfade those are used as given (one hop of compute).
+    key_delay: seconds the key stage adds, taken from a --latency SECONDS target.
+    stages: name -> ``process(block, out)`` of each stage that runs on every block besides
+    the windows (the key change), timed here at the device's block."""
     if not chosen.fitted:
-        return chosen.engine_options()
-    speed = fitting.measure(model, rate, channels, **chosen.window_options())
+        return chosen.engine_options(), None
+    window_options = chosen.window_options()
+    measured = fitting.measure(model, rate, channels, **window_options)
+    history_key = speed_history.key_of(model, rate, channels, window_options)
+    speed_history.remember(history_key, measured)
+    starts = speed_history.recent(history_key) or [measured]
+    speed = fitting.typical(starts)
     target = None if chosen.latency == "auto" else chosen.latency
     if target is not None and key_delay:
         if target <= key_delay:
@@ -122,12 +133,33 @@ def fitted_options(
                 f"({key_delay:.3f} s): ask for more, or leave out --key"
             )
         target -= key_delay
-    block = (blocksize or ASSUMED_DEVICE_BLOCK) / rate
-    fit = fitting.choose(model.contract, rate, channels, speed, target, chosen.stereo, block)
+    block_frames = blocksize or ASSUMED_DEVICE_BLOCK
+    stage_loads = {
+        name: fitting.measure_stage(process, rate, channels, block_frames)
+        for name, process in (stages or {}).items()
+    }
+    stage_load = sum(stage_loads.values())
+    fit = fitting.choose(
+        model.contract, rate, channels, speed, target, chosen.stereo, block_frames / rate,
+        stage_load,
+    )  # fmt: skip
     stereo_cost = speed.t90("batch") / max(speed.t90("mid"), 1e-6)
-    log.info("measured %.3f s per window (%s): %s", fit.window_seconds, fit.stereo, fit)
-    options = {**fit.engine_options(), **chosen.window_options()}
-    return {**options, "shed": True, "stereo_cost": stereo_cost}
+    options = {**fit.engine_options(), **window_options}
+    return {**options, "shed": True, "stereo_cost": stereo_cost}, plan_line(
+        fit, len(starts), stage_loads
+    )
+
+
+def plan_line(fit: fitting.Fit, starts: int, stage_loads: dict[str, float]) -> str:
+    """Why this plan: the model's time per window, the load against the ceiling, the stages."""
+    where = "this start" if starts == 1 else f"median of the last {starts} starts here"
+    stages = "".join(f", {name} {load:.2f}" for name, load in stage_loads.items())
+    channel = "the mid channel" if fit.stereo == "mid" else "every channel"
+    return (
+        f"plan: hop {fit.hop:.2f} s on {channel}; the model takes {fit.window_seconds:.3f} s "
+        f"per window (90th percentile, {where}); load {fit.load:.2f} of the "
+        f"{fitting.LOAD_CEILING:g} ceiling (windows {fit.load - fit.stage_load:.2f}{stages})"
+    )
 
 
 class LiveHost:
@@ -163,9 +195,11 @@ class LiveHost:
                 config.mic, self.route, config.output, level, reverb, config.allow_feedback
             )
         # Rubber Band's fixed delay; also the one line saying how to install it, if missing.
-        self.key_delay = 0.0
+        # and a shifter at a shifting key, timed at start-up as one of the plan's stages.
+        self.key_delay, self.key_probe = 0.0, None
         if config.key is not None:
-            self.key_delay = KeyShift(self.route.rate, self.route.channels).latency_seconds
+            self.key_probe = KeyShift(self.route.rate, self.route.channels, key=PROBE_KEY)
+            self.key_delay = self.key_probe.latency_seconds
         self.session: LiveSession | None = None
         self._stopped = threading.Event()
 
@@ -197,9 +231,18 @@ class LiveHost:
     def _separator(self, model) -> engine_module.Separator:
         """The engine for the route, its plan fitted to this machine."""
         config, route = self.config, self.route
-        fitted = fitted_options(
-            model, route.rate, route.channels, config.settings, config.blocksize, self.key_delay
+        stages = {"key change": self.key_probe.process} if self.key_probe is not None else {}
+        fitted, line = fitted_options(
+            model,
+            route.rate,
+            route.channels,
+            config.settings,
+            config.blocksize,
+            self.key_delay,
+            stages,
         )
+        if line is not None:
+            self.events.note(line)
         return engine_module.Separator(
             model,
             route.rate,

@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from export.checkpoint import contract_for, import_train, model_config_of
+from export.checkpoint import contract_for, import_train, model_config_of, model_section, read_json
 from export.convert import DEFAULT_OPSET, convert_core
 from export.errors import ExportFailed
 from export.fp16 import store_weights_as_float16, to_float16
@@ -44,12 +44,19 @@ PRECISIONS = tuple(TOLERANCES)
 
 
 def export_checkpoint(
-    checkpoint: Path, output: Path, opset: int = DEFAULT_OPSET, precision: str = "float32"
+    checkpoint: Path,
+    output: Path,
+    opset: int = DEFAULT_OPSET,
+    precision: str = "float32",
+    window_samples: int | None = None,
 ) -> ExportReport:
     """Convert, describe, write and prove one checkpoint; see :mod:`export`.
 
     precision: float32; float16 (weights and arithmetic, ``--fp16``); float16-weights
     (float16 storage, float32 arithmetic, ``--fp16-weights``).
+    window_samples: the model's window in samples at its rate, when not the checkpoint's
+    own: the same weights on another window (a shorter one costs less per window, live),
+    recorded as ``provenance.trained_window_samples``.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
@@ -58,6 +65,14 @@ def export_checkpoint(
         train_model = import_train("model")
         model = train_model.load_checkpoint(checkpoint)
         config = model_config_of(model, checkpoint)
+        trained_window = config.window_samples
+        if window_samples is not None and window_samples != trained_window:
+            if model_section(read_json(checkpoint.parent / "config.json")) is None:
+                raise UserError(
+                    f"--window-samples needs the checkpoint's run folder: no config.json "
+                    f"beside {checkpoint} says how its network was built"
+                )
+            model, config = on_window(train_model, model, config, window_samples)
         contract = contract_for(config)
         proto = convert_core(train_model.core_network_of(model), contract, opset)
         if precision == "float16":
@@ -68,6 +83,8 @@ def export_checkpoint(
             check_graph(proto)
         provenance = read_provenance(checkpoint, config)
         provenance[PROVENANCE + "precision"] = precision
+        if config.window_samples != trained_window:
+            provenance[PROVENANCE + "trained_window_samples"] = str(trained_window)
         metadata = attach_metadata(proto, contract, provenance)
         size = save_self_contained(proto, staged)
         parity = verify(staged, model, precision)
@@ -79,6 +96,21 @@ def export_checkpoint(
         parity=parity,
         metadata=metadata,
     )
+
+
+def on_window(train_model, model, config, window_samples: int):
+    """The checkpoint's network on ``window_samples``: a training model built for that
+    window with the same weights (every layer works along time with shared kernels or along
+    frequency alone). UserError for a window the network cannot take."""
+    try:
+        config = dataclasses.replace(config, window_samples=window_samples)
+        config.validate()
+    except UserError as error:
+        raise UserError(f"--window-samples {window_samples}: {error}") from None
+    windowed = train_model.build_training_model(config)
+    core = train_model.core_network_of(windowed)
+    core.set_weights(train_model.core_network_of(model).get_weights())
+    return windowed, config
 
 
 @contextlib.contextmanager

@@ -79,6 +79,14 @@ def get_parser() -> argparse.ArgumentParser:
         const="float16-weights",
         help="float16 weights, float32 arithmetic: half the file at the float32 speed",
     )
+    parser.add_argument(
+        "--window-samples",
+        type=int,
+        metavar="N",
+        help="export the same weights on another window of N samples at the model's rate "
+        "(e.g. 32256, 2.016 s at 16 kHz: half the work per window for live use); default: "
+        "the window it was trained on",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log more detail")
     return parser
 
@@ -94,7 +102,7 @@ def run(args: argparse.Namespace) -> ExportReport:
         f"exporting {checkpoint} -> {output} (opset {args.opset}, "
         f"{PRECISION_WORDS[args.precision]})"
     )
-    report = export_checkpoint(checkpoint, output, args.opset, args.precision)
+    report = export_checkpoint(checkpoint, output, args.opset, args.precision, args.window_samples)
     print(f"parity: {report.parity.describe()}")
     print(f"wrote {report.path}: {report.size_bytes / 1e6:.1f} MB in {report.seconds:.1f} s")
     return report

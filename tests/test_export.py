@@ -401,3 +401,39 @@ def test_script_runs_from_the_repository_root(tmp_path):
         missing.stderr.strip().splitlines()[-1]
         == f"to_onnx.py: error: --checkpoint '{tmp_path / 'x.keras'}' does not exist"
     )
+
+
+def test_the_same_weights_export_on_another_window(tiny_scale_checkpoint, tmp_path, capsys):
+    """--window-samples: the checkpoint's weights on a longer (or shorter) window, checked
+    against Keras at that window; the contract says the new window, the provenance the old."""
+    run = tmp_path / "run"
+    run.mkdir()
+    checkpoint = run / "last.keras"
+    shutil.copy(tiny_scale_checkpoint, checkpoint)
+    args = ["--checkpoint", str(checkpoint)]
+    # without its run folder the network's structure is unknown: refused before any work
+    bare = refuse([*args[:1], str(tiny_scale_checkpoint), "--window-samples", "15872"], capsys)
+    assert "--window-samples needs the checkpoint's run folder" in bare
+    config = preset_config(
+        "tiny", window_samples=WINDOW, zero_init_output=False, n_scales=1, block_size=1
+    )
+    (run / "config.json").write_text(json.dumps({"model": config.to_dict()}))
+    same, longer = tmp_path / "same.onnx", tmp_path / "long.onnx"
+    assert export_main([*args, "--output", str(same)]) == 0
+    assert export_main([*args, "--output", str(longer), "--window-samples", "15872"]) == 0
+    assert "parity: " in capsys.readouterr().out
+    assert load_model(longer, provider="cpu").contract.window_samples == 15872
+    metadata = {p.key: p.value for p in onnx.load(longer).metadata_props}
+    assert metadata["provenance.trained_window_samples"] == str(WINDOW)
+    assert json.loads(metadata["provenance.model_config"])["window_samples"] == 15872
+
+    def weights(path) -> set[bytes]:  # names differ between exports: compare the contents
+        arrays = [onnx.numpy_helper.to_array(t) for t in onnx.load(path).graph.initializer]
+        return {a.tobytes() + str(a.shape).encode() for a in arrays if a.size > 1000}
+
+    assert len(weights(same)) > 10 and weights(longer) == weights(same)
+    err = refuse(
+        [*args, "--output", str(tmp_path / "bad.onnx"), "--window-samples", "8000"], capsys
+    )
+    assert "--window-samples 8000: window_samples must be a multiple of hop_length" in err
+    assert not (tmp_path / "bad.onnx").exists()

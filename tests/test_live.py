@@ -327,6 +327,27 @@ def test_ring_buffer_wraps_and_counts_what_does_not_fit():
     np.testing.assert_array_equal(out, [[3, 0, 1, 2, 3], [7, 4, 5, 6, 7]])
 
 
+def test_ring_buffer_audio_side_keeps_whole_blocks_and_reads_silence_past_its_end():
+    """write: a block that does not fit whole is dropped whole (or its first ``count``
+    samples kept); read: what is there, then silence; discard skips; the other side's
+    write_some/read_some move what fits or what is there."""
+    ring = RingBuffer(1, 6)
+    block = np.arange(1, 5, dtype=np.float32)[None]  # [1, 2, 3, 4]
+    assert ring.write(block) == 4
+    assert ring.write(block) == 0 and ring.dropped == 4 and ring.available == 4  # 2 free
+    assert ring.write(block[:, :2], count=1) == 1 and ring.available == 5  # [1 2 3 4 1]
+    out = np.full((1, 4), 9.0, np.float32)
+    assert ring.read(out) == 4
+    np.testing.assert_array_equal(out, [[1, 2, 3, 4]])
+    assert ring.read(out) == 1  # one sample there, then silence
+    np.testing.assert_array_equal(out, [[1, 0, 0, 0]])
+    assert ring.write(block) == 4 and ring.write_some(block) == 2 and ring.dropped == 6
+    ring.discard(1)  # skips the 1
+    some = np.zeros((1, 8), np.float32)
+    assert ring.read_some(some) == 5
+    np.testing.assert_array_equal(some[:, :5], [[2, 3, 4, 1, 2]])
+
+
 def _drain(source, block: int) -> np.ndarray:
     """Read a FileSource to its end in ``block``-frame reads, as the audio thread would
     (waiting for the reader before each read, so no underrun)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -131,20 +132,44 @@ def test_fast_options_are_the_tests_own():
     assert FAST_OPTIONS["hop"] == 0.1  # the first plan above; SLOWER adds 0.15 s of latency
 
 
-def test_the_reverb_adds_a_room_after_the_dry_voice(monkeypatch):
+def test_the_reverb_adds_its_room_a_fixed_delay_after_the_dry_voice(monkeypatch):
+    """The dry voice at once and exactly; its room, made on the room's thread, exactly
+    ``delay_samples`` (ROOM_DELAY_SECONDS) later: sample for sample what one call of the
+    primed reverb gives for the whole voice, though the voice reached it in blocks."""
     pytest.importorskip("pedalboard")
+    from stream_sep.live import room as room_module
 
     class Status:
         input_overflow = input_underflow = False
 
-    mic = MicMix(48000, 1, reverb_amount=0.5)
-    click = np.zeros((4096, 1), np.float32)
-    click[0] = 0.5
-    mic.input_callback(click, 4096, None, Status())
-    out = np.zeros((1, 4096), np.float32)
-    mic.mix_into(out)
-    assert out[0, 0] == pytest.approx(0.5, abs=0.02)  # the dry voice, at unity
-    assert np.abs(out[0, 200:]).max() > 1e-3  # and a room after it
+    rate, block = 48000, 512
+    voice = np.zeros(94 * block, np.float32)  # a second
+    voice[100], voice[9000] = 0.5, -0.25  # the second click lands on the first one's room
+    out = np.zeros((1, voice.size), np.float32)
+    target = np.zeros((1, block), np.float32)
+    mic = MicMix(rate, 1, reverb_amount=0.5)
+    try:
+        for first in range(0, voice.size, block):
+            mic.input_callback(voice[first : first + block, None], block, None, Status())
+            target.fill(0.0)
+            mic.mix_into(target)
+            mic.hand_over()
+            out[:, first : first + block] = target
+            deadline = time.monotonic() + 10
+            while not mic.room.idle:  # as a live stream leaves it a block's time
+                assert time.monotonic() < deadline, "the room's thread did not go idle"
+                time.sleep(0.001)
+    finally:
+        mic.close()
+    delay = mic.room.delay_samples
+    assert delay == round(room_module.ROOM_DELAY_SECONDS * rate) > 2 * block
+    assert mic.room.late_samples == 0 and not mic.room.failed
+    room = room_module.reverb(0.5, rate).process(voice[None], rate, room_module.MAX_CHUNK, False)
+    expected = voice.copy()
+    expected[delay:] += room[0, :-delay]
+    np.testing.assert_array_equal(out[0], expected)
+    assert out[0, 100] == 0.5 and not out[0, 101 : delay + 100].any()  # the dry click alone
+    assert np.abs(out[0, delay + 100 :]).max() > 1e-3  # then its room
     monkeypatch.setitem(sys.modules, "pedalboard", None)  # as if the extra were not installed
     with pytest.raises(UserError, match=r"pip install 'stream-sep\[night\]'"):
         MicMix(48000, 1, reverb_amount=0.5)

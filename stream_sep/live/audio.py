@@ -45,13 +45,18 @@ class FileSource:
         self.file_rate = int(info.samplerate)
         # soxr (one-shot or streaming) returns round(n * ratio) samples (checked in the tests).
         self.frames = int(round(info.frames * rate / self.file_rate))
-        self.position = 0  # frames handed to the audio thread, silence past the end included
+        self._position = 0.0  # (a float: see BlockProcessor._block)
         self.underrun_frames = 0  # frames the reader had not decoded in time (played silent)
         self.error: str | None = None  # why decoding stopped early, if it did
         self._ring = RingBuffer(channels, max(int(ahead_seconds * rate), 4 * block))
         self._stop = threading.Event()
         self._reader = threading.Thread(target=self._read_file, name="file-reader", daemon=True)
         self._reader.start()
+
+    @property
+    def position(self) -> int:
+        """Frames handed to the audio thread, silence past the end included."""
+        return int(self._position)
 
     @property
     def buffered(self) -> int:
@@ -71,15 +76,14 @@ class FileSource:
             time.sleep(0.005)
 
     def read(self, out: np.ndarray) -> None:
-        """Fill out (channels, n) with the next n samples (silence past the end). Audio
-        thread: copies only."""
-        n = out.shape[1]
-        got = self._ring.read(out)
-        out[:, got:] = 0.0
-        missing = min(n, max(0, self.frames - self.position)) - got
-        if missing > 0:
-            self.underrun_frames += missing
-        self.position += n
+        """Fill out (channels, n), C-contiguous, with the next n samples (silence past the
+        end). Audio thread: copies only; a block size seen before allocates nothing."""
+        got = self._ring.read(out)  # silence past what the reader has decoded
+        if got < out.shape[1]:  # (rare: allocates)
+            due = min(self.frames - self._position, out.shape[1])  # of the file, still to come
+            if due > got:
+                self.underrun_frames += int(due - got)
+        self._position += out.shape[1]
 
     def close(self) -> None:
         self._stop.set()
@@ -127,8 +131,7 @@ class FileSource:
         audio = np.ascontiguousarray(audio, np.float32)
         done = 0
         while done < audio.shape[1] and not self._stop.is_set():
-            room = self._ring.capacity - self._ring.available
-            done += self._ring.write(audio[:, done : done + room])
+            done += self._ring.write_some(audio[:, done:])
             if done < audio.shape[1]:
                 # Full: poll rather than be woken, so that read() (the audio thread) never
                 # touches a lock. The ring holds seconds; 10 ms naps cost nothing.
@@ -148,10 +151,51 @@ def match_channels(audio: np.ndarray, channels: int) -> np.ndarray:
     return audio[:channels]
 
 
+class _Block:
+    """The scratch of one block of n frames (n <= the processor's capacity): the device's
+    input (n, C) and its (C, n) view for the engine, a file's block or silence (C, n), the
+    output (C, n), where each device channel takes it from (flat indices, (n, O): one
+    ``take`` lays it out), and the meters' scratch (see :func:`_peak`)."""
+
+    def __init__(self, channels: int, out_channels: int, n: int):
+        self.n, self.samples = n, float(n)
+        self.frames_in = np.zeros((n, channels), np.float32)
+        self.device_source = self.frames_in.T
+        self.source = np.zeros((channels, n), np.float32)
+        self.target = np.zeros((channels, n), np.float32)
+        self.flat_target = self.target.reshape(-1)
+        rows = np.arange(out_channels) % channels  # device channel k plays row k % C
+        self.layout = np.ascontiguousarray(rows[None, :] * n + np.arange(n)[:, None], np.intp)
+        flat = np.zeros(channels * n, np.float32)
+        self.frames_magnitude = (flat.reshape(n, channels), flat)
+        self.rows_magnitude = (flat.reshape(channels, n), flat)
+        self.at = np.zeros((), np.intp)
+
+
+class _Split:
+    """A device block longer than the processor's capacity: its input and output copied
+    whole (frames, C) and (frames, O), and its pieces, each (scratch, input rows, output
+    rows) with views made once."""
+
+    def __init__(self, channels: int, out_channels: int, frames: int, capacity: int, scratch):
+        self.frames_in = np.zeros((frames, channels), np.float32)
+        self.frames_out = np.zeros((frames, out_channels), np.float32)
+        self.pieces = tuple(
+            (
+                scratch(min(capacity, frames - first)),
+                self.frames_in[first : first + capacity],
+                self.frames_out[first : first + capacity],
+            )
+            for first in range(0, frames, capacity)
+        )
+        self.count = len(self.pieces)
+
+
 class BlockProcessor:
     """Source -> engine -> output block -> (device, recorder), one block at a time.
 
-    engine: a stream_sep.engine.Separator (only ``channels`` and ``process`` are used here).
+    engine: a stream_sep.engine.Separator (``channels``, ``process``, ``hand_over`` and
+        ``faded_out`` are used here).
     out_channels: channels of the output device (engine channel k % C feeds device channel k;
         with stems, see :func:`stem_rows`).
     source: a FileSource instead of a capture device, or None.
@@ -179,35 +223,65 @@ class BlockProcessor:
         self.recorder = recorder
         self.end_frame = end_frame
         self.capacity = capacity
-        self._in = np.zeros((self.channels, capacity), np.float32)
-        self._out = np.zeros((self.channels, capacity), np.float32)
+        self._blocks, self._splits = SizeCache(), SizeCache()  # scratch by block size
         self.stems = bool(getattr(engine, "stems", False))  # music and vocals apart
         self._stem_sizes = SizeCache()
         self.faded = False  # the engine's fade-out (asked by the main thread) is complete
         self.finished = False  # end_frame reached
-        self.frames = 0  # frames processed
-        self.callbacks = 0
+        self._frames = 0.0  # frames processed (floats: CPython reuses float objects, while
+        self._callbacks = 0.0  # every integer above 256 is a new allocation)
         self.xruns = 0  # callbacks whose PortAudio status reported an over/underflow
         self.muted_blocks = 0  # blocks the last-resort guard silenced (should stay 0)
         self.input_peak = 0.0  # since the main thread last reset it
         self.output_peak = 0.0
 
+    @property
+    def frames(self) -> int:
+        """Frames processed."""
+        return int(self._frames)
+
+    @frames.setter
+    def frames(self, value) -> None:
+        self._frames = float(value)
+
+    @property
+    def callbacks(self) -> int:
+        return int(self._callbacks)
+
+    @callbacks.setter
+    def callbacks(self, value) -> None:
+        self._callbacks = float(value)
+
     # ------------------------------------------------------------ sounddevice callbacks
     def duplex_callback(self, indata, outdata, frames, time_info, status) -> None:
         self._count_xruns(status)
         self._run(indata, outdata, frames)
+        self._hand_over()
 
     def input_callback(self, indata, frames, time_info, status) -> None:
         self._count_xruns(status)
         self._run(indata, None, frames)
+        self._hand_over()
 
     def output_callback(self, outdata, frames, time_info, status) -> None:
         self._count_xruns(status)
         self._run(None, outdata, frames)
+        self._hand_over()
 
     def tick(self, frames: int) -> None:
         """One block with neither a capture nor a playback device (FileClock)."""
         self._run(None, None, frames)
+        self._hand_over()
+
+    def _hand_over(self) -> None:
+        """Last in a callback: the threads beside this one (the model's, the room's, the
+        recording's) are woken once the whole block is done, rather than take the
+        interpreter in the middle of it."""
+        self.engine.hand_over()
+        if self.mic is not None:
+            self.mic.hand_over()
+        if self.recorder is not None:
+            self.recorder.hand_over()
 
     def _count_xruns(self, status) -> None:
         # PortAudio's JACK backend raises input overflow and output underflow together:
@@ -222,70 +296,96 @@ class BlockProcessor:
 
     # ------------------------------------------------------------ per block
     def _run(self, indata, outdata, frames: int) -> None:
-        """indata: (frames, C) or None; outdata: (frames, O) or None (sounddevice layout)."""
+        """indata: (frames, C) or None; outdata: (frames, O) or None (sounddevice layout).
+        A block size seen before allocates nothing (tests/test_realtime_alloc.py): whole
+        arrays of scratch kept per size, copied in and out, no view made per block."""
         if self.stems:
             self._run_stems(indata, outdata, frames)
             return
-        self.callbacks += 1
-        direct = outdata is not None and self.out_channels == self.channels
-        done = 0
-        while done < frames:
-            n = min(frames - done, self.capacity)
-            if indata is not None:
-                source = indata[done : done + n].T
-            else:
-                source = self._in[:, :n]
-                if self.source is not None:
-                    self.source.read(source)
-                else:
-                    source.fill(0.0)
-            target = outdata[done : done + n].T if direct else self._out[:, :n]
-            self._block(source, target)
-            if outdata is not None and not direct:
-                self._fan_out(target, outdata[done : done + n])
-            done += n
-
-    def _block(self, source: np.ndarray, target: np.ndarray) -> None:
-        """source, target: (C, n) float32 views."""
-        n = source.shape[1]
-        if n == 0:
+        self._callbacks += 1.0
+        if frames <= self.capacity:
+            if frames:
+                self._block(self._scratch(frames), indata, outdata)
             return
-        peak = max(float(source.max()), -float(source.min()))
+        split = self._split(frames)
+        if indata is not None:
+            np.copyto(split.frames_in, indata)
+        index = 0
+        while index < split.count:  # (a for loop keeps an iterator object alive meanwhile)
+            piece, piece_in, piece_out = split.pieces[index]
+            self._block(
+                piece, None if indata is None else piece_in, None if outdata is None else piece_out
+            )
+            index += 1
+        if outdata is not None:
+            np.copyto(outdata, split.frames_out)
+
+    def _scratch(self, n: int) -> _Block:
+        block = self._blocks.get(n)
+        if block is None:
+            block = self._blocks.keep(n, _Block(self.channels, self.out_channels, n))
+        return block
+
+    def _split(self, frames: int) -> _Split:
+        split = self._splits.get(frames)
+        if split is None:
+            split = self._splits.keep(
+                frames,
+                _Split(self.channels, self.out_channels, frames, self.capacity, self._scratch),
+            )
+        return split
+
+    def _block(self, piece: _Block, indata, outdata) -> None:
+        """One block of ``piece.n`` <= capacity frames: indata (n, C) or None -> the engine,
+        the microphone, the last-resort check, the meters, the recorder -> outdata (n, O) or
+        None (device channel k plays engine channel k % C)."""
+        if indata is not None:
+            np.copyto(piece.frames_in, indata)
+            source = piece.device_source
+            peak = _peak(piece.frames_in, piece.frames_magnitude, piece.at)
+        else:
+            source = piece.source
+            if self.source is not None:
+                self.source.read(source)
+            else:
+                source.fill(0.0)
+            peak = _peak(source, piece.rows_magnitude, piece.at)
         if peak > self.input_peak:
             self.input_peak = peak
-        self.engine.process(source, out=target)
+        target = piece.target
+        self.engine.process(source, out=target, hand_over=False)
         if self.mic is not None:
             self.mic.mix_into(target)
-        high, low = float(target.max()), float(target.min())
-        if not (high <= 1.0 and low >= -1.0):  # also catches NaN: never send it out
+        peak = _peak(target, piece.rows_magnitude, piece.at)
+        if not peak <= 1.0:  # also catches NaN: never send it out
             target.fill(0.0)
             self.muted_blocks += 1
-            high = low = 0.0
-        if max(high, -low) > self.output_peak:
-            self.output_peak = max(high, -low)
+            peak = 0.0
+        if peak > self.output_peak:
+            self.output_peak = peak
         if self.recorder is not None and not self.faded:
-            self._record(target)
+            self._record(target, piece.samples)
+        if outdata is not None:
+            piece.flat_target.take(piece.layout, 0, outdata, "clip")
         if not self.faded and self.engine.faded_out:
             self.faded = True
-        self.frames += n
-        if self.end_frame is not None and self.frames >= self.end_frame:
+        self._frames += piece.samples
+        if self.end_frame is not None and self._frames >= self.end_frame:
             self.finished = True
 
-    def _record(self, target: np.ndarray) -> None:
-        """Record target (C, n), but nothing at or past ``end_frame``: a recording holds
-        exactly ``end_frame`` frames however the stream is cut into blocks, and however long
-        the stream runs on while the main thread notices the end and fades out."""
-        n = target.shape[1]
-        if self.end_frame is not None and self.frames + n > self.end_frame:
-            n = max(0, self.end_frame - self.frames)
-            target = target[:, :n]
-        if n:
-            self.recorder.write(target)
-
-    def _fan_out(self, target: np.ndarray, outdata: np.ndarray) -> None:
-        """target (C, n) -> outdata (n, O): device channel k plays engine channel k % C."""
-        for k in range(self.out_channels):
-            outdata[:, k] = target[k % self.channels]
+    def _record(self, target: np.ndarray, samples: float | None = None) -> None:
+        """Record target (C, n) (samples: n, as a float), but nothing at or past
+        ``end_frame``: a recording holds exactly ``end_frame`` frames however the stream is
+        cut into blocks, and however long the stream runs on while the main thread notices
+        the end and fades out."""
+        if samples is None:
+            samples = float(target.shape[1])
+        if self.end_frame is not None and self._frames + samples > self.end_frame:
+            due = self.end_frame - self._frames
+            if due > 0:
+                self.recorder.write(target, due)
+            return
+        self.recorder.write(target)
 
     # ------------------------------------------------------------ stems
     def _run_stems(self, indata, outdata, frames: int) -> None:
@@ -293,7 +393,7 @@ class BlockProcessor:
         device as :func:`stem_rows` says, and recorded as two files. A device block of a
         size seen before (up to ``capacity`` frames) allocates nothing
         (tests/test_live_stems.py); longer ones go in pieces through fresh scratch."""
-        self.callbacks += 1
+        self._callbacks += 1.0
         if frames <= self.capacity:
             self._stems_block(indata, outdata, self._stem_scratch(frames))
         else:
@@ -345,8 +445,8 @@ class BlockProcessor:
             self._record(stems)
         if not self.faded and self.engine.faded_out:
             self.faded = True
-        self.frames += scratch.n
-        if self.end_frame is not None and self.frames >= self.end_frame:
+        self._frames += scratch.n
+        if self.end_frame is not None and self._frames >= self.end_frame:
             self.finished = True
 
     # ------------------------------------------------------------ main thread

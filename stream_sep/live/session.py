@@ -122,6 +122,8 @@ class LiveSession:
             )
             for line in (self.route.notes or "").splitlines():
                 self.events.note(line)
+            if self.mic is not None and self.mic.mixer.room is not None:
+                self.events.note(self.mic.mixer.room.startup_note())
             if self.streams.jack_ports or self.streams.jack_ports_note:
                 self.events.note(jack_ports_line(self.streams))
             if self.options.panel:
@@ -133,6 +135,8 @@ class LiveSession:
             if self.panel is not None:
                 self.panel.close()
             self.streams.close()
+            if self.mic is not None:
+                self.mic.mixer.close()
             extra = self._close_recorder() + self._close_file_source() + self._mic_summary()
             if self.reopens:
                 extra.append(
@@ -271,7 +275,8 @@ class LiveSession:
         if self.mic is None:
             return []
         mixer = self.mic.mixer
-        reverb = f", reverb {mixer.reverb_amount:g}" if mixer.reverb is not None else ""
+        room = mixer.room
+        reverb = f", reverb {mixer.reverb_amount:g}" if room is not None else ""
         waiting = f"{mixer.waiting_seconds * 1000:.1f} ms waiting between the streams"
         total = mixer.latency_seconds
         if total is None:
@@ -284,8 +289,9 @@ class LiveSession:
             )
         return [
             f"microphone {self.mic.device.label()}: level x{mixer.level:.2f}{reverb}; {path}, "
-            f"not through the separation; {mixer.underruns} frames late (start-up included), "
-            f"{mixer.skipped} skipped, {mixer.xruns} xruns"
+            f"not through the separation; {room.summary() + '; ' if room is not None else ''}"
+            f"{mixer.underruns} frames late (start-up included), {mixer.skipped} skipped, "
+            f"{mixer.xruns} xruns"
         ]
 
     def _close_file_source(self) -> list[str]:

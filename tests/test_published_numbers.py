@@ -199,11 +199,14 @@ SETTINGS = {
         (("stream_sep/engine/fitting.py", "COMPUTE_SLACK = 0.02"),),
     ),
     "50 ms": Setting(
-        "the live output's fades, the mode and vocal-level ramps, the key change's crossfade",
+        "the live output's fades, the mode and vocal-level ramps, the key change's crossfade; "
+        "the microphone room's pre-delay; the audio a recording's writer is woken for",
         (
             ("stream_sep/engine/config.py", "DEFAULT_FADE_SECONDS = 0.05"),
             ("stream_sep/engine/config.py", "ramp_seconds: float = 0.05"),
             ("stream_sep/engine/key.py", "DEFAULT_CROSSFADE_SECONDS = 0.05"),
+            ("stream_sep/live/room.py", "ROOM_DELAY_SECONDS = 0.05"),
+            ("stream_sep/live/recording.py", "_DRAIN_SECONDS = 0.05"),
         ),
     ),
     "100 ms": Setting(

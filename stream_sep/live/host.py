@@ -19,12 +19,13 @@ import threading
 from stream_sep import engine as engine_module
 from stream_sep.engine import fitting
 from stream_sep.engine.key import KeyShift
+from stream_sep.engine.plan import WindowPlan
 from stream_sep.errors import UserError
 from stream_sep.live import keys, speed_history
 from stream_sep.live.events import LiveEvents
 from stream_sep.live.route import plan_route, resolve_mic
 from stream_sep.live.session import LiveSession, SessionOptions
-from stream_sep.models.bundled import bundled_model_path
+from stream_sep.models.bundled import bundled_live_model_path, bundled_model_path
 from stream_sep.models.loading import load_model
 from stream_sep.settings import Settings
 
@@ -32,6 +33,9 @@ log = logging.getLogger(__name__)
 
 SETTLE_SECONDS = 10.0  # how long a run waits for a model call still running at its end
 ASSUMED_DEVICE_BLOCK = 1024  # frames, for fitting the plan when the device chooses its block
+AUTO_TARGET = (
+    0.6  # seconds: --latency auto takes the live variant when the bundled model's plan is longer
+)
 PROBE_KEY = 2  # semitones: the key change is timed shifting (at 0 it only copies)
 
 
@@ -150,6 +154,19 @@ def fitted_options(
     )
 
 
+def plan_latency(model, rate: int, options: dict) -> float:
+    """Seconds of algorithmic latency of the engine ``options`` with ``model``."""
+    plan = WindowPlan.build(
+        model.contract,
+        rate,
+        options["hop"],
+        options["lookahead"],
+        options["crossfade"],
+        options.get("compute"),
+    )
+    return plan.latency_seconds
+
+
 def plan_line(fit: fitting.Fit, starts: int, stage_loads: dict[str, float]) -> str:
     """Why this plan: the model's time per window, the load against the ceiling, the stages."""
     where = "this start" if starts == 1 else f"median of the last {starts} starts here"
@@ -206,9 +223,10 @@ class LiveHost:
     def run(self, reader: keys.KeyReader | None = None) -> int:
         """Load, fit, build and stream until a stop; reader: the terminal's keys, or None."""
         config, route = self.config, self.route
-        model = load_model(config.model, config.provider)
-        model.warm_up(batch=1 if config.settings.stereo == "mid" else route.channels)
-        separator = self._separator(model)
+        model, fitted, line = self._fitted_model()
+        if line is not None:
+            self.events.note(line)
+        separator = self._separator(model, fitted)
         try:
             options = SessionOptions(config.blocksize, config.duration, config.panel)
             self.session = LiveSession(model, separator, route, options, self.mic, self.events)
@@ -228,9 +246,44 @@ class LiveHost:
         if self.session is not None:
             self.session.stop()
 
-    def _separator(self, model) -> engine_module.Separator:
-        """The engine for the route, its plan fitted to this machine."""
+    def _fitted_model(self) -> tuple:
+        """The model and its engine options. Without ``--model``, the bundled model, unless
+        its plan cannot meet ``--latency`` (auto: misses :data:`AUTO_TARGET`) and the
+        bundled live variant does better; the choice is said in one line."""
+        config = self.config
+        live_path = None
+        if config.model is None and config.settings.fitted:
+            live_path = bundled_live_model_path()
+        try:
+            model, fitted, line = self._fit(load_model(config.model, config.provider))
+        except UserError as refused:
+            if live_path is None:
+                raise
+            # the full-window model cannot meet --latency SECONDS: the live variant may (or
+            # it refuses, naming its own lowest latency, the lowest of the two)
+            model, fitted, line = self._fit(load_model(live_path, config.provider))
+            self.events.note(
+                f"model {model.path.name}: the full-window model cannot meet "
+                f"--latency {config.settings.latency:g} here ({refused})"
+            )
+            return model, fitted, line
+        latency = plan_latency(model, self.route.rate, fitted)
+        if live_path is not None and config.settings.latency == "auto" and latency > AUTO_TARGET:
+            live = self._fit(load_model(live_path, config.provider))
+            live_latency = plan_latency(live[0], self.route.rate, live[1])
+            if live_latency < latency:
+                self.events.note(
+                    f"model {live_path.name}: --latency auto aims at {AUTO_TARGET:g} s or less; "
+                    f"the full-window model's plan here is {latency:.3f} s, the live "
+                    f"variant's {live_latency:.3f} s"
+                )
+                return live
+        return model, fitted, line
+
+    def _fit(self, model) -> tuple:
+        """(model, engine options, plan line): the model warmed up, its plan fitted."""
         config, route = self.config, self.route
+        model.warm_up(batch=1 if config.settings.stereo == "mid" else route.channels)
         stages = {"key change": self.key_probe.process} if self.key_probe is not None else {}
         fitted, line = fitted_options(
             model,
@@ -241,8 +294,11 @@ class LiveHost:
             self.key_delay,
             stages,
         )
-        if line is not None:
-            self.events.note(line)
+        return model, fitted, line
+
+    def _separator(self, model, fitted: dict) -> engine_module.Separator:
+        """The engine for the route with the fitted options."""
+        config, route = self.config, self.route
         return engine_module.Separator(
             model,
             route.rate,

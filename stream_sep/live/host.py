@@ -33,9 +33,8 @@ log = logging.getLogger(__name__)
 
 SETTLE_SECONDS = 10.0  # how long a run waits for a model call still running at its end
 ASSUMED_DEVICE_BLOCK = 1024  # frames, for fitting the plan when the device chooses its block
-AUTO_TARGET = (
-    0.6  # seconds: --latency auto takes the live variant when the bundled model's plan is longer
-)
+# --latency auto takes the bundled live variant when the bundled model's plan is longer:
+AUTO_TARGET = 0.6  # seconds
 PROBE_KEY = 2  # semitones: the key change is timed shifting (at 0 it only copies)
 
 

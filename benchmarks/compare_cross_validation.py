@@ -24,11 +24,11 @@ nothing; no model runs.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 from pathlib import Path
 
-from benchmarks.cross_validate import load_report, markdown_table, spread
+from benchmarks.cross_validate import load_report, spread
+from benchmarks.harness import Run, table
 from stream_sep.cli_runner import run_main
 from stream_sep.errors import UserError
 from stream_sep.evaluation.datasets import mir1k_singer
@@ -171,7 +171,8 @@ def format_text(result: dict) -> str:
     return "\n".join(lines)
 
 
-def format_markdown(result: dict, base_name: str, other_name: str) -> str:
+def format_markdown(result: dict, base_name: str, other_name: str) -> list[str]:
+    """The report's body: what differs, the folds, the gain over them, the singers."""
     lines = [
         f"Paired comparison of cross-validation reports: other = `{other_name}`, base = "
         f"`{base_name}`; gain = other - base, per clip, on the clips both scored.",
@@ -179,7 +180,7 @@ def format_markdown(result: dict, base_name: str, other_name: str) -> str:
         *(f"- differs: {line}" for line in result["differences"]),
         "",
     ]
-    lines += markdown_table(
+    lines += table(
         ("fold", "held out", "clips", "base", "other", "gain", "clips better"),
         [
             (row["fold"], ", ".join(row["held_out"]), row["clips"], f"{row['base']:.2f}",
@@ -196,7 +197,7 @@ def format_markdown(result: dict, base_name: str, other_name: str) -> str:
         f"{result['clips']} clips better.",
         "",
     ]
-    lines += markdown_table(
+    lines += table(
         ("singer", "clips", "base", "other", "gain"),
         [
             (singer, cell["clips"], f"{cell['base']:.2f}", f"{cell['other']:.2f}",
@@ -206,7 +207,7 @@ def format_markdown(result: dict, base_name: str, other_name: str) -> str:
     )  # fmt: skip
     if result["not_compared"]:
         lines += ["", f"Not compared: {'; '.join(result['not_compared'])}."]
-    return "\n".join(lines)
+    return lines
 
 
 def parse_args(argv):
@@ -219,13 +220,12 @@ def parse_args(argv):
 
 
 def run(argv=None) -> dict:
+    this_run = Run("compare_cross_validation", argv)
     args = parse_args(argv)
     result = compare(load_report(args.base), load_report(args.other))
     print(format_text(result))
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
-    if args.md:
-        args.md.write_text(format_markdown(result, args.base.name, args.other.name) + "\n")
+    body = format_markdown(result, args.base.name, args.other.name)
+    this_run.write(args.json, args.md, result, body)
     return result
 
 

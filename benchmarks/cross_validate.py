@@ -58,7 +58,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import shlex
 import statistics
 import subprocess
@@ -66,15 +65,14 @@ import sys
 import time
 from pathlib import Path
 
-from stream_sep import evaluation
+from benchmarks.harness import REPO, Run, Stopwatch, table
+from stream_sep import atomic, evaluation
 from stream_sep.cli_runner import OneLineParser, run_main
 from stream_sep.dsp.postfilter import POSTFILTERS, load_norbert
 from stream_sep.errors import UserError
 from stream_sep.evaluation import datasets
 from stream_sep.models.loading import load_model
 from train import runs
-
-REPO = Path(__file__).resolve().parents[1]
 
 # The bundled model's recipe (docs/training.md), less what depends on the number of steps.
 RECIPE = (
@@ -137,19 +135,17 @@ def export_command(run_dir: Path) -> list[str]:
 
 
 def run_step(name: str, argv: list[str], log_path: Path) -> float:
-    """Run one stage as a subprocess from the repository root, its output into
-    ``log_path``; returns the seconds it took. A failure is one line naming the log."""
-    paths = [str(REPO), os.environ.get("PYTHONPATH", "")]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path for path in paths if path)}
-    started = time.perf_counter()
-    with open(log_path, "w") as log:
-        result = subprocess.run(argv, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    """Run one stage as a subprocess from the repository root (``train`` and ``export`` are
+    installed packages), its output into ``log_path``; returns the seconds it took. A failure
+    is one line naming the log."""
+    with Stopwatch() as watch, open(log_path, "w") as log:
+        result = subprocess.run(argv, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
     if result.returncode != 0:
         last = (log_path.read_text().strip().splitlines() or [""])[-1]
         raise UserError(
             f"{name} failed (exit {result.returncode}): {last[:200]}; full output in {log_path}"
         )
-    return time.perf_counter() - started
+    return watch.seconds
 
 
 def evaluate_fold(model_path: Path, refs: list, options: dict):
@@ -272,8 +268,8 @@ def score_fold(run_dir: Path, args, fold: datasets.Fold, options: dict) -> dict:
         for entry in saved:
             if entry["key"] == key:
                 return {**entry["score"], "scored_before": True}
-    started = time.perf_counter()
-    results, summary, by_singer = evaluate_fold(model, refs, options)
+    with Stopwatch() as watch:
+        results, summary, by_singer = evaluate_fold(model, refs, options)
     score = {
         "vocals_sdr": vocals_sdr(summary),
         "by_singer": {singer: vocals_sdr(s) for singer, s in by_singer.items()},
@@ -285,7 +281,7 @@ def score_fold(run_dir: Path, args, fold: datasets.Fold, options: dict) -> dict:
             }
             for r in results
         ],
-        "seconds": time.perf_counter() - started,
+        "seconds": watch.seconds,
         "commit": args.commit,
     }
     kept = [entry for entry in saved if entry["key"] != key]
@@ -299,12 +295,9 @@ def read_scores(run_dir: Path) -> list[dict]:
 
 
 def write_scores(run_dir: Path, entries: list[dict]) -> None:
-    """Replace :data:`SCORES` whole (written beside it, then renamed): an interrupted
-    write never leaves half a file to be read as scores."""
-    path = run_dir / SCORES
-    partial = path.with_suffix(".json.partial")
-    partial.write_text(json.dumps(entries, indent=1) + "\n")
-    os.replace(partial, path)
+    """Replace :data:`SCORES` whole (:mod:`stream_sep.atomic`): an interrupted write never
+    leaves half a file to be read as scores."""
+    atomic.write_text(run_dir / SCORES, json.dumps(entries, indent=1) + "\n")
 
 
 def variant_row(variant: dict, plain: dict, scored: dict) -> dict:
@@ -346,7 +339,8 @@ def format_fold(row: dict) -> str:
     return text
 
 
-def format_markdown(report: dict) -> str:
+def format_markdown(report: dict) -> list[str]:
+    """The report's body: the folds, the mean over them, the singers, the variant's gain."""
     overall = report["over_folds"]
     done, split = overall["folds"], report.get("folds_in_split", overall["folds"])
     folds = f"{done} fold(s)"
@@ -361,7 +355,7 @@ def format_markdown(report: dict) -> str:
         f"{report['evaluation']['lookahead_seconds']:g} s, post-filter "
         f"{report['evaluation']['postfilter']}, vocals SDR (dB)",
         "",
-        *markdown_table(
+        *table(
             ("fold", "held out", "clips", "mean", "median", "train min"),
             (
                 (
@@ -382,7 +376,7 @@ def format_markdown(report: dict) -> str:
         f"{overall['stdev']:.2f} dB, range {overall['min']:.2f} to {overall['max']:.2f} dB "
         f"(mean over all {report['clips']} clips: {report['clip_mean']:.2f} dB).",
         "",
-        *markdown_table(
+        *table(
             ("singer", "clips", "mean", "median"),
             (
                 (singer, cell["clips"], f"{cell['mean']:.2f}", f"{cell['median']:.2f}")
@@ -392,7 +386,7 @@ def format_markdown(report: dict) -> str:
     ]
     if "variant" in report:
         lines += ["", *variant_lines(report)]
-    return "\n".join(lines)
+    return lines
 
 
 def fold_steps(report: dict) -> str:
@@ -400,15 +394,6 @@ def fold_steps(report: dict) -> str:
     epochs of training."""
     steps = sorted({row["steps"] for row in report["folds"]})
     return str(steps[0]) if len(steps) == 1 else f"{steps[0]}-{steps[-1]}"
-
-
-def markdown_table(header, rows) -> list[str]:
-    """A Markdown table's lines: the header, its rule, one line per row of cells."""
-    return [
-        f"| {' | '.join(header)} |",
-        f"| {' | '.join('---' for _ in header)} |",
-        *(f"| {' | '.join(str(cell) for cell in row)} |" for row in rows),
-    ]
 
 
 def variant_name(variant: dict) -> str:
@@ -426,7 +411,7 @@ def variant_lines(report: dict) -> list[str]:
     lines = [
         f"With `{post['name']}` (same clips, paired gain = with it - defaults):",
         "",
-        *markdown_table(
+        *table(
             ("fold", "mean", "gain", "clips better"),
             (
                 (
@@ -553,6 +538,7 @@ def chosen_folds(args, folds: list[datasets.Fold]) -> list[datasets.Fold]:
 
 
 def run(argv=None) -> dict:
+    this_run = Run("cross_validate", argv)
     args = parse_args(argv)
     folds = datasets.singer_folds(datasets.mir1k_singers(args.data), args.held_out)
     options = evaluation.engine_options(True, args.hop, args.lookahead)
@@ -570,8 +556,9 @@ def run(argv=None) -> dict:
         report = build_report(
             args, options, rows, planned=len(planned), split=len(folds), earlier=earlier
         )
-        write_report(args, report)  # after every fold: a long run's folds so far are kept
-    print(format_markdown(report), flush=True)
+        # after every fold: a long run's folds so far are kept
+        text = this_run.write(args.json, args.md, report, format_markdown(report))
+    print(text, end="", flush=True)
     return report
 
 
@@ -741,13 +728,6 @@ def evaluation_plan(args, options: dict, rows: list[dict], earlier: dict | None)
             f"{plan}: not the same measure"
         )
     return plan
-
-
-def write_report(args, report: dict) -> None:
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
-    if args.md:
-        args.md.write_text(format_markdown(report) + "\n")
 
 
 def main(argv=None) -> int:

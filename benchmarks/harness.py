@@ -1,11 +1,13 @@
-"""What every scenario shares: the machine, one timer, one report writer and one model
-wrapper.
+"""What every scenario shares: the machine, one clock, one report writer and one model
+wrapper (the inputs several scenarios use are in :mod:`benchmarks.fixtures`).
 
 A scenario opens a :class:`Run` when it starts (the date, the machine, the load average, its
 command line) and hands its results to :meth:`Run.write`, which writes the JSON and the
 Markdown whole or not at all (:mod:`stream_sep.atomic`). Both carry the run's facts: the JSON
 under ``"run"``, the Markdown as its first lines and its last; the scenario's own tables sit
-between them as it formats them.
+between them as it formats them (:func:`table` for a plain one). It times with
+:class:`Stopwatch` (a block), :func:`timed` (one call) and :func:`timings` (repeated calls
+after a warm-up).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import statistics
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -197,8 +199,9 @@ def at_stem(stem: Path | str) -> tuple[Path, Path]:
     return stem.with_suffix(".json"), stem.with_suffix(".md")
 
 
-def table(header: list[str], rows: list[list[object]]) -> list[str]:
-    """A Markdown table: the header, the rule, one line per row (cells as given)."""
+def table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> list[str]:
+    """A Markdown table: the header, the rule, one line per row (cells as ``str`` gives
+    them)."""
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
     return lines

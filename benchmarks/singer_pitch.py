@@ -21,19 +21,17 @@ About 20 s for MIR-1K's 611 clips on the 2-core machine; no model runs.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 from pathlib import Path
 
 import numpy as np
 import scipy.stats
 
-from benchmarks.cross_validate import load_report, markdown_table
+from benchmarks import harness
+from benchmarks.cross_validate import load_report
 from stream_sep.cli_runner import run_main
 from stream_sep.errors import UserError
 from stream_sep.evaluation import datasets
-
-REPO = Path(__file__).resolve().parents[1]
 
 FRAME_SECONDS, HOP_SECONDS = 0.04, 0.02
 LOWEST_HZ, HIGHEST_HZ = 70.0, 1000.0
@@ -168,7 +166,7 @@ def within_lines(within: dict) -> list[str]:
     lines = [
         "Within each singer, clip by clip (each scored clip's own median f0 against its SDR):",
         "",
-        *markdown_table(
+        *harness.table(
             (
                 "singer",
                 "scored clips",
@@ -186,23 +184,24 @@ def within_lines(within: dict) -> list[str]:
     return lines
 
 
-def format_markdown(table: dict[str, dict], correlation: float | None, report_name) -> str:
-    with_sdr = any("sdr" in cell for cell in table.values())
+def format_markdown(singers: dict[str, dict], correlation: float | None, report_name) -> list[str]:
+    """The singers' table, weakest first, and the rank correlation of pitch and SDR."""
+    with_sdr = any("sdr" in cell for cell in singers.values())
     header = ["singer", "clips", "median f0", "vocals / accompaniment"]
     header += [f"vocals SDR ({report_name})"] if with_sdr else []
     rows = []
-    for singer in sorted(table, key=lambda singer: table_order(table[singer])):
-        cell = table[singer]
+    for singer in sorted(singers, key=lambda singer: table_order(singers[singer])):
+        cell = singers[singer]
         f0 = cell["median_f0_hz"]
         row = [singer, cell["clips"], "-" if f0 is None else f"{f0:.0f} Hz",
                f"{round(cell['vocal_to_accompaniment_db'], 1) + 0.0:+.1f} dB"]  # fmt: skip
         if with_sdr:
             row.append(f"{cell['sdr']:.2f} dB" if "sdr" in cell else "-")
         rows.append(row)
-    lines = markdown_table(header, rows)
+    lines = harness.table(header, rows)
     if correlation is not None:
         lines += ["", f"Rank correlation (Spearman) of median f0 and SDR: **{correlation:+.2f}**"]
-    return "\n".join(lines)
+    return lines
 
 
 def parse_args(argv):
@@ -215,25 +214,22 @@ def parse_args(argv):
 
 
 def run(argv=None) -> dict:
+    this_run = harness.Run("singer_pitch", argv)
     args = parse_args(argv)
     report = load_report(args.report, "--report") if args.report else None
     clips = clip_measures(args.data)
-    table = singer_table(clips)
-    if not table:
+    singers = singer_table(clips)
+    if not singers:
         raise UserError(f"no MIR-1K clips (<singer>_<song>_<clip>) in {args.data}")
-    correlation = add_sdr(table, report) if report else None
-    markdown = format_markdown(table, correlation, args.report.name if args.report else None)
-    result = {"singers": table, "pitch_sdr_spearman": correlation}
+    correlation = add_sdr(singers, report) if report else None
+    body = format_markdown(singers, correlation, args.report.name if args.report else None)
+    result = {"singers": singers, "pitch_sdr_spearman": correlation}
     if report:
         result["within_singers"] = within_singers(clips, report)
         within = within_lines(result["within_singers"])
         if within:
-            markdown += "\n\n" + "\n".join(within)
-    print(markdown)
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
-    if args.md:
-        args.md.write_text(markdown + "\n")
+            body += ["", *within]
+    print(this_run.write(args.json, args.md, result, body), end="")
     return result
 
 

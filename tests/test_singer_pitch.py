@@ -89,7 +89,9 @@ def test_command_line_with_a_report(tmp_path):
     assert result["pitch_sdr_spearman"] == pytest.approx(0.8)
     assert result["singers"]["top"]["sdr"] == 7.0
     lines = (tmp_path / "p.md").read_text().splitlines()
-    assert [line.split(" | ")[0] for line in lines[2:6]] == ["| low", "| mid", "| top", "| high"]
+    header = next(number for number, line in enumerate(lines) if line.startswith("| singer |"))
+    rows = lines[header + 2 : header + 6]
+    assert [line.split(" | ")[0] for line in rows] == ["| low", "| mid", "| top", "| high"]
     assert "| low | 2 | 110 Hz | -3.0 dB | 5.00 dB |" in lines
     assert "Rank correlation (Spearman) of median f0 and SDR: **+0.80**" in lines
 

@@ -173,3 +173,27 @@ def test_the_reverb_adds_its_room_a_fixed_delay_after_the_dry_voice(monkeypatch)
     monkeypatch.setitem(sys.modules, "pedalboard", None)  # as if the extra were not installed
     with pytest.raises(UserError, match=r"pip install 'stream-sep\[night\]'"):
         MicMix(48000, 1, reverb_amount=0.5)
+
+
+def test_the_plan_counts_the_microphone_reverb(harness, half_path, tmp_path):
+    """--latency auto with --mic-reverb: the room's reverb is timed at start-up and its share
+    of the CPU comes out of the load ceiling before the windows get theirs."""
+    from stream_sep.engine import fitting
+
+    rate = harness.rate
+    silence = tmp_path / "silence.wav"
+    sf.write(silence, np.zeros((30 * rate, 2), np.float32), rate, subtype="FLOAT")
+    args = ["--input", str(silence), "--output", "headphones", "--mic", "mic", "--mic-reverb",
+            "0.3", "--mode", "bypass", "--model", str(half_path), "--latency", "auto"]  # fmt: skip
+    (rc, err), _xruns = run_through_jack(
+        harness, clicks(rate), lambda: start_cli(args), stop_cli, latency_s=0.5
+    )
+    assert rc == 0, err
+    plan = re.search(
+        r"load ([\d.]+) of the ([\d.]+) ceiling \(windows ([\d.]+), microphone reverb ([\d.]+)\)",
+        err,
+    )
+    assert plan, err
+    load, ceiling, windows, reverb = map(float, plan.groups())
+    assert ceiling == fitting.LOAD_CEILING and reverb > 0
+    assert load == pytest.approx(windows + reverb, abs=0.011) and load <= ceiling + 0.005

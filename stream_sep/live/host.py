@@ -21,7 +21,7 @@ from stream_sep.engine import fitting
 from stream_sep.engine.key import KeyShift
 from stream_sep.engine.plan import WindowPlan
 from stream_sep.errors import UserError
-from stream_sep.live import keys, speed_history
+from stream_sep.live import keys, room, speed_history
 from stream_sep.live.events import LiveEvents
 from stream_sep.live.route import plan_route, resolve_mic
 from stream_sep.live.session import LiveSession, SessionOptions
@@ -169,7 +169,7 @@ def plan_latency(model, rate: int, options: dict) -> float:
 def plan_line(fit: fitting.Fit, starts: int, stage_loads: dict[str, float]) -> str:
     """Why this plan: the model's time per window, the load against the ceiling, the stages."""
     where = "this start" if starts == 1 else f"median of the last {starts} starts here"
-    stages = "".join(f", {name} {load:.2f}" for name, load in stage_loads.items())
+    stages = "".join(f", {name} {load:.3f}" for name, load in stage_loads.items())
     channel = "the mid channel" if fit.stereo == "mid" else "every channel"
     return (
         f"plan: hop {fit.hop:.2f} s on {channel}; the model takes {fit.window_seconds:.3f} s "
@@ -216,6 +216,16 @@ class LiveHost:
         if config.key is not None:
             self.key_probe = KeyShift(self.route.rate, self.route.channels, key=PROBE_KEY)
             self.key_delay = self.key_probe.latency_seconds
+        # the microphone's room runs on a thread of its own, beside the windows: timed too
+        self.room_probe = None
+        if self.mic is not None and (config.mic_reverb or 0.0) > 0:
+            board = room.reverb(config.mic_reverb, self.route.rate)
+            rate = self.route.rate
+
+            def reverb_block(block, out) -> None:
+                board.process(block[:1], rate, block.shape[1], False)
+
+            self.room_probe = reverb_block
         self.session: LiveSession | None = None
         self._stopped = threading.Event()
 
@@ -283,7 +293,11 @@ class LiveHost:
         """(model, engine options, plan line): the model warmed up, its plan fitted."""
         config, route = self.config, self.route
         model.warm_up(batch=1 if config.settings.stereo == "mid" else route.channels)
-        stages = {"key change": self.key_probe.process} if self.key_probe is not None else {}
+        stages = {}
+        if self.key_probe is not None:
+            stages["key change"] = self.key_probe.process
+        if self.room_probe is not None:
+            stages["microphone reverb"] = self.room_probe
         fitted, line = fitted_options(
             model,
             route.rate,

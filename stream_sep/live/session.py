@@ -173,7 +173,7 @@ class LiveSession:
                 while not self.processor.finished:
                     if self.engine.failed:
                         events.note(f"stopping: {self.engine.failure_reason}")
-                        self.stop_reason = status.failure_cause(self.engine)
+                        self.stop_reason = status.ENGINE_FAILED  # worded at the end
                         return False
                     if not self.streams.active:
                         if self._reopen_stream():

@@ -115,7 +115,13 @@ def status_line(numbers: dict) -> str:
     )
 
 
-def failure_cause(engine) -> str:
+# The stop reason of a run the engine's failure stopped: :func:`summarize` words it
+# (:func:`failure_cause`) from the counts it reports, taken when the run is over. Worded when
+# the failure is noticed, it would miss the windows that fail while the output fades out.
+ENGINE_FAILED = "engine failed"
+
+
+def failure_cause(engine, stats=None) -> str:
     """Why the engine latched ``failed``, as the summary's stop reason.
 
     The engine's :attr:`~stream_sep.engine.Separator.failure_reason` names one of three
@@ -123,8 +129,9 @@ def failure_cause(engine) -> str:
     ``inference too slow, N deadline misses`` (windows computed, but late),
     ``model hung`` (a model call that never returned) or
     ``model failed, N failures: <last error>`` (calls that raised or returned garbage).
+    The count is that of ``stats`` (default: the engine's own, still counting).
     """
-    reason, stats = engine.failure_reason, engine.stats
+    reason, stats = engine.failure_reason, stats if stats is not None else engine.stats
     if "cannot keep up" in reason:
         return f"inference too slow, {stats.deadline_misses} deadline misses"
     if "hung" in reason:
@@ -213,8 +220,12 @@ class Summary:
 
 
 def summarize(engine, processor, seconds: float, reason: str, extra: list[str], ok: bool):
-    """A :class:`Summary` of a finished run of ``engine`` through ``processor``."""
-    stats, shedding = engine.stats, engine.shedding
+    """A :class:`Summary` of a finished run of ``engine`` through ``processor``. Its numbers,
+    lines and a stop reason of :data:`ENGINE_FAILED` (worded by :func:`failure_cause`) all
+    come from one copy of the engine's counts: a model call left running may still count."""
+    stats, shedding = dataclasses.replace(engine.stats), engine.shedding
+    if reason == ENGINE_FAILED:
+        reason = failure_cause(engine, stats)
     return Summary(
         reason=reason,
         seconds=seconds,
@@ -232,15 +243,18 @@ def summarize(engine, processor, seconds: float, reason: str, extra: list[str], 
         latency_seconds=engine.latency_seconds,
         latency_samples=engine.latency_samples,
         ok=ok,
-        lines=tuple(summary_lines(engine, processor, seconds, reason, extra)),
+        lines=tuple(summary_lines(engine, processor, seconds, reason, extra, stats)),
         dry_ranges=tuple(engine.dry_ranges()),
         lighter_ranges=tuple(engine.lighter_ranges()),
         unrecorded_windows=engine.unrecorded_windows,
     )
 
 
-def summary_lines(engine, processor, seconds: float, reason: str, extra: list[str]) -> list[str]:
-    stats = engine.stats
+def summary_lines(
+    engine, processor, seconds: float, reason: str, extra: list[str], stats=None
+) -> list[str]:
+    """The summary as text, one line each; the counts of ``stats`` (default: the engine's)."""
+    stats = stats if stats is not None else engine.stats
     lines = [
         f"stopped ({reason}) after {seconds:.1f} s: {processor.frames} frames, "
         f"{stats.windows_submitted} windows ({stats.windows_run} run, "

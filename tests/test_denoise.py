@@ -6,8 +6,6 @@ command line; the bundled network becomes odd (the estimate of -x is minus that 
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 import pytest
 import soundfile
@@ -22,6 +20,14 @@ from stream_sep.models.loading import load_model
 from stream_sep.offline.overlap_add import separate_overlap_add
 from stream_sep.settings import Settings
 from tests.helpers import FAST_ARGS, FAST_OPTIONS, gain_model, noise, stream
+from tests.live_check import (
+    ATTEMPTS,
+    MIN_SEPARATED,
+    covered,
+    recorded_dry_ranges,
+    recording_equals_engine,
+    tap_engines,
+)
 from tests.mdx_helpers import contract_for, shelf_copy
 
 RATE = 16000
@@ -161,25 +167,37 @@ def test_the_python_api_takes_it_in_settings(models):
     np.testing.assert_allclose(denoised["karaoke"], plain["karaoke"], atol=1e-5)
 
 
-def test_the_live_command_runs_it_in_real_time(models, tmp_path, capsys):
+def test_the_live_command_runs_it_in_real_time(models, tmp_path, capsys, monkeypatch):
     """File in, file out through the live path (worker thread, real-time clock): the biased
-    model with --denoise plays what the unbiased one gives inline, when no window was late."""
+    model with --denoise plays what the unbiased one gives inline on every sample the engine
+    did not record as played dry (a late window) or lighter (a window shed to run without
+    the pass); the whole recording is checked against the inline engine as in the other
+    live tests (live_check.recording_equals_engine). A run with under half of the input
+    separated checks too little and is repeated (at most ATTEMPTS runs)."""
     audio = noise(2, RATE, seed=8)
     song, out = tmp_path / "song.wav", tmp_path / "out.wav"
     soundfile.write(song, audio.T, RATE, subtype="FLOAT")
     argv = ["--input", str(song), "--output", str(out), "--model", str(models["biased"].path)]
-    for _attempt in range(3):
+    with Separator(models["plain"], RATE, 2, blocking=True, **FAST_OPTIONS) as unbiased:
+        plain = unbiased.process(np.pad(audio, ((0, 0), (0, unbiased.latency_samples))))
+    engines = tap_engines(monkeypatch)
+    for _attempt in range(ATTEMPTS):
+        engines.clear()
         rc = cli.main([*argv, *FAST_ARGS, "--postfilter", "none", "--denoise"])
         err = capsys.readouterr().err
         assert rc == 0, err
-        if re.search(r"\b0 deadline misses", err):
+        (engine,) = engines
+        assert engine.config.denoise and engine.config.postfilter == "none"
+        recorded, _rate = soundfile.read(out, dtype="float32", always_2d=True)
+        assert recorded.shape == plain.T.shape
+        np.testing.assert_array_equal(engine.input[:, : audio.shape[1]], audio)
+        dry, lighter = recorded_dry_ranges(engine), engine.lighter_ranges()
+        separated, _ = recording_equals_engine(recorded.T, engine, engine.input, dry, lighter)
+        as_configured = ~(covered(dry, 0, plain.shape[1]) | covered(lighter, 0, plain.shape[1]))
+        np.testing.assert_allclose(recorded.T[:, as_configured], plain[:, as_configured], atol=1e-5)
+        if separated >= MIN_SEPARATED:
             break
-    assert re.search(r"\b0 deadline misses", err), err
-    recorded, _rate = soundfile.read(out, dtype="float32", always_2d=True)
-    with Separator(models["plain"], RATE, 2, blocking=True, **FAST_OPTIONS) as engine:
-        expected = engine.process(np.pad(audio, ((0, 0), (0, engine.latency_samples))))
-    assert recorded.shape == expected.T.shape
-    np.testing.assert_allclose(recorded.T, expected, atol=1e-5)
+    assert separated >= MIN_SEPARATED, f"{separated:.0%} separated; dry {dry}, {lighter}\n{err}"
 
 
 def test_a_value_that_is_not_a_bool_is_one_line(models):

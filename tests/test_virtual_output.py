@@ -29,10 +29,13 @@ import pytest
 import soundfile as sf
 from scipy import signal as scipy_signal
 
+from stream_sep.engine import Separator
 from stream_sep.engine.config import DEFAULT_FADE_SECONDS
 from stream_sep.errors import DeviceError, UserError
 from stream_sep.live import devices, virtual
-from tests.helpers import FAST_ARGS
+from stream_sep.models.loading import load_model
+from stream_sep.settings import Settings
+from tests.helpers import FAST_ARGS, FAST_OPTIONS
 from tests.pulse_harness import pactl, private_server, unavailable
 
 RATE = 44100
@@ -206,22 +209,14 @@ def late_windows(err: str) -> int:
     return misses + int(re.search(r"(\d+) skipped", err).group(1))
 
 
-def engine_karaoke(path: Path, model, reference: Path, tries: int = 3) -> np.ndarray:
-    """The engine's karaoke of ``path``, recorded file to file (the same engine and options),
-    from a run with no late window: (2, samples) float32. A busy machine may make a window
-    late: that run is not a reference, and it is run again (at most ``tries`` times)."""
-    for _ in range(tries):
-        done = subprocess.run(
-            [sys.executable, "-m", "stream_sep", "--input", str(path), "--output", str(reference)]
-            + ["--mode", "karaoke", "--model", str(model), *FAST_ARGS],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert done.returncode == 0, done.stderr
-        if late_windows(done.stderr) == 0:
-            return sf.read(reference, dtype="float32", always_2d=True)[0].T
-    raise AssertionError(f"every reference run had a late window:\n{done.stderr}")
+def engine_karaoke(samples: np.ndarray, model) -> np.ndarray:
+    """The engine's karaoke of ``samples`` (2, n), every window computed inline, with the
+    options the live command gives it here (FAST_ARGS, its default window options), through
+    the end of the latency: (2, n + latency) float32. A live run gives the same samples
+    wherever no window came late (tests/test_live.py)."""
+    options = {**FAST_OPTIONS, **Settings().window_options()}
+    with Separator(load_model(str(model)), RATE, 2, blocking=True, mode="karaoke", **options) as e:
+        return e.process(np.pad(samples, ((0, 0), (0, e.latency_samples))))
 
 
 def engine_latency(err: str) -> int:
@@ -261,11 +256,12 @@ def test_the_virtual_source_carries_the_file_exactly_and_is_gone_after(
 def test_karaoke_through_the_virtual_source_equals_the_engines_output(
     server, song, half_path, tmp_path
 ):
-    path, _ = song
-    expected = engine_karaoke(path, half_path, tmp_path / "reference.wav")
+    _, samples = song
+    expected = engine_karaoke(samples, half_path)
     assert np.abs(expected).max() > 0.05  # the half model's karaoke: half the mixture
     recorded, err, rc = play_through_virtual(server, song, half_path, tmp_path, "--mode", "karaoke")
     assert rc == 0, err
+    assert engine_latency(err) == expected.shape[1] - samples.shape[1]  # the same plan
     # A stall of the output (the breaks) changes the engine's timing: one window around each
     # may differ from the reference (measured: 7152 samples at one 2 s stall), as may a late
     # window; everything else is exact.

@@ -259,6 +259,18 @@ SETTINGS = {
         "the load ceiling of --latency auto",
         (("stream_sep/engine/fitting.py", "LOAD_CEILING = 0.5"),),
     ),
+    "55%": Setting(
+        "the load at which a --latency target an earlier start named is still accepted",
+        (("stream_sep/engine/fitting.py", "ACCEPT_CEILING = 0.55"),),
+    ),
+    "0.6 s": Setting(
+        "what --latency auto aims at before it takes the bundled live variant",
+        (("stream_sep/live/host.py", "AUTO_TARGET = 0.6"),),
+    ),
+    "2.016 s": Setting(
+        "the bundled live variant's window, 32,256 samples at 16 kHz",
+        (("stream_sep/models/bundled.py", "LIVE_WINDOW_SAMPLES = 32256"),),
+    ),
     "20 MiB": Setting(
         "the most the bundled model may take of the package data",
         (("tests/test_bundled_model.py", "MAX_BUNDLED_BYTES = 20 * 1024 * 1024"),),

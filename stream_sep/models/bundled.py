@@ -10,6 +10,7 @@ from stream_sep.errors import ModelError
 
 BUNDLED_MODEL = Path(__file__).parent / "vocals-mir1k.onnx"
 LIVE_MODEL = Path(__file__).parent / "vocals-live.onnx"
+LIVE_WINDOW_SAMPLES = 32256  # the live variant's window: 2.016 s at 16 kHz, 64 STFT frames
 
 
 def bundled_model_path() -> Path:

@@ -74,6 +74,8 @@ from stream_sep.evaluation import datasets
 from stream_sep.models.loading import load_model
 from train import runs
 
+SONG_TRIM_SECONDS = 0.05  # stream-sep evaluate's --trim default
+
 # The bundled model's recipe (docs/training.md), less what depends on the number of steps.
 RECIPE = (
     "--preset tiny --batch-size 4 --accumulation-steps 0 --lr 5e-4 --lr-half-life 3000 "
@@ -193,8 +195,36 @@ def run_fold(args, fold: datasets.Fold, options: dict) -> dict:
     if args.variant:
         variant = score_fold(run_dir, args, fold, {**options, **args.variant})
         row["variant"] = variant_row(args.variant, plain, variant)
+    if args.songs:
+        row["real_songs"] = score_songs(run_dir / "last.onnx", args.songs, options)
     print(format_fold(row), flush=True)
     return row
+
+
+def score_songs(model_path: Path, songs: Path, options: dict) -> dict:
+    """The fold's model on real songs (a stems folder, each mixture the sum of its stems,
+    :data:`SONG_TRIM_SECONDS` left out at both ends, as ``stream-sep evaluate --format
+    stems`` scores them): mean vocals and accompaniment SDR and each song's."""
+    model = load_model(str(model_path), provider="cpu")
+    refs = datasets.find_clips(songs, "stems")
+    results = [
+        evaluation.evaluate_clip(
+            model,
+            datasets.load_clip(ref, mix_from_stems=True),
+            options,
+            use_museval=False,
+            trim_seconds=SONG_TRIM_SECONDS,
+        )
+        for ref in refs
+    ]
+    per_song = {
+        r["name"]: {stem: r["scores"]["model"][stem]["sdr"] for stem in ("vocals", "accompaniment")}
+        for r in results
+    }
+    return {
+        stem: statistics.fmean(song[stem] for song in per_song.values())
+        for stem in ("vocals", "accompaniment")
+    } | {"songs": per_song}
 
 
 def train_and_export(args, fold: datasets.Fold, run_dir: Path) -> dict:
@@ -330,6 +360,12 @@ def format_fold(row: dict) -> str:
         f"evaluation {row['evaluate_seconds']:.0f} s"
         f"{' (scored before)' if row['scored_before'] else ''}"
     )
+    if "real_songs" in row:
+        songs = row["real_songs"]
+        text += (
+            f"; real songs vocals {songs['vocals']:.2f} dB, accompaniment "
+            f"{songs['accompaniment']:.2f} dB ({len(songs['songs'])} songs)"
+        )
     if "variant" in row:
         post = row["variant"]
         text += (
@@ -384,6 +420,23 @@ def format_markdown(report: dict) -> list[str]:
             ),
         ),
     ]
+    with_songs = [row for row in report["folds"] if "real_songs" in row]
+    if with_songs:
+        lines += ["", "Each fold's model on the real songs (`--songs`), SDR (dB):", ""]
+        lines += table(
+            ("fold", "vocals", "accompaniment", "songs"),
+            (
+                (
+                    row["fold"],
+                    f"{row['real_songs']['vocals']:.2f}",
+                    f"{row['real_songs']['accompaniment']:.2f}",
+                    len(row["real_songs"]["songs"]),
+                )
+                for row in with_songs
+            ),
+        )
+        vocals = [row["real_songs"]["vocals"] for row in with_songs]
+        lines += ["", f"Mean over those folds: vocals {statistics.fmean(vocals):.2f} dB."]
     if "variant" in report:
         lines += ["", *variant_lines(report)]
     return lines
@@ -455,6 +508,13 @@ def parse_args(argv):
         "--train-args",
         default="",
         help="more options for python -m train, after the recipe's (so they override it)",
+    )
+    parser.add_argument(
+        "--songs",
+        type=Path,
+        metavar="DIR",
+        help="also score each fold's model on these real songs (a stems folder, as "
+        "stream-sep evaluate --format stems --mix-from-stems reads it)",
     )
     parser.add_argument("--hop", type=float, help="evaluation hop (default: the live default)")
     parser.add_argument("--lookahead", type=float, help="evaluation lookahead (live default)")

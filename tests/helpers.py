@@ -367,3 +367,26 @@ def wait_for_recording(process, path, frames: int, timeout: float = 120) -> None
         assert process.poll() is None, process.communicate()[1]
         assert time.monotonic() < deadline, "the recording did not grow"
         time.sleep(0.05)
+
+
+STEMS_SONG_RATE = 44100
+
+
+def write_stems_song(
+    folder, seconds: float, seed: int, channels: int = 2, parts: bool = False
+) -> dict:
+    """A song folder at 44.1 kHz: vocals and accompaniment (or drums, bass, other) files.
+    Returns the written stems, (channels, n) float32 each."""
+    folder.mkdir(parents=True)
+    _, voice, band = voice_over_band(seconds, STEMS_SONG_RATE, seed)
+    spread = np.linspace(0.8, 1.2, channels, dtype=np.float32)[:, None]
+    vocals, accompaniment = voice[None] * spread, band[None] * spread[::-1]
+    sf.write(folder / "vocals.flac", vocals.T, STEMS_SONG_RATE, subtype="PCM_24")
+    if parts:
+        for name in ("drums", "bass", "other"):
+            sf.write(
+                folder / f"{name}.wav", (accompaniment / 3).T, STEMS_SONG_RATE, subtype="FLOAT"
+            )
+    else:
+        sf.write(folder / "accompaniment.wav", accompaniment.T, STEMS_SONG_RATE, subtype="FLOAT")
+    return {"vocals": vocals, "accompaniment": accompaniment}

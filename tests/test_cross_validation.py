@@ -12,6 +12,7 @@ import pytest
 from stream_sep.errors import UserError
 from stream_sep.evaluation import datasets
 from tests.helpers import write_mir1k_like
+from tests.helpers import write_stems_song as write_song
 from train import runs
 
 MIR1K_SINGERS = [
@@ -258,9 +259,21 @@ def test_a_smoke_run_trains_exports_and_scores_each_fold(tmp_path):
         "--train-args",
         "--window-samples 7680 --n-scales 1 --block-size 1 --batch-size 2 --val-examples 2",
     ]  # fmt: skip
-    report = script.run([*argv, "--folds", "1"])
+    songs = tmp_path / "songs"
+    write_song(songs / "alpha", 2.0, seed=1)
+    write_song(songs / "beta", 1.5, seed=2, parts=True)
+    report = script.run(
+        [*argv, "--folds", "1", "--songs", str(songs), "--md", str(tmp_path / "cv.md")]
+    )
     seconds = time.perf_counter() - started
     (fold,) = report["folds"]
+    # each fold's model also scored on the real songs (the stems folder)
+    real = fold["real_songs"]
+    assert sorted(real["songs"]) == ["alpha", "beta"]
+    assert real["vocals"] == pytest.approx(
+        sum(song["vocals"] for song in real["songs"].values()) / 2
+    )
+    assert "Each fold's model on the real songs" in (tmp_path / "cv.md").read_text()
     assert fold["held_out"] == ["ann", "bo"]
     assert {clip["name"].split("_")[0] for clip in fold["clips"]} == {"ann", "bo"}
     assert fold["vocals_sdr"]["clips"] == 4

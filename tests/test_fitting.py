@@ -326,3 +326,16 @@ def test_the_lowest_latency_named_runs_when_the_next_start_measures_a_little_slo
     # 25% slower: refused, naming the new lowest
     with pytest.raises(UserError, match="--latency must be at least"):
         fitting.choose(CONTRACT, 48000, 1, profile(0.25, 0.125), lowest)
+
+
+def test_auto_runs_every_channel_when_that_plan_is_within_the_bound():
+    speed = profile(0.2, 0.1)  # the mid channel costs half
+    lowest = fitting.choose(CONTRACT, 48000, 2, speed)
+    assert lowest.stereo == "mid"
+    both = fitting.choose(CONTRACT, 48000, 2, speed, batch_within=2.0)
+    assert both.stereo == "batch" and both.latency > lowest.latency
+    # beyond the bound the lowest latency wins, mid or not
+    assert fitting.choose(CONTRACT, 48000, 2, speed, batch_within=0.5).stereo == "mid"
+    # a forced choice and mono streams are as before
+    assert fitting.choose(CONTRACT, 48000, 2, speed, stereo="mid", batch_within=2.0).stereo == "mid"
+    assert fitting.choose(CONTRACT, 48000, 1, speed, batch_within=2.0).stereo == "batch"

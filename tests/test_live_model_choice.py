@@ -121,3 +121,14 @@ def test_model_forces_the_model(bundled_pair, song, tmp_path, capsys):
     rc, err = run(song, tmp_path, capsys, "--latency", "auto", "--model", str(chosen))
     assert rc == 0, err
     assert bundled_pair == ["mine.onnx"] and "model mine.onnx on cpu" in err
+
+
+def test_auto_prefers_every_channel_then_the_full_window_within_the_target():
+    """host.auto_choice on fitted (model, options, line, latency, stereo) tuples."""
+    full_mid, full_batch = ("full", {}, "", 0.55, "mid"), ("full", {}, "", 0.5, "batch")
+    live_batch, live_mid = ("live", {}, "", 0.58, "batch"), ("live", {}, "", 0.4, "mid")
+    assert host.auto_choice(full_mid, live_batch) is live_batch  # both channels first
+    assert host.auto_choice(full_batch, live_mid) is full_batch
+    assert host.auto_choice(full_mid, live_mid) is full_mid  # then the full window
+    slow_full, slow_live = ("full", {}, "", 1.2, "mid"), ("live", {}, "", 0.9, "batch")
+    assert host.auto_choice(slow_full, slow_live) is slow_live  # none within: the lowest

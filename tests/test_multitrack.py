@@ -14,29 +14,14 @@ import soundfile as sf  # noqa: E402
 
 from stream_sep.errors import UserError  # noqa: E402
 from stream_sep.models.contract import SAMPLE_RATE  # noqa: E402
-from tests.helpers import voice_over_band, write_mir1k_like  # noqa: E402
+from tests.helpers import write_mir1k_like  # noqa: E402
+from tests.helpers import write_stems_song as write_song  # noqa: E402
 from train import multitrack  # noqa: E402
 from train.data import RandomMixDataset, load_mir1k_clip  # noqa: E402
 from train.fullband.mix import PEAK  # noqa: E402
 
 WINDOW = 7680
-FILE_RATE = 44100
-
-
-def write_song(folder, seconds: float, seed: int, channels: int = 2, parts: bool = False) -> dict:
-    """A song folder at 44.1 kHz: vocals and accompaniment (or drums, bass, other) files.
-    Returns the written stems, (channels, n) float32 each."""
-    folder.mkdir(parents=True)
-    _, voice, band = voice_over_band(seconds, FILE_RATE, seed)
-    spread = np.linspace(0.8, 1.2, channels, dtype=np.float32)[:, None]
-    vocals, accompaniment = voice[None] * spread, band[None] * spread[::-1]
-    sf.write(folder / "vocals.flac", vocals.T, FILE_RATE, subtype="PCM_24")
-    if parts:
-        for name in ("drums", "bass", "other"):
-            sf.write(folder / f"{name}.wav", (accompaniment / 3).T, FILE_RATE, subtype="FLOAT")
-    else:
-        sf.write(folder / "accompaniment.wav", accompaniment.T, FILE_RATE, subtype="FLOAT")
-    return {"vocals": vocals, "accompaniment": accompaniment}
+FILE_RATE = 44100  # the rate tests.helpers.write_stems_song writes
 
 
 @pytest.fixture(scope="module")

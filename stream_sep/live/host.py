@@ -111,6 +111,7 @@ def fitted_options(
     blocksize: int = 0,
     key_delay: float = 0.0,
     stages: dict | None = None,
+    batch_within: float | None = None,
 ) -> tuple[dict, str | None]:
     """Engine options for this machine, and the line saying how the plan was chosen (None
     without ``--latency``). With ``--latency`` the plan is chosen from the model's speed
@@ -119,7 +120,9 @@ def fitted_options(
     explicit --hop/--lookahead/--crossfade those are used as given (one hop of compute).
     key_delay: seconds the key stage adds, taken from a --latency SECONDS target.
     stages: name -> ``process(block, out)`` of each stage that runs on every block besides
-    the windows (the key change), timed here at the device's block."""
+    the windows (the key change), timed here at the device's block.
+    batch_within: ``--latency auto`` runs every channel when that plan is this short
+    (:func:`stream_sep.engine.fitting.choose`)."""
     if not chosen.fitted:
         return chosen.engine_options(), None
     window_options = chosen.window_options()
@@ -144,13 +147,26 @@ def fitted_options(
     stage_load = sum(stage_loads.values())
     fit = fitting.choose(
         model.contract, rate, channels, speed, target, chosen.stereo, block_frames / rate,
-        stage_load,
+        stage_load, batch_within,
     )  # fmt: skip
     stereo_cost = speed.t90("batch") / max(speed.t90("mid"), 1e-6)
     options = {**fit.engine_options(), **window_options}
     return {**options, "shed": True, "stereo_cost": stereo_cost}, plan_line(
         fit, len(starts), stage_loads
     )
+
+
+def auto_choice(full: tuple, live: tuple) -> tuple:
+    """Of two fitted models ``(model, options, line, latency, stereo)``, the one ``--latency
+    auto`` runs: within :data:`AUTO_TARGET`, every channel before the mid channel, then the
+    full window; else the lower latency."""
+    within = [fit for fit in (full, live) if fit[3] <= AUTO_TARGET]
+    for fit in within:
+        if fit[4] == "batch":
+            return fit
+    if within:
+        return within[0]
+    return min((full, live), key=lambda fit: fit[3])
 
 
 def plan_latency(model, rate: int, options: dict) -> float:
@@ -257,40 +273,45 @@ class LiveHost:
 
     def _fitted_model(self) -> tuple:
         """The model and its engine options. Without ``--model``, the bundled model, unless
-        its plan cannot meet ``--latency`` (auto: misses :data:`AUTO_TARGET`) and the
-        bundled live variant does better; the choice is said in one line."""
+        its plan cannot meet ``--latency`` SECONDS, or (auto) a plan of the live variant
+        within :data:`AUTO_TARGET` is better: every channel through the model before one
+        estimate for both sides (the mid channel loses about 2 dB on real songs), then the
+        full window; the choice is said in one line."""
         config = self.config
         live_path = None
         if config.model is None and config.settings.fitted:
             live_path = bundled_live_model_path()
         try:
-            model, fitted, line = self._fit(load_model(config.model, config.provider))
+            full = self._fit(load_model(config.model, config.provider))
         except UserError as refused:
             if live_path is None:
                 raise
             # the full-window model cannot meet --latency SECONDS: the live variant may (or
             # it refuses, naming its own lowest latency, the lowest of the two)
-            model, fitted, line = self._fit(load_model(live_path, config.provider))
+            live = self._fit(load_model(live_path, config.provider))
             self.events.note(
-                f"model {model.path.name}: the full-window model cannot meet "
+                f"model {live[0].path.name}: the full-window model cannot meet "
                 f"--latency {config.settings.latency:g} here ({refused})"
             )
-            return model, fitted, line
-        latency = plan_latency(model, self.route.rate, fitted)
-        if live_path is not None and config.settings.latency == "auto" and latency > AUTO_TARGET:
-            live = self._fit(load_model(live_path, config.provider))
-            live_latency = plan_latency(live[0], self.route.rate, live[1])
-            if live_latency < latency:
-                self.events.note(
-                    f"model {live_path.name}: --latency auto aims at {AUTO_TARGET:g} s or less; "
-                    f"the full-window model's plan here is {latency:.3f} s, the live "
-                    f"variant's {live_latency:.3f} s"
-                )
-                return live
-        return model, fitted, line
+            return live[:3]
+        if live_path is None or config.settings.latency != "auto":
+            return full[:3]
+        if full[4] == "batch" and full[3] <= AUTO_TARGET:
+            return full[:3]
+        live = self._fit(load_model(live_path, config.provider))
+        chosen = auto_choice(full, live)
+        if chosen is live:
+            self.events.note(
+                f"model {live_path.name}: --latency auto aims at {AUTO_TARGET:g} s or less, "
+                f"every channel through the model where it can; the full-window model's plan "
+                f"here is {full[3]:.3f} s ({full[4]}), the live variant's {live[3]:.3f} s "
+                f"({live[4]})"
+            )
+        return chosen[:3]
 
     def _fit(self, model) -> tuple:
-        """(model, engine options, plan line): the model warmed up, its plan fitted."""
+        """(model, engine options, plan line, latency, stereo): the model warmed up, its plan
+        fitted."""
         config, route = self.config, self.route
         model.warm_up(batch=1 if config.settings.stereo == "mid" else route.channels)
         stages = {}
@@ -306,8 +327,9 @@ class LiveHost:
             config.blocksize,
             self.key_delay,
             stages,
+            AUTO_TARGET,
         )
-        return model, fitted, line
+        return model, fitted, line, plan_latency(model, route.rate, fitted), fitted.get("stereo")
 
     def _separator(self, model, fitted: dict) -> engine_module.Separator:
         """The engine for the route with the fitted options."""

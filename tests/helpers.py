@@ -390,3 +390,18 @@ def write_stems_song(
     else:
         sf.write(folder / "accompaniment.wav", accompaniment.T, STEMS_SONG_RATE, subtype="FLOAT")
     return {"vocals": vocals, "accompaniment": accompaniment}
+
+
+class Sleepy:
+    """A real model that also sleeps ``seconds`` per call (a slow machine)."""
+
+    def __init__(self, model, seconds: float):
+        self.model, self.seconds = model, seconds
+        self.contract, self.path, self.provider = model.contract, model.path, model.provider
+
+    def separate(self, audio):
+        time.sleep(self.seconds)
+        return self.model.separate(audio)
+
+    def warm_up(self, batch: int = 1) -> float:
+        return 0.0

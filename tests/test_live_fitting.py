@@ -15,7 +15,7 @@ import pytest
 from stream_sep import cli
 from stream_sep.engine import fitting
 from stream_sep.models.contract import ModelContract
-from tests.helpers import gain_model, voice_over_band
+from tests.helpers import Sleepy, gain_model, voice_over_band
 from tests.jack_harness import (
     find_delay,
     run_in_process,
@@ -196,21 +196,6 @@ def test_latency_with_explicit_plan_options_is_refused(capsys):
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1
     assert "give either --latency or --hop/--lookahead/--crossfade" in err
-
-
-class Sleepy:
-    """A real model that also sleeps ``seconds`` per call (a slow machine)."""
-
-    def __init__(self, model, seconds: float):
-        self.model, self.seconds = model, seconds
-        self.contract, self.path, self.provider = model.contract, model.path, model.provider
-
-    def separate(self, audio):
-        time.sleep(self.seconds)
-        return self.model.separate(audio)
-
-    def warm_up(self, batch: int = 1) -> float:
-        return 0.0
 
 
 def test_a_slow_model_gets_a_longer_hop_or_one_line_naming_the_lowest_latency(

@@ -7,7 +7,6 @@ short one 0.05 s, the same on every machine the suite runs on."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -18,25 +17,10 @@ from stream_sep import cli
 from stream_sep.live import host
 from stream_sep.models import loading
 from stream_sep.models.contract import ModelContract
-from tests.helpers import gain_model
+from tests.helpers import Sleepy, gain_model
 
 RATE = 48000
 FULL_SECONDS, LIVE_SECONDS = 0.4, 0.05  # per window, on the pretended machine
-
-
-class Sleepy:
-    """A real model that also sleeps ``seconds`` per call."""
-
-    def __init__(self, model, seconds: float):
-        self.model, self.seconds = model, seconds
-        self.contract, self.path, self.provider = model.contract, model.path, model.provider
-
-    def separate(self, audio):
-        time.sleep(self.seconds)
-        return self.model.separate(audio)
-
-    def warm_up(self, batch: int = 1) -> float:
-        return 0.0
 
 
 @pytest.fixture

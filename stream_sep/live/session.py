@@ -100,6 +100,13 @@ class LiveSession:
         when the stream, the model or the input file failed. The route's notes are reported
         after the start-up line. reader: the terminal's keys (None: no keys, only
         :meth:`stop`)."""
+        # From here on streams exist (a virtual microphone in the sound server): SIGTERM stops
+        # the run like Ctrl-C, so they are closed (during the start-up, the interruption
+        # then comes out of run as KeyboardInterrupt).
+        with _stop_on_sigterm():
+            return self._run(reader)
+
+    def _run(self, reader: keys.KeyReader | None) -> int:
         extra: list[str] = []
         healthy = False
         try:
@@ -167,57 +174,54 @@ class LiveSession:
         watch = None
         if self.streams.clock is None:  # a device calls back; the file clock cannot stall
             watch = StallWatch(tick, self.options.blocksize / self.rate)
-        with _stop_on_sigterm():
-            events.running()
-            try:
-                while not self.processor.finished:
-                    if self.engine.failed:
-                        events.note(f"stopping: {self.engine.failure_reason}")
-                        self.stop_reason = status.ENGINE_FAILED  # worded at the end
-                        return False
-                    if not self.streams.active:
-                        if self._reopen_stream():
-                            watch.restart()
-                            continue
-                        self.stop_reason = "stream died"
-                        return False
-                    if watch is not None and watch.stalled(
-                        self.processor.callbacks, time.monotonic()
-                    ):
-                        events.note(
-                            f"the audio stream stalled: no audio from the device for "
-                            f"{watch.seconds:.1f} s (its sound server or device stopped "
-                            "answering)"
-                        )
-                        self.stop_reason = STREAM_STALLED
-                        return False
-                    going, notes = self.controls.apply_keys(self._wait_for_keys(reader, tick))
-                    for note in notes:
-                        events.note(note)
-                    if self._stop.is_set():
-                        self.stop_reason = STOP_REQUESTED
-                        break
-                    if not going:
-                        self.stop_reason = "q"
-                        break
-                    warning = self._xrun_warning()
-                    numbers = status.snapshot(
-                        self.engine,
-                        self.processor,
-                        self.processor.take_peaks(),
-                        self.processor.frames / self.rate,
-                        warning[0] if warning else None,
+        events.running()
+        try:
+            while not self.processor.finished:
+                if self.engine.failed:
+                    events.note(f"stopping: {self.engine.failure_reason}")
+                    self.stop_reason = status.ENGINE_FAILED  # worded at the end
+                    return False
+                if not self.streams.active:
+                    if self._reopen_stream():
+                        watch.restart()
+                        continue
+                    self.stop_reason = "stream died"
+                    return False
+                if watch is not None and watch.stalled(self.processor.callbacks, time.monotonic()):
+                    events.note(
+                        f"the audio stream stalled: no audio from the device for "
+                        f"{watch.seconds:.1f} s (its sound server or device stopped "
+                        "answering)"
                     )
-                    events.status(numbers)
-                    if self.panel is not None:
-                        self.panel.publish(numbers)
-                else:
-                    self.stop_reason = self.end_reason
-            except KeyboardInterrupt:
-                self.stop_reason = "interrupted"
-            finally:
-                events.ending()
-                self._fade_out()
+                    self.stop_reason = STREAM_STALLED
+                    return False
+                going, notes = self.controls.apply_keys(self._wait_for_keys(reader, tick))
+                for note in notes:
+                    events.note(note)
+                if self._stop.is_set():
+                    self.stop_reason = STOP_REQUESTED
+                    break
+                if not going:
+                    self.stop_reason = "q"
+                    break
+                warning = self._xrun_warning()
+                numbers = status.snapshot(
+                    self.engine,
+                    self.processor,
+                    self.processor.take_peaks(),
+                    self.processor.frames / self.rate,
+                    warning[0] if warning else None,
+                )
+                events.status(numbers)
+                if self.panel is not None:
+                    self.panel.publish(numbers)
+            else:
+                self.stop_reason = self.end_reason
+        except KeyboardInterrupt:
+            self.stop_reason = "interrupted"
+        finally:
+            events.ending()
+            self._fade_out()
         return True
 
     def _wait_for_keys(self, reader: keys.KeyReader | None, seconds: float) -> list[str]:

@@ -114,6 +114,7 @@ class VirtualOutput:
     rate: int | None = None
     channels: int | None = None
     module_ids: list[int] = dataclasses.field(default_factory=list)
+    load_started: bool = False  # a load began: unload also looks for modules with our tag
     watch: threading.Thread | None = None
 
     @property
@@ -408,6 +409,7 @@ def load(virtual: VirtualOutput) -> None:
     sink_args, source_args = load_arguments(
         virtual.names, virtual.rate, virtual.channels, owner_tag()
     )
+    virtual.load_started = True
     for module, arguments in (
         ("module-null-sink", sink_args),
         ("module-remap-source", source_args),
@@ -421,8 +423,17 @@ def load(virtual: VirtualOutput) -> None:
 
 
 def unload(virtual: VirtualOutput) -> None:
+    """Unload the modules this run loaded, and any other carrying this process's tag: one
+    whose load a signal interrupted before its index came back."""
     while virtual.module_ids:
         _pactl("unload-module", str(virtual.module_ids.pop()))
+    if not virtual.load_started:
+        return
+    virtual.load_started = False
+    me = (os.getpid(), socket.gethostname())
+    for module in sorted(ours(modules()), key=lambda m: -m.index):  # the source first
+        if module.owner == me:
+            _pactl("unload-module", str(module.index))
 
 
 def check_default_source(virtual: VirtualOutput) -> None:

@@ -28,8 +28,7 @@ import math
 import os
 from pathlib import Path
 
-from stream_sep import atomic, options, settings
-from stream_sep.engine import STEREO_CHOICES
+from stream_sep import atomic, settings
 from stream_sep.errors import AudioFileError, UserError, first_line
 from stream_sep.evaluation import (
     MEASURES,
@@ -123,24 +122,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             "this machine's speed costs"
         ),
     )
-    parser.add_argument(
-        "--hop", type=float, metavar="S", help="--streaming: seconds between windows"
-    )
-    parser.add_argument(
-        "--lookahead",
-        type=float,
-        metavar="S",
-        help="--streaming: seconds of future context after the last sample used",
-    )
-    parser.add_argument(
-        "--stereo",
-        type=options.choice("stereo", STEREO_CHOICES),
-        metavar=options.listing(STEREO_CHOICES),
-        default=None,
-        help="stereo mixtures: batch: both channels through the model; mid: the mid channel "
-        "only, its vocal estimate on both channels (default batch)",
-    )
-    settings.add_quality_arguments(parser)
+    settings.add_options(parser, "evaluate", ("hop", "lookahead", "stereo"))
+    settings.add_quality_arguments(parser, "evaluate")
     parser.add_argument(
         "--provider",
         default="auto",

@@ -18,11 +18,8 @@ from __future__ import annotations
 import sys
 import time
 
-from stream_sep import engine as engine_module
 from stream_sep import options, settings
-from stream_sep.engine.key import KEY_RANGE
 from stream_sep.live import devices, host, keys, status
-from stream_sep.live import mic as mic_module
 from stream_sep.live.events import LiveEvents
 
 SAMPLERATE_RANGE = (8000, 384000)
@@ -52,32 +49,7 @@ def add_arguments(parser) -> None:
         "and, from an input file, holds exactly the file's frames (at the stream rate) plus "
         "the latency, so frame n + latency of the recording is frame n of the file",
     )
-    parser.add_argument(
-        "--mode",
-        default="karaoke",
-        type=options.choice("mode", engine_module.MODES),
-        metavar=options.listing(engine_module.MODES),
-        help="karaoke: vocals removed; vocals: vocals alone; bypass: the delayed input "
-        "(default karaoke)",
-    )
-    low, high = engine_module.VOCAL_LEVEL_RANGE
-    parser.add_argument(
-        "--vocal-level",
-        type=options.number("vocal-level", low, high),
-        default=None,
-        metavar="G",
-        help=f"karaoke with the vocals at G, {low:g} to {high:g} (0 none, 1 original)",
-    )
-    parser.add_argument(
-        "--key",
-        type=options.whole("key", "semitones", *KEY_RANGE),
-        default=None,
-        metavar="SEMITONES",
-        help=f"change the key by SEMITONES, {KEY_RANGE[0]} to +{KEY_RANGE[1]} (the music in karaoke, "
-        "everything in the other modes; also live with the [ and ] keys and the panel). Adds "
-        "Rubber Band's fixed delay to the latency whatever the key, so 0 turns key change on "
-        "unshifted; needs pip install 'stream-sep[night]' (default: no key change, no delay)",
-    )
+    settings.add_options(parser, "live", ("mode", "vocal_level", "key"))
     parser.add_argument(
         "--stems",
         action="store_true",
@@ -89,7 +61,7 @@ def add_arguments(parser) -> None:
     )
     options.add_model_arguments(parser)
     settings.add_arguments(parser, live=True)
-    settings.add_quality_arguments(parser)
+    settings.add_quality_arguments(parser, "live")
     parser.add_argument(
         "--samplerate",
         type=options.whole("samplerate", "Hz", *SAMPLERATE_RANGE),
@@ -128,24 +100,7 @@ def add_arguments(parser) -> None:
         "(its own capture stream: not through the separation, not delayed by it); the feedback "
         "guard applies to it as to --input",
     )
-    low, high = mic_module.LEVEL_RANGE
-    parser.add_argument(
-        "--mic-level",
-        type=options.number("mic-level", low, high),
-        default=None,
-        metavar="G",
-        help=f"the microphone's gain, {low:g} to {high:g} (default 1; also on the panel); "
-        "only with --mic",
-    )
-    low, high = mic_module.REVERB_RANGE
-    parser.add_argument(
-        "--mic-reverb",
-        type=options.number("mic-reverb", low, high),
-        default=None,
-        metavar="AMOUNT",
-        help=f"room reverb on the microphone, {low:g} (none, the default) to {high:g}; only "
-        "with --mic; needs pip install 'stream-sep[night]' (pedalboard)",
-    )
+    settings.add_options(parser, "live", ("mic_level", "mic_reverb"))
     parser.add_argument("--quiet", action="store_true", help="no live status line")
     parser.add_argument(
         "--panel",

@@ -78,7 +78,7 @@ def add_arguments(parser) -> None:
     )
     options.add_model_arguments(parser)
     settings.add_arguments(parser)
-    settings.add_quality_arguments(parser)
+    settings.add_quality_arguments(parser, "separate")
     parser.add_argument(
         "--like-live",
         action="store_true",

@@ -177,12 +177,13 @@ def inline_with_fallbacks(engine: Separator, audio: np.ndarray, windows) -> np.n
 
 
 def recording_equals_engine(
-    recording, engine: Separator, audio, dry, lighter=(), tolerance: float = 0.0
+    recording, engine: Separator, audio, dry, lighter=(), tolerance: float = 0.0, held=None
 ) -> tuple[float, int]:
     """A live run's recording, (C, m) from output position 0, against an engine computing
     inline with ``engine``'s model, plan and options (the live engine itself, or one built
     alike) given ``audio`` (C, >= m), the input the live engine was given; ``dry`` and
-    ``lighter``: the run's recorded ranges.
+    ``lighter``: the run's recorded ranges. ``held``: (m,) bool, the output positions the
+    recording holds (one made through a sound server may miss some); None: every one.
 
     - Outside ``dry`` and ``lighter``: what ``engine`` gives with every window inline.
     - Outside ``lighter`` (so on every dry sample too): what it gives when the windows the
@@ -191,10 +192,12 @@ def recording_equals_engine(
       to a neighbour), past the fade-in: the input delayed by the latency, exactly (the
       output guard must not act: the input stays under the ceiling).
 
-    All to ``tolerance``. Returns the share of the signal's output (from the latency on)
-    that was separated as configured (what the first check covers), and the number of
-    output samples the last check compared."""
+    All to ``tolerance``, on the held positions. Returns the share of the signal's output
+    (from the latency on) that was separated as configured (what the first check covers,
+    held or not), and the number of output samples the last check compared."""
     length = recording.shape[1]
+    held = np.ones(length, bool) if held is None else np.asarray(held, bool)
+    assert held.shape == (length,), f"held: {held.shape} for {length} positions"
     assert audio.shape[1] >= length, "the engine was given less than the recording holds"
     audio = np.ascontiguousarray(audio[:, :length])
     latency = engine.latency_samples
@@ -203,12 +206,12 @@ def recording_equals_engine(
         expected = inline.process(audio)
     lighter_mask = covered(lighter, 0, length)
     separated = ~(covered(dry, 0, length) | lighter_mask)
-    error = np.abs(recording - expected)[:, separated].max(initial=0.0)
+    error = np.abs(recording - expected)[:, separated & held].max(initial=0.0)
     assert error <= tolerance, f"live vs inline engine: max error {error:.2e}; dry {dry}"
 
     if dry:  # (without, the same check again)
         fallback = inline_with_fallbacks(engine, audio, fallback_windows(engine, dry))
-        error = np.abs(recording - fallback)[:, ~lighter_mask].max(initial=0.0)
+        error = np.abs(recording - fallback)[:, ~lighter_mask & held].max(initial=0.0)
         assert error <= tolerance, f"live vs inline engine with its fallbacks: {error:.2e}; {dry}"
 
     ceiling = 10 ** (engine.config.ceiling_db / 20)
@@ -216,7 +219,7 @@ def recording_equals_engine(
     crossfade = engine.plan.crossfade_samples
     fade_end = latency + round(engine.config.fade_in_seconds * engine.sample_rate)
     cores = [(max(start + crossfade, fade_end), stop - crossfade) for start, stop in dry]
-    only_dry = covered(cores, 0, length)
+    only_dry = covered(cores, 0, length) & held
     delayed = np.zeros_like(recording)
     delayed[:, latency:] = audio[:, : length - latency]
     error = np.abs(recording - delayed)[:, only_dry].max(initial=0.0)

@@ -14,11 +14,10 @@ import threading
 
 from stream_sep.engine import MODES, VOCAL_LEVEL_RANGE
 from stream_sep.engine.key import KEY_RANGE, check_key
-from stream_sep.engine.mixer import check_mode, check_vocal_level
 from stream_sep.errors import UserError
+from stream_sep.settings import OPTIONS
 
 LEVEL_STEP = 0.1
-MIC_LEVEL_RANGE = (0.0, 2.0)
 
 
 class Controls:
@@ -33,10 +32,10 @@ class Controls:
         """Check every value of ``request`` ({mode, vocal_level, key, mic_level}) without
         applying any: UserError (one line) for the first bad one."""
         if "mode" in request:
-            check_mode(request["mode"])
+            OPTIONS["mode"].check(request["mode"])
             self.engine.refuse_if_stems("the mode")
         if "vocal_level" in request:
-            _check_level(request["vocal_level"])
+            OPTIONS["vocal_level"].check(request["vocal_level"])
             self.engine.refuse_if_stems("the vocal level")
         if "key" in request:
             check_key(request["key"])
@@ -59,11 +58,11 @@ class Controls:
     # ------------------------------------------------------------------ one change each
     def set_mode(self, mode) -> None:
         with self._lock:
-            self.engine.set_mode(check_mode(mode))
+            self.engine.set_mode(OPTIONS["mode"].check(mode))
 
     def set_vocal_level(self, level) -> None:
         """Karaoke with the vocals at ``level``."""
-        level = _check_level(level)
+        level = OPTIONS["vocal_level"].check(level)
         with self._lock:
             self.engine.set_vocal_level(level)
 
@@ -80,11 +79,7 @@ class Controls:
     def _check_mic_level(self, level) -> float:
         if self.mic is None:
             raise UserError("there is no microphone: start with --mic DEVICE")
-        low, high = MIC_LEVEL_RANGE
-        number = isinstance(level, (int, float)) and not isinstance(level, bool)
-        if not number or not low <= level <= high:
-            raise UserError(f"--mic-level must be a number in [{low:g}, {high:g}], got {level!r}")
-        return float(level)
+        return OPTIONS["mic_level"].check(level)
 
     # ------------------------------------------------------------------ terminal keys
     def apply_keys(self, commands: list[str]) -> tuple[bool, list[str]]:
@@ -115,10 +110,3 @@ class Controls:
             low, high = KEY_RANGE
             step = 1 if command == "key up" else -1
             self.set_key(min(high, max(low, self.engine.key + step)))
-
-
-def _check_level(level) -> float:
-    if isinstance(level, bool):  # True would pass as 1
-        low, high = VOCAL_LEVEL_RANGE
-        raise UserError(f"--vocal-level must be a number in [{low:g}, {high:g}], got {level!r}")
-    return check_vocal_level(level)

@@ -22,12 +22,10 @@ import numpy as np
 
 from stream_sep.dsp import safety
 from stream_sep.dsp.scratch import SizeCache
-from stream_sep.errors import UserError
 from stream_sep.live.recording import RingBuffer
 from stream_sep.live.room import Room
+from stream_sep.settings import OPTIONS
 
-LEVEL_RANGE = (0.0, 2.0)
-REVERB_RANGE = (0.0, 1.0)
 MAX_BLOCK = 8192
 _RING_SECONDS = 1.0
 
@@ -214,9 +212,6 @@ class MicMix:
         self._gain_value.fill(target)
 
 
-def check_level(value, option: str = "--mic-level") -> float:
-    low, high = LEVEL_RANGE
-    number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if not number or not low <= value <= high:
-        raise UserError(f"{option} must be a number in [{low:g}, {high:g}], got {value!r}")
-    return float(value)
+def check_level(value) -> float:
+    """The microphone's gain as a float, checked by its entry of the options table."""
+    return OPTIONS["mic_level"].check(value)

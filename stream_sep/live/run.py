@@ -20,15 +20,12 @@ import os
 import threading
 
 from stream_sep import options
-from stream_sep.engine.key import KEY_RANGE
-from stream_sep.engine.mixer import VOCAL_LEVEL_RANGE, check_mode
 from stream_sep.errors import UserError
-from stream_sep.live import mic as mic_module
 from stream_sep.live import status
 from stream_sep.live.events import LiveEvents
 from stream_sep.live.host import LiveConfig, LiveHost
 from stream_sep.models import providers
-from stream_sep.settings import Settings
+from stream_sep.settings import OPTIONS, Settings
 
 SAMPLERATE_RANGE = (8000, 384000)
 
@@ -80,9 +77,9 @@ def live(
     config = LiveConfig(
         input=_path_or_name("input", input),
         output=_path_or_name("output", output),
-        mode=check_mode(mode),
-        vocal_level=_optional(options.number("vocal-level", *VOCAL_LEVEL_RANGE), vocal_level),
-        key=_optional(options.whole("key", "semitones", *KEY_RANGE), key),
+        mode=OPTIONS["mode"].check(mode),
+        vocal_level=_given(OPTIONS["vocal_level"].check, vocal_level),
+        key=_given(OPTIONS["key"].check, key),
         model=model,
         provider=_text(options.choice("provider", providers.CHOICES), provider),
         settings=Settings(
@@ -102,8 +99,8 @@ def live(
         channels=_optional(options.choice("channels", (1, 2)), channels),
         duration=_optional(options.seconds("duration", 0.0, inclusive=False), duration),
         mic=None if mic is None else _path_or_name("mic", mic),
-        mic_level=_optional(options.number("mic-level", *mic_module.LEVEL_RANGE), mic_level),
-        mic_reverb=_optional(options.number("mic-reverb", *mic_module.REVERB_RANGE), mic_reverb),
+        mic_level=_given(OPTIONS["mic_level"].check, mic_level),
+        mic_reverb=_given(OPTIONS["mic_reverb"].check, mic_reverb),
         panel=_flag("panel", panel),
         allow_feedback=_flag("allow-feedback", allow_feedback),
         stems=_flag("stems", stems),
@@ -266,6 +263,11 @@ def _number_text(value) -> str:
     """A number as the option parsers read it; anything else as a text they refuse."""
     number = isinstance(value, (int, float)) and not isinstance(value, bool)
     return str(value) if number else repr(value)
+
+
+def _given(check, value):
+    """``check(value)``, or None for a value not given."""
+    return None if value is None else check(value)
 
 
 def _optional(parse, value):

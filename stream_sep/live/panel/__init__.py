@@ -9,8 +9,9 @@ rebinding) gets 403. Routes:
 - ``GET /state`` the latest numbers as JSON;
 - ``GET /events`` server-sent events: the same JSON each time the live command's main loop
   publishes (every ``UPDATE_SECONDS``);
-- ``POST /control`` a JSON object with one or more of ``mode``, ``vocal_level``, ``key``,
-  ``mic_level``: applied through :class:`stream_sep.live.controls.Controls`, the path the keys use
+- ``POST /control`` a JSON object with one or more of the options the table marks for the
+  panel (:data:`stream_sep.settings.PANEL_FIELDS`: ``mode``, ``vocal_level``, ``key``,
+  ``mic_level``): applied through :class:`stream_sep.live.controls.Controls`, the path the keys use
   (the audio thread never waits on the server). A bad value is a 400 whose body is one line
   naming it, and nothing changes (every value is checked before any is applied).
 """
@@ -28,6 +29,7 @@ import urllib.parse
 from stream_sep.errors import UserError
 from stream_sep.live.controls import Controls
 from stream_sep.live.panel.page import page
+from stream_sep.settings import PANEL_FIELDS
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +37,6 @@ UPDATE_SECONDS = 0.1  # the live loop's tick while the panel is on: 10 updates a
 HOST = "127.0.0.1"
 _MAX_BODY = 1024
 _KEEPALIVE_SECONDS = 5.0
-_FIELDS = ("mode", "vocal_level", "key", "mic_level")
 
 
 class Panel:
@@ -111,12 +112,12 @@ class Panel:
     def control(self, request) -> dict:
         """Apply a POSTed object; UserError (one line) for anything wrong, nothing applied."""
         if not isinstance(request, dict) or not request:
-            raise UserError(f"send a JSON object with one or more of {', '.join(_FIELDS)}")
-        unknown = [name for name in request if name not in _FIELDS]
+            raise UserError(f"send a JSON object with one or more of {', '.join(PANEL_FIELDS)}")
+        unknown = [name for name in request if name not in PANEL_FIELDS]
         if unknown:
-            raise UserError(f"unknown control {unknown[0]!r}; allowed: {', '.join(_FIELDS)}")
+            raise UserError(f"unknown control {unknown[0]!r}; allowed: {', '.join(PANEL_FIELDS)}")
         self.controls.check(request)
-        for name in _FIELDS:
+        for name in PANEL_FIELDS:
             if name in request:
                 getattr(self.controls, f"set_{name}")(request[name])
         return self.state()

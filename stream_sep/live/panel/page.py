@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 
+from stream_sep.settings import OPTIONS
+
 _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -38,15 +40,13 @@ dt{color:#aaa}dd{margin:0;font-variant-numeric:tabular-nums}
 <div class="meter" id="meter-mic" hidden><span>mic</span><div class="bar"><i></i></div><span>-inf dB</span></div>
 </section>
 <section id="controls"><h2>Mode</h2><div class="row">
-<button id="mode-karaoke" data-mode="karaoke">karaoke</button>
-<button id="mode-vocals" data-mode="vocals">vocals</button>
-<button id="mode-bypass" data-mode="bypass">bypass</button></div>
+__MODE_BUTTONS__</div>
 <h2 style="margin-top:12px">Vocal level <span id="level-value"></span></h2>
-<input id="vocal-level" type="range" min="0" max="2" step="0.05" value="0">
+<input id="vocal-level" type="range" __VOCAL_LEVEL_RANGE__ step="0.05" value="0">
 <h2>Key <span id="key-value"></span></h2><div class="row">
 <button id="key-down">&minus; key</button><button id="key-up">+ key</button></div>
 <div id="mic-controls" hidden><h2 style="margin-top:12px">Microphone <span id="mic-value"></span></h2>
-<input id="mic-level" type="range" min="0" max="2" step="0.05" value="1"></div>
+<input id="mic-level" type="range" __MIC_LEVEL_RANGE__ step="0.05" value="1"></div>
 <div id="message" role="status"></div></section>
 <section><h2>Numbers</h2><dl>
 <dt>latency</dt><dd id="latency"></dd><dt>terms</dt><dd id="terms"></dd>
@@ -82,8 +82,8 @@ if(r.ok){$("message").textContent="";show(Object.assign(state,await r.json()))}e
 for(const b of document.querySelectorAll("[data-mode]"))b.onclick=()=>send({mode:b.dataset.mode});
 $("vocal-level").oninput=e=>send({vocal_level:Number(e.target.value)});
 $("mic-level").oninput=e=>send({mic_level:Number(e.target.value)});
-$("key-down").onclick=()=>send({key:Math.max(-6,state.key-1)});
-$("key-up").onclick=()=>send({key:Math.min(6,state.key+1)});
+$("key-down").onclick=()=>send({key:Math.max(__KEY_LOW__,state.key-1)});
+$("key-up").onclick=()=>send({key:Math.min(__KEY_HIGH__,state.key+1)});
 const es=new EventSource("/events"+Q);es.onmessage=e=>{$("link").textContent="live";show(JSON.parse(e.data))};
 es.onerror=()=>{$("link").textContent="disconnected"};
 </script></body></html>
@@ -91,5 +91,26 @@ es.onerror=()=>{$("link").textContent="disconnected"};
 
 
 def page(token: str) -> str:
-    """The page with ``token`` in its requests."""
-    return _PAGE.replace("__TOKEN__", json.dumps(token))
+    """The page with ``token`` in its requests; its controls' choices and limits are those of
+    :data:`stream_sep.settings.OPTIONS`."""
+    mode, key = OPTIONS["mode"], OPTIONS["key"]
+    filled = {
+        "__MODE_BUTTONS__": "\n".join(
+            f'<button id="mode-{name}" data-mode="{name}">{name}</button>' for name in mode.choices
+        ),
+        "__VOCAL_LEVEL_RANGE__": _range("vocal_level"),
+        "__MIC_LEVEL_RANGE__": _range("mic_level"),
+        "__KEY_LOW__": str(key.low),
+        "__KEY_HIGH__": str(key.high),
+        "__TOKEN__": json.dumps(token),
+    }
+    text = _PAGE
+    for placeholder, value in filled.items():
+        text = text.replace(placeholder, value)
+    return text
+
+
+def _range(name: str) -> str:
+    """The ``min`` and ``max`` attributes of a slider for the option ``name``."""
+    option = OPTIONS[name]
+    return f'min="{option.low:g}" max="{option.high:g}"'

@@ -14,6 +14,7 @@ from stream_sep.engine.shedding import (
     CALM_WINDOWS,
     CONFIGURED,
     MID,
+    UP,
     WITHOUT_DENOISE,
     Shedding,
 )
@@ -175,7 +176,7 @@ def test_the_shedding_ladder_drops_the_denoise_pass_before_the_second_channel():
     assert shedding.way_for_next() is MID and shedding.on_mid
     assert shedding.switches == 2
     for _ in range(CALM_WINDOWS - 1):
-        shedding.observe(MID, 0.2)  # both channels predicted 0.4 < DOWN (0.5): calm
+        shedding.observe(MID, 0.2)  # both channels predicted 0.4 < DOWN (0.65): calm
         assert shedding.way_for_next() is MID
     shedding.observe(MID, 0.2)
     assert shedding.way_for_next() is WITHOUT_DENOISE  # one step up, not two
@@ -189,6 +190,24 @@ def test_the_shedding_ladder_drops_the_denoise_pass_before_the_second_channel():
     assert shedding.without_denoise_windows == 2 + windows
     assert shedding.mid_windows == CALM_WINDOWS
     assert shedding.shed == shedding.without_denoise_windows + shedding.mid_windows
+
+
+def test_after_a_burst_the_stream_returns_to_both_channels_at_its_start_up_speed():
+    """--latency auto plans the configured way's 90th percentile at about half the allowance
+    (LOAD_CEILING 0.5, allowance = hop), and live windows run a little slower than the
+    start-up measured (about 5% on average). Once a burst of load has passed, both channels
+    predicted at that speed must count as calm, or the stream stays on the mid channel for
+    the rest of the run."""
+    allowance, t90_batch, ratio = 1.0, 0.49, 1.8
+    shedding = Shedding(allowance, "batch", channels=2, ratio=ratio)
+    shedding.observe(None, 0.9)  # the burst: above UP, down to the mid channel
+    assert shedding.on_mid
+    mid_again = 1.05 * t90_batch / ratio  # the machine as quiet as at start-up, mean +5%
+    for _ in range(CALM_WINDOWS):
+        shedding.way_for_next()
+        shedding.observe(MID, mid_again)
+    assert shedding.step == 0 and shedding.way_for_next() is None
+    assert UP * allowance > mid_again * ratio  # and it stays there: below UP
 
 
 @pytest.mark.parametrize(

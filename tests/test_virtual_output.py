@@ -480,13 +480,13 @@ def test_a_killed_run_leaves_modules_that_the_next_start_removes(server, song, h
     process.kill()
     process.wait(timeout=10)
     assert our_modules(server) == left  # a SIGKILL cleans nothing up
-    indexes = sorted(line.split("\t")[0] for line in left)
+    indexes = sorted((line.split("\t")[0] for line in left), key=int)  # as the server lists
     rc, err = quick(server, "--input", str(path), "--output", "virtual", model=half_path)
     assert rc == 0, err
     removed = [line for line in err.splitlines() if "left by an earlier run" in line]
     assert removed == [
         "stream-sep: removed a virtual microphone left by an earlier run that did not exit "
-        f"cleanly (process {process.pid}; modules {', '.join(sorted(indexes, reverse=True))})"
+        f"cleanly (process {process.pid}; modules {', '.join(indexes)})"
     ], err
     assert our_modules(server) == []
 

@@ -7,9 +7,11 @@ is the microphone apps list, described as NAME (default "stream-sep karaoke"). T
 plays into the sink through PortAudio's ALSA ``pulse`` device (``PULSE_SINK``, as
 ``--output system:NAME``). The sink is made at the stream's own rate, channels and float32
 samples, so nothing between the stream and an app recording the source at that spec is
-converted. Both modules carry the property ``stream_sep.owner=PID@HOST``; they are unloaded at
-exit (the streams' close, which Ctrl-C and SIGTERM reach too), and a start finds the ones a killed run left behind (owner
-gone) and unloads them, saying so in one line.
+converted; PipeWire, which runs its graph at one rate, offers the source at that rate and
+resamples a stream at another (said in one line, :func:`resampling_line`). Both modules
+carry the property ``stream_sep.owner=PID@HOST``; they are unloaded at exit (the streams'
+close, which Ctrl-C and SIGTERM reach too), and a start finds the ones a killed run left
+behind (owner gone) and unloads them, saying so in one line.
 
 macOS and Windows have no sound server to ask: a loopback driver found by name among the
 output devices (BlackHole, Rogue Amoeba's Loopback, VB-Audio Cable) is played into, and apps
@@ -46,6 +48,7 @@ NAME_RULE = "1 to 48 letters, digits, spaces, '.', '_' or '-', starting with a l
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,47}$")
 _OWNER_ARGUMENT = re.compile(re.escape(OWNER) + r"=(\d+)@([A-Za-z0-9._-]+)")
 _LATENCY = re.compile(r"Latency:\s*(\d+)\s*usec(?:,\s*configured\s*(\d+)\s*usec)?")
+_SPEC_RATE = re.compile(r"(\d+)\s*Hz")
 _PACTL_SECONDS = 5.0
 _LATENCY_WAIT_SECONDS = 10.0
 _LATENCY_SETTLE_SECONDS = 2.0
@@ -452,6 +455,30 @@ def check_default_source(virtual: VirtualOutput) -> None:
         )
 
 
+def source_rate(name: str) -> int | None:
+    """The rate the server offers the source ``name`` at (``pactl list short sources``)."""
+    for line in _read("list", "short", "sources").splitlines():
+        fields = line.split("\t")
+        if len(fields) > 3 and fields[1] == name:
+            found = _SPEC_RATE.search(fields[3])
+            return int(found.group(1)) if found else None
+    return None
+
+
+def resampling_line(virtual: VirtualOutput) -> str | None:
+    """One line when the server offers the source at another rate than the stream's: PipeWire
+    runs its graph at one rate (48000 Hz unless configured otherwise) and resamples a sink
+    made at another; PulseAudio keeps the sink's rate. None when nothing is resampled."""
+    rate = source_rate(virtual.names.source)
+    if rate is None or rate == virtual.rate:
+        return None
+    return (
+        f"virtual microphone: the sound server resamples the stream's {virtual.rate} Hz to "
+        f"{rate} Hz, the rate it offers the source at; --samplerate {rate} would reach apps "
+        "without resampling"
+    )
+
+
 def latency_line(virtual: VirtualOutput) -> str:
     """What the sound server reports for the sink and source now."""
     sink = next((n for n in nodes("sinks") if n.name == virtual.names.sink), None)
@@ -511,9 +538,12 @@ def open_for(virtual: VirtualOutput | None) -> None:
     load(virtual)
     try:
         check_default_source(virtual)
+        line = resampling_line(virtual)
     except DeviceError:
         unload(virtual)
         raise
+    if line:
+        log.warning("%s", line)
     virtual.watch = _LatencyWatch(virtual)
     virtual.watch.start()
 

@@ -51,9 +51,8 @@ class Separator(_EngineSeparator):
         settings: Settings | None = None,
         **options,
     ):
-        engine_options = (settings or Settings()).engine_options()
-        engine_options.update(options)
-        super().__init__(_as_model(model), samplerate, channels, **engine_options)
+        config = (settings or Settings()).engine_config()
+        super().__init__(_as_model(model), samplerate, channels, config, **options)
 
 
 def separate(
@@ -71,9 +70,9 @@ def separate(
     ``settings`` (samples equal to :class:`Separator` output, shifted by its latency);
     default the faster offline overlap-add plan. Raises ModelError if the model fails."""
     audio = check_audio(audio)
-    options = (settings or Settings()).engine_options()
+    plan = (settings or Settings()).offline_plan(like_live)
     return offline.separate_array(
-        _as_model(model), audio, samplerate, clip_mode=clip_mode, like_live=like_live, **options
+        _as_model(model), audio, samplerate, clip_mode=clip_mode, plan=plan
     )
 
 
@@ -93,10 +92,8 @@ def separate_file(
     path, folder = Path(path), Path(out_dir) / Path(path).stem
     offline.check_targets(folder, stems, overwrite)
     offline.check_writable(folder)
-    options = (settings or Settings()).engine_options()
-    offline.separate_file(
-        _as_model(model), path, folder, stems, clip_mode=clip_mode, like_live=like_live, **options
-    )
+    plan = (settings or Settings()).offline_plan(like_live)
+    offline.separate_file(_as_model(model), path, folder, stems, clip_mode=clip_mode, plan=plan)
     return folder
 
 

@@ -11,8 +11,9 @@ on the command line), with one wording for each refusal.
 Every command builds a :class:`Settings` from its arguments (:func:`from_args`); library
 callers build one directly. ``None`` means "not given": the default, or, live with
 ``latency="auto"``, whatever :mod:`stream_sep.engine.fitting` chooses for this machine.
-:meth:`Settings.engine_config` turns it into the engine's typed
-:class:`~stream_sep.engine.config.EngineConfig`.
+:meth:`Settings.engine_config` and :meth:`Settings.offline_plan` turn it into the engine's and
+the offline plans' typed configs (:class:`~stream_sep.engine.config.EngineConfig`,
+:class:`~stream_sep.offline.config.OfflinePlan`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ from stream_sep.engine.plan import (
 )
 from stream_sep.engine.window import STEREO_CHOICES
 from stream_sep.errors import UserError
+from stream_sep.offline.config import OfflinePlan
+from stream_sep.offline.overlap_add import OverlapAddConfig
 from stream_sep.options import Option
 
 MIC_LEVEL_RANGE = (0.0, 2.0)
@@ -301,6 +304,18 @@ class Settings:
         """The engine's typed config: ``base`` (default: the engine's defaults) with these
         settings' plan, stereo handling and window options, defaults filled in."""
         return EngineConfig.of(base, **self.engine_options())
+
+    def offline_plan(
+        self, like_live: bool = False, batch_windows: int | None = None
+    ) -> OfflinePlan:
+        """How :mod:`stream_sep.offline` separates a whole signal with these settings:
+        ``like_live``, the streaming engine with :meth:`engine_config`; otherwise the
+        throughput plan with this stereo handling and these window options, ``batch_windows``
+        windows per model call (None: its default)."""
+        engine = self.engine_config()
+        windows = {name: getattr(engine, name) for name in ("stereo", *WINDOW_FIELDS)}
+        overlap_add = OverlapAddConfig(batch_windows=batch_windows, **windows)
+        return OfflinePlan(like_live, engine, overlap_add)
 
     def _value(self, name: str):
         value = getattr(self, name)

@@ -141,7 +141,7 @@ def run(args) -> int:
     for folder in folders:  # every refusal comes before the model loads
         offline.check_targets(folder, stems, args.overwrite)
         offline.check_writable(folder)
-    options = _offline_options(args)
+    plan = _offline_plan(args)
     model = load_model(args.model, args.provider)
     log.info("model %s on %s", model.path, model.provider)
     audio_seconds = 0.0
@@ -155,8 +155,7 @@ def run(args) -> int:
             stems,
             progress=progress,
             clip_mode=args.clip_mode,
-            like_live=args.like_live,
-            **options,
+            plan=plan,
         )
         audio_seconds += seconds
         if not args.quiet:
@@ -182,15 +181,25 @@ def final_line(files: int, audio_seconds: float, wall_seconds: float) -> str:
     )
 
 
+def _offline_plan(args) -> offline.OfflinePlan:
+    """The plan :func:`stream_sep.offline.separate_file` runs for the files."""
+    _check_batch_windows(args)
+    return settings.from_args(args).offline_plan(args.like_live, args.batch_windows)
+
+
 def _offline_options(args) -> dict:
-    """The engine options for :func:`stream_sep.offline.separate_file`; ``batch_windows``
+    """The engine options of a batch job's songs (its manifest records them); ``batch_windows``
     when given (the throughput plan's)."""
+    _check_batch_windows(args)
     options = settings.from_args(args).engine_options()
     if args.batch_windows is not None:
-        if args.like_live:
-            raise UserError("--batch-windows sets the throughput plan; --like-live has none")
         options["batch_windows"] = args.batch_windows
     return options
+
+
+def _check_batch_windows(args) -> None:
+    if args.batch_windows is not None and args.like_live:
+        raise UserError("--batch-windows sets the throughput plan; --like-live has none")
 
 
 def _is_batch(args, inputs: list[Path]) -> bool:

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from stream_sep.engine.config import EngineConfig
 from stream_sep.engine.plan import DEFAULT_CROSSFADE, WindowPlan
 from stream_sep.engine.window import WindowRunner
 from stream_sep.errors import UserError
@@ -99,6 +100,10 @@ class Fit:
             "compute": self.compute,
             "stereo": self.stereo,
         }
+
+    def applied(self, config: EngineConfig) -> EngineConfig:
+        """``config`` with this plan: hop, lookahead, crossfade, compute and stereo."""
+        return dataclasses.replace(config, **self.engine_options())
 
 
 def measure(

@@ -3,7 +3,7 @@
 :class:`LiveHost` checks everything that can be checked without the model first (the
 microphone's options, the bundled model, the route and its feedback guard, the microphone),
 so a mistake is one line before anything loads; :meth:`LiveHost.run` then loads the model,
-warms it up, fits the plan to this machine (:func:`fitted_options`), builds the
+warms it up, fits the plan to this machine (:func:`fitted_config`), builds the
 :class:`~stream_sep.engine.Separator` and the :class:`~stream_sep.live.session.LiveSession`
 and streams until a stop. The ``stream-sep`` command and :func:`stream_sep.live.run.live`
 both run it; neither repeats any of it.
@@ -18,6 +18,7 @@ import threading
 
 from stream_sep import engine as engine_module
 from stream_sep.engine import fitting
+from stream_sep.engine.config import EngineConfig
 from stream_sep.engine.key import KeyShift
 from stream_sep.engine.plan import WindowPlan
 from stream_sep.errors import UserError
@@ -103,7 +104,7 @@ def check_mic_options(mic: str | None, level: float | None, reverb: float | None
             raise UserError(f"{option} {value:g} needs --mic DEVICE (the microphone it applies to)")
 
 
-def fitted_options(
+def fitted_config(
     model,
     rate: int,
     channels: int,
@@ -112,8 +113,8 @@ def fitted_options(
     key_delay: float = 0.0,
     stages: dict | None = None,
     batch_within: float | None = None,
-) -> tuple[dict, str | None]:
-    """Engine options for this machine, and the line saying how the plan was chosen (None
+) -> tuple[EngineConfig, str | None]:
+    """The engine's config for this machine, and the line saying how the plan was chosen (None
     without ``--latency``). With ``--latency`` the plan is chosen from the model's speed
     (this start's measurement with the last starts', :mod:`stream_sep.live.speed_history`)
     and the per-block ``stages``' CPU share, and the engine sheds work under overload; with
@@ -124,7 +125,7 @@ def fitted_options(
     batch_within: ``--latency auto`` runs every channel when that plan is this short
     (:func:`stream_sep.engine.fitting.choose`)."""
     if not chosen.fitted:
-        return chosen.engine_options(), None
+        return chosen.engine_config(), None
     window_options = chosen.window_options()
     measured = fitting.measure(model, rate, channels, **window_options)
     history_key = speed_history.key_of(model, rate, channels, window_options)
@@ -150,14 +151,14 @@ def fitted_options(
         stage_load, batch_within,
     )  # fmt: skip
     stereo_cost = speed.t90("batch") / max(speed.t90("mid"), 1e-6)
-    options = {**fit.engine_options(), **window_options}
-    return {**options, "shed": True, "stereo_cost": stereo_cost}, plan_line(
-        fit, len(starts), stage_loads
+    config = dataclasses.replace(
+        fit.applied(chosen.engine_config()), shed=True, stereo_cost=stereo_cost
     )
+    return config, plan_line(fit, len(starts), stage_loads)
 
 
 def auto_choice(full: tuple, live: tuple) -> tuple:
-    """Of two fitted models ``(model, options, line, latency, stereo)``, the one ``--latency
+    """Of two fitted models ``(model, config, line, latency, stereo)``, the one ``--latency
     auto`` runs: within :data:`AUTO_TARGET`, every channel before the mid channel, then the
     full window; else the lower latency."""
     within = [fit for fit in (full, live) if fit[3] <= AUTO_TARGET]
@@ -169,15 +170,10 @@ def auto_choice(full: tuple, live: tuple) -> tuple:
     return min((full, live), key=lambda fit: fit[3])
 
 
-def plan_latency(model, rate: int, options: dict) -> float:
-    """Seconds of algorithmic latency of the engine ``options`` with ``model``."""
+def plan_latency(model, rate: int, config: EngineConfig) -> float:
+    """Seconds of algorithmic latency of the engine ``config`` with ``model``."""
     plan = WindowPlan.build(
-        model.contract,
-        rate,
-        options["hop"],
-        options["lookahead"],
-        options["crossfade"],
-        options.get("compute"),
+        model.contract, rate, config.hop, config.lookahead, config.crossfade, config.compute
     )
     return plan.latency_seconds
 
@@ -272,7 +268,7 @@ class LiveHost:
             self.session.stop()
 
     def _fitted_model(self) -> tuple:
-        """The model and its engine options. Without ``--model``, the bundled model, unless
+        """The model and its engine config. Without ``--model``, the bundled model, unless
         its plan cannot meet ``--latency`` SECONDS, or (auto) a plan of the live variant
         within :data:`AUTO_TARGET` is better: every channel through the model before one
         estimate for both sides (the mid channel loses about 2 dB on real songs), then the
@@ -310,7 +306,7 @@ class LiveHost:
         return chosen[:3]
 
     def _fit(self, model) -> tuple:
-        """(model, engine options, plan line, latency, stereo): the model warmed up, its plan
+        """(model, engine config, plan line, latency, stereo): the model warmed up, its plan
         fitted."""
         config, route = self.config, self.route
         model.warm_up(batch=1 if config.settings.stereo == "mid" else route.channels)
@@ -319,7 +315,7 @@ class LiveHost:
             stages["key change"] = self.key_probe.process
         if self.room_probe is not None:
             stages["microphone reverb"] = self.room_probe
-        fitted, line = fitted_options(
+        fitted, line = fitted_config(
             model,
             route.rate,
             route.channels,
@@ -329,10 +325,10 @@ class LiveHost:
             stages,
             AUTO_TARGET,
         )
-        return model, fitted, line, plan_latency(model, route.rate, fitted), fitted.get("stereo")
+        return model, fitted, line, plan_latency(model, route.rate, fitted), fitted.stereo
 
-    def _separator(self, model, fitted: dict) -> engine_module.Separator:
-        """The engine for the route with the fitted options."""
+    def _separator(self, model, fitted: EngineConfig) -> engine_module.Separator:
+        """The engine for the route with the fitted config."""
         config, route = self.config, self.route
         return engine_module.Separator(
             model,
@@ -343,5 +339,5 @@ class LiveHost:
             blocking=False,
             key=config.key,
             stems=config.stems,
-            **fitted,
+            config=fitted,
         )

@@ -21,9 +21,10 @@ from stream_sep import atomic
 from stream_sep.audio_files import FileReader, checked_audio_info
 from stream_sep.dsp.finite import FiniteReader, replace_nonfinite
 from stream_sep.engine import Separator
+from stream_sep.engine.config import EngineConfig
 from stream_sep.errors import AudioFileError, ModelError, UserError, typed_first_line
+from stream_sep.offline.config import OfflinePlan
 from stream_sep.offline.overlap_add import OverlapAddStream, separate_overlap_add
-from stream_sep.settings import WINDOW_FIELDS
 
 CLIP_MODES = ("none", "clamp", "rescale")
 BLOCK_SECONDS = 1.0
@@ -126,9 +127,14 @@ def separate_file(
     stems=("karaoke", "vocals"),
     progress=None,
     clip_mode: str = "none",
+    plan: OfflinePlan | None = None,
     **options,
 ) -> float:
     """Separate an audio file block by block into ``folder/<stem>.wav``; returns its seconds.
+
+    plan: how (:class:`~stream_sep.offline.config.OfflinePlan`; default the throughput plan
+    with the engine's defaults); options: keywords replacing its fields
+    (:meth:`OfflinePlan.of <stream_sep.offline.config.OfflinePlan.of>`).
 
     The same samples as :func:`separate_array` on the whole file, in memory proportional to
     a block and the engine's window rather than to the song: one reader feeds the engine,
@@ -140,6 +146,7 @@ def separate_file(
     window; nothing is left behind then, not even an empty folder.
     """
     check_clip_mode(clip_mode)
+    plan = OfflinePlan.of(plan, **options)
     rate, channels, frames = checked_audio_info(path)
     created = _missing_folders(folder)
     temporaries: dict[str, Path] = {}
@@ -147,7 +154,7 @@ def separate_file(
         folder.mkdir(parents=True, exist_ok=True)
         for stem in stems:
             temporaries[stem] = atomic.hidden_sibling(folder / f"{stem}.wav")
-        peaks = _separate_into(model, path, temporaries, clip_mode, progress, **options)
+        peaks = _separate_into(model, path, temporaries, clip_mode, progress, plan)
         if clip_mode == "rescale":
             for stem, temporary in temporaries.items():
                 _divide_in_place(temporary, peaks[stem])
@@ -166,7 +173,7 @@ def separate_file(
 
 
 def _separate_into(
-    model, path: Path, temporaries: dict, clip_mode: str, progress, like_live=False, **options
+    model, path: Path, temporaries: dict, clip_mode: str, progress, plan: OfflinePlan
 ) -> dict[str, float]:
     """Stream ``path`` through the chosen plan into one float WAV per stem (``temporaries``:
     {stem: path}); returns each stem's peak |sample| as written."""
@@ -186,12 +193,12 @@ def _separate_into(
             for stem, temporary in temporaries.items()
         }
         stems = _StemWriter(writers, behind, clip_mode)
-        if not like_live:
-            stream = OverlapAddStream(model, rate, channels, **_overlap_add_options(options))
+        if not plan.like_live:
+            stream = OverlapAddStream(model, rate, channels, plan.overlap_add)
             with _refusing_unrunnable(model, stream.model_channels, lambda: stream.windows_run):
                 _stream_overlap_add(stream, ahead, frames, stems, progress)
         else:
-            with _offline_engine(model, rate, channels, **_engine_options(options)) as engine:
+            with _offline_engine(model, rate, channels, plan.engine) as engine:
                 _stream_through(engine, ahead, frames, stems, progress)
         _report_replaced(path.name, ahead.replaced)
         return stems.peaks
@@ -287,9 +294,10 @@ def separate_array(
     sample_rate: int,
     progress=None,
     clip_mode: str = "none",
+    plan: OfflinePlan | None = None,
     **options,
 ) -> dict[str, np.ndarray]:
-    """Separate a whole signal with the streaming engine.
+    """Separate a whole signal with ``plan`` (see :func:`estimate_vocals`).
 
     audio: (channels, samples) float32. Returns {"vocals": ..., "karaoke": ...}, each
     (channels, samples) float32, time-aligned with ``audio``. clip_mode "none": exact
@@ -301,7 +309,8 @@ def separate_array(
     check_clip_mode(clip_mode)
     audio, replaced = replace_nonfinite(audio, sample_rate)
     _report_replaced("input", replaced)
-    vocals = estimate_vocals(model, audio, sample_rate, progress=progress, **options)
+    plan = OfflinePlan.of(plan, **options)
+    vocals = estimate_vocals(model, audio, sample_rate, progress=progress, plan=plan)
     # What the engine's karaoke mode computes: the delayed input minus the estimate.
     karaoke = audio - vocals
     for stem in (vocals, karaoke):
@@ -318,34 +327,34 @@ def estimate_vocals(
     sample_rate: int,
     progress=None,
     warm_up: bool = True,
-    like_live: bool = False,
+    plan: OfflinePlan | None = None,
     **options,
 ) -> np.ndarray:
     """The model's vocal estimate of ``audio``: (channels, samples) float32 -> the same
     shape, time-aligned, without the output guard.
 
-    By default the throughput plan (:mod:`stream_sep.offline.overlap_add`: centred windows,
-    overlap-add, one resampling each way); ``like_live``: the streaming engine with the
-    given options (hop, lookahead, crossfade, stereo), whose samples equal a live run
-    without deadline misses. Any window the model fails on raises :class:`ModelError` with
+    ``plan`` (an :class:`~stream_sep.offline.config.OfflinePlan`, with ``options`` as
+    keywords replacing its fields): by default the throughput plan
+    (:mod:`stream_sep.offline.overlap_add`: centred windows, overlap-add, one resampling each
+    way); ``like_live``: the streaming engine with its config (hop, lookahead, crossfade,
+    stereo, ...), whose samples equal a live run without deadline misses. Any window the model fails on raises :class:`ModelError` with
     the model's reason. warm_up (like_live): first refuse a model that cannot run at all.
     Non-finite input samples are replaced by silence first (:mod:`stream_sep.dsp.finite`).
     """
+    plan = OfflinePlan.of(plan, **options)
     audio, replaced = replace_nonfinite(audio, sample_rate)
     _report_replaced("input", replaced)
-    if not like_live:
-        stereo = options.get("stereo", "batch")
-        rows = 1 if stereo == "mid" else audio.shape[0]
+    if not plan.like_live:
+        rows = 1 if plan.stereo == "mid" else audio.shape[0]
         with _refusing_unrunnable(model, rows if warm_up else 0, lambda: 0):
             vocals = separate_overlap_add(
-                model, audio, sample_rate, progress=progress, **_overlap_add_options(options)
+                model, audio, sample_rate, plan.overlap_add, progress=progress
             )
         if progress is not None:
             progress.done()
         return vocals
     channels, samples = audio.shape
-    engine_options = _engine_options(options)
-    with _offline_engine(model, sample_rate, channels, warm_up, **engine_options) as engine:
+    with _offline_engine(model, sample_rate, channels, plan.engine, warm_up) as engine:
         latency = engine.latency_samples
         padded = np.zeros((channels, samples + latency), np.float32)
         padded[:, :samples] = audio
@@ -358,22 +367,6 @@ def estimate_vocals(
     if progress is not None:
         progress.done()
     return np.ascontiguousarray(vocals[:, latency:])
-
-
-# Options of the throughput plan alone: windows per model call (the live plan has one).
-OVERLAP_ADD_ONLY = ("batch_windows",)
-
-
-def _overlap_add_options(options: dict) -> dict:
-    """The engine options the overlap-add plan takes (its windows are its own: hop,
-    lookahead and crossfade are the live plan's)."""
-    names = ("stereo", *WINDOW_FIELDS, *OVERLAP_ADD_ONLY)
-    return {name: options[name] for name in names if name in options}
-
-
-def _engine_options(options: dict) -> dict:
-    """The options the streaming engine takes (without the throughput plan's own)."""
-    return {name: value for name, value in options.items() if name not in OVERLAP_ADD_ONLY}
 
 
 @contextlib.contextmanager
@@ -407,7 +400,9 @@ def _refuse_unrunnable(model, rows: int) -> None:
 
 
 @contextlib.contextmanager
-def _offline_engine(model, sample_rate: int, channels: int, warm_up: bool = True, **options):
+def _offline_engine(
+    model, sample_rate: int, channels: int, config: EngineConfig, warm_up: bool = True
+):
     """A blocking, strict engine (vocals mode, no limiter) around ``model`` for whole files:
     live, a window the model fails on plays the dry mix; offline that would be a silent
     defect, so the first such window raises :class:`ModelError` with the model's reason.
@@ -417,11 +412,11 @@ def _offline_engine(model, sample_rate: int, channels: int, warm_up: bool = True
         model,
         sample_rate,
         channels,
+        config,
         mode="vocals",
         blocking=True,
         strict=True,
         limit=False,
-        **options,
     ) as engine:
         try:
             yield engine

@@ -34,6 +34,7 @@ from stream_sep.offline.overlap_add.plan import (
     taper_weights,
 )
 from stream_sep.offline.overlap_add.stream import (
+    OverlapAddConfig,
     OverlapAddStream,
     separate_blocks,
     separate_overlap_add,
@@ -45,6 +46,7 @@ __all__ = [
     "HOP_FRACTION_RANGE",
     "MAX_BATCH_WINDOWS",
     "STEREO_CHOICES",
+    "OverlapAddConfig",
     "OverlapAddStream",
     "WindowPlan",
     "plan_windows",

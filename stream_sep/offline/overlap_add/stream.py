@@ -8,6 +8,7 @@ them back once, cut to the input's length.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
@@ -27,6 +28,27 @@ from stream_sep.offline.overlap_add.plan import (
     STEREO_CHOICES,
     plan_windows,
 )
+
+
+@dataclasses.dataclass(frozen=True)
+class OverlapAddConfig:
+    """The options of the throughput plan (see :class:`OverlapAddStream` for each)."""
+
+    hop_fraction: float = DEFAULT_HOP_FRACTION
+    batch_windows: int | None = None
+    stereo: str = "batch"
+    postfilter: str = "none"
+    high_band_voice_removal: float = 0.0
+    denoise: bool = False
+
+    @classmethod
+    def of(cls, config: OverlapAddConfig | None = None, **options) -> OverlapAddConfig:
+        """``config`` (default: all defaults) with ``options`` replaced; a name that is not
+        an option is one line."""
+        unknown = sorted(set(options) - {field.name for field in dataclasses.fields(cls)})
+        if unknown:
+            raise TypeError(f"unknown overlap-add option(s): {', '.join(unknown)}")
+        return dataclasses.replace(config or cls(), **options)
 
 
 class OverlapAddStream:
@@ -52,6 +74,8 @@ class OverlapAddStream:
     estimate at the stream rate.
     denoise: each window separated as it is and sign-inverted, the two estimates averaged
     (:func:`~stream_sep.models.families.separate_rows`; twice the model's compute).
+    These come as ``config`` (an :class:`OverlapAddConfig`), or as keywords replacing its
+    fields.
 
     Non-finite input samples are replaced by silence (counted in
     ``nonfinite_input_samples``). A model that raises, returns a wrong shape or NaN/Inf
@@ -64,25 +88,22 @@ class OverlapAddStream:
         model,
         sample_rate: int,
         channels: int,
-        *,
-        hop_fraction: float = DEFAULT_HOP_FRACTION,
-        batch_windows: int | None = None,
-        stereo: str = "batch",
-        postfilter: str = "none",
-        high_band_voice_removal: float = 0.0,
-        denoise: bool = False,
+        config: OverlapAddConfig | None = None,
+        **options,
     ):
+        config = OverlapAddConfig.of(config, **options)
+        stereo, batch_windows = config.stereo, config.batch_windows
         self.model = model
         self.contract = model.contract
-        self.postfilter = PostFilter.of(postfilter)
-        self.high_band_removal = highband.check_removal(high_band_voice_removal)
-        self.denoise = check_denoise(denoise)
+        self.postfilter = PostFilter.of(config.postfilter)
+        self.high_band_removal = highband.check_removal(config.high_band_voice_removal)
+        self.denoise = check_denoise(config.denoise)
         self.sample_rate = check_rate(sample_rate)
         self.channels = check_channels(channels)
         if stereo not in STEREO_CHOICES:
             raise UserError(f"--stereo must be one of {', '.join(STEREO_CHOICES)}, got {stereo!r}")
         self.stereo = stereo
-        self.plan = plan_windows(self.contract, hop_fraction)
+        self.plan = plan_windows(self.contract, config.hop_fraction)
         self._model_channels = 1 if stereo == "mid" else self.channels
         if batch_windows is None:
             batch_windows = max(1, DEFAULT_BATCH_ROWS // self._model_channels)
@@ -226,35 +247,22 @@ def separate_overlap_add(
     model,
     audio: np.ndarray,
     sample_rate: int,
+    config: OverlapAddConfig | None = None,
     *,
-    hop_fraction: float = DEFAULT_HOP_FRACTION,
-    batch_windows: int | None = None,
-    stereo: str = "batch",
-    postfilter: str = "none",
-    high_band_voice_removal: float = 0.0,
-    denoise: bool = False,
     progress: Callable[[float], None] | None = None,
+    **options,
 ) -> np.ndarray:
     """The vocal estimate of a whole signal by overlap-add (see the module's docstring).
 
     audio: (channels, samples) float32 at ``sample_rate``. Returns (channels, samples)
     float32, time-aligned with ``audio``: the same samples as :class:`OverlapAddStream` fed
-    in any blocks. progress: called with the fraction done (0..1] after each model call.
+    in any blocks. config and options: as for :class:`OverlapAddStream`. progress: called
+    with the fraction done (0..1] after each model call.
     Raises :class:`ModelError` (and returns nothing) if the model fails on any window.
     """
     if audio.ndim != 2:
         raise ValueError(f"audio must be (channels, samples), got {audio.shape}")
-    stream = OverlapAddStream(
-        model,
-        sample_rate,
-        audio.shape[0],
-        hop_fraction=hop_fraction,
-        batch_windows=batch_windows,
-        stereo=stereo,
-        postfilter=postfilter,
-        high_band_voice_removal=high_band_voice_removal,
-        denoise=denoise,
-    )
+    stream = OverlapAddStream(model, sample_rate, audio.shape[0], config, **options)
     # Blocks of one model call's worth of hops, so progress moves once per call.
     hop_seconds = stream.plan.hop * stream.batch_windows / stream.contract.sample_rate
     block = max(1, int(hop_seconds * sample_rate))
@@ -275,13 +283,8 @@ def separate_blocks(
     blocks: Iterable[np.ndarray],
     sample_rate: int,
     channels: int,
-    *,
-    hop_fraction: float = DEFAULT_HOP_FRACTION,
-    batch_windows: int | None = None,
-    stereo: str = "batch",
-    postfilter: str = "none",
-    high_band_voice_removal: float = 0.0,
-    denoise: bool = False,
+    config: OverlapAddConfig | None = None,
+    **options,
 ) -> Iterator[np.ndarray]:
     """Stream a signal given as blocks through :class:`OverlapAddStream`.
 
@@ -289,18 +292,9 @@ def separate_blocks(
     ``(b.T for b in soundfile.blocks(path, blocksize, dtype="float32", always_2d=True))``.
     Yields (channels, m) float32 vocal blocks (none empty) whose concatenation is aligned
     with the input and as long; memory stays at a few windows whatever the signal's length.
+    config and options: as for :class:`OverlapAddStream`.
     """
-    stream = OverlapAddStream(
-        model,
-        sample_rate,
-        channels,
-        hop_fraction=hop_fraction,
-        batch_windows=batch_windows,
-        stereo=stereo,
-        postfilter=postfilter,
-        high_band_voice_removal=high_band_voice_removal,
-        denoise=denoise,
-    )
+    stream = OverlapAddStream(model, sample_rate, channels, config, **options)
     for block in blocks:
         out = stream.process(block)
         if out.shape[1]:

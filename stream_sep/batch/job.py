@@ -29,6 +29,7 @@ from stream_sep.batch.worker import ModelSpec, SongResult, SongTask
 from stream_sep.errors import UserError
 from stream_sep.models import providers
 from stream_sep.models.loading import load_model, read_model_file, resolve_model_path
+from stream_sep.offline.config import OfflinePlan
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ class BatchRequest:
     """What ``stream-sep separate DIR_OR_FILES... -o OUT [--recursive] [--jobs N]
     [--ray ADDRESS|auto]`` asks for. jobs: local worker processes (None: what fits the
     cores), or with ``ray`` the most songs in flight on the cluster (None: its CPUs).
-    options: the engine options (:meth:`stream_sep.settings.Settings.engine_options`)."""
+    plan: how each song is separated (:meth:`stream_sep.settings.Settings.offline_plan`)."""
 
     inputs: list[Path]
     outdir: Path
@@ -47,8 +48,7 @@ class BatchRequest:
     ray: str | None = None
     stems: tuple[str, ...] = ("karaoke", "vocals")
     clip_mode: str = "none"
-    like_live: bool = False
-    options: dict = dataclasses.field(default_factory=dict)
+    plan: OfflinePlan = OfflinePlan()
     model: str | os.PathLike | None = None
     provider: str = "auto"
     overwrite: bool = False
@@ -160,11 +160,13 @@ def settings_identity(request: BatchRequest) -> dict:
     settings = {
         "stems": list(request.stems),
         "clip_mode": request.clip_mode,
-        "plan": "like-live" if request.like_live else "throughput",
-        "stereo": request.options.get("stereo", "batch"),
+        "plan": "like-live" if request.plan.like_live else "throughput",
+        "stereo": request.plan.stereo,
     }
-    if request.like_live:
-        settings.update({k: request.options.get(k) for k in ("hop", "lookahead", "crossfade")})
+    if request.plan.like_live:
+        settings.update(
+            {k: getattr(request.plan.engine, k) for k in ("hop", "lookahead", "crossfade")}
+        )
     return settings
 
 
@@ -305,8 +307,7 @@ def _task(request: BatchRequest, song: Song, spec: ModelSpec) -> SongTask:
         folder=os.path.abspath(request.outdir / song.key),
         stems=tuple(request.stems),
         clip_mode=request.clip_mode,
-        like_live=request.like_live,
-        options=dict(request.options),
+        plan=request.plan,
         model=spec,
     )
 

@@ -18,6 +18,7 @@ from stream_sep.batch import manifest
 from stream_sep.errors import UserError, typed_first_line
 from stream_sep.models import providers
 from stream_sep.models.loading import load_model
+from stream_sep.offline.config import OfflinePlan
 
 log = logging.getLogger(__name__)
 
@@ -36,15 +37,14 @@ class ModelSpec:
 @dataclasses.dataclass(frozen=True)
 class SongTask:
     """One song: separate ``path`` into ``folder`` (absolute paths, as the worker sees
-    them). options: the engine options for :func:`stream_sep.offline.separate_file`."""
+    them). plan: how :func:`stream_sep.offline.separate_file` separates it."""
 
     key: str
     path: str
     folder: str
     stems: tuple[str, ...]
     clip_mode: str
-    like_live: bool
-    options: dict
+    plan: OfflinePlan
     model: ModelSpec
 
 
@@ -109,8 +109,7 @@ def separate_song(task: SongTask) -> SongResult:
             Path(task.folder),
             task.stems,
             clip_mode=task.clip_mode,
-            like_live=task.like_live,
-            **task.options,
+            plan=task.plan,
         )
         outputs = manifest.describe_outputs(Path(task.folder), [f"{s}.wav" for s in task.stems])
     except UserError as error:

@@ -182,24 +182,10 @@ def final_line(files: int, audio_seconds: float, wall_seconds: float) -> str:
 
 
 def _offline_plan(args) -> offline.OfflinePlan:
-    """The plan :func:`stream_sep.offline.separate_file` runs for the files."""
-    _check_batch_windows(args)
-    return settings.from_args(args).offline_plan(args.like_live, args.batch_windows)
-
-
-def _offline_options(args) -> dict:
-    """The engine options of a batch job's songs (its manifest records them); ``batch_windows``
-    when given (the throughput plan's)."""
-    _check_batch_windows(args)
-    options = settings.from_args(args).engine_options()
-    if args.batch_windows is not None:
-        options["batch_windows"] = args.batch_windows
-    return options
-
-
-def _check_batch_windows(args) -> None:
+    """The plan :func:`stream_sep.offline.separate_file` runs for each song."""
     if args.batch_windows is not None and args.like_live:
         raise UserError("--batch-windows sets the throughput plan; --like-live has none")
+    return settings.from_args(args).offline_plan(args.like_live, args.batch_windows)
 
 
 def _is_batch(args, inputs: list[Path]) -> bool:
@@ -218,8 +204,7 @@ def _run_batch(args, inputs: list[Path]) -> int:
         ray=args.ray,
         stems=("karaoke", "vocals") if args.mode == "both" else (args.mode,),
         clip_mode=args.clip_mode,
-        like_live=args.like_live,
-        options=_offline_options(args),
+        plan=_offline_plan(args),
         model=args.model,
         provider=args.provider,
         overwrite=args.overwrite,

@@ -36,13 +36,14 @@ from stream_sep.evaluation import (
     STEMS,
     datasets,
     describe_plan,
-    engine_options,
     evaluate_clip,
     metrics,
+    offline_plan,
     summarise,
     summarise_groups,
 )
 from stream_sep.models.loading import load_model
+from stream_sep.offline.config import OfflinePlan
 
 log = logging.getLogger(__name__)
 
@@ -182,7 +183,7 @@ def run(args: argparse.Namespace) -> int:
     if args.data_format == "stems":
         refs = _songs_with_sound_headers(refs, args.mix_from_stems, skipped)
     model = load_model(args.model, provider=args.provider)
-    options = engine_options(
+    chosen = offline_plan(
         args.streaming,
         args.hop,
         args.lookahead,
@@ -191,12 +192,12 @@ def run(args: argparse.Namespace) -> int:
         denoise=args.denoise,
         stereo=args.stereo,
     )
-    plan = describe_plan(model, options)
+    plan = describe_plan(model, chosen)
     print(_plan_line(args, model, plan, len(refs)), flush=True)
     results = []
     print(_clip_header(), flush=True)
     for ref in refs:
-        result = _evaluate_one(args, model, ref, options, skipped)
+        result = _evaluate_one(args, model, ref, chosen, skipped)
         if result is not None:
             results.append(result)
             print(_clip_line(result), flush=True)
@@ -212,7 +213,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _evaluate_one(args, model, ref, options: dict, skipped: list[dict]) -> dict | None:
+def _evaluate_one(args, model, ref, chosen: OfflinePlan, skipped: list[dict]) -> dict | None:
     """Score one clip; for stems, a song that cannot be scored is warned about, added to
     ``skipped`` and gives None (the other formats stop with the error)."""
     try:
@@ -224,7 +225,7 @@ def _evaluate_one(args, model, ref, options: dict, skipped: list[dict]) -> dict 
             clip.channels,
             clip.sample_rate,
         )
-        return evaluate_clip(model, clip, options, args.museval, args.trim)
+        return evaluate_clip(model, clip, chosen, args.museval, args.trim)
     except AudioFileError as error:
         if args.data_format != "stems":
             raise

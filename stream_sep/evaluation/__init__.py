@@ -23,6 +23,7 @@ from stream_sep import offline, settings
 from stream_sep.engine import WindowPlan
 from stream_sep.errors import AudioFileError
 from stream_sep.evaluation import datasets, metrics
+from stream_sep.offline.config import OfflinePlan
 
 STEMS = ("vocals", "accompaniment")
 METHODS = ("model", "mixture", "centre-cancel")
@@ -49,6 +50,26 @@ def engine_options(
     return {**options, "like_live": streaming}
 
 
+def offline_plan(
+    streaming: bool,
+    hop: float | None = None,
+    lookahead: float | None = None,
+    **window_options,
+) -> OfflinePlan:
+    """What :func:`engine_options` describes, as the typed plan the offline functions run:
+    the streaming engine with ``hop``/``lookahead`` when streaming, else the throughput plan,
+    with the window options (and ``stereo``) as given."""
+    if not streaming:
+        hop = lookahead = None
+    chosen = settings.Settings(hop=hop, lookahead=lookahead, **window_options)
+    return chosen.offline_plan(like_live=streaming)
+
+
+def _as_plan(plan: OfflinePlan | dict) -> OfflinePlan:
+    """``plan``, or the plan of the options :func:`engine_options` gives."""
+    return plan if isinstance(plan, OfflinePlan) else OfflinePlan.of(**plan)
+
+
 @contextlib.contextmanager
 def _quiet_engine_input_checks():
     """Mute the engine's warnings while evaluating: an evaluation mixture may exceed full
@@ -64,8 +85,11 @@ def _quiet_engine_input_checks():
         engine_log.setLevel(level)
 
 
-def estimate_vocals(model, mixture: np.ndarray, sample_rate: int, options: dict) -> np.ndarray:
-    """The model's time-aligned vocal estimate of ``mixture`` through the engine.
+def estimate_vocals(
+    model, mixture: np.ndarray, sample_rate: int, plan: OfflinePlan | dict
+) -> np.ndarray:
+    """The model's time-aligned vocal estimate of ``mixture`` with ``plan`` (an
+    :class:`~stream_sep.offline.config.OfflinePlan`, or the options of :func:`engine_options`).
 
     mixture: (channels, samples) float32 -> (channels, samples) float32. The same engine run
     as ``stream-sep separate``, but without the output guard that it applies for listening:
@@ -73,7 +97,9 @@ def estimate_vocals(model, mixture: np.ndarray, sample_rate: int, options: dict)
     the model failed on raises :class:`ModelError` rather than being scored as the dry mix.
     """
     with _quiet_engine_input_checks():
-        return offline.estimate_vocals(model, mixture, sample_rate, warm_up=False, **options)
+        return offline.estimate_vocals(
+            model, mixture, sample_rate, warm_up=False, plan=_as_plan(plan)
+        )
 
 
 def centre_cancel(mixture: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -87,20 +113,21 @@ def centre_cancel(mixture: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return vocals, mixture - vocals
 
 
-def describe_plan(model, options: dict) -> dict:
-    """The engine's latency and settings for ``options`` at the model's own rate."""
+def describe_plan(model, plan: OfflinePlan | dict) -> dict:
+    """The engine's latency and settings for ``plan`` (as for :func:`estimate_vocals`) at the
+    model's own rate."""
     rate = model.contract.sample_rate
-    plan_options = {name: options[name] for name in ("hop", "lookahead", "crossfade")}
-    plan = WindowPlan.build(model.contract, rate, **plan_options)
+    config = _as_plan(plan).engine
+    windows = WindowPlan.build(model.contract, rate, config.hop, config.lookahead, config.crossfade)
     return {
-        "hop_seconds": plan.hop_samples / rate,
-        "lookahead_seconds": plan.lookahead_samples / rate,
-        "crossfade_seconds": plan.crossfade_samples / rate,
-        "latency_seconds": plan.latency_seconds,
-        "algorithmic_latency_seconds": (plan.lookahead_samples + plan.hop_samples) / rate,
-        "postfilter": options.get("postfilter", "none"),
-        "high_band_voice_removal": options.get("high_band_voice_removal", 0.0),
-        "denoise": options.get("denoise", False),
+        "hop_seconds": windows.hop_samples / rate,
+        "lookahead_seconds": windows.lookahead_samples / rate,
+        "crossfade_seconds": windows.crossfade_samples / rate,
+        "latency_seconds": windows.latency_seconds,
+        "algorithmic_latency_seconds": (windows.lookahead_samples + windows.hop_samples) / rate,
+        "postfilter": config.postfilter,
+        "high_band_voice_removal": config.high_band_voice_removal,
+        "denoise": config.denoise,
     }
 
 
@@ -145,16 +172,21 @@ def trim_samples(clip: datasets.Clip, trim_seconds: float) -> int:
 
 
 def evaluate_clip(
-    model, clip: datasets.Clip, options: dict, use_museval: bool = True, trim_seconds: float = 0.0
+    model,
+    clip: datasets.Clip,
+    plan: OfflinePlan | dict,
+    use_museval: bool = True,
+    trim_seconds: float = 0.0,
 ) -> dict:
-    """Separate one clip and score the model and the baselines on it.
+    """Separate one clip with ``plan`` (as for :func:`estimate_vocals`) and score the model
+    and the baselines on it.
 
     The whole clip is separated; the scores leave ``trim_seconds`` out at both ends (of the
     references and the estimates alike), where a separator starts and stops without context.
     """
     trim = trim_samples(clip, trim_seconds)
     started = time.perf_counter()
-    vocals_estimate = estimate_vocals(model, clip.mixture, clip.sample_rate, options)
+    vocals_estimate = estimate_vocals(model, clip.mixture, clip.sample_rate, plan)
     separate_seconds = time.perf_counter() - started
     mixture = clip.mixture.astype(np.float64)
     estimates = {

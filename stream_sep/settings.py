@@ -35,7 +35,7 @@ from stream_sep.engine.plan import (
 from stream_sep.engine.window import STEREO_CHOICES
 from stream_sep.errors import UserError
 from stream_sep.offline.config import OfflinePlan
-from stream_sep.offline.overlap_add import OverlapAddConfig
+from stream_sep.offline.overlap_add import MAX_BATCH_WINDOWS, OverlapAddConfig
 from stream_sep.options import Option
 
 MIC_LEVEL_RANGE = (0.0, 2.0)
@@ -174,6 +174,28 @@ TABLE = (
         commands=_ALL,
     ),
     Option(
+        "like_live",
+        "flag",
+        False,
+        "run the live plan (hop, lookahead, crossfade) so the stems equal a live run; "
+        "default: the throughput plan (centred overlap-add windows, several times faster; "
+        "--hop/--lookahead/--crossfade apply only with --like-live)",
+        unset=False,
+        commands=("separate",),
+    ),
+    Option(
+        "batch_windows",
+        "whole",
+        None,
+        "windows per model call in the throughput plan, each with all its channels "
+        "(default: one stereo window or two mono ones); not with --like-live",
+        low=1,
+        high=MAX_BATCH_WINDOWS,
+        unit="windows",
+        metavar="N",
+        commands=("separate",),
+    ),
+    Option(
         "mode",
         "choice",
         "karaoke",
@@ -243,6 +265,10 @@ PANEL_FIELDS = tuple(option.name for option in TABLE if option.panel)
 _PLAN_FIELDS = ("hop", "lookahead", "crossfade")
 WINDOW_FIELDS = ("postfilter", "high_band_voice_removal", "denoise")
 ENGINE_FIELDS = (*_PLAN_FIELDS, "stereo", *WINDOW_FIELDS)
+OFFLINE_FIELDS = (
+    "like_live",
+    "batch_windows",
+)  # the plan of a whole signal (Settings.offline_plan)
 DEFAULTS = {name: OPTIONS[name].default for name in ENGINE_FIELDS}
 
 
@@ -311,7 +337,12 @@ class Settings:
         """How :mod:`stream_sep.offline` separates a whole signal with these settings:
         ``like_live``, the streaming engine with :meth:`engine_config`; otherwise the
         throughput plan with this stereo handling and these window options, ``batch_windows``
-        windows per model call (None: its default)."""
+        windows per model call (None: its default; not with ``like_live``)."""
+        like_live = OPTIONS["like_live"].check(like_live)
+        if batch_windows is not None:
+            batch_windows = OPTIONS["batch_windows"].check(batch_windows)
+            if like_live:
+                raise UserError("--batch-windows sets the throughput plan; --like-live has none")
         engine = self.engine_config()
         windows = {name: getattr(engine, name) for name in ("stereo", *WINDOW_FIELDS)}
         overlap_add = OverlapAddConfig(batch_windows=batch_windows, **windows)

@@ -33,6 +33,7 @@ BAD = {
     "key": ("7", 7),
     "mic_level": ("-1", -1),
     "mic_reverb": ("1.5", 1.5),
+    "batch_windows": ("0", 0),
 }
 
 
@@ -121,6 +122,10 @@ def test_settings_convert_to_the_typed_configs():
     )
     assert plan.stereo == "mid"
     assert Settings().offline_plan(like_live=True).like_live
+    with pytest.raises(UserError, match="^--batch-windows sets the throughput plan"):
+        Settings().offline_plan(like_live=True, batch_windows=2)
+    with pytest.raises(UserError, match=r"^--batch-windows must be a whole number of windows"):
+        Settings().offline_plan(batch_windows=2.0)
 
 
 def test_the_panel_takes_its_controls_and_limits_from_the_table(half, monkeypatch):

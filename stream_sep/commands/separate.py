@@ -25,7 +25,6 @@ from stream_sep import offline, options, settings
 from stream_sep.audio_files import check_input_file, checked_audio_info
 from stream_sep.errors import UserError
 from stream_sep.models.loading import load_model
-from stream_sep.offline.overlap_add import MAX_BATCH_WINDOWS
 
 if TYPE_CHECKING:
     from stream_sep.batch import JobReport
@@ -79,21 +78,7 @@ def add_arguments(parser) -> None:
     options.add_model_arguments(parser)
     settings.add_arguments(parser)
     settings.add_quality_arguments(parser, "separate")
-    parser.add_argument(
-        "--like-live",
-        action="store_true",
-        help="run the live plan (hop, lookahead, crossfade) so the stems equal a live run; "
-        "default: the throughput plan (centred overlap-add windows, several times faster; "
-        "--hop/--lookahead/--crossfade apply only with --like-live)",
-    )
-    parser.add_argument(
-        "--batch-windows",
-        type=options.whole("batch-windows", "windows", 1, MAX_BATCH_WINDOWS),
-        default=None,
-        metavar="N",
-        help="windows per model call in the throughput plan, each with all its channels "
-        "(default: one stereo window or two mono ones); not with --like-live",
-    )
+    settings.add_options(parser, "separate", settings.OFFLINE_FIELDS)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     batch = parser.add_argument_group(
         "batch jobs",
@@ -183,8 +168,6 @@ def final_line(files: int, audio_seconds: float, wall_seconds: float) -> str:
 
 def _offline_plan(args) -> offline.OfflinePlan:
     """The plan :func:`stream_sep.offline.separate_file` runs for each song."""
-    if args.batch_windows is not None and args.like_live:
-        raise UserError("--batch-windows sets the throughput plan; --like-live has none")
     return settings.from_args(args).offline_plan(args.like_live, args.batch_windows)
 
 

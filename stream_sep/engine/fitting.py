@@ -107,19 +107,31 @@ class Fit:
 
 
 def measure(
-    model, sample_rate: int, channels: int, runs: int = TIMED_WINDOWS, **window_options
+    model,
+    sample_rate: int,
+    channels: int,
+    runs: int = TIMED_WINDOWS,
+    config: EngineConfig | None = None,
+    **window_options,
 ) -> SpeedProfile:
     """Time ``runs`` windows of quiet noise through the engine's own window path (resampling,
     STFT, model, iSTFT) for both stereo handlings (one when mono), after one untimed run.
-    window_options: the :class:`WindowRunner`'s post-filter and high-band options, timed
-    with the window (:meth:`stream_sep.settings.Settings.window_options`)."""
+    config: the engine's config whose window options (post-filter, high band, denoise) are
+    timed with the window; window_options: those options as keywords, replacing config's."""
     contract = model.contract
     edge = contract.n_fft // 4 / contract.sample_rate
     quarter = contract.window_seconds / 4  # any valid plan: the timing hardly depends on it
     plan = WindowPlan.build(
         contract, sample_rate, quarter, 2 * edge, min(quarter, DEFAULT_CROSSFADE)
     )
-    runner = WindowRunner(model, plan, **window_options)
+    config = EngineConfig.of(config, **window_options)
+    runner = WindowRunner(
+        model,
+        plan,
+        postfilter=config.postfilter,
+        high_band_voice_removal=config.high_band_voice_removal,
+        denoise=config.denoise,
+    )
     audio = 0.01 * np.random.default_rng(0).standard_normal((channels, plan.window_samples))
     audio = audio.astype(np.float32)
     timings = {}

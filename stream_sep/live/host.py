@@ -126,9 +126,9 @@ def fitted_config(
     (:func:`stream_sep.engine.fitting.choose`)."""
     if not chosen.fitted:
         return chosen.engine_config(), None
-    window_options = chosen.window_options()
-    measured = fitting.measure(model, rate, channels, **window_options)
-    history_key = speed_history.key_of(model, rate, channels, window_options)
+    config = chosen.engine_config()
+    measured = fitting.measure(model, rate, channels, config=config)
+    history_key = speed_history.key_of(model, rate, channels, chosen.window_options())
     speed_history.remember(history_key, measured)
     starts = speed_history.recent(history_key) or [measured]
     speed = fitting.typical(starts)
@@ -151,10 +151,8 @@ def fitted_config(
         stage_load, batch_within,
     )  # fmt: skip
     stereo_cost = speed.t90("batch") / max(speed.t90("mid"), 1e-6)
-    config = dataclasses.replace(
-        fit.applied(chosen.engine_config()), shed=True, stereo_cost=stereo_cost
-    )
-    return config, plan_line(fit, len(starts), stage_loads)
+    fitted = dataclasses.replace(fit.applied(config), shed=True, stereo_cost=stereo_cost)
+    return fitted, plan_line(fit, len(starts), stage_loads)
 
 
 def auto_choice(full: tuple, live: tuple) -> tuple:

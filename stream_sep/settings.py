@@ -321,9 +321,9 @@ class Settings:
         return {name: self._value(name) for name in ENGINE_FIELDS}
 
     def window_options(self) -> dict:
-        """postfilter, high_band_voice_removal and denoise, defaults filled in: what a fitted live
-        plan adds to :meth:`~stream_sep.engine.fitting.Fit.engine_options` (and what
-        :func:`~stream_sep.engine.fitting.measure` must time)."""
+        """postfilter, high_band_voice_removal and denoise, defaults filled in: what a speed
+        measurement depends on besides the model and the stream
+        (:func:`stream_sep.live.speed_history.key_of`)."""
         return {name: self._value(name) for name in WINDOW_FIELDS}
 
     def engine_config(self, base: EngineConfig | None = None) -> EngineConfig:

@@ -57,7 +57,7 @@ def test_auto_takes_the_lowest_latency_within_the_load_ceiling():
     )
     assert fit.latency == plan.latency_seconds
     # hop 0.15 / 0.5; allowance 2 x 0.15 + 0.02 s, never more than the hop
-    assert fit.latency == pytest.approx(0.1 + 0.30 + 0.064 + 0.30)
+    assert fit.latency == pytest.approx(fitting.AUTO_LOOKAHEAD + 0.30 + 0.064 + 0.30)
     mono = fitting.choose(CONTRACT, 48000, 1, profile(batch=0.15, mid=0.15))
     assert mono.stereo == "batch" and mono.latency == pytest.approx(fit.latency)
 

@@ -213,9 +213,9 @@ SETTINGS = {
         "the output limiter's release time constant",
         (("stream_sep/dsp/safety.py", "RELEASE_SECONDS = 0.1"),),
     ),
-    "0.1 s": Setting(
+    "0.05 s": Setting(
         "the lookahead --latency auto gives the model",
-        (("stream_sep/engine/fitting.py", "AUTO_LOOKAHEAD = 0.1"),),
+        (("stream_sep/engine/fitting.py", "AUTO_LOOKAHEAD = 0.05"),),
     ),
     "0.25 s": Setting(
         "the live loop's tick and the reopen retry interval",

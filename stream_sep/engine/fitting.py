@@ -37,7 +37,8 @@ LOAD_CEILING = 0.5  # inference time per window / hop
 ACCEPT_CEILING = 0.55
 COMPUTE_MARGIN = 2.0  # compute allowance = margin x the 90th percentile window time + slack
 COMPUTE_SLACK = 0.02  # seconds: thread wake-up and device-block jitter
-AUTO_LOOKAHEAD = 0.1  # seconds of future context --latency auto gives the model
+AUTO_LOOKAHEAD = 0.05  # seconds of future context --latency auto gives the model (0.1 scored
+# 0.02 dB better on four real songs, 0.08 dB on MIR-1K, at 0.05 s more latency)
 AUTO_CROSSFADE = DEFAULT_CROSSFADE
 GRID = 0.01  # hops and allowances are whole multiples of 10 ms
 MIN_WINDOW_SHARE = 0.1  # the least CPU share the windows may be left by the other stages

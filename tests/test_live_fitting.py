@@ -233,4 +233,5 @@ def test_a_slow_model_gets_a_longer_hop_or_one_line_naming_the_lowest_latency(
     hop = float(re.search(r"hop ([0-9.]+)", line).group(1))
     assert hop >= 0.3 / fitting.ACCEPT_CEILING  # 0.3 s per window needs a hop of 0.55 s
     plan = next(text for text in err.splitlines() if "plan: hop" in text)
-    assert re.search(r"median of the last [2-4] starts here", plan), plan
+    # the history was used: this start and the earlier ones (more when an xrun repeated a run)
+    assert re.search(r"median of the last [2-5] starts here", plan), plan

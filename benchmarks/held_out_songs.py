@@ -7,7 +7,9 @@ its ONNX metadata (``provenance.training``: ``multitrack_songs``, every song of
 ``multitrack`` when empty); the others are its held-out songs. For each held-out song the
 table gives the control's and the model's vocals and accompaniment SDR and their difference;
 the trained songs are listed apart (they measure memory, not separation). Optionally
-``--mir1k MODEL_JSON CONTROL_JSON`` pairs add the MIR-1K guard (mean vocals SDR).
+``--mir1k MODEL_JSON CONTROL_JSON`` pairs add the MIR-1K guard (mean vocals SDR). One
+``--control`` serves every model; one per ``--model`` (in order) pairs each model with its
+own (a step taken from each fold's weights, against those weights).
 
     python -m benchmarks held_out_songs --control control.json --model foldA.json \
         --model foldB.json --out benchmarks/results/multitrack-finetune/held-out
@@ -31,7 +33,13 @@ STEMS = ("vocals", "accompaniment")
 
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--control", required=True, metavar="JSON", help="the control's report")
+    parser.add_argument(
+        "--control",
+        action="append",
+        required=True,
+        metavar="JSON",
+        help="the control's report: one for every model, or one per --model in order",
+    )
     parser.add_argument(
         "--model", action="append", required=True, metavar="JSON", help="a model's report"
     )
@@ -67,6 +75,7 @@ def trained_songs(model_path: str, songs: list[str]) -> list[str]:
 
 
 def pair(model_report: dict, control: dict[str, dict[str, float]]) -> dict:
+    """A model's held-out songs against ``control`` ({song: {stem: SDR}})."""
     model = scores(model_report)
     trained = trained_songs(model_report["model"], list(model))
     held_out = [song for song in model if song not in trained]
@@ -83,8 +92,16 @@ def pair(model_report: dict, control: dict[str, dict[str, float]]) -> dict:
 def main(argv: list[str] | None = None) -> int:
     args = get_parser().parse_args(argv)
     run = Run("held_out_songs", argv)
-    control = scores(json.loads(Path(args.control).read_text()))
-    results = [pair(json.loads(Path(path).read_text()), control) for path in args.model]
+    if len(args.control) not in (1, len(args.model)):
+        raise SystemExit(
+            f"held_out_songs: give one --control, or one per --model ({len(args.model)}), "
+            f"got {len(args.control)}"
+        )
+    controls = args.control * len(args.model) if len(args.control) == 1 else args.control
+    results = [
+        pair(json.loads(Path(path).read_text()), scores(json.loads(Path(control).read_text())))
+        for path, control in zip(args.model, controls, strict=True)
+    ]
     rows = [row for result in results for row in result["held_out"]]
     summary = {
         stem: {
@@ -96,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         for stem in STEMS
     }
     mir1k = [mir1k_pair(model, control_path) for model, control_path in args.mir1k or []]
-    data = {"control": args.control, "models": results, "summary": summary, "mir1k": mir1k}
+    data = {"controls": controls, "models": results, "summary": summary, "mir1k": mir1k}
     print(run.write(f"{args.out}.json", f"{args.out}.md", data, body(results, summary, mir1k)))
     return 0
 

@@ -5,13 +5,13 @@ module. ``parec`` records the virtual source, as an app would, at the sink's own
 at the file's rate, the sink stream-sep makes), so nothing is converted on the way: the
 recording must hold what stream-sep played, sample for sample.
 
-A file played into the virtual microphone runs in this process with its engine tapped
-(tests/live_check.py), so the engine's record of what it played dry is at hand: every sound
-the recording holds must be the engine's output at its position, which
-:func:`delivered_runs` finds. On a busy machine the stream can be late: the server then plays
-silence into the sink and the sound resumes, and what a late stream lost (PortAudio's
-recovery may drop up to its ALSA buffer) is missing; so the recording is runs of the output,
-in order, with silence between them, and nothing else.
+A file or a sink's monitor played into the virtual microphone runs in this process with its
+engine tapped (tests/live_check.py), so the engine's input and its record of what it played dry
+are at hand: every sound the recording holds must be the engine's output for that input at its
+position, which :func:`delivered_runs` finds. On a busy machine the stream can be late: the
+server then plays silence into the sink and the sound resumes, and what a late stream lost
+(PortAudio's recovery may drop up to its ALSA buffer) is missing; so the recording is runs of
+the output, in order, with silence between them, and nothing else (:func:`check_runs`).
 
 The macOS/Windows branch (a loopback driver found by name) cannot run here: its name matching
 is checked with device lists written out below.
@@ -240,9 +240,10 @@ def longest_match(recorded: np.ndarray, at: int, output: np.ndarray, first: int)
 
 
 def delivered_runs(recorded: np.ndarray, output: np.ndarray) -> list[tuple[int, int, int]]:
-    """The recording (C, m) as runs of ``output`` (C, n), the engine's output by position,
-    until a run reaches its end: [(start in the recording, output position, length)], each
-    equal sample for sample, in order, none overlapping the one before. Every sound the
+    """The recording (C, m) as runs of ``output`` (C, n), what was played by position (the
+    engine's output, or a song played into a sink), until a run reaches its end: [(start in
+    the recording, output position, length)], each equal sample for sample, in order, none
+    overlapping the one before. Every sound the
     recording holds up to there belongs to a run; between runs it holds silence only (the
     server's, while the stream was late), and the next run goes on where the last ended or
     further on (what was lost then). An AssertionError names the first sound that is not
@@ -254,7 +255,7 @@ def delivered_runs(recorded: np.ndarray, output: np.ndarray) -> list[tuple[int, 
         at = int(sound[index])
         where, length = longest_match(recorded, at, output, position)
         assert length, (
-            f"recorded sample {at} {recorded[:, at]} is not the engine's output at any "
+            f"recorded sample {at} {recorded[:, at]} is not what was played at any "
             f"position from {position} on; runs (recording, position, length) so far: {runs}"
         )
         runs.append((at, where, length))
@@ -263,37 +264,104 @@ def delivered_runs(recorded: np.ndarray, output: np.ndarray) -> list[tuple[int, 
     return runs
 
 
+def check_runs(recorded, output, joined_by: int, quiet_after: float = 0.0, note: str = ""):
+    """The recording (C, m) as runs of ``output`` (C, n) (:func:`delivered_runs`: every
+    sound it holds is ``output`` at a position after the last run's), which hold ``output``
+    from position ``joined_by`` or earlier to its last sound, and at least half of that span;
+    after the last run, nothing louder than ``quiet_after``. ``note``: added to the failure
+    report. Returns the runs [(start in the recording, position, length)]."""
+    runs = delivered_runs(recorded, output)
+    report = f"runs (recording, position, length): {runs}; {note}"
+    assert runs, f"nothing of what was played was recorded; {note}"
+    after = recorded[:, runs[-1][0] + runs[-1][2] :]
+    loudest_after = float(np.abs(after).max(initial=0.0))
+    assert loudest_after <= quiet_after, f"{loudest_after} after the last run; {report}"
+    first, end = runs[0][1], runs[-1][1] + runs[-1][2]
+    sound_end = output.shape[1] - int(np.argmax(np.any(output[:, ::-1] != 0, axis=0)))
+    assert first <= joined_by, report
+    assert end >= sound_end, report  # held to the last sample of sound
+    assert sum(length for *_, length in runs) >= 0.5 * (end - first), report
+    return runs
+
+
 class RecordOnceReady(threading.Thread):
     """Starts a :class:`Recorder` on the virtual source as soon as the server lists it (the
-    run that makes it goes on in the main thread meanwhile)."""
+    run that makes it goes on in the main thread meanwhile), then calls ``then(self)`` in
+    this thread, if given (what a failure there raises, :meth:`finish` raises)."""
 
-    def __init__(self, address: str, folder: Path):
+    def __init__(self, address: str, folder: Path, then=None):
         super().__init__(name="record-once-ready", daemon=True)
-        self.address, self.folder = address, folder
+        self.address, self.folder, self.then = address, folder, then
         self.recorder: Recorder | None = None
+        self.error: BaseException | None = None
         self.done = threading.Event()
 
     def run(self) -> None:
         while not self.done.is_set():
             if SOURCE in pactl(self.address, "list", "short", "sources").stdout:
                 self.recorder = Recorder(self.address, self.folder)
-                return
+                break
             self.done.wait(0.02)
+        if self.recorder is not None and self.then is not None:
+            try:
+                self.then(self)
+            except BaseException as error:  # raised again by finish
+                self.error = error
 
     def finish(self) -> np.ndarray:
         """What was recorded (C, m) float32, once the run has ended."""
         self.done.set()
         self.join(timeout=30)
         assert self.recorder is not None, "the virtual source never appeared"
-        return self.recorder.finish()
+        recorded = self.recorder.finish()
+        if self.error is not None:
+            raise self.error
+        return recorded
 
 
-def play_in_this_process(server, monkeypatch, capsys, folder: Path, argv: list[str]):
+def parec_records(address: str) -> bool:
+    """Whether a recording stream is connected to the virtual source (parec's: nothing else
+    records it; the remapped source's own stream records the sink's monitor)."""
+    sources = pactl(address, "list", "short", "sources").stdout.splitlines()
+    rows = [line.split("\t") for line in sources]
+    index = next((row[0] for row in rows if len(row) > 1 and row[1] == SOURCE), None)
+    outputs = pactl(address, "list", "short", "source-outputs").stdout.splitlines()
+    return index is not None and any(line.split("\t")[1:2] == [index] for line in outputs)
+
+
+class MusicOnceRecording:
+    """Plays a file into the sink 'music' with paplay once the live engine is given input
+    (the stream runs) and parec records the virtual source: a ``then`` for
+    :class:`RecordOnceReady`. ``player``: paplay's completed process, once it has played;
+    None when the run ended first."""
+
+    def __init__(self, address: str, path: Path, engines: list[TappedSeparator]):
+        self.address, self.path, self.engines = address, path, engines
+        self.player: subprocess.CompletedProcess | None = None
+
+    def __call__(self, watch: RecordOnceReady) -> None:
+        while not (any(e.heard_count for e in self.engines) and parec_records(self.address)):
+            if watch.done.wait(0.02):
+                return
+        self.player = subprocess.run(
+            ["paplay", "--device=music", str(self.path)],
+            env=dict(os.environ, PULSE_SERVER=self.address),
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+
+
+def play_in_this_process(
+    server, monkeypatch, capsys, folder: Path, argv: list[str], once_recording=None
+):
     """``stream-sep ARGV --output virtual`` run here, with this module's server as the
-    sound server, while parec records the virtual source from when it appears: (rc, stderr,
-    recording (C, m) float32). The environment and PortAudio's device list are as before
-    afterwards (with the server's address, ALSA's default device would be PulseAudio)."""
-    watch = RecordOnceReady(server, folder)
+    sound server, while parec records the virtual source from when it appears (then
+    ``once_recording``, if given, is called as :class:`RecordOnceReady`'s ``then``): (rc,
+    stderr, recording (C, m) float32). The environment and PortAudio's device list are as
+    before afterwards (with the server's address, ALSA's default device would be
+    PulseAudio)."""
+    watch = RecordOnceReady(server, folder, once_recording)
     with monkeypatch.context() as patch:
         patch.setenv("PULSE_SERVER", server)
         for name in ("PULSE_SINK", "PULSE_SOURCE"):
@@ -315,15 +383,16 @@ def check_against_engine(
     recorded, engine: TappedSeparator, played: int, joined_by: int
 ) -> tuple[float, list]:
     """The recording (C, m) against the live engine's own record, up to output position
-    ``played`` (the file and the latency; the run fades out after): every sound it holds is
-    what the engine gives inline for the input it was given, with the windows it recorded
-    as played dry falling back, at the output position :func:`delivered_runs` finds; on the
-    positions the engine did not record as dry, what it gives with every window inline;
-    where only dry windows reach, the delayed input (live_check.recording_equals_engine).
-    The recording holds the output from at most ``joined_by`` on, to its last sound, and at
-    least half of that span; after it, the fade-out of the engine's output for the silence
-    after the file, no louder than that. Returns the share of the output separated as
-    configured, and the runs (recording, position, length)."""
+    ``played`` (where the run ended: the file and the latency, or --duration; it fades out
+    after): every sound it holds is what the engine gives inline for the input it was given
+    (its tap), with the windows it recorded as played dry falling back, at the output
+    position :func:`delivered_runs` finds; on the positions the engine did not record as
+    dry, what it gives with every window inline; where only dry windows reach, the delayed
+    input (live_check.recording_equals_engine). The recording holds the output from at most
+    ``joined_by`` on, to its last sound, and at least half of that span; after it, the
+    fade-out of the engine's output for what it heard after ``played``, no louder than that
+    (:func:`check_runs`). Returns the share of the output separated as configured, and the
+    runs (recording, position, length)."""
     assert not engine.config.shedding and engine.lighter_ranges() == []  # an explicit plan
     dry = recorded_dry_ranges(engine)
     heard = engine.input
@@ -331,24 +400,15 @@ def check_against_engine(
         output = inline_with_fallbacks(engine, heard, fallback_windows(engine, dry))
     else:
         output = engine.inline_output()
-    runs = delivered_runs(recorded, output[:, :played])
-    assert runs, "nothing of the engine's output was recorded"
-    after = recorded[:, runs[-1][0] + runs[-1][2] :]
-    silence_after = np.abs(output[:, played:]).max(initial=0.0)
-    assert np.abs(after).max(initial=0.0) <= silence_after, (np.abs(after).max(), runs)
+    silence_after = float(np.abs(output[:, played:]).max(initial=0.0))
+    runs = check_runs(recorded, output[:, :played], joined_by, silence_after, f"dry {dry}")
     by_position = np.zeros_like(output)
     held = np.zeros(output.shape[1], bool)
     for at, where, length in runs:
         by_position[:, where : where + length] = recorded[:, at : at + length]
         held[where : where + length] = True
     separated, _ = recording_equals_engine(by_position, engine, heard, dry, held=held)
-    report = f"runs (recording, position, length): {runs}; dry {dry}"
-    first, end = runs[0][1], runs[-1][1] + runs[-1][2]
-    sound_end = played - int(np.argmax(np.any(output[:, played - 1 :: -1] != 0, axis=0)))
-    assert first <= joined_by, report
-    assert end >= sound_end, report  # delivered to the last sample of sound
-    matched = int(held.sum())
-    assert matched >= 0.5 * (end - first), report
+    first, end, matched = runs[0][1], runs[-1][1] + runs[-1][2], int(held.sum())
     print(
         f"virtual source: {matched} of {end - first} output samples held, exact, in "
         f"{len(runs)} run(s) from position {first}; {separated:.0%} separated, dry {dry}"
@@ -437,34 +497,42 @@ def test_karaoke_through_the_virtual_source_equals_the_engines_output(
 
 
 @pytest.mark.slow
-def test_system_music_to_the_virtual_microphone(server, song, half_path, tmp_path):
+def test_system_music_to_the_virtual_microphone(
+    server, song, half_path, tmp_path, capsys, monkeypatch
+):
+    """The monitor of the sink 'music' in, the virtual microphone out (bypass), run in this
+    process with its engine tapped; paplay plays the song into the sink once the stream runs
+    and parec records. What the engine heard is what the monitor delivered: the song's
+    samples in order, as runs with the server's silence around them and nothing else
+    (:func:`check_runs`); PulseAudio drops the first milliseconds a player writes into an
+    idle sink (tests/test_system_audio.py), more on a busy machine, so the song is expected
+    from at most 0.25 s in. Every sound the recording holds is the engine's output for what
+    it heard, at its position (:func:`check_against_engine`), from at most 0.25 s after the
+    music's first sound in the output on (a stream late there loses its start, as at any
+    break), to its last sound."""
     path, samples = song
-    process = stream_sep(
-        server,
-        *("--input", "system:music", "--output", "virtual", "--mode", "bypass"),
-        *("--duration", "7"),
-        model=half_path,
-    )
-    lines = wait_for_line(process, READY)
-    recorder = Recorder(server, tmp_path)
-    time.sleep(0.5)  # parec connected before the music starts
-    player = subprocess.run(
-        ["paplay", "--device=music", str(path)],
-        env=dict(os.environ, PULSE_SERVER=server),
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert player.returncode == 0, player.stderr
-    _, rest = process.communicate(timeout=60)
-    err = "".join(lines) + rest
-    assert process.returncode == 0, err
+    engines = tap_engines(monkeypatch)
+    music = MusicOnceRecording(server, path, engines)
+    argv = ["--input", "system:music", "--mode", "bypass", "--duration", "7"]
+    argv += ["--model", str(half_path)]
+    rc, err, recorded = play_in_this_process(server, monkeypatch, capsys, tmp_path, argv, music)
+    assert rc == 0 and READY in err, err
+    assert music.player is not None, f"the run ended before it ran with parec recording\n{err}"
+    assert music.player.returncode == 0, music.player.stderr
     assert "monitor of sink 'music'" in err and "no resampling by the sound server" in err
-    recorded = recorder.finish()
-    # PulseAudio drops the first milliseconds a player writes into an idle sink
-    # (tests/test_system_audio.py), more on a busy machine: the music is expected from at
-    # most 0.25 s in.
-    check_delivered(recorded, samples, joined_by=RATE // 4)
+    (engine,) = engines
+    latency = engine.latency_samples
+    assert engine_latency(err) == latency
+    heard, played = engine.input, round(7 * RATE)  # the run ends at --duration
+    assert heard.shape[1] >= played, f"the engine heard {heard.shape[1]} samples"
+    heard_runs = check_runs(heard, samples, joined_by=RATE // 4, note="the engine's input")
+    fade = round(engine.config.fade_in_seconds * RATE)
+    output = engine.inline_output()  # bypass: past the fade-in, what it heard, delayed
+    np.testing.assert_array_equal(
+        output[:, latency + fade : played], heard[:, fade : played - latency]
+    )
+    music_in_output = heard_runs[0][0] + latency
+    check_against_engine(recorded, engine, played, joined_by=music_in_output + RATE // 4)
     assert our_modules(server) == []
 
 

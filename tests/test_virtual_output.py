@@ -32,11 +32,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from scipy import signal as scipy_signal
 
 from stream_sep import cli
 from stream_sep.engine import Separator
-from stream_sep.engine.config import DEFAULT_FADE_SECONDS
 from stream_sep.errors import DeviceError, UserError
 from stream_sep.live import devices, virtual
 from stream_sep.models.loading import load_model
@@ -56,11 +54,9 @@ from tests.live_check import (
 from tests.pulse_harness import pactl, private_server, unavailable
 
 RATE = 44100
-START_FADE = round(DEFAULT_FADE_SECONDS * RATE)  # the live output's fade-in at its start
 SOURCE = "stream_sep_karaoke_mic"
 SINK = "stream_sep_karaoke"
 READY = "virtual microphone 'stream-sep karaoke': apps record"
-CHUNK = 2048
 
 
 @pytest.fixture(scope="module")
@@ -144,79 +140,6 @@ class Recorder:
         return raw[: raw.size // self.channels * self.channels].reshape(-1, self.channels).T
 
 
-def locate(piece: np.ndarray, expected: np.ndarray) -> int | None:
-    """Where ``piece`` (channels, n) lies in ``expected`` exactly, found by cross-correlation
-    of the first channel; None if nowhere."""
-    score = scipy_signal.correlate(expected[0], piece[0], mode="valid", method="fft")
-    at = int(np.argmax(score))
-    return at if np.array_equal(expected[:, at : at + piece.shape[1]], piece) else None
-
-
-def exact_runs(recorded: np.ndarray, expected: np.ndarray) -> tuple[list, int]:
-    """The recording cut into runs that equal a stretch of ``expected`` sample for sample:
-    [(start in recording, start in expected, length)], and the count of non-silent
-    recorded samples outside every run."""
-    runs, unmatched, at = [], 0, 0
-    frames = recorded.shape[1]
-    exact_runs.unmatched_at = []
-    while at + CHUNK <= frames:
-        piece = recorded[:, at : at + CHUNK]
-        if not np.any(piece):
-            at += CHUNK
-            continue
-        where = locate(piece, expected)
-        if where is None:
-            unmatched += int(np.count_nonzero(np.any(piece[:, : CHUNK // 8], axis=0)))
-            exact_runs.unmatched_at.append(at)
-            at += CHUNK // 8
-            continue
-        length = min(frames - at, expected.shape[1] - where)
-        same = np.all(recorded[:, at : at + length] == expected[:, where : where + length], axis=0)
-        length = int(np.argmin(same)) if not same.all() else length
-        runs.append((at, where, length))
-        at += length
-    return runs, unmatched
-
-
-def check_delivered(recorded, expected, joined_by: int) -> list:
-    """The recording holds ``expected`` exactly and in order, from where parec joined (at
-    most ``joined_by`` samples in) to its last sound. Where the stream was late (a busy
-    machine), the server plays silence into the sink and the sound resumes later, and what a
-    late capture or PortAudio's underrun recovery dropped is missing: a run of exact samples
-    ends and the next starts further on, never earlier. Every other sound in the recording
-    must belong to a run: only the pieces that straddle a break (at most a chunk each) are
-    not matched. Half of the span at least must arrive. Returns the runs."""
-    runs, unmatched = exact_runs(recorded, expected)
-    assert runs, "nothing of the expected signal was recorded"
-    # What the device stream plays after the last exact run (the engine's output once the
-    # file has ended, until the stream stops) has no counterpart in ``expected``.
-    tail = runs[-1][0] + runs[-1][2]
-    unmatched = sum(
-        int(np.count_nonzero(np.any(recorded[:, at : at + CHUNK // 8], axis=0)))
-        for at in exact_runs.unmatched_at
-        if at < tail
-    )
-    report = (
-        f"runs (recording, expected, length): {runs}, unmatched {unmatched} "
-        f"at {exact_runs.unmatched_at[:3]}..{exact_runs.unmatched_at[-3:]}"
-    )
-    for (_, before, length), (_, after, _) in zip(runs, runs[1:], strict=False):
-        assert after >= before + length, report  # in order, nothing twice
-    first, matched = runs[0][1], sum(length for _, _, length in runs)
-    end = runs[-1][1] + runs[-1][2]
-    sound_end = expected.shape[1] - int(np.argmax(np.any(expected[:, ::-1] != 0, axis=0)))
-    assert end >= sound_end - 1, report  # delivered to the last sample of sound
-    assert first <= joined_by, report
-    # the live start's fade-in (the device stream starts from silence) differs from a file
-    assert unmatched <= CHUNK * len(runs) + START_FADE, report
-    assert matched >= 0.5 * (end - first), report
-    print(
-        f"virtual source: {matched} of {end - first} samples exact in {len(runs)} run(s), "
-        f"parec joined {first} samples into the output"
-    )
-    return runs
-
-
 # ------------------------------------------------------------------ a run in this process
 def matching_length(recorded: np.ndarray, output: np.ndarray) -> int:
     """How many samples (C, .) from the start of both are equal, all channels."""
@@ -287,11 +210,14 @@ def check_runs(recorded, output, joined_by: int, quiet_after: float = 0.0, note:
 class RecordOnceReady(threading.Thread):
     """Starts a :class:`Recorder` on the virtual source as soon as the server lists it (the
     run that makes it goes on in the main thread meanwhile), then calls ``then(self)`` in
-    this thread, if given (what a failure there raises, :meth:`finish` raises)."""
+    this thread, if given (what a failure there raises, :meth:`finish` raises).
+    ``recorder``: what makes the recorder, called with (address, folder); it has a
+    ``finish()`` that returns the recording (C, m) float32 once the run has ended."""
 
-    def __init__(self, address: str, folder: Path, then=None):
+    def __init__(self, address: str, folder: Path, then=None, recorder=Recorder):
         super().__init__(name="record-once-ready", daemon=True)
         self.address, self.folder, self.then = address, folder, then
+        self.make_recorder = recorder
         self.recorder: Recorder | None = None
         self.error: BaseException | None = None
         self.done = threading.Event()
@@ -299,7 +225,7 @@ class RecordOnceReady(threading.Thread):
     def run(self) -> None:
         while not self.done.is_set():
             if SOURCE in pactl(self.address, "list", "short", "sources").stdout:
-                self.recorder = Recorder(self.address, self.folder)
+                self.recorder = self.make_recorder(self.address, self.folder)
                 break
             self.done.wait(0.02)
         if self.recorder is not None and self.then is not None:
@@ -353,15 +279,22 @@ class MusicOnceRecording:
 
 
 def play_in_this_process(
-    server, monkeypatch, capsys, folder: Path, argv: list[str], once_recording=None
+    server,
+    monkeypatch,
+    capsys,
+    folder: Path,
+    argv: list[str],
+    once_recording=None,
+    recorder=Recorder,
 ):
-    """``stream-sep ARGV --output virtual`` run here, with this module's server as the
-    sound server, while parec records the virtual source from when it appears (then
-    ``once_recording``, if given, is called as :class:`RecordOnceReady`'s ``then``): (rc,
-    stderr, recording (C, m) float32). The environment and PortAudio's device list are as
-    before afterwards (with the server's address, ALSA's default device would be
-    PulseAudio)."""
-    watch = RecordOnceReady(server, folder, once_recording)
+    """``stream-sep ARGV --output virtual`` run here, with ``server`` (a PulseAudio
+    address: this module's server, or PipeWire's PulseAudio layer) as the sound server,
+    while parec records the virtual source from when it appears (``recorder`` makes it, as
+    for :class:`RecordOnceReady`; then ``once_recording``, if given, is called as its
+    ``then``): (rc, stderr, recording (C, m) float32). The environment and PortAudio's
+    device list are as before afterwards (with the server's address, ALSA's default device
+    would be PulseAudio)."""
+    watch = RecordOnceReady(server, folder, once_recording, recorder)
     with monkeypatch.context() as patch:
         patch.setenv("PULSE_SERVER", server)
         for name in ("PULSE_SINK", "PULSE_SOURCE"):
@@ -429,6 +362,22 @@ def engine_latency(err: str) -> int:
     return int(re.search(r"latency [\d.]+ s \((\d+) samples\)", err).group(1))
 
 
+def check_bypass(recorded, engine: TappedSeparator, err: str, samples: np.ndarray) -> None:
+    """A bypass run of a file whose samples (C, n) are at the stream's rate: the engine (its
+    latency as the run said in ``err``) heard the file, then silence; past the output's
+    fade-in its output is the file delayed by the latency; and every sound the recording
+    (C, m) holds is that output at its position (:func:`check_against_engine`)."""
+    latency = engine.latency_samples
+    assert engine_latency(err) == latency
+    heard, played = engine.input, latency + samples.shape[1]
+    np.testing.assert_array_equal(heard[:, : samples.shape[1]], samples)
+    assert not heard[:, samples.shape[1] :].any()
+    fade = round(engine.config.fade_in_seconds * engine.sample_rate)
+    output = engine.inline_output()
+    np.testing.assert_array_equal(output[:, latency + fade : played], samples[:, fade:])
+    check_against_engine(recorded, engine, played, joined_by=played // 2)
+
+
 @pytest.mark.slow
 def test_the_virtual_source_carries_the_file_exactly_and_is_gone_after(
     server, song, half_path, tmp_path, capsys, monkeypatch
@@ -444,15 +393,7 @@ def test_the_virtual_source_carries_the_file_exactly_and_is_gone_after(
     assert rc == 0, err
     assert "(2 ch 44100 Hz float32); stream-sep plays into the sink 'stream_sep_karaoke'" in err
     (engine,) = engines
-    latency = engine.latency_samples
-    assert engine_latency(err) == latency
-    heard, played = engine.input, latency + samples.shape[1]
-    np.testing.assert_array_equal(heard[:, : samples.shape[1]], samples)
-    assert not heard[:, samples.shape[1] :].any()
-    fade = round(engine.config.fade_in_seconds * RATE)
-    output = engine.inline_output()
-    np.testing.assert_array_equal(output[:, latency + fade : played], samples[:, fade:])
-    check_against_engine(recorded, engine, played, joined_by=played // 2)
+    check_bypass(recorded, engine, err, samples)
     assert our_modules(server) == []
     listing = (
         pactl(server, "list", "short", "sources").stdout

@@ -477,11 +477,11 @@ def test_system_music_to_the_virtual_microphone(
     assert our_modules(server) == []
 
 
-@pytest.mark.slow
-def test_a_killed_run_leaves_modules_that_the_next_start_removes(server, song, half_path):
-    path, _ = song
+def check_a_killed_run_is_cleaned_up_by_the_next(server: str, path, model) -> None:
+    """A SIGKILLed --output virtual run leaves its two modules; the next start removes them
+    in one line naming the process and the modules (as the server lists them)."""
     process = stream_sep(
-        server, "--input", str(path), "--output", "virtual", "--mode", "bypass", model=half_path
+        server, "--input", str(path), "--output", "virtual", "--mode", "bypass", model=model
     )
     wait_for_line(process, READY)
     left = our_modules(server)
@@ -489,8 +489,8 @@ def test_a_killed_run_leaves_modules_that_the_next_start_removes(server, song, h
     process.kill()
     process.wait(timeout=10)
     assert our_modules(server) == left  # a SIGKILL cleans nothing up
-    indexes = sorted((line.split("\t")[0] for line in left), key=int)  # as the server lists
-    rc, err = quick(server, "--input", str(path), "--output", "virtual", model=half_path)
+    indexes = [line.split("\t")[0] for line in left]  # as the server lists them
+    rc, err = quick(server, "--input", str(path), "--output", "virtual", model=model)
     assert rc == 0, err
     removed = [line for line in err.splitlines() if "left by an earlier run" in line]
     assert removed == [
@@ -500,11 +500,10 @@ def test_a_killed_run_leaves_modules_that_the_next_start_removes(server, song, h
     assert our_modules(server) == []
 
 
-@pytest.mark.slow
-def test_sigterm_removes_the_modules(server, song, half_path):
-    path, _ = song
+def check_sigterm_removes_the_modules(server: str, path, model) -> None:
+    """SIGTERM to a running --output virtual run: exit 0, its modules unloaded."""
     process = stream_sep(
-        server, "--input", str(path), "--output", "virtual", "--mode", "bypass", model=half_path
+        server, "--input", str(path), "--output", "virtual", "--mode", "bypass", model=model
     )
     wait_for_line(process, READY)
     assert len(our_modules(server)) == 2
@@ -512,6 +511,16 @@ def test_sigterm_removes_the_modules(server, song, half_path):
     _, err = process.communicate(timeout=60)
     assert process.returncode == 0, err
     assert our_modules(server) == []
+
+
+@pytest.mark.slow
+def test_a_killed_run_leaves_modules_that_the_next_start_removes(server, song, half_path):
+    check_a_killed_run_is_cleaned_up_by_the_next(server, song[0], half_path)
+
+
+@pytest.mark.slow
+def test_sigterm_removes_the_modules(server, song, half_path):
+    check_sigterm_removes_the_modules(server, song[0], half_path)
 
 
 # ---------------------------------------------------------------------------- refusals

@@ -15,7 +15,6 @@ of the file, and stream-sep says so in one line.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import time
 from pathlib import Path
@@ -35,11 +34,12 @@ from tests.test_virtual_output import (
     READY,
     SINK,
     SOURCE,
+    check_a_killed_run_is_cleaned_up_by_the_next,
     check_bypass,
+    check_sigterm_removes_the_modules,
     engine_latency,
     our_modules,
     play_in_this_process,
-    quick,
     stream_sep,
     wait_for_line,
 )
@@ -361,36 +361,11 @@ def has_gap(audio: np.ndarray) -> bool:
 
 @pytest.mark.slow
 def test_a_killed_run_leaves_modules_that_the_next_start_removes(server, song_48k, half_path):
-    path, _ = song_48k
-    process = stream_sep(
-        server, "--input", str(path), "--output", "virtual", "--mode", "bypass", model=half_path
-    )
-    wait_for_line(process, READY)
-    left = our_modules(server)
-    assert len(left) == 2 and all(f"={process.pid}@" in line for line in left), left
-    process.kill()
-    process.wait(timeout=10)
-    assert our_modules(server) == left  # a SIGKILL cleans nothing up
-    indexes = [line.split("\t")[0] for line in left]  # as the server lists them
-    rc, err = quick(server, "--input", str(path), "--output", "virtual", model=half_path)
-    assert rc == 0, err
-    removed = [line for line in err.splitlines() if "left by an earlier run" in line]
-    assert removed == [
-        "stream-sep: removed a virtual microphone left by an earlier run that did not exit "
-        f"cleanly (process {process.pid}; modules {', '.join(indexes)})"
-    ], err
+    check_a_killed_run_is_cleaned_up_by_the_next(server, song_48k[0], half_path)
     assert_gone(server)
 
 
 @pytest.mark.slow
 def test_sigterm_removes_the_modules(server, song_48k, half_path):
-    path, _ = song_48k
-    process = stream_sep(
-        server, "--input", str(path), "--output", "virtual", "--mode", "bypass", model=half_path
-    )
-    wait_for_line(process, READY)
-    assert len(our_modules(server)) == 2
-    process.send_signal(signal.SIGTERM)
-    _, err = process.communicate(timeout=60)
-    assert process.returncode == 0, err
+    check_sigterm_removes_the_modules(server, song_48k[0], half_path)
     assert_gone(server)

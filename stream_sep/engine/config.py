@@ -85,10 +85,7 @@ class EngineConfig:
     def of(cls, config: EngineConfig | None = None, **options) -> EngineConfig:
         """``config`` (default: all defaults) with ``options`` replaced; a name that is not
         an option is one line."""
-        unknown = sorted(set(options) - {field.name for field in dataclasses.fields(cls)})
-        if unknown:
-            raise TypeError(f"unknown engine option(s): {', '.join(unknown)}")
-        return dataclasses.replace(config or cls(), **options)
+        return replaced_options(cls, config, options, "engine")
 
     @property
     def shedding(self) -> bool:
@@ -100,3 +97,13 @@ class EngineConfig:
         if self.fade_in is not None:
             return self.fade_in
         return DEFAULT_FADE_SECONDS if self.limit else 0.0
+
+
+def replaced_options(cls, config, options: dict, what: str):
+    """``config`` (an instance of the frozen dataclass ``cls``; None: all defaults) with
+    ``options`` replaced; a name that is not a field of ``cls`` is a TypeError naming it as
+    one of ``what``'s options."""
+    unknown = sorted(set(options) - {field.name for field in dataclasses.fields(cls)})
+    if unknown:
+        raise TypeError(f"unknown {what} option(s): {', '.join(unknown)}")
+    return dataclasses.replace(config or cls(), **options)

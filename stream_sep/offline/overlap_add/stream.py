@@ -15,6 +15,7 @@ import numpy as np
 
 from stream_sep.dsp.postfilter import PostFilter
 from stream_sep.engine import highband
+from stream_sep.engine.config import replaced_options
 from stream_sep.engine.plan import check_channels, check_rate
 from stream_sep.errors import UserError
 from stream_sep.models.families import check_denoise
@@ -45,10 +46,7 @@ class OverlapAddConfig:
     def of(cls, config: OverlapAddConfig | None = None, **options) -> OverlapAddConfig:
         """``config`` (default: all defaults) with ``options`` replaced; a name that is not
         an option is one line."""
-        unknown = sorted(set(options) - {field.name for field in dataclasses.fields(cls)})
-        if unknown:
-            raise TypeError(f"unknown overlap-add option(s): {', '.join(unknown)}")
-        return dataclasses.replace(config or cls(), **options)
+        return replaced_options(cls, config, options, "overlap-add")
 
 
 class OverlapAddStream:
